@@ -1,0 +1,25 @@
+"""exact-connector: the Exact Online connector plugin for workflow-automation engines.
+
+Engines load :class:`Connector` through the ``workflow_automation.connectors`` entry point.
+Heavy modules are imported on first use, so ``exact-connector --version`` stays instant.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from exact_connector.runtime import Connector
+
+__all__ = ["Connector", "__version__"]
+
+_LAZY = {"Connector": "exact_connector.runtime"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'exact_connector' has no attribute {name!r}")

@@ -1,0 +1,216 @@
+"""The Exact Online endpoint catalog: which endpoints exist, their methods, keys and fields.
+
+The data is ``data/endpoints.json`` (facts merged from public descriptions of Exact's reference
+documentation; see ``data/PROVENANCE.md``). It is loaded lazily, once per process. An endpoint's
+identity is ``service/Endpoint`` as it appears in the URL after the division, e.g.
+``project/TimeTransactions`` or ``bulk/CRM/Accounts``; lookups are case-insensitive and return the
+canonical spelling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from exact_connector.exceptions import UnknownEndpoint
+
+__all__ = ["Catalog", "Endpoint", "Field", "catalog", "ENDPOINT_PATTERN"]
+
+Kind = Literal["regular", "bulk", "sync", "function"]
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+
+#: A typed-in endpoint: two to four segments of ASCII letters, nothing else (no dots, escapes,
+#: query strings or hosts can pass).
+ENDPOINT_PATTERN = re.compile(r"[A-Za-z]{1,40}(/[A-Za-z]{1,60}){1,3}", re.ASCII)
+
+_PAGE_SIZE: dict[str, int] = {"regular": 60, "function": 60, "bulk": 1000, "sync": 1000}
+_TWIN_PREFIXES = ("bulk", "sync")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One property of an endpoint's records."""
+
+    name: str
+    type: str
+    key: bool = False
+    readonly: bool = False
+    mandatory: bool = False
+    post_only: bool = False
+    obsolete: bool = False
+    collection: bool = False
+
+    @property
+    def writable(self) -> bool:
+        """Whether a POST or PUT may set this field."""
+        return not (self.key or self.readonly or self.collection)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One Exact Online REST resource."""
+
+    service: str
+    name: str
+    path: str
+    methods: frozenset[str]
+    primary_key: str | tuple[str, ...] | None
+    kind: Kind
+    fields: tuple[Field, ...] = ()
+    function_type: str | None = None
+    beta: bool = False
+    division_in_path: bool = True
+    scope: str | None = None
+    _by_name: dict[str, Field] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        """Canonical ``service/Endpoint``."""
+        return f"{self.service}/{self.name}"
+
+    @property
+    def page_size(self) -> int:
+        """Rows per page Exact returns for a list on this endpoint."""
+        return _PAGE_SIZE[self.kind]
+
+    @property
+    def key_field(self) -> Field | None:
+        """The primary key's field, for single-column keys with a known type."""
+        if not isinstance(self.primary_key, str):
+            return None
+        return self._by_name.get(self.primary_key.lower())
+
+    @property
+    def key_type(self) -> str | None:
+        """The Edm type of a single-column primary key (``Edm.Guid`` for most)."""
+        key = self.key_field
+        return key.type if key is not None else None
+
+    @property
+    def writable_fields(self) -> tuple[Field, ...]:
+        """Fields a POST or PUT may set, obsolete ones excluded."""
+        return tuple(f for f in self.fields if f.writable and not f.obsolete)
+
+    @property
+    def mandatory_fields(self) -> tuple[Field, ...]:
+        """Fields Exact requires on create."""
+        return tuple(f for f in self.fields if f.mandatory)
+
+    def field(self, name: str) -> Field | None:
+        """A field by name, case-insensitively."""
+        return self._by_name.get(name.lower())
+
+    def supports(self, method: str) -> bool:
+        """Whether the endpoint accepts this HTTP method."""
+        return method.upper() in self.methods
+
+    @property
+    def is_record_endpoint(self) -> bool:
+        """A regular resource with a single primary key: records can be addressed by key."""
+        return self.kind != "function" and isinstance(self.primary_key, str)
+
+
+def _endpoint_from(raw: dict[str, Any]) -> Endpoint:
+    fields = tuple(
+        Field(
+            name=f["name"],
+            type=f["type"],
+            key=bool(f.get("key")),
+            readonly=bool(f.get("readonly")),
+            mandatory=bool(f.get("mandatory")),
+            post_only=bool(f.get("post_only")),
+            obsolete=bool(f.get("obsolete")),
+            collection=bool(f.get("collection")),
+        )
+        for f in raw.get("fields", [])
+    )
+    key = raw.get("primary_key")
+    return Endpoint(
+        service=raw["service"],
+        name=raw["endpoint"],
+        path=raw["path"],
+        methods=frozenset(m.upper() for m in raw["methods"]),
+        primary_key=tuple(key) if isinstance(key, list) else key,
+        kind=raw["kind"],
+        fields=fields,
+        function_type=raw.get("function_type"),
+        beta=bool(raw.get("beta")),
+        division_in_path=bool(raw.get("division_in_path", True)),
+        scope=raw.get("scope"),
+        _by_name={f.name.lower(): f for f in fields},
+    )
+
+
+class Catalog:
+    """Lookups over the endpoint list; build once with :func:`catalog`."""
+
+    def __init__(self, endpoints: list[Endpoint]) -> None:
+        self._endpoints = tuple(sorted(endpoints, key=lambda e: e.id.lower()))
+        self._by_id = {e.id.lower(): e for e in self._endpoints}
+
+    def __len__(self) -> int:
+        return len(self._endpoints)
+
+    def __iter__(self) -> Any:
+        return iter(self._endpoints)
+
+    def get(self, name: str) -> Endpoint | None:
+        """The endpoint named ``service/Endpoint`` (any case), or None."""
+        return self._by_id.get(name.lower()) if ENDPOINT_PATTERN.fullmatch(name) else None
+
+    def lookup(self, name: str) -> Endpoint:
+        """Like :meth:`get`, but an unknown or malformed name raises :class:`UnknownEndpoint`."""
+        if not isinstance(name, str) or not ENDPOINT_PATTERN.fullmatch(name):
+            raise UnknownEndpoint(
+                "The endpoint must be written as service/Endpoint using letters only.",
+                errors=[{"path": "$.endpoint", "code": "pattern", "message": "not service/Endpoint"}],
+            )
+        endpoint = self._by_id.get(name.lower())
+        if endpoint is None:
+            raise UnknownEndpoint(
+                "This endpoint is not in the Exact Online catalog.",
+                errors=[{"path": "$.endpoint", "code": "unknown", "message": "not in the catalog"}],
+            )
+        return endpoint
+
+    def options(self, method: str | None = None, search: str | None = None) -> list[Endpoint]:
+        """Endpoints for a dropdown: records addressable with ``method``, matching ``search``.
+
+        For DELETE, PUT and GET-by-key this means endpoints with a single primary key that are not
+        functions; for POST it also admits POST actions.
+        """
+        result = []
+        needle = (search or "").lower()
+        for endpoint in self._endpoints:
+            if method is not None:
+                if not endpoint.supports(method):
+                    continue
+                if method.upper() in ("PUT", "DELETE") and not endpoint.is_record_endpoint:
+                    continue
+            if needle and needle not in endpoint.id.lower():
+                continue
+            result.append(endpoint)
+        return result
+
+    def twin(self, endpoint: Endpoint, kind: Literal["bulk", "sync"]) -> Endpoint | None:
+        """The bulk or sync variant of a regular endpoint, e.g. crm/Accounts -> bulk/CRM/Accounts."""
+        if endpoint.kind != "regular" or endpoint.beta or "/" in endpoint.name:
+            return None
+        return self._by_id.get(f"{kind}/{endpoint.service}/{endpoint.name}".lower())
+
+    def origin(self, endpoint: Endpoint) -> Endpoint | None:
+        """The regular endpoint a bulk or sync endpoint mirrors, if the catalog has it."""
+        if endpoint.kind not in _TWIN_PREFIXES:
+            return None
+        return self._by_id.get(endpoint.name.lower())
+
+
+@cache
+def catalog() -> Catalog:
+    """The process-wide catalog, loaded on first use."""
+    text = resources.files("exact_connector").joinpath("data/endpoints.json").read_text("utf-8")
+    return Catalog([_endpoint_from(raw) for raw in json.loads(text)])

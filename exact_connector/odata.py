@@ -1,0 +1,221 @@
+"""OData v2 details of Exact Online: key and filter literals, ``/Date(ms)/``, envelopes.
+
+Everything that turns a user's value into URL text goes through :func:`key_literal` or
+:func:`filter_literal`; both accept only values whose rendering cannot change the URL's structure.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from exact_connector.exceptions import ExactError, InputError
+
+__all__ = [
+    "DATE_PATTERN",
+    "Page",
+    "canonical_guid",
+    "canonical_integer",
+    "filter_literal",
+    "format_date",
+    "key_literal",
+    "normalize",
+    "parse_date",
+    "unwrap_page",
+    "unwrap_record",
+]
+
+_GUID = re.compile(
+    r"(?:urn:uuid:)?(\{)?([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})(?(1)\})",
+    re.ASCII | re.IGNORECASE,
+)
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+#: Characters never allowed in a string key: they would change the URL's path or query.
+_STRING_KEY_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\?#%]")
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "Edm.Byte": (0, 2**8 - 1),
+    "Edm.Int16": (0, 2**15 - 1),
+    "Edm.Int32": (0, 2**31 - 1),
+    "Edm.Int64": (0, 2**63 - 1),
+}
+DATE_PATTERN = re.compile(r"/Date\((-?[0-9]{1,15})([+-][0-9]{4})?\)/", re.ASCII)
+_EPOCH = datetime(1970, 1, 1)
+_MAX_STRING_KEY = 200
+
+
+def _invalid(path: str, code: str, message: str) -> InputError:
+    return InputError(
+        f"Invalid value at {path}: {message}.",
+        errors=[{"path": path, "code": code, "message": message}],
+    )
+
+
+def canonical_guid(value: object, path: str = "$.id") -> str:
+    """Lower-case hyphenated GUID; braces, ``urn:uuid:``, upper case and no hyphens accepted."""
+    if not isinstance(value, str) or not (match := _GUID.fullmatch(value)):
+        raise _invalid(path, "format", "expected a GUID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+    return str(uuid.UUID(match.group(2)))
+
+
+def canonical_integer(value: object, path: str = "$.id", edm_type: str = "Edm.Int64") -> int:
+    """A non-negative integer from an int or a string of ASCII digits, range-checked by type."""
+    low, high = _INTEGER_RANGES.get(edm_type, _INTEGER_RANGES["Edm.Int64"])
+    if isinstance(value, bool):
+        raise _invalid(path, "type", "expected a whole number")
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            raise _invalid(path, "format", "expected a whole number written with the digits 0-9")
+        value = int(value)
+    if not isinstance(value, int):
+        raise _invalid(path, "type", "expected a whole number")
+    if not low <= value <= high:
+        raise _invalid(path, "range", f"expected a number from {low} to {high}")
+    return value
+
+
+def _string_literal(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _invalid(path, "type", "expected a non-empty text value")
+    if len(value) > _MAX_STRING_KEY or _STRING_KEY_FORBIDDEN.search(value):
+        raise _invalid(path, "format", "text contains characters that are not allowed here")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _datetime_literal(value: object, path: str) -> str:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9T:.+\-Z]{10,35}", value, re.ASCII):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise _invalid(path, "format", "expected an ISO 8601 date or date-time") from None
+    else:
+        raise _invalid(path, "format", "expected an ISO 8601 date or date-time")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return f"datetime'{moment.isoformat(timespec='seconds')}'"
+
+
+def key_literal(value: object, edm_type: str | None, path: str = "$.id") -> str:
+    """The text between the parentheses of ``Endpoint(…)`` for a key of this Edm type."""
+    if edm_type == "Edm.Guid":
+        return f"guid'{canonical_guid(value, path)}'"
+    if edm_type in _INTEGER_RANGES:
+        return str(canonical_integer(value, path, edm_type))
+    if edm_type == "Edm.String":
+        return _string_literal(value, path)
+    if edm_type == "Edm.DateTime":
+        return _datetime_literal(value, path)
+    raise _invalid(path, "unsupported_key", "this endpoint's key type cannot be addressed by ID")
+
+
+def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
+    """A ``$filter`` literal for a value compared with a field of this Edm type."""
+    if value is None:
+        return "null"
+    if edm_type == "Edm.Boolean":
+        if not isinstance(value, bool):
+            raise _invalid(path, "type", "expected true or false")
+        return "true" if value else "false"
+    if edm_type in ("Edm.Double", "Edm.Decimal", "Edm.Single"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(path, "type", "expected a number")
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    if edm_type == "Edm.String":
+        if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
+            raise _invalid(path, "type", "expected text without control characters")
+        return "'" + value.replace("'", "''") + "'"
+    return key_literal(value, edm_type, path)
+
+
+def parse_date(text: str) -> str | None:
+    """``/Date(ms)/`` as ISO 8601 (Exact's wall-clock time, so no zone unless one is given)."""
+    match = DATE_PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    moment = _EPOCH + timedelta(milliseconds=int(match.group(1)))
+    offset = match.group(2)
+    if offset:
+        minutes = int(offset[1:3]) * 60 + int(offset[3:])
+        zone = timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+        moment = (moment.replace(tzinfo=UTC)).astimezone(zone)
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec)
+
+
+def format_date(value: datetime | str) -> str:
+    """ISO 8601 (naive = Exact wall-clock) as ``/Date(ms)/``."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    milliseconds = (moment - _EPOCH) // timedelta(milliseconds=1)
+    return f"/Date({milliseconds})/"
+
+
+class Page:
+    """One list page: its records, the absolute ``__next`` link and ``__count`` if sent."""
+
+    __slots__ = ("count", "next", "records")
+
+    def __init__(self, records: list[dict[str, Any]], next: str | None, count: int | None) -> None:
+        self.records = records
+        self.next = next
+        self.count = count
+
+
+def _shape_error() -> ExactError:
+    return ExactError(
+        "Exact Online answered with JSON of an unexpected shape.",
+        details={"expected": "an object with a 'd' member"},
+    )
+
+
+def unwrap_page(payload: object) -> Page:
+    """Records of ``{"d":{"results":[…]}}`` or ``{"d":[…]}`` (or one ``{"d":{…}}`` record)."""
+    if not isinstance(payload, dict) or "d" not in payload:
+        raise _shape_error()
+    body = payload["d"]
+    if isinstance(body, list):
+        return Page([r for r in body if isinstance(r, dict)], None, None)
+    if not isinstance(body, dict):
+        raise _shape_error()
+    if "results" in body and isinstance(body["results"], list):
+        count = body.get("__count")
+        next_link = body.get("__next")
+        return Page(
+            [r for r in body["results"] if isinstance(r, dict)],
+            next_link if isinstance(next_link, str) else None,
+            int(count) if isinstance(count, str | int) and str(count).isdigit() else None,
+        )
+    return Page([body], None, None)
+
+
+def unwrap_record(payload: object) -> dict[str, Any]:
+    """The single record of ``{"d":{…}}``, ``{"d":{"results":[r]}}`` or ``{"d":[r]}``."""
+    if isinstance(payload, dict) and isinstance(payload.get("d"), dict):
+        body = payload["d"]
+        if not isinstance(body.get("results"), list):
+            return dict(body)
+    records = unwrap_page(payload).records
+    if len(records) != 1:
+        raise _shape_error()
+    return records[0]
+
+
+def normalize(value: Any) -> Any:
+    """Exact's JSON made plain: ISO dates, no ``__metadata``/``__deferred``, expanded lists."""
+    if isinstance(value, dict):
+        if set(value) == {"results"} and isinstance(value["results"], list):
+            return [normalize(item) for item in value["results"]]
+        return {
+            key: normalize(item)
+            for key, item in value.items()
+            if key != "__metadata" and not (isinstance(item, dict) and "__deferred" in item)
+        }
+    if isinstance(value, list):
+        return [normalize(item) for item in value]
+    if isinstance(value, str) and value.startswith("/Date("):
+        return parse_date(value) or value
+    return value
