@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from exact_connector.exceptions import UnknownEndpoint
 
-__all__ = ["Catalog", "Endpoint", "Field", "catalog", "ENDPOINT_PATTERN"]
+__all__ = ["ENDPOINT_PATTERN", "Catalog", "Endpoint", "Field", "catalog"]
 
 Kind = Literal["regular", "bulk", "sync", "function"]
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -167,7 +167,9 @@ class Catalog:
         if not isinstance(name, str) or not ENDPOINT_PATTERN.fullmatch(name):
             raise UnknownEndpoint(
                 "The endpoint must be written as service/Endpoint using letters only.",
-                errors=[{"path": "$.endpoint", "code": "pattern", "message": "not service/Endpoint"}],
+                errors=[
+                    {"path": "$.endpoint", "code": "pattern", "message": "not service/Endpoint"}
+                ],
             )
         endpoint = self._by_id.get(name.lower())
         if endpoint is None:
@@ -197,7 +199,7 @@ class Catalog:
         return result
 
     def twin(self, endpoint: Endpoint, kind: Literal["bulk", "sync"]) -> Endpoint | None:
-        """The bulk or sync variant of a regular endpoint, e.g. crm/Accounts -> bulk/CRM/Accounts."""
+        """The bulk or sync variant of a regular endpoint: crm/Accounts -> bulk/CRM/Accounts."""
         if endpoint.kind != "regular" or endpoint.beta or "/" in endpoint.name:
             return None
         return self._by_id.get(f"{kind}/{endpoint.service}/{endpoint.name}".lower())

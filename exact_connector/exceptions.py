@@ -295,7 +295,9 @@ class ReauthRequired(ConfigError):
     """Raised when the refresh token is dead; only a new sign-in (consent) can fix it."""
 
     code = "reauth_required"
-    hint = "Sign in again: exact-connector credentials reauthorize NAME (or Reconnect in the engine)."
+    hint = (
+        "Sign in again: exact-connector credentials reauthorize NAME (or Reconnect in the engine)."
+    )
 
 
 class CredentialNotFound(ConfigError):
@@ -417,7 +419,7 @@ class VaultBusy(TransientError):
 # --- system: stop and look -----------------------------------------------------------------------
 
 
-class SystemError_(ExactConnectorError):  # noqa: N801  (``SystemError`` is a builtin)
+class SystemError_(ExactConnectorError):
     """Base for errors where a person should look before anything is retried."""
 
     code = "system_error"

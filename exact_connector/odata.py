@@ -55,7 +55,11 @@ def _invalid(path: str, code: str, message: str) -> InputError:
 def canonical_guid(value: object, path: str = "$.id") -> str:
     """Lower-case hyphenated GUID; braces, ``urn:uuid:``, upper case and no hyphens accepted."""
     if not isinstance(value, str) or not (match := _GUID.fullmatch(value)):
-        raise _invalid(path, "format", "expected a GUID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+        raise _invalid(
+            path,
+            "format",
+            "expected a GUID written as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits)",
+        )
     return str(uuid.UUID(match.group(2)))
 
 

@@ -1,0 +1,114 @@
+"""The endpoint catalog: lookups, keys, methods, page sizes, twins and dropdown options."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+
+from exact_connector.catalog import ENDPOINT_PATTERN, catalog
+from exact_connector.exceptions import UnknownEndpoint
+
+
+def test_time_transactions_resolve_with_guid_key_and_crud_methods() -> None:
+    """project/TimeTransactions has key ID (Edm.Guid) and GET, POST, PUT, DELETE."""
+    endpoint = catalog().lookup("project/TimeTransactions")
+    assert endpoint.id == "project/TimeTransactions"
+    assert endpoint.primary_key == "ID"
+    assert endpoint.key_type == "Edm.Guid"
+    assert endpoint.methods == {"GET", "POST", "PUT", "DELETE"}
+    assert endpoint.page_size == 60
+
+
+def test_lookup_is_case_insensitive_and_returns_canonical_spelling() -> None:
+    """A typed name in any case resolves to the catalog's spelling."""
+    assert catalog().lookup("PROJECT/timetransactions").id == "project/TimeTransactions"
+    assert catalog().lookup("bulk/crm/accounts").id == "bulk/CRM/Accounts"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "crm/Nope",
+        "../oauth2/token",
+        "crm/../../x",
+        "crm%2FAccounts",
+        "crm/Accounts?$top=1",
+        "//evil.example/x",
+        "https://evil.example",
+        "crm/Accounts ",
+        "crm/Аccounts",  # Cyrillic A
+        "",
+    ],
+    ids=lambda n: repr(n),
+)
+def test_lookup_rejects_unknown_and_malformed_names(name: str) -> None:
+    """Anything but a catalog name raises UnknownEndpoint with a path."""
+    with pytest.raises(UnknownEndpoint) as caught:
+        catalog().lookup(name)
+    assert caught.value.errors[0]["path"] == "$.endpoint"
+    assert name not in caught.value.message or not name
+
+
+def test_every_catalog_entry_matches_the_endpoint_pattern_and_is_unique() -> None:
+    """Typed-in names use the same pattern the catalog's own names satisfy."""
+    ids = [endpoint.id for endpoint in catalog()]
+    assert len(ids) == 455
+    assert len({i.lower() for i in ids}) == len(ids)
+    assert all(ENDPOINT_PATTERN.fullmatch(i) for i in ids)
+
+
+def test_page_size_by_kind() -> None:
+    """Regular endpoints page by 60, bulk and sync by 1000."""
+    assert catalog().lookup("crm/Accounts").page_size == 60
+    assert catalog().lookup("bulk/CRM/Accounts").page_size == 1000
+    assert catalog().lookup("sync/CRM/Accounts").page_size == 1000
+
+
+def test_delete_options_exclude_read_only_and_function_endpoints() -> None:
+    """Only record endpoints that support DELETE are offered for deletion."""
+    options = catalog().options("DELETE")
+    ids = {e.id for e in options}
+    assert "project/TimeTransactions" in ids
+    assert all(e.supports("DELETE") and e.kind == "regular" for e in options)
+    assert all(isinstance(e.primary_key, str) for e in options)
+    assert "crm/AcceptQuotation" not in ids  # a POST action
+    assert not any(e.id.startswith(("read/", "bulk/", "sync/")) for e in options)
+    assert "current/Me" not in ids
+
+
+def test_options_search_filters_by_substring() -> None:
+    """The dropdown search matches any part of service/Endpoint, case-insensitively."""
+    found = {e.id for e in catalog().options("GET", search="timetrans")}
+    assert "project/TimeTransactions" in found
+    assert all("timetrans" in i.lower() for i in found)
+
+
+def test_bulk_and_sync_twins() -> None:
+    """crm/Accounts has bulk and sync twins; TimeTransactions has none."""
+    accounts = catalog().lookup("crm/Accounts")
+    bulk = catalog().twin(accounts, "bulk")
+    sync = catalog().twin(accounts, "sync")
+    assert bulk is not None and bulk.id == "bulk/CRM/Accounts"
+    assert sync is not None and sync.id == "sync/CRM/Accounts"
+    assert catalog().origin(bulk) == accounts
+    assert catalog().twin(catalog().lookup("project/TimeTransactions"), "bulk") is None
+
+
+def test_writable_and_mandatory_fields_of_time_transactions() -> None:
+    """Writable fields exclude keys, read-only and obsolete ones; Item, Project, Quantity are mandatory."""
+    endpoint = catalog().lookup("project/TimeTransactions")
+    writable = {f.name for f in endpoint.writable_fields}
+    assert {"Item", "Project", "Quantity", "HourStatus", "Notes", "Date"} <= writable
+    assert not writable & {"ID", "Created", "ProjectCode", "Amount", "Division"}
+    assert [f.name for f in endpoint.mandatory_fields] == ["Item", "Project", "Quantity"]
+
+
+def test_packaged_catalog_equals_the_shared_copy_shape() -> None:
+    """The packaged data is a list of 455 endpoint objects with the documented keys."""
+    raw = json.loads(
+        resources.files("exact_connector").joinpath("data/endpoints.json").read_text("utf-8")
+    )
+    assert len(raw) == 455
+    assert all({"service", "endpoint", "path", "methods", "kind"} <= set(e) for e in raw)
