@@ -1,0 +1,447 @@
+"""Rate governor: Exact's minute and day call budgets and its hourly error budget, per division.
+
+Exact Online allows 60 calls per clock minute and 5,000 per UTC day for each app and division, and
+blocks the app's key for an hour once an endpoint has drawn 10 errors (400/401/403/404) within an
+hour. :class:`RateGovernor` keeps all three budgets locally, so a call waits for the next minute
+instead of drawing a 429, fails fast with ``retry_at`` when the day is spent, and is refused before
+the lockout could trigger.
+
+Windows are aligned like Exact's (clock minutes, UTC days) and reconciled with the ``X-RateLimit-*``
+headers of every response: the server's reset wins for a window's end, and its remaining count can
+lower ours but never raise it. Clock skew against Exact is absorbed by ``RESET_MARGIN``: a spent
+window is reopened only that long after its reset, a call made within that margin of a window's end
+counts in both windows, and a 429 whose reset has already passed (our clock runs ahead) backs off
+briefly.
+
+State is a small SQLite database: ``:memory:`` for one process, or a file shared by every process on
+the host, where ``BEGIN IMMEDIATE`` makes each reservation atomic. It holds only counters, so
+deleting it is always safe.
+
+401s count toward the error budget even when a token refresh fixes them at once: whether Exact
+counts them is unknown (RELIABILITY.md Q8), and counting them can only make us stop early.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from exact_connector.clock import Clock, SystemClock
+from exact_connector.exceptions import (
+    DailyRateLimited,
+    ErrorBudgetExhausted,
+    ExactConnectorError,
+    RateLimited,
+    SystemError_,
+    TransientError,
+)
+
+__all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "backoff_delay", "parse_rate_headers"]
+
+MINUTE = 60.0
+DAY = 86_400.0
+ERROR_WINDOW = 3_600.0
+RESET_MARGIN = 1.0  # seconds: covers clock skew between us and Exact around a window's reset
+PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, then try again
+MIN_RETRY_AFTER = 1.0  # Retry-After of 0 or a past date still waits a little: never a hot loop
+MAX_RETRY_AFTER = DAY  # nothing Exact limits lasts longer than a day; larger values are mistakes
+BUSY_TIMEOUT = 30.0
+
+COUNTED_ERRORS = frozenset({400, 401, 403, 404})  # what Exact counts toward its lockout
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+_NUMBER = re.compile(r"([0-9]{1,16})(?:\.[0-9]{0,9})?", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_MS_THRESHOLD = 1e11  # epochs below are seconds (1e11 ms is 1973; 1e11 s is the year 5138)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS windows (
+    client_id TEXT NOT NULL, division INTEGER NOT NULL, kind TEXT NOT NULL,
+    end_at REAL NOT NULL, used INTEGER NOT NULL, carry INTEGER NOT NULL, lim INTEGER NOT NULL,
+    PRIMARY KEY (client_id, division, kind));
+CREATE TABLE IF NOT EXISTS errors (
+    client_id TEXT NOT NULL, division INTEGER NOT NULL, endpoint TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_by_endpoint ON errors (client_id, division, endpoint, at);
+"""
+
+_RNG = random.Random()  # jitter, not secrecy
+
+
+@dataclass(frozen=True, slots=True)
+class RateHeaders:
+    """The ``X-RateLimit-*`` headers of one response; ``None`` where absent or unreadable."""
+
+    minute_limit: int | None = None
+    minute_remaining: int | None = None
+    minute_reset: float | None = None  # epoch seconds
+    day_limit: int | None = None
+    day_remaining: int | None = None
+    day_reset: float | None = None  # epoch seconds
+
+    def group(self, kind: str) -> tuple[int | None, int | None, float | None]:
+        """``(limit, remaining, reset)`` of the ``"minute"`` or ``"day"`` headers."""
+        if kind == "minute":
+            return self.minute_limit, self.minute_remaining, self.minute_reset
+        return self.day_limit, self.day_remaining, self.day_reset
+
+
+@dataclass(frozen=True, slots=True)
+class RateSnapshot:
+    """One division's budgets right now, for Test Connect's rate-limit headroom."""
+
+    minute_limit: int
+    minute_remaining: int
+    minute_reset: datetime
+    day_limit: int
+    day_remaining: int
+    day_reset: datetime
+
+
+def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
+    """Read Exact's rate-limit headers defensively; never raises."""
+    found = _lowered(headers)
+    return RateHeaders(
+        *_header_group(found, "x-ratelimit-minutely-"), *_header_group(found, "x-ratelimit-")
+    )
+
+
+def backoff_delay(
+    attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+) -> float:
+    """Full jitter: a uniform delay in ``[0, min(cap, base * 2**attempt)]`` seconds."""
+    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
+    return (rng or _RNG).uniform(0.0, max(ceiling, 0.0))
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    return {str(name).lower(): value for name, value in headers.items() if isinstance(value, str)}
+
+
+def _integer(value: str | None) -> int | None:
+    match = _NUMBER.fullmatch(value.strip()) if value is not None else None
+    return int(match.group(1)) if match else None
+
+
+def _epoch(value: str | None) -> float | None:
+    """An epoch in milliseconds (Exact's unit) or, mistakenly, seconds; 0 means absent."""
+    number = _integer(value)
+    if not number:
+        return None
+    seconds = number / 1000 if number >= _MS_THRESHOLD else float(number)
+    return seconds if seconds < _MS_THRESHOLD else None
+
+
+def _header_group(
+    found: dict[str, str], prefix: str
+) -> tuple[int | None, int | None, float | None]:
+    limit = _integer(found.get(prefix + "limit"))
+    reset = _epoch(found.get(prefix + "reset"))
+    if not limit and reset is None:
+        # Exact's minutely 429 omits the daily headers; clients that read them as 0 must not
+        # conclude the day is spent.
+        return None, None, None
+    return limit or None, _integer(found.get(prefix + "remaining")), reset
+
+
+def _retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Retry-After as delay-seconds or an HTTP-date, relative to ``now``; garbage gives None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DIGITS.fullmatch(text):
+        return float(text)  # a huge value overflows to inf, which the caller caps
+    try:
+        when = parsedate_to_datetime(text)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None
+
+
+def _plausible(reset: float | None, now: float, length: float) -> float | None:
+    """A reset more than two windows from now is a unit mistake or garbage: ignore it."""
+    if reset is None or abs(reset - now) > 2 * length:
+        return None
+    return reset
+
+
+def _next_boundary(now: float, length: float) -> float:
+    return math.floor(now / length) * length + length
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@dataclass(slots=True)
+class _Window:
+    """One fixed window (a clock minute or a UTC day) of one division's call budget."""
+
+    length: float
+    limit: int
+    end: float = 0.0  # our clock; 0 until first use
+    used: int = 0
+    carry: int = 0  # calls made within RESET_MARGIN of ``end``: Exact may count them in the next
+
+    def roll(self, now: float) -> None:
+        """Start a new window once the current one has ended (plus the skew margin)."""
+        if now < self.end + RESET_MARGIN:
+            return
+        self.used = self.carry if now < self.end + self.length else 0
+        self.carry = 0
+        self.end = _next_boundary(now, self.length)
+
+    def opens_at(self) -> float | None:
+        """When the next call may be made, or None if one may be made now."""
+        return None if self.used < self.limit else self.end + RESET_MARGIN
+
+    def reserve(self, now: float) -> None:
+        self.used += 1
+        if now >= self.end - RESET_MARGIN:
+            self.carry += 1
+
+    def reconcile(
+        self, limit: int | None, remaining: int | None, reset: float | None, now: float, cap: int
+    ) -> None:
+        """Take the server's view: its reset ends the window, its count may only lower ours."""
+        if limit:
+            self.limit = min(cap, limit)
+        if (reset := _plausible(reset, now, self.length)) is not None:
+            if reset < self.end - self.length / 2:
+                return  # a late response from a previous window
+            if reset >= self.end + self.length / 2:
+                self.used, self.carry = self.carry, 0  # Exact is already in the next window
+            self.end = max(self.end, reset)
+        if remaining is not None:
+            self.used = max(self.used, self.limit - remaining)
+
+    def spend(self, until: float) -> None:
+        """A 429: nothing more in this window, which Exact says lasts until ``until``."""
+        self.used = max(self.used, self.limit)
+        self.end = until
+
+
+class RateGovernor:
+    """Paces calls per ``(client_id, division)`` and guards each endpoint's hourly error budget."""
+
+    def __init__(
+        self,
+        state_path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        minute_limit: int = 60,
+        day_limit: int = 5000,
+        error_limit: int = 10,
+        error_margin: int = 2,
+    ) -> None:
+        self._path = Path(state_path) if state_path is not None else None
+        self._clock: Clock = clock or SystemClock()
+        self._limits = {"minute": (MINUTE, minute_limit), "day": (DAY, day_limit)}
+        self._error_limit = error_limit
+        self._error_stop = max(1, error_limit - error_margin)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._db: sqlite3.Connection | None = None
+
+    def acquire(
+        self, client_id: str, division: int, endpoint: str, *, deadline: float | None
+    ) -> None:
+        """Reserve one call, waiting for the minute to refill; raise if the wait is not possible."""
+        while True:
+            with self._transaction() as db:
+                now = self._clock.now()
+                self._check_error_budget(db, client_id, division, endpoint, now)
+                windows = self._load(db, client_id, division, now)
+                minute, day = windows["minute"], windows["day"]
+                if (day_opens := day.opens_at()) is not None:
+                    raise DailyRateLimited(
+                        f"Division {division} used all {day.limit} API calls for today; Exact "
+                        f"resets the count at {_utc(day_opens).isoformat(timespec='seconds')}.",
+                        details={"division": division, "endpoint": endpoint, "limit": day.limit},
+                        retry_at=_utc(day_opens),
+                    )
+                opens = minute.opens_at()
+                if opens is None:
+                    minute.reserve(now)
+                    day.reserve(now)
+                    self._save(db, client_id, division, windows)
+                    return
+            if deadline is not None and opens > deadline:
+                raise RateLimited(
+                    f"Division {division} used its {minute.limit} calls for this minute; the next "
+                    f"window opens at {_utc(opens).isoformat(timespec='seconds')}, after the "
+                    "step's deadline.",
+                    details={"division": division, "endpoint": endpoint, "limit": minute.limit},
+                    retry_at=_utc(opens),
+                )
+            self._clock.sleep(opens - now)
+
+    def observe(
+        self, client_id: str, division: int, endpoint: str, status: int, headers: Mapping[str, str]
+    ) -> None:
+        """Reconcile with a response's rate-limit headers; count client errors toward the budget."""
+        parsed = parse_rate_headers(headers)
+        with self._transaction() as db:
+            now = self._clock.now()
+            if status in COUNTED_ERRORS:
+                key = (client_id, division, endpoint.lower())
+                db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
+                db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
+            windows = self._load(db, client_id, division, now)
+            for kind, window in windows.items():
+                window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
+            if status == 429:
+                windows["minute"].spend(self._throttled_until(now, parsed, headers))
+            self._save(db, client_id, division, windows)
+
+    def retry_after(self, status: int, headers: Mapping[str, str]) -> float | None:
+        """Seconds to wait before retrying a 429/503, from Retry-After or the minutely reset."""
+        if status not in RETRY_AFTER_STATUSES:
+            return None
+        now = self._clock.now()
+        delay = _retry_after_seconds(_lowered(headers).get("retry-after"), now)
+        if delay is None and status == 429:
+            reset = _plausible(parse_rate_headers(headers).minute_reset, now, MINUTE)
+            delay = None if reset is None else reset + RESET_MARGIN - now
+        if delay is None:
+            return None
+        return min(max(delay, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+
+    def snapshot(self, client_id: str, division: int) -> RateSnapshot:
+        """The division's limits, what is left of them, and when each resets."""
+        with self._transaction() as db:
+            windows = self._load(db, client_id, division, self._clock.now())
+        minute, day = windows["minute"], windows["day"]
+        return RateSnapshot(
+            minute_limit=minute.limit,
+            minute_remaining=max(0, minute.limit - minute.used),
+            minute_reset=_utc(minute.end),
+            day_limit=day.limit,
+            day_remaining=max(0, day.limit - day.used),
+            day_reset=_utc(day.end),
+        )
+
+    def _throttled_until(
+        self, now: float, parsed: RateHeaders, headers: Mapping[str, str]
+    ) -> float:
+        reset = _plausible(parsed.minute_reset, now, MINUTE)
+        if reset is None:
+            until = _next_boundary(now, MINUTE)
+        else:
+            until = reset if reset > now else now + PAST_RESET_BACKOFF
+        explicit = _retry_after_seconds(_lowered(headers).get("retry-after"), now)
+        if explicit is not None:
+            until = max(until, now + min(explicit, MAX_RETRY_AFTER))
+        return until
+
+    def _check_error_budget(
+        self, db: sqlite3.Connection, client_id: str, division: int, endpoint: str, now: float
+    ) -> None:
+        times = [
+            at
+            for (at,) in db.execute(
+                "SELECT at FROM errors WHERE client_id = ? AND division = ? AND endpoint = ?"
+                " AND at > ? ORDER BY at",
+                (client_id, division, endpoint.lower(), now - ERROR_WINDOW),
+            )
+        ]
+        if len(times) < self._error_stop:
+            return
+        retry_at = _utc(times[len(times) - self._error_stop] + ERROR_WINDOW)
+        raise ErrorBudgetExhausted(
+            f"{len(times)} errors on {endpoint} in the last hour; Exact blocks the app at "
+            f"{self._error_limit}, so calls to it are held until "
+            f"{retry_at.isoformat(timespec='seconds')}.",
+            details={"division": division, "endpoint": endpoint, "errors": len(times)},
+            retry_at=retry_at,
+        )
+
+    def _load(
+        self, db: sqlite3.Connection, client_id: str, division: int, now: float
+    ) -> dict[str, _Window]:
+        windows = {kind: _Window(length, limit) for kind, (length, limit) in self._limits.items()}
+        rows = db.execute(
+            "SELECT kind, end_at, used, carry, lim FROM windows"
+            " WHERE client_id = ? AND division = ?",
+            (client_id, division),
+        )
+        for kind, end, used, carry, limit in rows:
+            if (window := windows.get(kind)) is not None:
+                window.end, window.used, window.carry = float(end), int(used), int(carry)
+                window.limit = min(window.limit, int(limit))
+        for window in windows.values():
+            window.roll(now)
+        return windows
+
+    def _save(
+        self, db: sqlite3.Connection, client_id: str, division: int, windows: dict[str, _Window]
+    ) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (client_id, division, kind, w.end, w.used, w.carry, w.limit)
+                for kind, w in windows.items()
+            ],
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._pid != os.getpid():  # forked: the parent's lock and connection are not ours
+            self._lock, self._db, self._pid = threading.Lock(), None, os.getpid()
+        with self._lock:
+            try:
+                db = self._db = self._db or self._connect()
+                db.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, OSError) as error:
+                raise self._storage_error(error) from None
+            try:
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as error:
+                _rollback(db)
+                raise self._storage_error(error) from None
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._path is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(self._path, flags, 0o600))
+            db = sqlite3.connect(
+                self._path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # counters only: losing the last few is fine
+        db.executescript(_SCHEMA)
+        return db
+
+    def _storage_error(self, error: sqlite3.Error | OSError) -> ExactConnectorError:
+        where = str(self._path) if self._path is not None else "memory"
+        if getattr(error, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
+            return TransientError(
+                f"The rate-limit state ({where}) stayed locked by another process."
+            )
+        return SystemError_(
+            f"The rate-limit state ({where}) could not be used: {type(error).__name__}.",
+            hint="It holds only call counters: delete the file and run the step again.",
+        )
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.rollback()

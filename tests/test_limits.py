@@ -1,0 +1,772 @@
+"""The rate governor: minute and day budgets, 429 waits, Retry-After, jitter, the error budget."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import random
+import sqlite3
+import stat
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exact_connector.clock import ManualClock, ScaledClock
+from exact_connector.exceptions import (
+    DailyRateLimited,
+    ErrorBudgetExhausted,
+    RateLimited,
+    SystemError_,
+)
+from exact_connector.limits import (
+    MAX_RETRY_AFTER,
+    MIN_RETRY_AFTER,
+    PAST_RESET_BACKOFF,
+    RESET_MARGIN,
+    RateGovernor,
+    RateHeaders,
+    backoff_delay,
+    parse_rate_headers,
+)
+
+RECORDED = Path("/work/shared/exact-online/recorded/ratelimit_headers_observed.json")
+W = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a minute and a UTC-day boundary
+APP, DIV, ENDPOINT = "app-client-id", 123, "crm/Accounts"
+
+
+def ms(epoch: float) -> str:
+    """An epoch in Exact's header unit: milliseconds, as a string."""
+    return str(int(epoch * 1000))
+
+
+def minutely(remaining: int, reset: float | None, limit: int = 60) -> dict[str, str]:
+    headers = {
+        "X-RateLimit-Minutely-Limit": str(limit),
+        "X-RateLimit-Minutely-Remaining": str(remaining),
+    }
+    if reset is not None:
+        headers["X-RateLimit-Minutely-Reset"] = ms(reset)
+    return headers
+
+
+def daily(remaining: int, reset: float, limit: int = 5000) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": ms(reset),
+    }
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(W + 10)
+
+
+@pytest.fixture
+def governor(clock: ManualClock) -> RateGovernor:
+    return RateGovernor(clock=clock)
+
+
+# --- parse_rate_headers -------------------------------------------------------------------------
+
+
+def test_recorded_exact_headers_parse_as_milliseconds() -> None:
+    """The real response from picqer#609 reads as 60/58 until 08:19:00Z and 5000/4766 until midnight."""
+    recorded = json.loads(RECORDED.read_text())["normal_response_headers"]
+    assert parse_rate_headers(recorded) == RateHeaders(
+        minute_limit=60,
+        minute_remaining=58,
+        minute_reset=1683879540.0,
+        day_limit=5000,
+        day_remaining=4766,
+        day_reset=1683936000.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {
+                "x-ratelimit-minutely-limit": "60",
+                "x-ratelimit-minutely-remaining": "3",
+                "x-ratelimit-minutely-reset": "1683879540000",
+            },
+            RateHeaders(60, 3, 1683879540.0),
+        ),
+        (
+            {
+                "X-RateLimit-Minutely-Limit": "60",
+                "X-RateLimit-Minutely-Remaining": "3",
+                "X-RateLimit-Minutely-Reset": "1683879540",
+            },
+            RateHeaders(60, 3, 1683879540.0),
+        ),
+        (
+            {"X-RateLimit-Minutely-Reset": " 1683879540000.0 ", "X-RateLimit-Minutely-Limit": "60"},
+            RateHeaders(60, None, 1683879540.0),
+        ),
+        (
+            {
+                **minutely(0, 1683879540.0),
+                "X-RateLimit-Limit": "0",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": "0",
+            },
+            RateHeaders(60, 0, 1683879540.0),
+        ),
+        (
+            {
+                "X-RateLimit-Minutely-Limit": "abc",
+                "X-RateLimit-Minutely-Remaining": "-5",
+                "X-RateLimit-Minutely-Reset": "1e12",
+            },
+            RateHeaders(),
+        ),
+        (
+            {
+                "X-RateLimit-Limit": "６０",
+                "X-RateLimit-Remaining": "NaN",
+                "X-RateLimit-Reset": "1683879540000000",
+            },
+            RateHeaders(),
+        ),
+        (
+            {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "", "X-RateLimit-Reset": "x"},
+            RateHeaders(day_limit=5000),
+        ),
+        ({"Content-Type": "application/json"}, RateHeaders()),
+    ],
+    ids=[
+        "lower-case-names",
+        "reset-in-seconds-by-mistake",
+        "decimal-ms-with-spaces",
+        "minutely-429-daily-read-as-zero",
+        "garbage-minute",
+        "full-width-nan-microseconds",
+        "limit-only",
+        "no-rate-headers",
+    ],
+)
+def test_rate_headers_are_read_defensively(headers: dict[str, str], expected: RateHeaders) -> None:
+    """Names are case-insensitive, resets are ms (seconds tolerated), garbage reads as absent."""
+    assert parse_rate_headers(headers) == expected
+
+
+HEADER_NAMES = st.sampled_from(
+    [
+        "X-RateLimit-Minutely-Limit",
+        "X-RateLimit-Minutely-Remaining",
+        "X-RateLimit-Minutely-Reset",
+        "X-RateLimit-Limit",
+        "x-ratelimit-remaining",
+        "X-RATELIMIT-RESET",
+        "Retry-After",
+        "retry-after",
+    ]
+) | st.text(max_size=30)
+HEADER_VALUES = st.text(max_size=40) | st.integers(min_value=-(10**20), max_value=10**20).map(str)
+HEADERS = st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=8)
+
+
+@given(HEADERS)
+def test_parse_rate_headers_is_total(headers: dict[str, str]) -> None:
+    """Any header dict parses without raising; counts are non-negative, resets plausible epochs."""
+    parsed = parse_rate_headers(headers)
+    for count in (
+        parsed.minute_limit,
+        parsed.minute_remaining,
+        parsed.day_limit,
+        parsed.day_remaining,
+    ):
+        assert count is None or count >= 0
+    for reset in (parsed.minute_reset, parsed.day_reset):
+        assert reset is None or 0 < reset < 1e11
+
+
+# --- retry_after (G8) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        (format_datetime(utc(W + 10 + 30), usegmt=True), 30.0),
+        (format_datetime(utc(W - 3600), usegmt=True), MIN_RETRY_AFTER),
+        ("0", MIN_RETRY_AFTER),
+        ("999999999", MAX_RETRY_AFTER),
+        ("9" * 400, MAX_RETRY_AFTER),
+        ("garbage", None),
+        ("-5", None),
+        ("", None),
+    ],
+    ids=[
+        "seconds",
+        "padded",
+        "http-date",
+        "past-date",
+        "zero",
+        "huge",
+        "enormous",
+        "garbage",
+        "negative",
+        "empty",
+    ],
+)
+def test_retry_after_is_honoured_capped_or_defaulted(
+    governor: RateGovernor, value: str, expected: float | None
+) -> None:
+    """G8: Retry-After in seconds or as an HTTP-date; past is a small wait, huge is capped."""
+    assert governor.retry_after(429, {"Retry-After": value}) == expected
+
+
+def test_retry_after_on_503_is_honoured(governor: RateGovernor) -> None:
+    """A 503's Retry-After is honoured just like a 429's."""
+    assert governor.retry_after(503, {"retry-after": "10"}) == 10.0
+
+
+@pytest.mark.parametrize("status", [200, 400, 404, 500, 502])
+def test_retry_after_ignores_statuses_that_are_not_throttling(
+    governor: RateGovernor, status: int
+) -> None:
+    """Only 429 and 503 carry a wait hint."""
+    assert governor.retry_after(status, {"Retry-After": "10", **minutely(0, W + 60)}) is None
+
+
+@pytest.mark.parametrize("retry_after", [None, "garbage"], ids=["absent", "garbage"])
+def test_retry_after_falls_back_to_the_minutely_reset(
+    governor: RateGovernor, retry_after: str | None
+) -> None:
+    """Without a usable Retry-After, a 429 waits for the minutely reset plus the margin."""
+    headers = minutely(0, W + 60)
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    assert governor.retry_after(429, headers) == 60 - 10 + RESET_MARGIN
+
+
+def test_retry_after_without_any_hint_is_none(governor: RateGovernor) -> None:
+    """A bare 429 gives no hint: the caller falls back to its own backoff."""
+    assert governor.retry_after(429, {}) is None
+
+
+@given(st.integers(min_value=0, max_value=999), HEADERS)
+def test_retry_after_is_total_and_never_negative(status: int, headers: dict[str, str]) -> None:
+    """Any status and headers give None or a wait within [MIN_RETRY_AFTER, MAX_RETRY_AFTER]."""
+    delay = RateGovernor(clock=ManualClock(W)).retry_after(status, headers)
+    assert delay is None or MIN_RETRY_AFTER <= delay <= MAX_RETRY_AFTER
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_retry_after_accepts_any_http_date(when: datetime) -> None:
+    """Every representable HTTP-date gives a bounded, positive wait."""
+    delay = RateGovernor(clock=ManualClock(W)).retry_after(
+        429, {"Retry-After": format_datetime(when, usegmt=True)}
+    )
+    assert delay is not None
+    assert MIN_RETRY_AFTER <= delay <= MAX_RETRY_AFTER
+
+
+# --- backoff_delay (G9) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 2, 5, 6, 10, 64, 10_000])
+def test_jitter_stays_within_the_full_jitter_bounds(attempt: int) -> None:
+    """G9: every delay is within [0, min(cap, base * 2**attempt)]."""
+    rng = random.Random(attempt)
+    ceiling = min(30.0, 0.5 * 2.0 ** min(attempt, 64))
+    delays = [backoff_delay(attempt, rng=rng) for _ in range(500)]
+    assert all(0.0 <= delay <= ceiling for delay in delays)
+    assert max(delays) > ceiling / 2  # spread over the range, not stuck at its bottom
+
+
+def test_jitter_of_a_negative_attempt_is_bounded_by_base() -> None:
+    """A negative attempt is treated as the first."""
+    assert 0.0 <= backoff_delay(-3, base=2.0, rng=random.Random(1)) <= 2.0
+
+
+def test_a_zero_cap_gives_no_delay() -> None:
+    """cap=0 disables waiting (a test switch)."""
+    assert backoff_delay(7, cap=0.0, rng=random.Random(1)) == 0.0
+
+
+def test_one_hundred_clients_do_not_retry_in_lockstep() -> None:
+    """G9: 100 clients failing together pick 100 different delays, spread over the range."""
+    seeded = [backoff_delay(4, rng=random.Random(seed)) for seed in range(100)]
+    unseeded = [backoff_delay(4) for _ in range(100)]
+    for delays in (seeded, unseeded):
+        assert len(set(delays)) == 100
+        assert max(delays) - min(delays) > 4.0  # of a possible 8
+
+
+# --- the minute window and 429s (G6) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "opens_at"),
+    [
+        (minutely(0, W + 60), W + 60 + RESET_MARGIN),
+        (
+            {**minutely(0, W + 60), "X-RateLimit-Minutely-Reset": str(int(W + 60))},
+            W + 60 + RESET_MARGIN,
+        ),
+        (minutely(0, W + 5), W + 10 + PAST_RESET_BACKOFF + RESET_MARGIN),
+        ({}, W + 60 + RESET_MARGIN),
+        (minutely(12, W + 60), W + 60 + RESET_MARGIN),
+        ({**minutely(0, W + 60), "Retry-After": "90"}, W + 10 + 90 + RESET_MARGIN),
+    ],
+    ids=[
+        "reset-ms",
+        "reset-seconds",
+        "reset-in-past",
+        "headers-missing",
+        "remaining-above-zero",
+        "longer-retry-after",
+    ],
+)
+def test_429_waits_for_the_reset(
+    governor: RateGovernor, clock: ManualClock, headers: dict[str, str], opens_at: float
+) -> None:
+    """G6: after a 429 the next call waits until reset + margin (past: short backoff; none: next minute)."""
+    governor.observe(APP, DIV, ENDPOINT, 429, headers)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == opens_at
+
+
+@pytest.mark.parametrize(
+    ("headers", "opens_at"),
+    [
+        (minutely(0, W + 60), W + 60 + RESET_MARGIN),
+        (minutely(0, W + 5), W + 10 + PAST_RESET_BACKOFF + RESET_MARGIN),
+        ({}, W + 60 + RESET_MARGIN),
+    ],
+    ids=["reset-ms", "reset-in-past", "headers-missing"],
+)
+def test_429_wait_past_the_deadline_raises_rate_limited(
+    governor: RateGovernor, clock: ManualClock, headers: dict[str, str], opens_at: float
+) -> None:
+    """G6: a wait that would pass the step's deadline raises RateLimited(retry_at) without sleeping."""
+    governor.observe(APP, DIV, ENDPOINT, 429, headers)
+    with pytest.raises(RateLimited) as caught:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=W + 10 + 0.5)
+    assert type(caught.value) is RateLimited
+    assert caught.value.retry_at == utc(opens_at)
+    assert caught.value.retryable
+    assert clock.now() == W + 10
+
+
+def test_minutely_429_with_daily_headers_read_as_zero_is_not_a_daily_limit(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """The picqer#646 shape (daily 0/0/0 on a minutely 429) waits for the minute, not the day."""
+    headers = {
+        **minutely(0, W + 60),
+        "X-RateLimit-Limit": "0",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": "0",
+    }
+    governor.observe(APP, DIV, ENDPOINT, 429, headers)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == W + 60 + RESET_MARGIN
+    assert governor.snapshot(APP, DIV).day_remaining == 4999
+
+
+def test_sixty_calls_pass_and_the_sixty_first_waits_for_the_next_minute(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """Pacing: a full minute's budget goes without waiting; the next call waits for the window."""
+    for _ in range(60):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == W + 10
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == W + 60 + RESET_MARGIN
+    assert governor.snapshot(APP, DIV).minute_remaining == 59
+
+
+def test_calls_at_the_end_of_a_window_also_count_in_the_next(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """Skew: a call within the margin of a reset may land in Exact's next minute, so it counts there."""
+    clock.advance(49.5)  # W + 59.5
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    clock.advance(2.0)
+    assert governor.snapshot(APP, DIV).minute_remaining == 59
+
+
+def test_server_remaining_lowers_the_local_count_but_never_raises_it(
+    governor: RateGovernor,
+) -> None:
+    """Reconcile: remaining = min(local, server) within the same window."""
+    for _ in range(10):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    governor.observe(APP, DIV, ENDPOINT, 200, minutely(58, W + 60))
+    assert governor.snapshot(APP, DIV).minute_remaining == 50
+    governor.observe(APP, DIV, ENDPOINT, 200, minutely(5, W + 60))
+    assert governor.snapshot(APP, DIV).minute_remaining == 5
+
+
+def test_a_late_response_from_the_previous_minute_is_ignored(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """Reconcile: a header whose reset is the previous window's does not drain the new one."""
+    clock.advance(60)  # W + 70
+    governor.observe(APP, DIV, ENDPOINT, 200, minutely(0, W + 60))
+    assert governor.snapshot(APP, DIV).minute_remaining == 60
+
+
+def test_the_servers_reset_wins_for_the_window_end(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """Skew: when Exact's minute ends 3 s after ours, the spent window reopens after Exact's."""
+    governor.observe(APP, DIV, ENDPOINT, 200, minutely(0, W + 63))
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == W + 63 + RESET_MARGIN
+
+
+def test_a_lower_server_limit_is_respected(governor: RateGovernor, clock: ManualClock) -> None:
+    """An advertised minute limit below ours (e.g. 30) becomes the budget."""
+    governor.observe(APP, DIV, ENDPOINT, 200, minutely(30, W + 60, limit=30))
+    for _ in range(30):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() == W + 10
+    with pytest.raises(RateLimited):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=W + 20)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        minutely(0, W + 10 + 86_400),
+        {
+            "X-RateLimit-Minutely-Limit": "x",
+            "X-RateLimit-Minutely-Remaining": "0",
+            "X-RateLimit-Minutely-Reset": "soon",
+        },
+        daily(4000, W + 30 * 86_400),
+    ],
+    ids=["minute-reset-a-day-away", "garbage", "daily-reset-a-month-away"],
+)
+def test_implausible_resets_do_not_block(governor: RateGovernor, headers: dict[str, str]) -> None:
+    """A reset far outside its window is a unit mistake: our window end stands, no day-long wait."""
+    governor.observe(APP, DIV, ENDPOINT, 200, headers)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=W + 10 + 61 + RESET_MARGIN)
+    snapshot = governor.snapshot(APP, DIV)
+    assert snapshot.minute_reset <= utc(W + 120)
+    assert snapshot.day_reset == utc(W + 86_400)
+
+
+# --- the day window (G7) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 429])
+def test_daily_budget_spent_fails_fast_with_retry_at(
+    governor: RateGovernor, clock: ManualClock, status: int
+) -> None:
+    """G7: daily Remaining 0 with reset tomorrow raises DailyRateLimited at once, no sleeping."""
+    tomorrow = W + 86_400
+    governor.observe(APP, DIV, ENDPOINT, status, {**minutely(40, W + 60), **daily(0, tomorrow)})
+    with pytest.raises(DailyRateLimited) as caught:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert caught.value.retry_at == utc(tomorrow + RESET_MARGIN)
+    assert caught.value.code == "rate_limited_daily"
+    assert clock.now() == W + 10
+
+
+def test_daily_limit_leaves_other_divisions_alone(governor: RateGovernor) -> None:
+    """G7: one division's spent day does not affect another division."""
+    governor.observe(APP, DIV, ENDPOINT, 429, daily(0, W + 86_400))
+    governor.acquire(APP, DIV + 1, ENDPOINT, deadline=None)
+    assert governor.snapshot(APP, DIV + 1).day_remaining == 4999
+    with pytest.raises(DailyRateLimited):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+def test_daily_budget_returns_after_the_reset(governor: RateGovernor, clock: ManualClock) -> None:
+    """G7: after the daily reset (plus margin) calls flow again."""
+    governor.observe(APP, DIV, ENDPOINT, 200, daily(0, W + 86_400))
+    clock.advance(86_400 - 10 + RESET_MARGIN)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert governor.snapshot(APP, DIV).day_remaining == 4999
+
+
+def test_local_day_count_stops_at_the_day_limit(clock: ManualClock) -> None:
+    """The day is counted locally too: the call after the limit fails until UTC midnight."""
+    governor = RateGovernor(clock=clock, day_limit=3)
+    for _ in range(3):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    with pytest.raises(DailyRateLimited) as caught:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert caught.value.retry_at == utc(W + 86_400 + RESET_MARGIN)
+
+
+# --- the error budget (G11) ---------------------------------------------------------------------
+
+
+def fail(governor: RateGovernor, times: int, status: int = 404, endpoint: str = ENDPOINT) -> None:
+    for _ in range(times):
+        governor.acquire(APP, DIV, endpoint, deadline=None)
+        governor.observe(APP, DIV, endpoint, status, {})
+
+
+def test_eight_errors_stop_the_endpoint_before_sending(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """G11: after 8 client errors in an hour the next acquire is refused locally, saying why."""
+    fail(governor, 8)
+    remaining = governor.snapshot(APP, DIV).minute_remaining
+    with pytest.raises(ErrorBudgetExhausted) as caught:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    error = caught.value
+    assert error.code == "error_budget_protect"
+    assert "8 errors on crm/Accounts in the last hour" in error.message
+    assert "Exact blocks the app at 10" in error.message
+    assert error.retry_at == utc(W + 10 + 3600)
+    assert governor.snapshot(APP, DIV).minute_remaining == remaining  # nothing reserved
+    assert clock.now() == W + 10
+
+
+def test_seven_errors_still_allow_calls(governor: RateGovernor) -> None:
+    """G11: below the stop line calls go on."""
+    fail(governor, 7)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+def test_error_budget_is_per_endpoint_and_division(governor: RateGovernor) -> None:
+    """G11: another endpoint, or the same endpoint in another division, is unaffected."""
+    fail(governor, 8)
+    governor.acquire(APP, DIV, "project/TimeTransactions", deadline=None)
+    governor.acquire(APP, DIV + 1, ENDPOINT, deadline=None)
+    with pytest.raises(ErrorBudgetExhausted):
+        governor.acquire(APP, DIV, ENDPOINT.upper(), deadline=None)
+
+
+def test_error_budget_slides_over_the_hour(governor: RateGovernor, clock: ManualClock) -> None:
+    """G11: once the oldest error is an hour old, the endpoint may be called again."""
+    fail(governor, 1)
+    clock.advance(600)
+    fail(governor, 7)
+    with pytest.raises(ErrorBudgetExhausted) as caught:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert caught.value.retry_at == utc(W + 10 + 3600)
+    clock.advance(3000 + 0.001)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+@pytest.mark.parametrize(
+    ("status", "counts"),
+    [
+        (400, True),
+        (401, True),
+        (403, True),
+        (404, True),
+        (200, False),
+        (201, False),
+        (409, False),
+        (429, False),
+        (500, False),
+        (503, False),
+    ],
+)
+def test_which_statuses_count_toward_the_error_budget(
+    governor: RateGovernor, status: int, counts: bool
+) -> None:
+    """400/401/403/404 count (401 too: RELIABILITY Q8 is open); 429 and 5xx do not."""
+    fail(governor, 8, status=status)
+    if counts:
+        with pytest.raises(ErrorBudgetExhausted):
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    else:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+def test_error_limit_and_margin_are_configurable(clock: ManualClock) -> None:
+    """error_limit=5, error_margin=1 stops after 4 errors."""
+    governor = RateGovernor(clock=clock, error_limit=5, error_margin=1)
+    fail(governor, 3)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    governor.observe(APP, DIV, ENDPOINT, 400, {})
+    with pytest.raises(ErrorBudgetExhausted, match="4 errors"):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+# --- snapshot and state -------------------------------------------------------------------------
+
+
+def test_snapshot_of_an_unused_division(governor: RateGovernor) -> None:
+    """Test Connect's headroom: full budgets, resets at the next minute and the next UTC midnight."""
+    snapshot = governor.snapshot(APP, DIV)
+    assert (snapshot.minute_limit, snapshot.minute_remaining) == (60, 60)
+    assert (snapshot.day_limit, snapshot.day_remaining) == (5000, 5000)
+    assert snapshot.minute_reset == utc(W + 60)
+    assert snapshot.day_reset == utc(W + 86_400) == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_snapshot_reflects_the_servers_headers(governor: RateGovernor) -> None:
+    """After a response the snapshot shows Exact's remaining counts and resets."""
+    governor.observe(APP, DIV, ENDPOINT, 200, {**minutely(58, W + 60), **daily(4766, W + 86_400)})
+    snapshot = governor.snapshot(APP, DIV)
+    assert (snapshot.minute_remaining, snapshot.day_remaining) == (58, 4766)
+    assert snapshot.day_reset - snapshot.minute_reset == timedelta(seconds=86_400 - 60)
+
+
+def test_state_file_is_shared_private_and_persistent(tmp_path: Path, clock: ManualClock) -> None:
+    """Two governors on one file share reservations; the file is 0600 and survives a restart."""
+    path = tmp_path / "home" / "limits.db"
+    first, second = RateGovernor(path, clock=clock), RateGovernor(path, clock=clock)
+    for _ in range(30):
+        first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    fail(second, 8)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert RateGovernor(path, clock=clock).snapshot(APP, DIV).minute_remaining == 60 - 38
+    with pytest.raises(ErrorBudgetExhausted):
+        first.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+def test_a_corrupt_state_file_gives_a_clear_error(tmp_path: Path, clock: ManualClock) -> None:
+    """A damaged limits.db raises a system error saying it is safe to delete, not a traceback."""
+    path = tmp_path / "limits.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(SystemError_) as caught:
+        RateGovernor(path, clock=clock).acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert "delete the file" in caught.value.hint
+    assert caught.value.__cause__ is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=100, max_value=599), HEADERS)
+def test_any_response_leaves_a_sane_state(status: int, headers: dict[str, str]) -> None:
+    """observe never raises; afterwards budgets stay within their limits and any wait is bounded."""
+    clock = ManualClock(W + 10)
+    governor = RateGovernor(clock=clock)
+    governor.observe(APP, DIV, ENDPOINT, status, headers)
+    snapshot = governor.snapshot(APP, DIV)
+    assert 0 <= snapshot.minute_remaining <= snapshot.minute_limit <= 60
+    assert 0 <= snapshot.day_remaining <= snapshot.day_limit <= 5000
+    if snapshot.day_remaining == 0:
+        with pytest.raises(DailyRateLimited) as caught:
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+        assert caught.value.retry_at is not None
+        assert caught.value.retry_at <= utc(W + 10 + 2 * 86_400 + RESET_MARGIN)
+    else:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert clock.now() - (W + 10) <= MAX_RETRY_AFTER + RESET_MARGIN
+
+
+# --- pacing under concurrency -------------------------------------------------------------------
+
+
+class FakeMinuteServer:
+    """Exact's side: 60 calls per clock minute on the shared clock, answering with its headers."""
+
+    def __init__(self, clock: ScaledClock, limit: int = 60) -> None:
+        self.clock, self.limit = clock, limit
+        self.counts: Counter[int] = Counter()
+        self.over_limit = 0
+        self._lock = threading.Lock()
+
+    def call(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            window = math.floor(self.clock.now() / 60)
+            self.counts[window] += 1
+            if self.counts[window] > self.limit:
+                self.over_limit += 1
+                return 429, minutely(0, (window + 1) * 60)
+            remaining = self.limit - self.counts[window]
+            return 200, minutely(remaining, (window + 1) * 60)
+
+
+def test_ten_threads_stay_within_the_minute_and_use_it(record_property: Any) -> None:
+    """Pacing: 10 threads x 30 calls against 60/min: no 429 at all and >= 90% utilisation."""
+    clock = ScaledClock(120.0)
+    governor = RateGovernor(clock=clock)
+    server = FakeMinuteServer(clock)
+    first_call = clock.now()
+
+    def worker() -> None:
+        for _ in range(30):
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+            status, headers = server.call()
+            governor.observe(APP, DIV, ENDPOINT, status, headers)
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed_minutes = (clock.now() - first_call) / 60
+    windows = max(server.counts) - min(server.counts) + 1
+    utilisation = sum(server.counts.values()) / (windows * 60)
+    record_property("utilisation", f"{utilisation:.0%} over {elapsed_minutes:.2f} clock minutes")
+    assert sum(server.counts.values()) == 300
+    assert server.over_limit == 0
+    assert utilisation >= 0.9
+
+
+class SharedScaledClock:
+    """A ScaledClock every process agrees on: it runs from a wall-clock origin, not a monotonic one."""
+
+    def __init__(self, factor: float, start: float, origin: float) -> None:
+        self.factor, self.start, self.origin = factor, start, origin
+
+    def now(self) -> float:
+        return self.start + (time.time() - self.origin) * self.factor
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.factor)
+
+
+def acquire_in_process(path: str, log: str, origin: float, barrier: Any) -> None:
+    """One worker process: wait for the others and the next minute, then make 40 acquires."""
+    clock = SharedScaledClock(60.0, W, origin)
+    governor = RateGovernor(path, clock=clock)
+    barrier.wait()
+    clock.sleep(math.floor(clock.now() / 60) * 60 + 61 - clock.now())
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        for _ in range(40):
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+            os.write(fd, f"{clock.now()!r}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_three_processes_share_one_minute_budget(tmp_path: Path) -> None:
+    """F9: 3 processes x 40 acquires on one state file: no clock minute gets more than 60."""
+    path, log = tmp_path / "limits.db", tmp_path / "calls.log"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    origin = time.time()
+    processes = [
+        context.Process(target=acquire_in_process, args=(str(path), str(log), origin, barrier))
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    stamps = [float(line) for line in log.read_text().split()]
+    per_minute = Counter(math.floor(stamp / 60) for stamp in stamps)
+    assert len(stamps) == 120
+    assert max(per_minute.values()) <= 60
+    assert len(per_minute) >= 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with sqlite3.connect(path) as db:
+        (used,) = db.execute("SELECT used FROM windows WHERE kind = 'minute'").fetchone()
+    assert 0 < used <= 60
