@@ -1,0 +1,381 @@
+"""OAuth2 with Exact Online: authorization URL, code exchange, and the refresh policy.
+
+Exact's refresh tokens work once, and a new access token may not be requested until 570 s after
+the last one was issued. So a refresh happens only inside a short window before expiry (or after a
+401 proved the token dead), exactly once per credential across threads and processes: take the
+vault lock, re-read the record, refresh only if still needed, persist the new pair with a
+compare-and-swap, and only then use the new access token.
+
+:class:`ExactAuth` is the ``httpx.Auth`` flow the client uses; the client itself never mentions
+tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+from pydantic import SecretStr
+
+from exact_connector.clock import Clock, SystemClock
+from exact_connector.exceptions import (
+    ConcurrentUpdate,
+    ExactConnectorError,
+    InputError,
+    InvalidClient,
+    ReauthRequired,
+    TokenResponseInvalid,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    from exact_connector.hosts import Origin
+    from exact_connector.vault import Credential, Vault
+
+__all__ = [
+    "ExactAuth",
+    "TokenPolicy",
+    "TokenService",
+    "authorization_url",
+    "new_state",
+]
+
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
+_TOO_EARLY = "toearlytorefreshtokens"
+_REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    """Exact's token rules, normally read from the manifest's ``auth_types`` token policy."""
+
+    access_ttl: float = 600.0
+    min_refresh_age: float = 570.0
+    refresh_window: float = 30.0
+    refresh_idle_ttl: float = 30 * 86400.0
+    lock_timeout: float = 30.0
+
+    def needs_refresh(self, credential: Credential, now: float) -> bool:
+        """Refresh only when allowed (age >= 570 s) and needed (<= 30 s left), or with no token."""
+        if credential.access_token is None or credential.access_token_issued_at is None:
+            return True
+        expires_at = credential.access_token_expires_at or (
+            credential.access_token_issued_at + self.access_ttl
+        )
+        old_enough = now >= credential.access_token_issued_at + self.min_refresh_age
+        return old_enough and expires_at - now <= self.refresh_window
+
+    def may_refresh(self, credential: Credential, now: float) -> bool:
+        """Whether Exact would accept a refresh now (used after a 401)."""
+        issued = credential.access_token_issued_at
+        return issued is None or now >= issued + self.min_refresh_age
+
+
+def new_state() -> str:
+    """A one-time ``state`` for an authorization request."""
+    return secrets.token_urlsafe(24)
+
+
+def authorization_url(
+    origin: Origin, client_id: str, redirect_uri: str, state: str, *, force_login: bool = False
+) -> str:
+    """The URL a person opens to sign in to Exact Online and consent."""
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "state": state,
+            "force_login": "1" if force_login else "0",
+        }
+    )
+    return f"{origin.join('/api/oauth2/auth')}?{query}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    access_token: SecretStr
+    refresh_token: SecretStr
+    issued_at: float
+    expires_at: float
+
+
+class _TooEarly(Exception):
+    """Exact refused the refresh because the access token is younger than 570 s."""
+
+
+class TokenService:
+    """Talks to ``/api/oauth2/token`` and turns every answer into a grant or a typed error."""
+
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._url = origin.join("/api/oauth2/token")
+        self._clock = clock or SystemClock()
+        self._http = httpx.Client(
+            transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        )
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def exchange_code(self, credential: Credential, code: str) -> _Grant:
+        """Trade an authorization code for the first token pair."""
+        if not isinstance(code, str) or not _TOKEN_TEXT.fullmatch(code):
+            raise InputError(
+                "The authorization code is malformed.",
+                errors=[{"path": "$.code", "code": "format", "message": "not an authorization code"}],
+            )
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": credential.redirect_uri or "",
+            "client_id": credential.client_id,
+            "client_secret": credential.client_secret.get_secret_value(),
+        }
+        return self._post(form, retry_lost_response=False)
+
+    def refresh(self, credential: Credential) -> _Grant:
+        """Trade the stored refresh token for a new pair (may raise :class:`_TooEarly`)."""
+        if credential.refresh_token is None:
+            raise ReauthRequired(
+                "This connection has no refresh token; sign in again.",
+                details={"credential_id": credential.id},
+            )
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": credential.refresh_token.get_secret_value(),
+            "client_id": credential.client_id,
+            "client_secret": credential.client_secret.get_secret_value(),
+        }
+        return self._post(form, retry_lost_response=True)
+
+    def _post(self, form: dict[str, str], *, retry_lost_response: bool) -> _Grant:
+        attempts = 2 if retry_lost_response else 1
+        for attempt in range(attempts):
+            try:
+                response = self._http.post(self._url, data=form)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                raise TransientError(
+                    "Could not reach Exact Online's token endpoint.",
+                    details={"endpoint": "oauth2/token"},
+                ) from None
+            except httpx.TransportError:
+                # The request may have been processed and the refresh token rotated: one
+                # immediate retry with the same token is all that can be tried.
+                if attempt + 1 < attempts:
+                    continue
+                raise ReauthRequired(
+                    "The token endpoint's answer was lost, so the rotated refresh token never "
+                    "arrived; sign in again to restore the connection.",
+                    details={"endpoint": "oauth2/token", "lost_response": True},
+                ) from None
+            return self._grant_from(response, after_lost_response=attempt > 0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _grant_from(self, response: httpx.Response, *, after_lost_response: bool) -> _Grant:
+        if response.status_code == 200:
+            return self._parse_grant(response)
+        error, description = _oauth_error(response)
+        reason = response.headers.get("Reason", "")
+        if _TOO_EARLY in reason.lower().replace(" ", "") or "not expired" in description.lower():
+            raise _TooEarly()
+        if error == "invalid_client":
+            raise InvalidClient(
+                "Exact Online rejected the Client ID or Client Secret.",
+                details={"status": response.status_code},
+            )
+        if error in _REAUTH_ERRORS:
+            message = "Exact Online no longer accepts this connection's refresh token"
+            if after_lost_response:
+                message += " (the previous token answer was lost in transit)"
+            raise ReauthRequired(
+                f"{message}; sign in again.",
+                details={"status": response.status_code, "oauth_error": error},
+            )
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(
+                "Exact Online's token endpoint is temporarily unavailable.",
+                details={"status": response.status_code},
+            )
+        raise TokenResponseInvalid(
+            "The token endpoint answered with an unexpected error.",
+            details={"status": response.status_code, "oauth_error": error or None},
+        )
+
+    def _parse_grant(self, response: httpx.Response) -> _Grant:
+        def invalid(what: str) -> TokenResponseInvalid:
+            return TokenResponseInvalid(
+                f"The token endpoint's answer is unusable: {what}.",
+                details={
+                    "status": response.status_code,
+                    "content_type": response.headers.get("content-type", ""),
+                    "length": len(response.content),
+                },
+            )
+
+        try:
+            body = response.json()
+        except ValueError:
+            raise invalid("not JSON") from None
+        if not isinstance(body, dict):
+            raise invalid("not a JSON object")
+        access, refresh, expires_in = (body.get(k) for k in ("access_token", "refresh_token", "expires_in"))
+        for name, token in (("access_token", access), ("refresh_token", refresh)):
+            if not isinstance(token, str) or not _TOKEN_TEXT.fullmatch(token):
+                raise invalid(f"{name} is missing or has characters a token cannot have")
+        lifetime = _parse_expires_in(expires_in)
+        if lifetime is None:
+            raise invalid("expires_in is not a number of seconds between 60 and 3600")
+        now = self._clock.now()
+        return _Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
+
+
+def _parse_expires_in(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value, re.ASCII):
+        value = int(value)
+    if isinstance(value, int) and 60 <= value <= 3600:
+        return value
+    return None
+
+
+def _oauth_error(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    error, description = body.get("error"), body.get("error_description")
+    return (
+        error if isinstance(error, str) else "",
+        description if isinstance(description, str) else "",
+    )
+
+
+class ExactAuth(httpx.Auth):
+    """Bearer auth for one credential, refreshing single-flight and persisting before use."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        credential_id: str,
+        tokens: TokenService,
+        *,
+        policy: TokenPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._vault = vault
+        self._credential_id = credential_id
+        self._tokens = tokens
+        self._policy = policy or TokenPolicy()
+        self._clock = clock or SystemClock()
+        self._cached: Credential | None = None
+        self.refreshed = 0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        credential = self.current()
+        request.headers["Authorization"] = _bearer(credential)
+        response = yield request
+        if response.status_code != 401:
+            return
+        # The token was refused. Another worker may have refreshed (Exact revokes the previous
+        # access token); otherwise refresh if Exact allows it. At most one extra request.
+        latest = self._cache(self._vault.get(self._credential_id))
+        if latest.version == credential.version:
+            if not self._policy.may_refresh(latest, self._clock.now()):
+                return
+            latest = self._refresh(force=True, seen_version=credential.version)
+        request.headers["Authorization"] = _bearer(latest)
+        yield request
+
+    def current(self) -> Credential:
+        """The credential with an access token that is valid now, refreshing if the policy says so.
+
+        The record is read from the vault once per client and again whenever a refresh is due:
+        every process applies the same policy to the same clock, so none can hold a token that
+        another has replaced without also reaching the refresh path (which re-reads under lock).
+        """
+        credential = self._cached or self._cache(self._vault.get(self._credential_id))
+        _ensure_usable(credential)
+        if self._policy.needs_refresh(credential, self._clock.now()):
+            credential = self._refresh(force=False, seen_version=credential.version)
+        return credential
+
+    def _cache(self, credential: Credential) -> Credential:
+        self._cached = credential
+        return credential
+
+    def _refresh(self, *, force: bool, seen_version: int) -> Credential:
+        with self._vault.lock(self._credential_id, timeout=self._policy.lock_timeout):
+            credential = self._cache(self._vault.get(self._credential_id))
+            _ensure_usable(credential)
+            now = self._clock.now()
+            if credential.version != seen_version and credential.access_token is not None:
+                return credential  # someone else refreshed while we waited for the lock
+            if not force and not self._policy.needs_refresh(credential, now):
+                return credential
+            try:
+                grant = self._tokens.refresh(credential)
+            except _TooEarly:
+                if credential.access_token is None:
+                    raise TransientError(
+                        "Exact Online refused an early token refresh; retry in a few minutes.",
+                        details={"credential_id": credential.id},
+                    ) from None
+                return credential  # keep using the current access token
+            except ReauthRequired as error:
+                self._cache(
+                    self._vault.set_status(credential.id, "needs_reauth", reason=error.message)
+                )
+                raise
+            self.refreshed += 1
+            return self._cache(self._persist(credential, grant))
+
+    def _persist(self, credential: Credential, grant: _Grant) -> Credential:
+        """Write the new pair before anyone uses it; retry the compare-and-swap on a race."""
+        for _ in range(5):
+            try:
+                return self._vault.update_tokens(
+                    credential.id,
+                    expected_version=credential.version,
+                    access_token=grant.access_token,
+                    refresh_token=grant.refresh_token,
+                    issued_at=grant.issued_at,
+                    expires_at=grant.expires_at,
+                    refresh_issued_at=grant.issued_at,
+                )
+            except ConcurrentUpdate:
+                # Only a non-token writer (key rotation, status) can race us under the lock.
+                credential = self._vault.get(credential.id)
+        raise ConcurrentUpdate(
+            "The credential kept changing while new tokens were being saved.",
+            details={"credential_id": credential.id},
+        )
+
+
+def _ensure_usable(credential: Credential) -> None:
+    if credential.status in ("needs_reauth", "disabled"):
+        raise ReauthRequired(
+            f"This connection is {credential.status.replace('_', ' ')}; sign in again.",
+            details={"credential_id": credential.id, "status": credential.status},
+        )
+
+
+def _bearer(credential: Credential) -> str:
+    if credential.access_token is None:
+        raise ExactConnectorError("No access token after a refresh.")  # pragma: no cover
+    return f"Bearer {credential.access_token.get_secret_value()}"

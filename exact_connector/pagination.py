@@ -1,0 +1,206 @@
+"""Following Exact's ``__next`` links safely, one page in memory at a time.
+
+A next link is followed only if it stays on the same origin and the same endpoint path, keeps the
+query the list started with, and carries a ``$skiptoken`` not seen before; the number of pages is
+capped. Where a list stops (a ``limit`` reached mid-page, say) is an opaque, resumable cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from exact_connector.exceptions import (
+    ExactError,
+    InputError,
+    PaginationError,
+    PaginationLinkRejected,
+)
+from exact_connector.odata import unwrap_page
+
+if TYPE_CHECKING:
+    from exact_connector.catalog import Endpoint
+    from exact_connector.client import ExactClient
+
+__all__ = ["DEFAULT_PAGE_CAP", "Cursor", "Pager", "read_json"]
+
+DEFAULT_PAGE_CAP = 5_000
+_CURSOR_PREFIX = "c1."
+_KEPT_PARAMS = ("$select", "$filter", "$orderby", "$expand")
+_ALLOWED_PARAMS = frozenset({*_KEPT_PARAMS, "$top", "$skiptoken", "$inlinecount"})
+
+
+def read_json(response: httpx.Response) -> Any:
+    """The JSON body, or an :class:`ExactError` that does not echo what came instead."""
+    try:
+        return response.json()
+    except ValueError:
+        raise ExactError(
+            "Exact Online answered with a body that is not JSON.",
+            details={
+                "status": response.status_code,
+                "content_type": response.headers.get("content-type", ""),
+                "length": len(response.content),
+            },
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a list stopped: the page URL's path and query, and how many of its rows were read."""
+
+    endpoint: str
+    division: int
+    target: str
+    skip: int = 0
+
+    def encode(self) -> str:
+        """Opaque text for ``next_cursor``."""
+        raw = json.dumps(
+            {"e": self.endpoint, "d": self.division, "t": self.target, "s": self.skip},
+            separators=(",", ":"),
+        )
+        return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, *, endpoint: str, division: int) -> Cursor:
+        """Parse a cursor given back by a user; it must belong to this endpoint and division."""
+
+        def invalid(message: str) -> InputError:
+            return InputError(
+                f"The cursor cannot be used: {message}.",
+                errors=[{"path": "$.cursor", "code": "cursor", "message": message}],
+            )
+
+        if not isinstance(text, str) or not text.startswith(_CURSOR_PREFIX) or len(text) > 4000:
+            raise invalid("it is not a cursor returned by this action")
+        body = text[len(_CURSOR_PREFIX) :]
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise invalid("it is damaged") from None
+        if not isinstance(data, dict) or not isinstance(data.get("t"), str):
+            raise invalid("it is damaged")
+        if data.get("e") != endpoint or data.get("d") != division:
+            raise invalid("it was made for another endpoint or division")
+        skip = data.get("s")
+        if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= 1000:
+            raise invalid("it is damaged")
+        return cls(endpoint, division, data["t"], skip)
+
+
+class Pager:
+    """Iterates the records of a list across pages, holding one page at a time."""
+
+    def __init__(
+        self,
+        client: ExactClient,
+        endpoint: Endpoint,
+        division: int,
+        url: httpx.URL,
+        *,
+        skip: int = 0,
+        deadline: float | None = None,
+        page_cap: int = DEFAULT_PAGE_CAP,
+    ) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self._division = division
+        self._first = url
+        self._skip = skip
+        self._deadline = deadline
+        self._page_cap = page_cap
+        self._position: tuple[httpx.URL | None, int] = (url, skip)
+        self.pages = 0
+        self.count: int | None = None
+
+    @classmethod
+    def resume(
+        cls,
+        client: ExactClient,
+        endpoint: Endpoint,
+        first: httpx.URL,
+        division: int,
+        cursor: Cursor,
+        **options: Any,
+    ) -> Pager:
+        """Continue where ``cursor`` stopped; it must belong to the list ``first`` starts."""
+        url = _validate_link(first.join(cursor.target), first, None)
+        return cls(client, endpoint, division, url, skip=cursor.skip, **options)
+
+    def cursor(self) -> Cursor | None:
+        """Where the records read so far end, or None when the list is exhausted."""
+        url, skip = self._position
+        if url is None:
+            return None
+        target = url.raw_path.decode("ascii")
+        return Cursor(self._endpoint.id, self._division, target, skip)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        url: httpx.URL | None = self._first
+        skip = self._skip
+        seen: set[str] = set()
+        while url is not None:
+            if self.pages >= self._page_cap:
+                raise PaginationError(
+                    f"The list passed the cap of {self._page_cap} pages and was stopped.",
+                    details={"endpoint": self._endpoint.id, "pages": self.pages},
+                )
+            response = self._client.request(
+                "GET", url, endpoint=self._endpoint, division=self._division, deadline=self._deadline
+            )
+            self.pages += 1
+            page = unwrap_page(read_json(response))
+            if page.count is not None:
+                self.count = page.count
+            next_url = _validate_link(page.next, self._first, seen) if page.next else None
+            records = page.records
+            last = len(records) - 1
+            for index in range(skip, len(records)):
+                self._position = (url, index + 1) if index < last else (next_url, 0)
+                yield records[index]
+            self._position = (next_url, 0)
+            url, skip = next_url, 0
+
+
+def _validate_link(link: str | httpx.URL, first: httpx.URL, seen: set[str] | None) -> httpx.URL:
+    """A next link, if it stays on the list's origin, path and query; else rejected."""
+    try:
+        url = httpx.URL(link)
+    except (httpx.InvalidURL, TypeError):
+        raise PaginationLinkRejected("The paging link is not a valid URL.") from None
+    same_place = (
+        url.scheme == first.scheme
+        and url.host == first.host
+        and url.port == first.port
+        and not url.userinfo
+        and url.path == first.path
+        and not url.fragment
+    )
+    if not same_place:
+        raise PaginationLinkRejected(
+            "The paging link points to another host or endpoint; the list was stopped.",
+            details={"host": url.host},
+        )
+    params = url.params
+    if not set(params.keys()) <= _ALLOWED_PARAMS or any(
+        params.get(name) != first.params.get(name) for name in _KEPT_PARAMS
+    ):
+        raise PaginationLinkRejected("The paging link changed the list's query; it was stopped.")
+    if seen is not None:
+        token = params.get("$skiptoken")
+        if not token:
+            raise PaginationLinkRejected("The paging link has no $skiptoken; it was stopped.")
+        if token in seen:
+            raise PaginationError(
+                "The server sent the same page link twice; paging was stopped to avoid a loop.",
+                details={"pages": len(seen)},
+            )
+        seen.add(token)
+    return url
