@@ -1,0 +1,259 @@
+"""The four actions, as one dispatch table.
+
+Every handler receives input that already passed its JSON Schema, and a division already checked
+against the credential. Handlers resolve endpoints through the catalog, render keys with
+:mod:`exact_connector.odata`, and never concatenate a user's string into a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
+from exact_connector.exceptions import InputError, MethodNotSupported, UnknownEndpoint
+from exact_connector.odata import key_literal, normalize, unwrap_record
+from exact_connector.pagination import Cursor, Pager, read_json
+
+if TYPE_CHECKING:
+    import httpx
+
+    from exact_connector.client import ExactClient
+
+__all__ = ["ACTIONS", "Step", "iter_list", "resolve_endpoint"]
+
+TIME_TRANSACTIONS = "project/TimeTransactions"
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
+_ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Step:
+    """One action run: the client, the checked division, the deadline, and what to report."""
+
+    client: ExactClient
+    division: int
+    deadline: float
+    warnings: list[str] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+def _input_error(path: str, code: str, message: str) -> InputError:
+    return InputError(
+        f"Invalid value at {path}: {message}.", errors=[{"path": path, "code": code, "message": message}]
+    )
+
+
+def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
+    """A catalog endpoint supporting ``method``; a typed unknown one only for GET and DELETE."""
+    known = catalog().get(name) if isinstance(name, str) else None
+    if known is not None:
+        if not known.supports(method):
+            raise MethodNotSupported(
+                f"{known.id} does not support {method}.",
+                errors=[{"path": "$.endpoint", "code": "method", "message": f"{method} not supported"}],
+                details={"endpoint": known.id, "methods": sorted(known.methods)},
+            )
+        return known
+    if method not in ("GET", "DELETE") or not ENDPOINT_PATTERN.fullmatch(name):
+        catalog().lookup(name)  # raises the precise UnknownEndpoint
+    if name.split("/", 1)[0].lower() in ("bulk", "sync", "read", "current", "system"):
+        raise UnknownEndpoint(
+            "Typed endpoints may not start with a reserved service name.",
+            errors=[{"path": "$.endpoint", "code": "unknown", "message": "not in the catalog"}],
+        )
+    step.warnings.append(
+        f"{name} is not in the Exact Online catalog; it was called as typed, with a GUID key."
+    )
+    service, _, rest = name.partition("/")
+    return Endpoint(
+        service=service,
+        name=rest,
+        path=f"/api/v1/{{division}}/{service}/{rest}",
+        methods=frozenset({"GET", "DELETE"}),
+        primary_key="ID",
+        kind="regular",
+    )
+
+
+def _key(endpoint: Endpoint, value: object, path: str = "$.id") -> str:
+    return key_literal(value, endpoint.key_type or "Edm.Guid", path)
+
+
+def _send(
+    step: Step,
+    method: str,
+    endpoint: Endpoint,
+    key: str | None = None,
+    *,
+    params: dict[str, str] | None = None,
+    json: Any = None,
+) -> httpx.Response:
+    url = step.client.url(endpoint, step.division, key, params)
+    return step.client.request(
+        method, url, endpoint=endpoint, division=step.division, json=json, deadline=step.deadline
+    )
+
+
+def _shape(record: dict[str, Any], raw: bool) -> dict[str, Any]:
+    return record if raw else normalize(record)
+
+
+# -- the handlers --------------------------------------------------------------------------------
+
+
+def create_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
+    """POST project/TimeTransactions with ``Prefer: return=representation``."""
+    endpoint = catalog().lookup(TIME_TRANSACTIONS)
+    record = unwrap_record(read_json(_send(step, "POST", endpoint, json=data["data"])))
+    step.audit.update(endpoint=endpoint.id, id=record.get("ID"))
+    return _shape(record, bool(data.get("raw")))
+
+
+def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
+    """PUT the changed fields, then read the record back (PUT answers 204 with no body)."""
+    endpoint = catalog().lookup(TIME_TRANSACTIONS)
+    key = _key(endpoint, data["id"])
+    _send(step, "PUT", endpoint, key, json=data["data"])
+    record = unwrap_record(read_json(_send(step, "GET", endpoint, key)))
+    step.audit.update(endpoint=endpoint.id, id=record.get("ID", data["id"]))
+    return {"id": record.get("ID", data["id"]), "updated": True, "record": _shape(record, bool(data.get("raw")))}
+
+
+def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
+    """DELETE {service}/{endpoint}({key}); a retried DELETE that finds nothing counts as done."""
+    endpoint = resolve_endpoint(data["endpoint"], "DELETE", step)
+    if not endpoint.is_record_endpoint:
+        raise MethodNotSupported(
+            f"{endpoint.id} has no single primary key, so records cannot be deleted by ID.",
+            errors=[{"path": "$.endpoint", "code": "key", "message": "no single primary key"}],
+        )
+    key = _key(endpoint, data["id"])
+    response = _send(step, "DELETE", endpoint, key)
+    step.audit.update(endpoint=endpoint.id, id=data["id"])
+    result: dict[str, Any] = {"endpoint": endpoint.id, "id": data["id"], "deleted": True}
+    if response.status_code == 404:
+        result["already_absent"] = True
+    return result
+
+
+def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
+    """One record by key, or a list (with a resumable cursor when a limit stops it early)."""
+    endpoint = resolve_endpoint(data["endpoint"], "GET", step)
+    raw = bool(data.get("raw"))
+    if data.get("id") not in (None, ""):
+        params = _select_param(endpoint, data.get("select"))
+        record = unwrap_record(read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params)))
+        return {"record": _shape(record, raw)}
+    pager = _pager(step, endpoint, data)
+    limit = data.get("limit")
+    records = []
+    for record in pager:
+        records.append(_shape(record, raw))
+        if limit is not None and len(records) >= limit:
+            break
+    cursor = pager.cursor()
+    return {
+        "records": records,
+        "count": len(records),
+        "next_cursor": cursor.encode() if cursor is not None else None,
+    }
+
+
+def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The list of ``list_or_get_endpoint`` as a stream, for engines and the CLI (flat memory)."""
+    endpoint = resolve_endpoint(data["endpoint"], "GET", step)
+    raw = bool(data.get("raw"))
+    limit = data.get("limit")
+    for count, record in enumerate(_pager(step, endpoint, data), start=1):
+        yield _shape(record, raw)
+        if limit is not None and count >= limit:
+            return
+
+
+# -- list plumbing -------------------------------------------------------------------------------
+
+
+def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
+    """Field names checked against the endpoint (canonical spelling); unknown ones refused."""
+    result = []
+    for index, name in enumerate(names):
+        where = f"{path}[{index}]"
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise _input_error(where, "pattern", "a field name uses letters, digits and _ only")
+        field_ = endpoint.field(name)
+        if endpoint.fields and field_ is None:
+            raise _input_error(where, "unknown_field", f"not a field of {endpoint.id}")
+        result.append(field_.name if field_ is not None else name)
+    return result
+
+
+def _select_param(endpoint: Endpoint, select: list[str] | None) -> dict[str, str]:
+    return {"$select": ",".join(_fields(endpoint, select, "$.select"))} if select else {}
+
+
+def _order_by(endpoint: Endpoint, text: str) -> str:
+    terms = []
+    for index, part in enumerate(text.split(",")):
+        match = _ORDER_TERM.fullmatch(part.strip())
+        if match is None:
+            raise _input_error("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
+        name = _fields(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
+        terms.append(f"{name} {match.group(2).lower()}" if match.group(2) else name)
+    return ",".join(terms)
+
+
+def _list_target(endpoint: Endpoint, data: dict[str, Any]) -> tuple[Endpoint, list[str]]:
+    """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
+
+    A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
+    is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
+    Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
+    """
+    select = _fields(endpoint, data.get("select") or [], "$.select")
+    limit = data.get("limit")
+    if endpoint.kind != "regular" or (limit is not None and limit <= endpoint.page_size):
+        return endpoint, select
+    candidates = [catalog().twin(endpoint, "bulk")]
+    if not data.get("filter") and not data.get("order_by"):
+        candidates.append(catalog().twin(endpoint, "sync"))
+    wanted = select or [f.name for f in endpoint.fields if not f.collection]
+    for twin in candidates:
+        if twin is not None and wanted and all(twin.field(name) for name in wanted):
+            return twin, wanted
+    return endpoint, select
+
+
+def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:
+    target, select = _list_target(endpoint, data)
+    params: dict[str, str] = {}
+    if select:
+        params["$select"] = ",".join(select)
+    if data.get("filter"):
+        if _CONTROL.search(data["filter"]):
+            raise _input_error("$.filter", "pattern", "control characters are not allowed")
+        params["$filter"] = data["filter"]
+    if data.get("order_by"):
+        params["$orderby"] = _order_by(target, data["order_by"])
+    # No $top for a limit: a full page costs the same one call and lets the cursor resume.
+    first = step.client.url(target, step.division, None, params)
+    if target is not endpoint:
+        step.audit["list_endpoint"] = target.id
+    if data.get("cursor"):
+        cursor = Cursor.decode(data["cursor"], endpoint=target.id, division=step.division)
+        return Pager.resume(step.client, target, first, step.division, cursor, deadline=step.deadline)
+    return Pager(step.client, target, step.division, first, deadline=step.deadline)
+
+
+Handler = Callable[[Step, dict[str, Any]], dict[str, Any]]
+
+#: Action id -> handler. Titles, schemas and behaviour flags live in connector.yaml.
+ACTIONS: dict[str, Handler] = {
+    "create_project_time_transaction": create_time_transaction,
+    "delete_endpoint_record": delete_record,
+    "list_or_get_endpoint": list_or_get,
+    "update_project_time_transaction": update_time_transaction,
+}
