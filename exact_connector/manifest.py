@@ -1,0 +1,362 @@
+"""``connector.yaml`` and the schemas it names -> frozen, validated models.
+
+Loading checks everything before anything runs and reports every problem at once, each with its
+file and JSON path: the YAML against ``schemas/connector.schema.json``, every schema file against
+the 2020-12 meta-schema and the house rules below, every ``$ref``, every action's sample against its
+output schema, and that the credential form offers exactly the declared regions and auth types.
+
+House rules for schema files: the ``$id`` is the file's path under ``SCHEMA_BASE``; ``x-ui`` hints
+use the vocabulary of ``defs/x_ui.json``; an object with properties says whether it is open
+(``additionalProperties``); and no property is the schema ``false`` (jsonschema drops the path of
+such an error, so use ``{"not": {}}``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+
+from exact_connector.catalog import catalog
+from exact_connector.exceptions import FieldError, InputError, ManifestError
+from exact_connector.schemas import (
+    SchemaSet,
+    declarations_root,
+    field_errors,
+    json_path,
+    problem,
+    uri_for,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from importlib.resources.abc import Traversable
+
+__all__ = [
+    "CREDENTIALS",
+    "Action",
+    "ApiPaths",
+    "AuthType",
+    "Check",
+    "Manifest",
+    "ServerUrl",
+    "TokenPolicy",
+    "check_schemas",
+    "load_manifest",
+]
+
+MANIFEST_FILE = "connector.yaml"
+META_SCHEMA_FILE = "schemas/connector.schema.json"
+X_UI_FILE = "schemas/defs/x_ui.json"
+#: The name of the credential form; every other form is named by its action id.
+CREDENTIALS = "credentials"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class TokenPolicy(_Model):
+    """Exact's token rules: seconds unless the name says days."""
+
+    access_ttl: int
+    min_refresh_age: int
+    refresh_window: int
+    single_use_refresh: bool
+    refresh_idle_ttl_days: int
+    refresh_warning_days: int
+
+
+class ServerUrl(_Model):
+    """One regional Exact Online host."""
+
+    url: str
+    label: str
+    region: str
+
+
+class ApiPaths(_Model):
+    """Paths on the chosen host for sign-in, tokens and the REST API."""
+
+    auth: str
+    token: str
+    api: str
+
+
+class AuthType(_Model):
+    """A way to obtain tokens, and the credential fields only it uses."""
+
+    id: str
+    label: str
+    grant: str
+    interactive: bool
+    fields: tuple[str, ...]
+
+
+class Check(_Model):
+    """One check Test Connect performs."""
+
+    id: str
+    title: str
+    description: str
+    endpoint: str | None = None
+
+
+class Action(_Model):
+    """One action: its words, bundled input/output schemas, behaviour flags and a sample output."""
+
+    id: str
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    read_only: bool
+    idempotent: bool
+    destructive: bool
+    sample: dict[str, Any]
+
+
+class Manifest(_Model):
+    """The whole declaration; build it with :func:`load_manifest`."""
+
+    id: str
+    name: str
+    version: str
+    description: str
+    categories: tuple[str, ...]
+    icon: str | None = None
+    credentials_schema: dict[str, Any]
+    auth_types: tuple[AuthType, ...]
+    token_policy: TokenPolicy
+    server_urls: tuple[ServerUrl, ...]
+    api_paths: ApiPaths
+    test_connect: tuple[Check, ...]
+    actions: tuple[Action, ...]
+    _schemas: SchemaSet = PrivateAttr()
+
+    @property
+    def schemas(self) -> SchemaSet:
+        """The loaded schemas behind this manifest, with their validators."""
+        return self._schemas
+
+    def action(self, action_id: str) -> Action:
+        """The action with this id; an unknown id is an input error at ``$.action``."""
+        for action in self.actions:
+            if action.id == action_id:
+                return action
+        raise InputError(
+            "There is no action with that id.",
+            errors=[{"path": "$.action", "code": "unknown", "message": "is not an action of this connector"}],
+            hint="Actions: " + ", ".join(a.id for a in self.actions) + ".",
+        )
+
+    def form_names(self) -> tuple[str, ...]:
+        """``credentials`` and every action id: the forms this connector declares."""
+        return (CREDENTIALS, *(a.id for a in self.actions))
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as plain JSON data, schemas included."""
+        return self.model_dump(mode="json")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that rejects duplicate keys and keeps dates as text (the manifest is JSON data)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        for index, key in enumerate(keys):
+            if key in keys[:index]:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "duplicate key", node.value[index][0].start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _in_file(file: str, errors: list[FieldError]) -> list[FieldError]:
+    return [{"file": file, **error} for error in errors]
+
+
+def _read_yaml(root: Traversable) -> tuple[Any, list[FieldError]]:
+    source = root / MANIFEST_FILE
+    if not source.is_file():
+        return None, [problem(MANIFEST_FILE, "$", "missing", "the manifest file does not exist")]
+    try:
+        return yaml.load(source.read_text("utf-8"), Loader=_StrictLoader), []  # noqa: S506
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = "has a duplicate key" if error.problem == "duplicate key" else "is not valid YAML"
+        return None, [problem(MANIFEST_FILE, "$", "yaml", what + line)]
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None, [problem(MANIFEST_FILE, "$", "yaml", "is not valid YAML")]
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+
+def _subschemas(node: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], dict[str, Any]]]:
+    """Every object in a schema document that is a schema (values of enum, const... excluded)."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            if key in ("properties", "$defs", "patternProperties", "dependentSchemas"):
+                for name, child in value.items() if isinstance(value, dict) else ():
+                    yield from _subschemas(child, [*path, key, name])
+            elif key in ("allOf", "anyOf", "oneOf", "prefixItems") and isinstance(value, list):
+                for index, child in enumerate(value):
+                    yield from _subschemas(child, [*path, key, index])
+            elif key in ("items", "not", "if", "then", "else", "additionalProperties", "contains"):
+                yield from _subschemas(value, [*path, key])
+
+
+def _house_rules(file: str, document: dict[str, Any], x_ui: Any) -> list[FieldError]:
+    found: list[FieldError] = []
+    if document.get("$id") != uri_for(file):
+        found.append(problem(file, json_path(["$id"], reveal=True), "$id", f"must be {uri_for(file)}"))
+    for path, schema in _subschemas(document, []):
+        where = json_path(path, reveal=True)
+        for name, child in schema.get("properties", {}).items():
+            if child is False:
+                found.append(problem(file, json_path([*path, "properties", name], reveal=True),
+                                      "false_schema", 'use {"not": {}} instead of false'))
+        if schema.get("type") == "object" and "properties" in schema and not (
+            {"additionalProperties", "unevaluatedProperties"} & schema.keys()
+        ):
+            found.append(problem(file, where, "additionalProperties", "must say whether the object is open"))
+        hints = schema.get("x-ui")
+        if hints is None:
+            continue
+        at = json_path([*path, "x-ui"], reveal=True)
+        if x_ui is not None:
+            found += _in_file(file, field_errors(x_ui.iter_errors(hints), at, reveal=True))
+        if not isinstance(hints, dict):
+            continue
+        if "order" in hints and sorted(hints["order"]) != sorted(schema.get("properties", {})):
+            found.append(problem(file, at, "order", "must list every property exactly once"))
+        labels = hints.get("enum_labels")
+        if labels is not None and len(labels) != len(schema.get("enum", [])):
+            found.append(problem(file, at, "enum_labels", "must have one label per enum value"))
+    return found
+
+
+def check_schemas(schemas: SchemaSet) -> list[FieldError]:
+    """Every problem in the schema files: meta-schema, house rules, dangling ``$ref``s."""
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    x_ui = schemas.validator(X_UI_FILE) if X_UI_FILE in schemas.documents else None
+    found: list[FieldError] = list(schemas.problems)
+    for file, document in schemas.documents.items():
+        found += _in_file(file, field_errors(meta.iter_errors(document), reveal=True))
+        found += _house_rules(file, document, x_ui)
+    return found + schemas.dangling_refs()
+
+
+def _enum_of(schemas: SchemaSet, file: str, prop: str) -> tuple[list[Any], list[Any]]:
+    schema = schemas.documents.get(file, {}).get("properties", {}).get(prop, {})
+    return list(schema.get("enum", [])), list(schema.get("x-ui", {}).get("enum_labels", []))
+
+
+def _cross_checks(raw: dict[str, Any], schemas: SchemaSet) -> list[FieldError]:
+    """What the meta-schema cannot say: files exist, samples fit, forms match the declarations."""
+    found: list[FieldError] = []
+    credentials = raw["credentials"]["schema"]
+    named = [("$.credentials.schema", credentials)]
+    seen: set[str] = set()
+    for index, action in enumerate(raw["actions"]):
+        at = f"$.actions[{index}]"
+        if action["id"] in seen:
+            found.append(problem(MANIFEST_FILE, f"{at}.id", "unique", "repeats another action's id"))
+        seen.add(action["id"])
+        named += [(f"{at}.input_schema", action["input_schema"]), (f"{at}.output_schema", action["output_schema"])]
+        if action["output_schema"] in schemas.documents:
+            sample = schemas.errors(action["output_schema"], action["sample"], f"{at}.sample")
+            found += _in_file(MANIFEST_FILE, sample)
+    found += [
+        problem(MANIFEST_FILE, path, "missing", "names a schema file that does not exist")
+        for path, file in named
+        if file not in schemas.documents
+    ]
+    for check_index, check in enumerate(raw["test_connect"]["checks"]):
+        if "endpoint" in check and catalog().get(check["endpoint"]) is None:
+            path = f"$.test_connect.checks[{check_index}].endpoint"
+            found.append(problem(MANIFEST_FILE, path, "unknown", "is not in the endpoint catalog"))
+    if credentials in schemas.documents:
+        declared = {
+            "server_url": ([s["url"] for s in raw["server_urls"]], [s["label"] for s in raw["server_urls"]]),
+            "auth_type": ([a["id"] for a in raw["auth_types"]], [a["label"] for a in raw["auth_types"]]),
+        }
+        for prop, expected in declared.items():
+            if _enum_of(schemas, credentials, prop) != expected:
+                found.append(problem(credentials, f"$.properties.{prop}", "enum",
+                                      f"enum and enum_labels must match the manifest's {prop}s"))
+    return found
+
+
+def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
+    actions = [
+        {
+            **{k: v for k, v in action.items() if k not in ("input_schema", "output_schema")},
+            "input_schema": schemas.bundle(action["input_schema"]),
+            "output_schema": schemas.bundle(action["output_schema"]),
+        }
+        for action in raw["actions"]
+    ]
+    fields = {k: v for k, v in raw.items() if k not in ("credentials", "test_connect", "actions")}
+    try:
+        manifest = Manifest(
+            **fields,
+            credentials_schema=schemas.bundle(raw["credentials"]["schema"]),
+            test_connect=raw["test_connect"]["checks"],
+            actions=actions,
+        )
+    except ValidationError as error:  # the meta-schema should have caught it; report, never echo
+        problems = [
+            problem(MANIFEST_FILE, json_path(e["loc"], reveal=True), e["type"], "has the wrong shape")
+            for e in error.errors(include_input=False)
+        ]
+        raise ManifestError("connector.yaml does not fit the manifest model.", errors=problems) from None
+    manifest._schemas = schemas
+    return manifest
+
+
+def _load(root: Traversable) -> Manifest:
+    schemas = SchemaSet.load(root)
+    problems = check_schemas(schemas)
+    raw, yaml_problems = _read_yaml(root)
+    problems += yaml_problems
+    if raw is not None and META_SCHEMA_FILE not in schemas.documents:
+        problems.append(problem(META_SCHEMA_FILE, "$", "missing", "the manifest's schema is missing"))
+    elif raw is not None:
+        shape = _in_file(MANIFEST_FILE, schemas.errors(META_SCHEMA_FILE, raw, reveal=True))
+        problems += shape or _cross_checks(raw, schemas)
+    if problems:
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        raise ManifestError(f"The connector declarations have {count}.", errors=problems)
+    return _build(raw, schemas)
+
+
+@cache
+def _default_manifest() -> Manifest:
+    return _load(declarations_root())
+
+
+def load_manifest(root: Traversable | str | None = None) -> Manifest:
+    """The validated manifest of ``root`` (a directory holding connector.yaml and schemas/).
+
+    The default, this package's own declarations, is loaded once per process. Raises
+    :class:`ManifestError` listing every problem found.
+    """
+    if root is None:
+        return _default_manifest()
+    return _load(Path(root) if isinstance(root, str) else root)
