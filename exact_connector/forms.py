@@ -68,7 +68,9 @@ def _schema(name: str, manifest: Manifest) -> dict[str, Any]:
     except InputError:
         raise InputError(
             "There is no form with that name; use credentials or an action id.",
-            errors=[{"path": "$.form", "code": "unknown", "message": "is not a form of this connector"}],
+            errors=[
+                {"path": "$.form", "code": "unknown", "message": "is not a form of this connector"}
+            ],
             hint="Forms: " + ", ".join(manifest.form_names()) + ".",
         ) from None
 
@@ -108,7 +110,8 @@ def _field(name: str, prop: dict[str, Any], required: bool) -> dict[str, Any]:
     options = None
     if "enum" in prop:
         labels = ui.get("enum_labels") or [str(v) for v in prop["enum"]]
-        options = [{"value": v, "label": l} for v, l in zip(prop["enum"], labels, strict=True)]
+        pairs = zip(prop["enum"], labels, strict=True)
+        options = [{"value": value, "label": label} for value, label in pairs]
     return {
         "name": name,
         "label": prop.get("title", name),
@@ -120,7 +123,9 @@ def _field(name: str, prop: dict[str, Any], required: bool) -> dict[str, Any]:
         "options_from": ui.get("options_from"),
         "secret": bool(prop.get("writeOnly")),
         "visible_when": (
-            {"field": next(iter(depends)), "equals": next(iter(depends.values()))} if depends else None
+            {"field": next(iter(depends)), "equals": next(iter(depends.values()))}
+            if depends
+            else None
         ),
         "advanced": bool(ui.get("advanced")),
         "group": ui.get("group"),
@@ -144,7 +149,7 @@ def form_spec(name: str, manifest: Manifest | None = None) -> dict[str, Any]:
 
 
 def secret_fields(name: str, manifest: Manifest | None = None) -> tuple[str, ...]:
-    """Names of the form's secret fields (``writeOnly``), in form order: what to mask and encrypt."""
+    """The form's secret (``writeOnly``) fields in form order: what to mask and encrypt."""
     schema = _schema(name, manifest or load_manifest())
     return tuple(n for n, prop in _ordered(schema) if prop.get("writeOnly"))
 
@@ -156,7 +161,7 @@ def validate(name: str, data: Any, manifest: Manifest | None = None) -> list[Fie
     return manifest.schemas.errors(schema_id, data)
 
 
-# --- react-jsonschema-form -------------------------------------------------------------------------
+# --- react-jsonschema-form -----------------------------------------------------------------------
 
 
 def _strip_hints(node: Any) -> Any:
@@ -175,7 +180,9 @@ def _ui_schema(schema: dict[str, Any]) -> dict[str, Any]:
         for name, prop in _ordered(schema):
             if isinstance(prop, dict) and (child := _ui_schema(prop)):
                 ui[name] = child
-        return ui | ({"ui:options": _rjsf_options(hints, schema)} if hints.keys() - {"order"} else {})
+        return ui | (
+            {"ui:options": _rjsf_options(hints, schema)} if hints.keys() - {"order"} else {}
+        )
     widget = _RJSF_WIDGET.get(_widget(schema))
     if widget:
         ui["ui:widget"] = widget
@@ -196,7 +203,7 @@ def _rjsf_options(hints: dict[str, Any], schema: dict[str, Any]) -> dict[str, An
 
 
 def rjsf(name: str, manifest: Manifest | None = None) -> dict[str, Any]:
-    """The form for react-jsonschema-form: a self-contained 2020-12 ``schema`` and its ``uiSchema``."""
+    """The form for react-jsonschema-form: a self-contained 2020-12 schema and a uiSchema."""
     schema = _schema(name, manifest or load_manifest())
     return {"schema": _strip_hints(schema), "uiSchema": _ui_schema(schema)}
 
@@ -269,7 +276,9 @@ def data_manager_schema(endpoint: Endpoint | None = None) -> dict[str, Any]:
             "fields": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {f.name: _writable_field(f.name, f.type, f.mandatory) for f in writable},
+                "properties": {
+                    f.name: _writable_field(f.name, f.type, f.mandatory) for f in writable
+                },
                 "x-ui": {"order": [f.name for f in writable]},
             },
             "create": {

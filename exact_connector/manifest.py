@@ -150,7 +150,13 @@ class Manifest(_Model):
                 return action
         raise InputError(
             "There is no action with that id.",
-            errors=[{"path": "$.action", "code": "unknown", "message": "is not an action of this connector"}],
+            errors=[
+                {
+                    "path": "$.action",
+                    "code": "unknown",
+                    "message": "is not an action of this connector",
+                }
+            ],
             hint="Actions: " + ", ".join(a.id for a in self.actions) + ".",
         )
 
@@ -206,7 +212,9 @@ def _read_yaml(root: Traversable) -> tuple[Any, list[FieldError]]:
 # --- checking ------------------------------------------------------------------------------------
 
 
-def _subschemas(node: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], dict[str, Any]]]:
+def _subschemas(
+    node: Any, path: list[str | int]
+) -> Iterator[tuple[list[str | int], dict[str, Any]]]:
     """Every object in a schema document that is a schema (values of enum, const... excluded)."""
     if isinstance(node, dict):
         yield path, node
@@ -224,17 +232,29 @@ def _subschemas(node: Any, path: list[str | int]) -> Iterator[tuple[list[str | i
 def _house_rules(file: str, document: dict[str, Any], x_ui: Any) -> list[FieldError]:
     found: list[FieldError] = []
     if document.get("$id") != uri_for(file):
-        found.append(problem(file, json_path(["$id"], reveal=True), "$id", f"must be {uri_for(file)}"))
+        found.append(
+            problem(file, json_path(["$id"], reveal=True), "$id", f"must be {uri_for(file)}")
+        )
     for path, schema in _subschemas(document, []):
         where = json_path(path, reveal=True)
         for name, child in schema.get("properties", {}).items():
             if child is False:
-                found.append(problem(file, json_path([*path, "properties", name], reveal=True),
-                                      "false_schema", 'use {"not": {}} instead of false'))
-        if schema.get("type") == "object" and "properties" in schema and not (
-            {"additionalProperties", "unevaluatedProperties"} & schema.keys()
+                found.append(
+                    problem(
+                        file,
+                        json_path([*path, "properties", name], reveal=True),
+                        "false_schema",
+                        'use {"not": {}} instead of false',
+                    )
+                )
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and not ({"additionalProperties", "unevaluatedProperties"} & schema.keys())
         ):
-            found.append(problem(file, where, "additionalProperties", "must say whether the object is open"))
+            found.append(
+                problem(file, where, "additionalProperties", "must say whether the object is open")
+            )
         hints = schema.get("x-ui")
         if hints is None:
             continue
@@ -253,7 +273,9 @@ def _house_rules(file: str, document: dict[str, Any], x_ui: Any) -> list[FieldEr
 
 def check_schemas(schemas: SchemaSet) -> list[FieldError]:
     """Every problem in the schema files: meta-schema, house rules, dangling ``$ref``s."""
-    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    meta = Draft202012Validator(
+        Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     x_ui = schemas.validator(X_UI_FILE) if X_UI_FILE in schemas.documents else None
     found: list[FieldError] = list(schemas.problems)
     for file, document in schemas.documents.items():
@@ -276,9 +298,14 @@ def _cross_checks(raw: dict[str, Any], schemas: SchemaSet) -> list[FieldError]:
     for index, action in enumerate(raw["actions"]):
         at = f"$.actions[{index}]"
         if action["id"] in seen:
-            found.append(problem(MANIFEST_FILE, f"{at}.id", "unique", "repeats another action's id"))
+            found.append(
+                problem(MANIFEST_FILE, f"{at}.id", "unique", "repeats another action's id")
+            )
         seen.add(action["id"])
-        named += [(f"{at}.input_schema", action["input_schema"]), (f"{at}.output_schema", action["output_schema"])]
+        named += [
+            (f"{at}.input_schema", action["input_schema"]),
+            (f"{at}.output_schema", action["output_schema"]),
+        ]
         if action["output_schema"] in schemas.documents:
             sample = schemas.errors(action["output_schema"], action["sample"], f"{at}.sample")
             found += _in_file(MANIFEST_FILE, sample)
@@ -293,13 +320,25 @@ def _cross_checks(raw: dict[str, Any], schemas: SchemaSet) -> list[FieldError]:
             found.append(problem(MANIFEST_FILE, path, "unknown", "is not in the endpoint catalog"))
     if credentials in schemas.documents:
         declared = {
-            "server_url": ([s["url"] for s in raw["server_urls"]], [s["label"] for s in raw["server_urls"]]),
-            "auth_type": ([a["id"] for a in raw["auth_types"]], [a["label"] for a in raw["auth_types"]]),
+            "server_url": (
+                [s["url"] for s in raw["server_urls"]],
+                [s["label"] for s in raw["server_urls"]],
+            ),
+            "auth_type": (
+                [a["id"] for a in raw["auth_types"]],
+                [a["label"] for a in raw["auth_types"]],
+            ),
         }
         for prop, expected in declared.items():
             if _enum_of(schemas, credentials, prop) != expected:
-                found.append(problem(credentials, f"$.properties.{prop}", "enum",
-                                      f"enum and enum_labels must match the manifest's {prop}s"))
+                found.append(
+                    problem(
+                        credentials,
+                        f"$.properties.{prop}",
+                        "enum",
+                        f"enum and enum_labels must match the manifest's {prop}s",
+                    )
+                )
     return found
 
 
@@ -314,18 +353,24 @@ def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
     ]
     fields = {k: v for k, v in raw.items() if k not in ("credentials", "test_connect", "actions")}
     try:
-        manifest = Manifest(
-            **fields,
-            credentials_schema=schemas.bundle(raw["credentials"]["schema"]),
-            test_connect=raw["test_connect"]["checks"],
-            actions=actions,
+        manifest = Manifest.model_validate(
+            {
+                **fields,
+                "credentials_schema": schemas.bundle(raw["credentials"]["schema"]),
+                "test_connect": raw["test_connect"]["checks"],
+                "actions": actions,
+            }
         )
     except ValidationError as error:  # the meta-schema should have caught it; report, never echo
         problems = [
-            problem(MANIFEST_FILE, json_path(e["loc"], reveal=True), e["type"], "has the wrong shape")
+            problem(
+                MANIFEST_FILE, json_path(e["loc"], reveal=True), e["type"], "has the wrong shape"
+            )
             for e in error.errors(include_input=False)
         ]
-        raise ManifestError("connector.yaml does not fit the manifest model.", errors=problems) from None
+        raise ManifestError(
+            "connector.yaml does not fit the manifest model.", errors=problems
+        ) from None
     manifest._schemas = schemas
     return manifest
 
@@ -336,7 +381,9 @@ def _load(root: Traversable) -> Manifest:
     raw, yaml_problems = _read_yaml(root)
     problems += yaml_problems
     if raw is not None and META_SCHEMA_FILE not in schemas.documents:
-        problems.append(problem(META_SCHEMA_FILE, "$", "missing", "the manifest's schema is missing"))
+        problems.append(
+            problem(META_SCHEMA_FILE, "$", "missing", "the manifest's schema is missing")
+        )
     elif raw is not None:
         shape = _in_file(MANIFEST_FILE, schemas.errors(META_SCHEMA_FILE, raw, reveal=True))
         problems += shape or _cross_checks(raw, schemas)

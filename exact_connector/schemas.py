@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,7 @@ from exact_connector.exceptions import FieldError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+
     from referencing._core import Resolver
 
 __all__ = [
@@ -55,7 +56,7 @@ ANNOTATIONS = frozenset(
 
 
 def declarations_root() -> Traversable:
-    """Where ``connector.yaml`` and ``schemas/`` live: inside the installed wheel, else the source tree.
+    """Where ``connector.yaml`` and ``schemas/`` are: in the installed wheel, else the source tree.
 
     The wheel force-includes both under ``exact_connector/_declarations``; an editable install or a
     checkout has them next to the package.
@@ -127,7 +128,7 @@ def _format_checker() -> Any:
 
 @cache
 def ecma_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile an ECMA-262 ``pattern``: an unescaped ``$`` outside a class is the end of the text."""
+    """Compile an ECMA-262 ``pattern``: an unescaped ``$`` outside a class ends the text."""
     out, escaped, in_class = [], False, False
     for char in pattern:
         if escaped:
@@ -352,7 +353,7 @@ class SchemaSet:
 
 
 def uri_for(relative: str) -> str:
-    """The ``$id`` a schema file must have: ``schemas/defs/guid.json`` -> ``SCHEMA_BASE/defs/guid.json``."""
+    """The ``$id`` a schema file must have: its path under ``schemas/``, after ``SCHEMA_BASE``."""
     return SCHEMA_BASE + relative.removeprefix(f"{SCHEMAS_DIR}/")
 
 
@@ -381,7 +382,9 @@ def merge(target: Any, siblings: dict[str, Any]) -> Any:
     """
     if not isinstance(target, dict):
         return {"allOf": [target, siblings]} if siblings else target
-    clash = [k for k in siblings if k in target and k not in ANNOTATIONS and siblings[k] != target[k]]
+    clash = [
+        k for k in siblings if k in target and k not in ANNOTATIONS and siblings[k] != target[k]
+    ]
     if clash:
         notes = {k: v for k, v in siblings.items() if k in ANNOTATIONS}
         rest = {k: v for k, v in siblings.items() if k not in ANNOTATIONS}
@@ -406,7 +409,9 @@ def _inline(node: Any, resolver: Resolver[Any], depth: int) -> Any:
         return merge(target, siblings)
     skip = ("$defs", "$id", "$schema")
     return {
-        key: value if key in ("enum", "const", "examples", "default") else _inline(value, resolver, depth + 1)
+        key: value
+        if key in ("enum", "const", "examples", "default")
+        else _inline(value, resolver, depth + 1)
         for key, value in node.items()
         if key not in skip
     }

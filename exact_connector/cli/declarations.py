@@ -1,0 +1,226 @@
+"""Commands that read the declarations: ``manifest``, ``form``, ``validate`` and ``endpoints``.
+
+None of them needs a vault or the network. ``--manifest-root DIR`` reads ``connector.yaml`` and
+``schemas/`` from another directory (to check a manifest being edited, or a test fixture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from exact_connector import forms
+from exact_connector.catalog import Endpoint, catalog
+from exact_connector.cli._output import print_json, print_table
+from exact_connector.exceptions import InputError, ManifestError
+from exact_connector.manifest import Manifest, load_manifest
+
+__all__ = ["register"]
+
+#: A document to validate is read up to this size; anything larger is refused unread.
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+_METHOD_ORDER = ("GET", "POST", "PUT", "DELETE")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _reports_files(handler: Handler) -> Handler:
+    """Print a broken manifest's problems with their file as well as their path."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ManifestError as error:
+            sys.stderr.write(f"error[{error.code}]: {error.message}\n")
+            for item in error.errors:
+                where = f"{item.get('file', '?')} {item.get('path', '$')}"
+                sys.stderr.write(f"  {where}: {item.get('message', '')} [{item.get('code')}]\n")
+            sys.stderr.write(f"hint: {error.hint}\n")
+            return error.exit_code
+
+    return run
+
+
+def _manifest(args: argparse.Namespace) -> Manifest:
+    root: Path | None = args.manifest_root
+    return load_manifest(root) if root is not None else load_manifest()
+
+
+def _show_manifest(args: argparse.Namespace) -> int:
+    manifest = _manifest(args)
+    if args.json:
+        print_json(manifest.to_json())
+        return 0
+    print(f"{manifest.name} ({manifest.id}) {manifest.version}")
+    print(manifest.description)
+    print("\nActions:")
+    flags = {True: "read-only", False: "writes"}
+    print_table(
+        [
+            (a.id, a.title, flags[a.read_only] + (", destructive" if a.destructive else ""))
+            for a in manifest.actions
+        ],
+        ["ID", "TITLE", "EFFECT"],
+    )
+    print("\nAuthentication types:")
+    print_table([(a.id, a.label) for a in manifest.auth_types], ["ID", "LABEL"])
+    print("\nRegions:")
+    print_table(
+        [(s.region, s.label, s.url) for s in manifest.server_urls], ["REGION", "COUNTRY", "URL"]
+    )
+    return 0
+
+
+def _notes(field: dict[str, Any]) -> str:
+    notes = []
+    if field["secret"]:
+        notes.append("(secret, hidden)")
+    if field["visible_when"]:
+        condition = field["visible_when"]
+        notes.append(f"shown when {condition['field']} = {condition['equals']}")
+    if field["options_from"]:
+        notes.append(f"options from {field['options_from']}")
+    if field["advanced"]:
+        notes.append("advanced")
+    return "; ".join(notes)
+
+
+def _show_form(args: argparse.Namespace) -> int:
+    manifest = _manifest(args)
+    if args.rjsf:
+        print_json(forms.rjsf(args.name, manifest))
+        return 0
+    spec = forms.form_spec(args.name, manifest)
+    if args.json:
+        print_json(spec)
+        return 0
+    print(f"{spec['title']} ({spec['name']})")
+    rows = [
+        (index, f["label"], f["widget"], "yes" if f["required"] else "no", _notes(f))
+        for index, f in enumerate(spec["fields"], start=1)
+    ]
+    print_table(rows, ["#", "FIELD", "WIDGET", "REQUIRED", "NOTES"])
+    return 0
+
+
+def _read_document(source: str) -> Any:
+    try:
+        if source == "-":
+            text = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+        else:
+            with open(source, "rb") as handle:
+                text = handle.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError:
+        raise _bad_document("cannot be read") from None
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise _bad_document(f"is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _bad_document(
+            f"is not valid JSON (line {error.lineno}, column {error.colno})"
+        ) from None
+    except (UnicodeDecodeError, RecursionError):
+        raise _bad_document("is not valid UTF-8 JSON of a reasonable depth") from None
+
+
+def _bad_document(message: str) -> InputError:
+    return InputError(
+        f"The document {message}.", errors=[{"path": "$", "code": "document", "message": message}]
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    manifest = _manifest(args)
+    document = _read_document(args.file)
+    errors = forms.validate(args.name, document, manifest)
+    if errors:
+        count = f"{len(errors)} problem" + ("s" if len(errors) != 1 else "")
+        raise InputError(
+            f"The document does not fit the form {args.name} ({count}).", errors=errors
+        )
+    print("valid")
+    return 0
+
+
+def _methods(endpoint: Endpoint) -> list[str]:
+    return [m for m in _METHOD_ORDER if m in endpoint.methods]
+
+
+def _key_text(key: str | tuple[str, ...] | None) -> str:
+    if isinstance(key, tuple):
+        return ",".join(key)
+    return key or "-"
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    found = catalog().options(method=args.method, search=args.search)
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": e.id,
+                    "methods": _methods(e),
+                    "kind": e.kind,
+                    "key": e.primary_key,
+                    "key_type": e.key_type,
+                    "page_size": e.page_size,
+                }
+                for e in found
+            ]
+        )
+        return 0
+    rows = [(e.id, " ".join(_methods(e)), e.kind, _key_text(e.primary_key)) for e in found]
+    print_table(rows, ["ENDPOINT", "METHODS", "KIND", "KEY"])
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``manifest``, ``form``, ``validate`` and ``endpoints`` to the CLI."""
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument(
+        "--manifest-root",
+        type=Path,
+        metavar="DIR",
+        help="read connector.yaml and schemas/ from DIR instead of the installed package",
+    )
+
+    manifest = subparsers.add_parser(
+        "manifest", parents=[root], help="show what the connector declares"
+    )
+    manifest.add_argument(
+        "--json", action="store_true", help="the whole manifest, schemas included"
+    )
+    manifest.set_defaults(handler=_reports_files(_show_manifest))
+
+    form = subparsers.add_parser("form", parents=[root], help="show a generated form")
+    form.add_argument("name", help="credentials, or an action id")
+    output = form.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="the form spec as JSON")
+    output.add_argument(
+        "--rjsf", action="store_true", help="schema + uiSchema for react-jsonschema-form"
+    )
+    form.set_defaults(handler=_reports_files(_show_form))
+
+    validate = subparsers.add_parser(
+        "validate",
+        parents=[root],
+        help="check a JSON document against a form (values never echoed)",
+    )
+    validate.add_argument("name", help="credentials, or an action id")
+    validate.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
+    validate.set_defaults(handler=_reports_files(_validate))
+
+    endpoints = subparsers.add_parser("endpoints", help="list catalog endpoints")
+    endpoints.add_argument(
+        "--method", type=str.upper, choices=_METHOD_ORDER, help="only endpoints supporting it"
+    )
+    endpoints.add_argument("--search", metavar="TEXT", help="only endpoints whose id contains TEXT")
+    endpoints.add_argument("--json", action="store_true", help="a JSON list")
+    endpoints.set_defaults(handler=_endpoints)
