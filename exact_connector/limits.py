@@ -29,6 +29,7 @@ import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -425,7 +426,7 @@ class RateGovernor:
             db = sqlite3.connect(
                 self._path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")  # counters only: losing the last few is fine
         db.executescript(_SCHEMA)
         return db
@@ -440,6 +441,20 @@ class RateGovernor:
             f"The rate-limit state ({where}) could not be used: {type(error).__name__}.",
             hint="It holds only call counters: delete the file and run the step again.",
         )
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. While another process opens the file the switch answers SQLITE_BUSY at once,
+    ignoring the busy timeout, so retry briefly; if it never succeeds the default journal is still
+    correct, only slower."""
+    for _ in range(40):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorname", "") != "SQLITE_BUSY":
+                raise
+            time.sleep(0.05)  # a file lock held by another process: real time, not the clock
 
 
 def _rollback(db: sqlite3.Connection) -> None:
