@@ -123,6 +123,9 @@ def _format_checker() -> Any:
     return checker
 
 
+FORMAT_CHECKER = _format_checker()
+
+
 # --- the validator class -------------------------------------------------------------------------
 
 
@@ -242,6 +245,8 @@ def _describe(error: Any, keyword: str, where: str, reveal: bool) -> list[tuple[
         return [
             (json_path([key], where, reveal=reveal), "is not an allowed field") for key in extras
         ]
+    if keyword == "pattern" and reveal:  # our own file: the pattern helps and holds no secret
+        return [(where, f"does not match {value}")]
     custom = schema.get("x-error-message") if isinstance(schema, dict) else None
     if custom and keyword not in _MEMBER_KEYWORDS:
         return [(where, str(custom))]
@@ -314,11 +319,13 @@ class SchemaSet:
         return contents
 
     def validator(self, ref: str) -> Any:
-        """A cached validator for a schema, with the format checker and the one registry."""
+        """A cached validator for a schema, with the format checker.
+
+        It validates the bundled schema: following a ``$ref`` into a document that names its
+        ``$schema`` would make jsonschema switch to its stock class and drop our rules.
+        """
         if ref not in self._validators:
-            self._validators[ref] = Validator(
-                self.schema(ref), registry=self.registry, format_checker=_format_checker()
-            )
+            self._validators[ref] = Validator(self.bundle(ref), format_checker=FORMAT_CHECKER)
         return self._validators[ref]
 
     def errors(
