@@ -432,7 +432,7 @@ class _Store:
             conn.row_factory = sqlite3.Row
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                journal = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                journal = _enable_wal(conn, time.monotonic() + self.busy_timeout)
                 for pragma in _PRAGMAS:
                     conn.execute(pragma)
                 synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
@@ -575,6 +575,18 @@ class _Store:
             subject=subject,
         )
         return SecretStr(plain.decode("utf-8"))
+
+
+def _enable_wal(conn: sqlite3.Connection, deadline: float) -> str:
+    # Switching the journal mode answers SQLITE_BUSY at once, without the busy handler.
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _ensure_dir(path: Path) -> None:
