@@ -195,11 +195,11 @@ def test_division_accepts(division: object) -> None:
     assert schema_set().errors(DIVISION, division) == []
 
 
-@pytest.mark.parametrize(
-    "division",
-    ["１２３", " 12 ", "1_000", "-1", "1e3", "12\n", "0", "0123", "", "123/../x", "2147483648"]
-    + [0, -1, 2**40, 1e3, 1.0, True, None],
-)
+BAD_DIVISION_TEXT = ["１２３", " 12 ", "1_000", "-1", "1e3", "12\n", "0", "0123", "", "123/../x"]
+BAD_DIVISION_VALUES = ["2147483648", 0, -1, 2**40, 1e3, 1.0, True, None]
+
+
+@pytest.mark.parametrize("division", [*BAD_DIVISION_TEXT, *BAD_DIVISION_VALUES])
 def test_division_rejects(division: object) -> None:
     """Unicode digits, spaces, separators, signs, exponents and out-of-range values fail (I2)."""
     errors = schema_set().errors(DIVISION, division)
@@ -297,7 +297,7 @@ def test_every_example_fits_its_own_schema(file: str) -> None:
     """Every example in every schema is valid where it stands: engines fill forms from them."""
     schemas = schema_set()
     stock = schemas.validator(DIVISION)
-    for path, schema, example in _examples(schemas.bundle(file), "#"):
+    for path, schema, value in _examples(schemas.bundle(file), "#"):
         ours = {k: v for k, v in schema.items() if k != "$schema"}  # keep our validator class
-        errors = [e.validator for e in stock.evolve(schema=ours).iter_errors(example)]
+        errors = [e.validator for e in stock.evolve(schema=ours).iter_errors(value)]
         assert errors == [], f"{file} {path}"
