@@ -333,6 +333,13 @@ class RateGovernor:
             day_reset=_utc(day.end),
         )
 
+    def close(self) -> None:
+        """Close the state database; in-memory state is dropped, a file is reopened on next use."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
     def _throttled_until(
         self, now: float, parsed: RateHeaders, headers: Mapping[str, str]
     ) -> float:

@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,6 +96,19 @@ def test_recorded_exact_headers_parse_as_milliseconds() -> None:
         day_remaining=4766,
         day_reset=1683936000.0,
     )
+
+
+def test_httpx_headers_are_accepted_and_duplicates_read_as_absent() -> None:
+    """The client passes httpx.Headers; a repeated header joins to "5, 6", which is not a count."""
+    headers = httpx.Headers(
+        [
+            ("x-ratelimit-minutely-limit", "60"),
+            ("X-RateLimit-Minutely-Remaining", "5"),
+            ("X-RateLimit-Minutely-Remaining", "6"),
+            ("X-RateLimit-Minutely-Reset", "1683879540000"),
+        ]
+    )
+    assert parse_rate_headers(headers) == RateHeaders(60, None, 1683879540.0)
 
 
 @pytest.mark.parametrize(
@@ -631,9 +645,30 @@ def test_state_file_is_shared_private_and_persistent(tmp_path: Path, clock: Manu
         first.acquire(APP, DIV, ENDPOINT, deadline=None)
     fail(second, 8)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first.close()
     assert RateGovernor(path, clock=clock).snapshot(APP, DIV).minute_remaining == 60 - 38
     with pytest.raises(ErrorBudgetExhausted):
         first.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
+)
+def test_a_forked_worker_opens_its_own_connection(tmp_path: Path, clock: ManualClock) -> None:
+    """F10: a governor used before a fork keeps working in the child, on the same shared file."""
+    governor = RateGovernor(tmp_path / "limits.db", clock=clock)
+    for _ in range(10):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+    def child() -> None:
+        for _ in range(10):
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=30)
+    assert process.exitcode == 0
+    assert governor.snapshot(APP, DIV).minute_remaining == 40
 
 
 def test_a_corrupt_state_file_gives_a_clear_error(tmp_path: Path, clock: ManualClock) -> None:
