@@ -724,7 +724,7 @@ class FakeMinuteServer:
             return 200, minutely(remaining, (window + 1) * 60)
 
 
-def test_ten_threads_stay_within_the_minute_and_use_it(record_property: Any) -> None:
+def test_ten_threads_stay_within_the_minute_and_use_it() -> None:
     """Pacing: 10 threads x 30 calls against 60/min: no 429 at all and >= 90% utilisation."""
     clock = ScaledClock(120.0)
     governor = RateGovernor(clock=clock)
@@ -745,10 +745,10 @@ def test_ten_threads_stay_within_the_minute_and_use_it(record_property: Any) -> 
     elapsed_minutes = (clock.now() - first_call) / 60
     windows = max(server.counts) - min(server.counts) + 1
     utilisation = sum(server.counts.values()) / (windows * 60)
-    record_property("utilisation", f"{utilisation:.0%} over {elapsed_minutes:.2f} clock minutes")
+    figure = f"{utilisation:.0%} of {windows} minutes ({elapsed_minutes:.2f} clock minutes elapsed)"
     assert sum(server.counts.values()) == 300
     assert server.over_limit == 0
-    assert utilisation >= 0.9
+    assert utilisation >= 0.9, figure
 
 
 class SharedScaledClock:
