@@ -59,15 +59,22 @@ class ManualClock:
 
 
 class ScaledClock:
-    """Real time sped up by ``factor`` from ``start``: a minute passes in 60/factor real seconds."""
+    """Real time sped up by ``factor`` from ``start``: a minute passes in 60/factor real seconds.
 
-    def __init__(self, factor: float, start: float = 1_767_225_600.0) -> None:
+    ``anchor`` is the real wall-clock time at which this clock reads ``start``; processes given the
+    same ``start`` and ``anchor`` agree on the time. Without it the clock starts now, in-process.
+    """
+
+    def __init__(
+        self, factor: float, start: float = 1_767_225_600.0, anchor: float | None = None
+    ) -> None:
         self.factor = factor
-        self._start = start
-        self._origin = time.monotonic()
+        self.start = start
+        self.anchor = time.time() if anchor is None else anchor
+        self._offset = self.anchor - time.time() + time.monotonic()
 
     def now(self) -> float:
-        return self._start + (time.monotonic() - self._origin) * self.factor
+        return self.start + (time.monotonic() - self._offset) * self.factor
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
