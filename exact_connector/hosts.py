@@ -36,7 +36,9 @@ REGIONAL_HOSTS: tuple[str, ...] = (
 )
 _LOOPBACK_NAMES = ("localhost",)
 _MAX_URL = 200
-_URL_SHAPE = re.compile(r"(https?)://([A-Za-z0-9.\-\[\]:]+?)(?::([0-9]{1,5}))?/?", re.ASCII)
+_URL_SHAPE = re.compile(
+    r"(https?)://([A-Za-z0-9.\-\[\]:]+?)(?::([0-9]{1,5}))?/?", re.ASCII | re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ def parse_server_url(value: object, *, allow_sandbox: bool = False) -> Origin:
     match = _URL_SHAPE.fullmatch(value)
     if match is None:
         raise refuse("it must be just a scheme and a host, like https://start.exactonline.nl")
-    scheme, host, port_text = match.group(1), match.group(2).lower(), match.group(3)
+    scheme, host, port_text = match.group(1).lower(), match.group(2).lower(), match.group(3)
     if host in REGIONAL_HOSTS:
         if scheme != "https":
             raise refuse("Exact Online is only reached over https")
