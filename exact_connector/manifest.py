@@ -54,6 +54,7 @@ META_SCHEMA_FILE = "schemas/connector.schema.json"
 X_UI_FILE = "schemas/defs/x_ui.json"
 #: The name of the credential form; every other form is named by its action id.
 CREDENTIALS = "credentials"
+_OPENNESS = frozenset({"additionalProperties", "unevaluatedProperties"})
 
 
 class _Model(BaseModel):
@@ -199,7 +200,8 @@ def _read_yaml(root: Traversable) -> tuple[Any, list[FieldError]]:
     if not source.is_file():
         return None, [problem(MANIFEST_FILE, "$", "missing", "the manifest file does not exist")]
     try:
-        return yaml.load(source.read_text("utf-8"), Loader=_StrictLoader), []  # noqa: S506
+        loaded = yaml.load(source.read_text("utf-8"), Loader=_StrictLoader)  # noqa: S506
+        return ({} if loaded is None else loaded), []  # empty: every required key is reported
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -230,58 +232,71 @@ def _subschemas(
 
 
 def _house_rules(file: str, document: dict[str, Any], x_ui: Any) -> list[FieldError]:
+    """The rules of this package's schema files; safe on any shape (the meta-schema judges it)."""
     found: list[FieldError] = []
     if document.get("$id") != uri_for(file):
-        found.append(
-            problem(file, json_path(["$id"], reveal=True), "$id", f"must be {uri_for(file)}")
-        )
+        where = json_path(["$id"], reveal=True)
+        found.append(problem(file, where, "$id", f"must be {uri_for(file)}"))
     for path, schema in _subschemas(document, []):
-        where = json_path(path, reveal=True)
-        for name, child in schema.get("properties", {}).items():
-            if child is False:
-                found.append(
-                    problem(
-                        file,
-                        json_path([*path, "properties", name], reveal=True),
-                        "false_schema",
-                        'use {"not": {}} instead of false',
-                    )
-                )
-        if (
-            schema.get("type") == "object"
-            and "properties" in schema
-            and not ({"additionalProperties", "unevaluatedProperties"} & schema.keys())
-        ):
-            found.append(
-                problem(file, where, "additionalProperties", "must say whether the object is open")
-            )
-        hints = schema.get("x-ui")
-        if hints is None:
-            continue
-        at = json_path([*path, "x-ui"], reveal=True)
-        if x_ui is not None:
-            found += _in_file(file, field_errors(x_ui.iter_errors(hints), at, reveal=True))
-        if not isinstance(hints, dict):
-            continue
-        if "order" in hints and sorted(hints["order"]) != sorted(schema.get("properties", {})):
-            found.append(problem(file, at, "order", "must list every property exactly once"))
-        labels = hints.get("enum_labels")
-        if labels is not None and len(labels) != len(schema.get("enum", [])):
-            found.append(problem(file, at, "enum_labels", "must have one label per enum value"))
+        properties = _mapping(schema.get("properties"))
+        for name in [n for n, child in properties.items() if child is False]:
+            where = json_path([*path, "properties", name], reveal=True)
+            found.append(problem(file, where, "false_schema", 'use {"not": {}} instead of false'))
+        if schema.get("type") == "object" and properties and not (_OPENNESS & schema.keys()):
+            where = json_path(path, reveal=True)
+            found.append(problem(file, where, "additionalProperties", "must say if it is open"))
+        if "x-ui" in schema:
+            found += _hint_rules(file, [*path, "x-ui"], schema, x_ui)
     return found
 
 
+def _hint_rules(
+    file: str, path: list[str | int], schema: dict[str, Any], x_ui: Any
+) -> list[FieldError]:
+    at = json_path(path, reveal=True)
+    hints = schema["x-ui"]
+    found = _in_file(file, field_errors(x_ui.iter_errors(hints), at, reveal=True)) if x_ui else []
+    hints = _mapping(hints)
+    order, labels = hints.get("order"), hints.get("enum_labels")
+    names = sorted(_mapping(schema.get("properties")))
+    if isinstance(order, list) and sorted(map(str, order)) != names:
+        found.append(problem(file, at, "order", "must list every property exactly once"))
+    if isinstance(labels, list) and len(labels) != len(schema.get("enum") or []):
+        found.append(problem(file, at, "enum_labels", "must have one label per enum value"))
+    return found
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def check_schemas(schemas: SchemaSet) -> list[FieldError]:
-    """Every problem in the schema files: meta-schema, house rules, dangling ``$ref``s."""
+    """Every problem in the schema files: meta-schema, dangling ``$ref``s, house rules."""
     meta = Draft202012Validator(
         Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
     )
-    x_ui = schemas.validator(X_UI_FILE) if X_UI_FILE in schemas.documents else None
-    found: list[FieldError] = list(schemas.problems)
+    found: list[FieldError] = [*schemas.problems, *schemas.dangling_refs()]
     for file, document in schemas.documents.items():
         found += _in_file(file, field_errors(meta.iter_errors(document), reveal=True))
+    # The hint vocabulary is itself a schema file; use it only if that file is sound.
+    sound = X_UI_FILE in schemas.documents and all(p["file"] != X_UI_FILE for p in found)
+    x_ui = schemas.validator(X_UI_FILE) if sound else None
+    for file, document in schemas.documents.items():
         found += _house_rules(file, document, x_ui)
-    return found + schemas.dangling_refs()
+    return found or _cycles(schemas)
+
+
+def _cycles(schemas: SchemaSet) -> list[FieldError]:
+    """Schemas are bundled (every ``$ref`` inlined) for engines, so a ``$ref`` may not recurse."""
+    found = []
+    for file in schemas.documents:
+        try:
+            schemas.bundle(file)
+        except RecursionError:
+            found.append(
+                problem(file, "$", "$ref", "refers back to itself; schemas cannot recurse")
+            )
+    return found
 
 
 def _enum_of(schemas: SchemaSet, file: str, prop: str) -> tuple[list[Any], list[Any]]:
@@ -375,18 +390,25 @@ def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
     return manifest
 
 
+def _manifest_problems(
+    raw: Any, schemas: SchemaSet, schema_problems: list[FieldError]
+) -> list[FieldError]:
+    if any(p["file"] == META_SCHEMA_FILE for p in schema_problems):
+        return []  # reported already; the manifest cannot be checked against a broken schema
+    if META_SCHEMA_FILE not in schemas.documents:
+        return [problem(META_SCHEMA_FILE, "$", "missing", "the manifest's schema is missing")]
+    shape = _in_file(MANIFEST_FILE, schemas.errors(META_SCHEMA_FILE, raw, reveal=True))
+    # Cross-checks read the other schema files, so they run once those are sound.
+    return shape or ([] if schema_problems else _cross_checks(raw, schemas))
+
+
 def _load(root: Traversable) -> Manifest:
     schemas = SchemaSet.load(root)
-    problems = check_schemas(schemas)
+    schema_problems = check_schemas(schemas)
     raw, yaml_problems = _read_yaml(root)
-    problems += yaml_problems
-    if raw is not None and META_SCHEMA_FILE not in schemas.documents:
-        problems.append(
-            problem(META_SCHEMA_FILE, "$", "missing", "the manifest's schema is missing")
-        )
-    elif raw is not None:
-        shape = _in_file(MANIFEST_FILE, schemas.errors(META_SCHEMA_FILE, raw, reveal=True))
-        problems += shape or _cross_checks(raw, schemas)
+    problems = schema_problems + yaml_problems
+    if raw is not None:
+        problems += _manifest_problems(raw, schemas, schema_problems)
     if problems:
         count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
         raise ManifestError(f"The connector declarations have {count}.", errors=problems)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -269,6 +272,16 @@ def test_yaml_problems_name_the_line(tmp_path: Path, text: str, message: str) ->
     assert [p["message"] for p in problems(root) if p["file"] == "connector.yaml"] == [message]
 
 
+@pytest.mark.parametrize("text", ["", "# nothing\n", "- a list\n", "just text\n"])
+def test_a_manifest_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
+    """An empty or non-mapping connector.yaml is a problem at $, not a crash."""
+    root = copy_declarations(tmp_path)
+    (root / "connector.yaml").write_text(text)
+    errors = problems(root)
+    assert errors and {p["file"] for p in errors} == {"connector.yaml"}
+    assert {p["code"] for p in errors} <= {"type", "required"}
+
+
 def test_invalid_sample_is_reported_in_the_manifest(tmp_path: Path) -> None:
     """A sample that does not fit its output schema is a problem at its path in connector.yaml."""
     root = copy_declarations(tmp_path)
@@ -314,3 +327,69 @@ def test_missing_schema_file_is_reported(tmp_path: Path) -> None:
     assert [(p["file"], p["path"], p["code"]) for p in problems(root)] == [
         ("connector.yaml", "$.actions[1].output_schema", "missing")
     ]
+
+
+Change = Callable[[dict[str, Any]], None]
+
+
+@pytest.mark.parametrize(
+    ("file", "change", "expected"),
+    [
+        (
+            "actions/delete_endpoint_record.output.json",
+            lambda d: d["properties"]["id"].update({"$ref": "../defs/nope.json"}),
+            ("schemas/actions/delete_endpoint_record.output.json", "$ref"),
+        ),
+        (
+            "actions/delete_endpoint_record.output.json",
+            lambda d: d.update(properties=["not", "a", "mapping"]),
+            ("schemas/actions/delete_endpoint_record.output.json", "type"),
+        ),
+        (
+            "defs/service_endpoint.json",
+            lambda d: d.update(pattern="(unclosed"),
+            ("schemas/defs/service_endpoint.json", "format"),
+        ),
+        ("defs/x_ui.json", lambda d: d.update(type=5), ("schemas/defs/x_ui.json", "anyOf")),
+        (
+            "connector.schema.json",
+            lambda d: d.update(required="id"),
+            ("schemas/connector.schema.json", "type"),
+        ),
+        (
+            "defs/division.json",
+            lambda d: d.update({"$ref": 12}),
+            ("schemas/defs/division.json", "type"),
+        ),
+        (
+            "credentials.schema.json",
+            lambda d: d["x-ui"].update(order="connector_name"),
+            ("schemas/credentials.schema.json", "type"),
+        ),
+        (
+            "defs/guid.json",
+            lambda d: d.update({"$ref": "guid.json"}),
+            ("schemas/defs/guid.json", "$ref"),
+        ),
+    ],
+    ids=[
+        "dangling-output-ref",
+        "properties-list",
+        "bad-regex",
+        "broken-x-ui",
+        "broken-meta",
+        "ref-int",
+        "order-not-list",
+        "ref-cycle",
+    ],
+)
+def test_broken_schema_files_are_reported_never_crash(
+    tmp_path: Path, file: str, change: Change, expected: tuple[str, str]
+) -> None:
+    """However a schema file is broken, loading reports it as a problem instead of crashing."""
+    root = copy_declarations(tmp_path)
+    path = root / "schemas" / file
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+    assert expected in {(p["file"], p["code"]) for p in problems(root)}
