@@ -100,6 +100,19 @@ def test_conditional_fields_follow_the_auth_type() -> None:
     assert spec["connector_name"]["visible_when"] is None
 
 
+def test_credential_fields_are_grouped() -> None:
+    """The Vault page can show the connection, the App Center app and the sign-in apart."""
+    assert [(f["name"], f["group"]) for f in forms.form_spec("credentials")["fields"]] == [
+        ("connector_name", "Connection"),
+        ("auth_type", "Connection"),
+        ("server_url", "Connection"),
+        ("client_id", "App Center app"),
+        ("client_secret", "App Center app"),
+        ("redirect_uri", "Sign-in"),
+        ("refresh_token", "Sign-in"),
+    ]
+
+
 def test_select_fields_have_labelled_options() -> None:
     """Server URL lists the seven countries; Authentication Type has readable labels."""
     spec = fields("credentials")
