@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -35,11 +35,15 @@ if TYPE_CHECKING:
     from referencing._core import Resolver
 
 __all__ = [
+    "FORMAT_CHECKER",
     "SCHEMA_BASE",
     "SchemaSet",
+    "Validator",
     "declarations_root",
+    "ecma_pattern",
     "field_errors",
     "json_path",
+    "merge",
     "problem",
     "schema_set",
     "uri_for",
@@ -173,7 +177,7 @@ _TYPE_WORDS = {
     "array": "a list",
     "null": "null",
 }
-_MESSAGES: dict[str, Any] = {
+_MESSAGES: dict[str, Callable[[Any], str]] = {
     "type": lambda v: "must be " + " or ".join(_TYPE_WORDS.get(t, t) for t in _as_list(v)),
     "enum": lambda v: "must be one of the listed values",
     "const": lambda v: f"must be {json.dumps(v)}",
@@ -257,6 +261,12 @@ def _describe(error: Any, keyword: str, where: str, reveal: bool) -> list[tuple[
 # --- the loaded set ------------------------------------------------------------------------------
 
 
+def _json_trouble(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"is not valid JSON (line {error.lineno}, column {error.colno})"
+    return "has a duplicate key" if str(error) == "duplicate key" else "is not valid UTF-8 JSON"
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):
@@ -264,12 +274,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def walk_files(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
+def _walk_files(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
     """Every ``*.json`` file under ``node`` as ``(path relative to the root, file)``, sorted."""
     for child in sorted(node.iterdir(), key=lambda child: child.name):
         relative = f"{prefix}/{child.name}"
         if child.is_dir():
-            yield from walk_files(child, relative)
+            yield from _walk_files(child, relative)
         elif child.name.endswith(".json"):
             yield relative, child
 
@@ -289,15 +299,14 @@ class SchemaSet:
         """Read every schema file; unreadable ones are recorded in ``problems``, not raised."""
         loaded = cls(root)
         folder = root / SCHEMAS_DIR
-        files = list(walk_files(folder, SCHEMAS_DIR)) if folder.is_dir() else []
+        files = list(_walk_files(folder, SCHEMAS_DIR)) if folder.is_dir() else []
         if not files:
             loaded.problems.append(problem(SCHEMAS_DIR, "$", "missing", "no schema files found"))
         for relative, file in files:
             try:
                 document = json.loads(file.read_text("utf-8"), object_pairs_hook=_no_duplicates)
             except (ValueError, UnicodeDecodeError) as error:
-                where = f" (line {error.lineno})" if isinstance(error, json.JSONDecodeError) else ""
-                loaded.problems.append(problem(relative, "$", "json", f"is not valid JSON{where}"))
+                loaded.problems.append(problem(relative, "$", "json", _json_trouble(error)))
                 continue
             if not isinstance(document, dict):
                 loaded.problems.append(problem(relative, "$", "type", "must be a JSON object"))

@@ -98,11 +98,11 @@ def test_unreadable_schema_files_are_problems_not_crashes(tmp_path: Path) -> Non
     (folder / "bad.json").write_text("{ nope")
     (folder / "dup.json").write_text('{"a": 1, "a": 2}')
     (folder / "list.json").write_text("[]")
-    problems = {p["file"]: p["code"] for p in SchemaSet.load(tmp_path).problems}
+    problems = {p["file"]: (p["code"], p["message"]) for p in SchemaSet.load(tmp_path).problems}
     assert problems == {
-        "schemas/bad.json": "json",
-        "schemas/dup.json": "json",
-        "schemas/list.json": "type",
+        "schemas/bad.json": ("json", "is not valid JSON (line 1, column 3)"),
+        "schemas/dup.json": ("json", "has a duplicate key"),
+        "schemas/list.json": ("type", "must be a JSON object"),
     }
 
 
