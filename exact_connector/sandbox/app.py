@@ -1,0 +1,308 @@
+"""The sandbox: one object that plays Exact Online for tests, the demo and workflow builders.
+
+``Sandbox(...)`` is a plain ``httpx.Request -> httpx.Response`` callable: hand it to
+``httpx.MockTransport`` for in-process tests (it answers for any host name, so the runtime can keep
+talking to ``https://start.exactonline.nl``), or to :func:`~exact_connector.sandbox.serve` for real
+sockets. Every absolute URL it writes (``__next``, ``__metadata.uri``, redirects) is built from the
+request's own scheme and host.
+
+A request goes: faults (delay, or an injected answer) -> OAuth endpoints, or for the API: access
+token (401) -> error-budget block (429) -> rate limits (429 + headers) -> endpoint (404), division
+grant (403), method (405) -> the REST handler -> error-budget accounting -> faults (damage, drop).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from exact_connector.catalog import catalog
+from exact_connector.clock import Clock, SystemClock
+from exact_connector.sandbox.counters import Counters, Event
+from exact_connector.sandbox.faults import Faults, damage, respond
+from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits
+from exact_connector.sandbox.oauth import OAuthServer, SandboxApp
+from exact_connector.sandbox.render import Renderer
+from exact_connector.sandbox.rest import Rest, Route, resolve, route
+from exact_connector.sandbox.seed import (
+    FIRST_NAMES,
+    LAST_NAMES,
+    User,
+    World,
+    draw,
+    guid_from,
+    salt_of,
+)
+from exact_connector.sandbox.store import Store, edm_type, table_spec
+from exact_connector.sandbox.wire import (
+    SandboxError,
+    empty_response,
+    error_body,
+    error_response,
+    json_response,
+)
+
+__all__ = ["DEMO_REDIRECT_URI", "Sandbox"]
+
+#: Where the demo app sends the browser back: the CLI's credential flow listens here.
+DEMO_REDIRECT_URI = "http://127.0.0.1:8976/callback"
+DEFAULT_DIVISIONS = (100001, 100002, 100003)
+_DIVISION_NAMES = (
+    "Sandbox Consultancy B.V.",
+    "Sandbox Installatietechniek B.V.",
+    "Sandbox Holding B.V.",
+    "Sandbox Logistiek B.V.",
+)
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_MAX_ROWS = 1_000_000
+
+
+def _secret(seed: int) -> str:
+    """The demo app's client secret: twelve letters and digits, like Exact's, fixed per seed."""
+    salt = salt_of(seed, "client_secret")
+    return "".join(_ALPHANUMERIC[draw(salt, i) % len(_ALPHANUMERIC)] for i in range(12))
+
+
+def _user(seed: int) -> User:
+    salt = salt_of(seed, "user")
+    first = FIRST_NAMES[draw(salt, 1) % len(FIRST_NAMES)]
+    last = LAST_NAMES[draw(salt, 2) % len(LAST_NAMES)]
+    email = f"{first}.{last.replace(' ', '')}@sandbox.example".lower()
+    return User(guid_from(salt, 0), first, last, email)
+
+
+class Sandbox:
+    """An embedded Exact Online: OAuth, the REST API over seeded data, limits and faults."""
+
+    def __init__(
+        self,
+        seed: int = 1,
+        rows: int = 150,
+        limits: bool = True,
+        clock: Clock | None = None,
+        auto_consent: bool | Collection[int] = False,
+        apps: Iterable[SandboxApp] | None = None,
+        divisions: Iterable[int] | None = None,
+        rows_per_endpoint: Mapping[str, int] | None = None,
+        *,
+        revoke_previous_access: bool = True,
+        refresh_grace: bool = False,
+    ) -> None:
+        codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
+        if not codes or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in codes):
+            raise ValueError("divisions must be positive integers, at least one")
+        if not 0 <= rows <= _MAX_ROWS:
+            raise ValueError(f"rows must be between 0 and {_MAX_ROWS}")
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.seed = seed
+        self.divisions = list(dict.fromkeys(codes))
+        self.current_division = self.divisions[0]
+        names = {
+            code: _DIVISION_NAMES[i]
+            if i < len(_DIVISION_NAMES)
+            else f"Sandbox Administratie {i + 1}"
+            for i, code in enumerate(self.divisions)
+        }
+        self.world = World(seed, _user(seed), names)
+        demo = SandboxApp(
+            guid_from(salt_of(seed, "client_id"), 0),
+            _secret(seed),
+            (DEMO_REDIRECT_URI,),
+            "Exact connector demo",
+        )
+        self.apps = tuple(apps) if apps is not None else (demo,)
+        if not self.apps:
+            raise ValueError("at least one app must be registered")
+        self.demo_app = self.apps[0]
+        self.counters = Counters()
+        self.faults = Faults()
+        self.limits_enabled = limits
+        self.store = Store(self.world, rows, self._sizes(rows_per_endpoint or {}))
+        self.oauth = OAuthServer(
+            self.clock,
+            self.apps,
+            names,
+            self.counters,
+            auto_consent,
+            revoke_previous_access,
+            refresh_grace,
+        )
+        self.rest = Rest(self.store, self.clock, self.counters, self.current_division)
+        self.rate_limits = RateLimits(self.clock)
+        self.error_budget = ErrorBudget(self.clock)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Sandbox(seed={self.seed}, divisions={self.divisions}, limits={self.limits_enabled})"
+        )
+
+    @staticmethod
+    def _sizes(rows_per_endpoint: Mapping[str, int]) -> dict[str, int]:
+        sizes = {}
+        for name, size in rows_per_endpoint.items():
+            if not isinstance(size, int) or not 0 <= size <= _MAX_ROWS:
+                raise ValueError(f"rows for {name!r} must be between 0 and {_MAX_ROWS}")
+            sizes[table_spec(catalog().lookup(name)).id.lower()] = size
+        return sizes
+
+    # -- the app ---------------------------------------------------------------------------------
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request, as Exact Online would."""
+        fired = self.faults.firing(request.method, request.url.path)
+        for fault in fired:
+            self.counters.faults_fired[fault.kind] += 1
+            self.counters.log(self.clock.now(), "fault", fault.kind)
+            if fault.phase == "delay":
+                self.clock.sleep(float(fault.params["seconds"]))
+        injected = next((fault for fault in fired if fault.phase == "before"), None)
+        with self._lock:
+            if injected is not None:
+                response, label = respond(injected, self.clock.now()), self._label(request.url.path)
+                self.counters.rate_limited += response.status_code == 429
+            else:
+                response, label = self._dispatch(request)
+            self.counters.requests[(label, response.status_code)] += 1
+        for fault in fired:
+            if fault.phase == "after":
+                response = damage(fault, request, response)
+        return response
+
+    @staticmethod
+    def _label(path: str) -> str:
+        where = route(path)
+        if where is None:
+            return path.removeprefix("/api/").rstrip("/")
+        endpoint = catalog().get(where.name)
+        return endpoint.id if endpoint is not None else where.name
+
+    def _dispatch(self, request: httpx.Request) -> tuple[httpx.Response, str]:
+        path = request.url.path
+        if path.rstrip("/") == "/api/oauth2/auth":
+            return self.oauth.authorize(request), "oauth2/auth"
+        if path == "/api/oauth2/token":
+            return self.oauth.token(request), "oauth2/token"
+        where = route(path)
+        if where is None:
+            return error_response(SandboxError(404, "The resource cannot be found.")), path
+        return self._api(request, where)
+
+    def _api(self, request: httpx.Request, where: Route) -> tuple[httpx.Response, str]:
+        label = self._label(request.url.path)
+        now = self.clock.now()
+        grant = self.oauth.lookup(request.headers.get("authorization"))
+        client = grant.family.app.client_id if grant is not None else ""
+        scope = (client, where.division or 0, label)
+        metered = self.limits_enabled and where.division is not None
+        if grant is None or not self.oauth.valid(grant):
+            self.counters.log(
+                now, "unauthorized", f"{request.method} {label}", grant.grant_id if grant else ""
+            )
+            if grant is not None and metered:
+                self._count_error(scope, 401)
+            return empty_response(401, {"WWW-Authenticate": "Bearer"}), label
+        self.counters.log(now, "api", f"{request.method} {label}", grant.grant_id)
+        headers: dict[str, str] = {}
+        if metered:
+            until = self.error_budget.blocked_until(scope)
+            if until is not None:
+                self.counters.rate_limited += 1
+                lifted = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                message = (
+                    f"Too many errors on this endpoint: it is blocked for this app until {lifted}."
+                )
+                return json_response(429, error_body(message)), label
+            verdict = self.rate_limits.take(client, where.division or 0)
+            if not verdict.allowed:
+                self.counters.rate_limited += 1
+                message = f"API rate limit exceeded: the {verdict.scope} limit is used up."
+                return json_response(429, error_body(message), verdict.headers), label
+            headers = verdict.headers
+        try:
+            endpoint = resolve(where)
+            granted = where.division is None or where.division in grant.family.divisions
+            if not granted and endpoint.id.lower() != "system/divisions":
+                raise SandboxError(
+                    403,
+                    "Forbidden: no access to this division.",
+                    headers={"Reason": "NoDivisionAccess"},
+                )
+            response = self.rest.handle(request, where, endpoint, grant)
+        except SandboxError as error:
+            response = error_response(error)
+        response.headers.update(headers)
+        if metered:
+            self._count_error(scope, response.status_code)
+        return response, label
+
+    def _count_error(self, scope: tuple[str, int, str], status: int) -> None:
+        if status in ERROR_STATUSES and self.error_budget.record(scope, status):
+            self.counters.error_budget_blocks += 1
+            self.counters.log(self.clock.now(), "block", scope[2])
+
+    # -- helpers for tests, the demo and the CLI -------------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        """The ordered event log (see :class:`~exact_connector.sandbox.counters.Event`)."""
+        return self.counters.events
+
+    def reset_counters(self) -> None:
+        """Zero every counter and empty the event log."""
+        with self._lock:
+            self.counters.reset()
+
+    def issue_tokens(
+        self, app: SandboxApp | None = None, divisions: Sequence[int] | None = None
+    ) -> dict[str, str]:
+        """A fresh grant without the browser dance (``expires_in`` is the string "600")."""
+        chosen = tuple(self.divisions if divisions is None else divisions)
+        unknown = set(chosen) - set(self.divisions)
+        if unknown or not chosen:
+            raise ValueError("divisions must be a non-empty subset of the sandbox's divisions")
+        with self._lock:
+            return self.oauth.issue(app or self.demo_app, chosen)
+
+    def authorize_url(
+        self,
+        state: str = "sandbox",
+        app: SandboxApp | None = None,
+        redirect_uri: str | None = None,
+        base_url: str = "https://start.exactonline.nl",
+    ) -> str:
+        """The URL that starts the authorization-code flow."""
+        return self.oauth.authorize_url(
+            base_url.rstrip("/"), app or self.demo_app, state, redirect_uri
+        )
+
+    def records(self, division: int, endpoint: str) -> list[dict[str, Any]]:
+        """Every record of an endpoint in a division, as Exact's JSON without ``__metadata``."""
+        with self._lock:
+            resolved = catalog().lookup(endpoint)
+            table = self.store.table(division, resolved)
+            render = self._plain(resolved, table, division)
+            return [render(row) for _, row in table.scan(resolved.kind == "sync")]
+
+    def record(self, division: int, endpoint: str, key: Any) -> dict[str, Any] | None:
+        """One record by key (a GUID string for most endpoints), or None."""
+        with self._lock:
+            resolved = catalog().lookup(endpoint)
+            table = self.store.table(division, resolved)
+            row = table.get(key)
+            return None if row is None else self._plain(resolved, table, division)(row)
+
+    def count(self, division: int, endpoint: str) -> int:
+        """How many records an endpoint has in a division."""
+        with self._lock:
+            return len(self.store.table(division, catalog().lookup(endpoint)))
+
+    @staticmethod
+    def _plain(endpoint: Any, table: Any, division: int) -> Any:
+        base = f"https://start.exactonline.nl/api/v1/{division}/{endpoint.id}"
+        render = Renderer(endpoint, table, base, [f.name for f in endpoint.fields if edm_type(f)])
+        return lambda row: {k: v for k, v in render(row).items() if k != "__metadata"}

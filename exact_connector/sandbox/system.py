@@ -1,0 +1,89 @@
+"""The records Exact derives from who is signed in: ``current/Me`` and the division lists.
+
+They are not stored: ``system/Divisions`` lists the divisions the token was granted,
+``system/AllDivisions`` and ``hrm/Divisions`` all of the user's, ``current/Me`` the one user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exact_connector.sandbox.seed import ANCHOR_MS, DAY_MS, World, guid_from, salt_of
+
+__all__ = ["division_record", "me_record"]
+
+_CUSTOMER_NAME = "Sandbox Accountancy B.V."
+_CUSTOMER_CODE = f"{1:>18}"
+
+
+def _customer(world: World) -> str:
+    return guid_from(salt_of(world.seed, "customer"), 0)
+
+
+def me_record(
+    world: World, current_division: int, employee: str | None, now: float
+) -> dict[str, Any]:
+    """The signed-in user, as ``current/Me`` returns it."""
+    user = world.user
+    return {
+        "UserID": user.user_id,
+        "AccountingDivision": current_division,
+        "CurrentDivision": current_division,
+        "CustomerCode": _CUSTOMER_CODE,
+        "DivisionCustomer": _customer(world),
+        "DivisionCustomerCode": _CUSTOMER_CODE,
+        "DivisionCustomerName": _CUSTOMER_NAME,
+        "Email": user.email,
+        "EmployeeID": employee,
+        "FirstName": user.first_name,
+        "FullName": user.full_name,
+        "Gender": "V",
+        "Initials": f"{user.first_name[0]}.",
+        "IsClientUser": False,
+        "IsEmployeeSelfServiceUser": False,
+        "IsMyFirmLiteUser": False,
+        "IsMyFirmPortalUser": False,
+        "IsOEIMigrationMandatory": False,
+        "IsStarterUser": False,
+        "Language": "NL",
+        "LanguageCode": "nl-NL",
+        "LastName": user.last_name,
+        "Legislation": 1,
+        "Nationality": "NL",
+        "PackageCode": "SANDBOX",
+        "ServerTime": f"{now:.0f}",
+        "ServerUtcOffset": 0,
+        "UserName": user.user_name,
+    }
+
+
+def division_record(world: World, code: int, current_division: int) -> dict[str, Any]:
+    """One administration, as the division lists return it."""
+    user = world.user
+    opened = ANCHOR_MS - 3 * 365 * DAY_MS
+    return {
+        "Code": code,
+        "BlockingStatus": 0,
+        "City": "Utrecht",
+        "Country": "NL",
+        "Created": opened,
+        "Creator": user.user_id,
+        "CreatorFullName": user.full_name,
+        "Currency": "EUR",
+        "Current": code == current_division,
+        "Customer": _customer(world),
+        "CustomerCode": _CUSTOMER_CODE,
+        "CustomerName": _CUSTOMER_NAME,
+        "Description": world.divisions[code],
+        "Hid": code,
+        "IsDossierDivision": False,
+        "IsHRDivision": False,
+        "IsMainDivision": code == next(iter(world.divisions)),
+        "IsPracticeDivision": False,
+        "Legislation": "NL",
+        "Modified": ANCHOR_MS,
+        "Modifier": user.user_id,
+        "ModifierFullName": user.full_name,
+        "StartDate": opened,
+        "Status": 1,
+    }
