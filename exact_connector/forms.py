@@ -15,15 +15,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import FieldError, InputError
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.schemas import SCHEMA_BASE, declarations_root
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = [
     "DATA_MANAGER_FILE",
@@ -242,15 +240,20 @@ _ENUMS: dict[str, tuple[tuple[int, str], ...]] = {
 
 
 def _writable_field(name: str, edm_type: str, mandatory: bool) -> dict[str, Any]:
-    schema = dict(_EDM_SCHEMA.get(edm_type, {"type": "string"}))
     note = " Required when creating." if mandatory else ""
     prop: dict[str, Any] = {"title": name, "description": f"Exact field {name} ({edm_type}).{note}"}
     if name in _ENUMS:
         values, labels = zip(*_ENUMS[name], strict=True)
-        schema = {"type": "integer", "enum": list(values)}
-        prop["x-ui"] = {"widget": "select", "enum_labels": list(labels)}
-    example = values[0] if name in _ENUMS else _EXAMPLES[schema.get("format", schema["type"])]
-    return {**prop, **schema, "examples": [example]}
+        hints = {"widget": "select", "enum_labels": list(labels)}
+        return {
+            **prop,
+            "type": "integer",
+            "enum": list(values),
+            "examples": [values[0]],
+            "x-ui": hints,
+        }
+    schema = _EDM_SCHEMA.get(edm_type, {"type": "string"})
+    return {**prop, **schema, "examples": [_EXAMPLES[schema.get("format", schema["type"])]]}
 
 
 def _record_field(edm_type: str) -> dict[str, Any]:
@@ -307,7 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--regenerate", action="store_true", required=True)
     parser.add_argument("--check", action="store_true", help="only report whether it is current")
     args = parser.parse_args(argv)
-    target: Path = declarations_root() / DATA_MANAGER_FILE  # type: ignore[assignment]
+    root = declarations_root()
+    if not isinstance(root, Path):
+        parser.error("the declarations are not in a directory that can be written")
+    target = root / DATA_MANAGER_FILE
     text = render_data_manager()
     current = target.read_text("utf-8") if target.is_file() else None
     if args.check:
