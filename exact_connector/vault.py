@@ -123,6 +123,21 @@ _Division = Annotated[int, Field(ge=1, le=2**31 - 1)]
 _Epoch = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class _Inconsistent(ValueError):
+    """A cross-field rule failed; ``field`` names the field to blame."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+
+
+def _error_field(error: Mapping[str, Any]) -> str:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Inconsistent):
+        return cause.field
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])[1:]
+
+
 class Credential(BaseModel):
     """One stored connection; secrets are ``SecretStr`` and never appear in repr, str or dumps."""
 
@@ -155,11 +170,11 @@ class Credential(BaseModel):
             self.default_division is not None
             and self.default_division not in self.allowed_divisions
         ):
-            raise ValueError("default_division is not one of allowed_divisions")
+            raise _Inconsistent("default_division", "is not one of allowed_divisions")
         if self.access_token is not None and self.access_token_expires_at is None:
-            raise ValueError("an access token needs access_token_expires_at")
+            raise _Inconsistent("access_token_expires_at", "is required with an access token")
         if self.status == "active" and self.refresh_token is None:
-            raise ValueError("an active credential needs a refresh token")
+            raise _Inconsistent("refresh_token", "is required while the status is active")
         return self
 
     def __str__(self) -> str:
@@ -372,11 +387,11 @@ class _Store:
             self.fingerprint_key = self.data_key(meta["fingerprint_key"])
             self.primary_kid = meta["primary_data_key"]
             self.data_key(self.primary_kid)
-        except (VaultIntegrityError, VaultKeyUnknown):
-            held = ", ".join(self.ring.kids)
+        except (VaultIntegrityError, VaultKeyUnknown) as error:
+            culprit = error.details.get("master_key") or ", ".join(self.ring.kids)
             sealed = ", ".join(self.master_kids()) or "none"
             raise VaultKeyMismatch(
-                f"the configured vault key ({held}) does not open {self.path}; "
+                f"the configured vault key {culprit} does not open {self.path}; "
                 f"it is sealed under: {sealed}",
                 details={"path": str(self.path), "configured": list(self.ring.kids)},
             ) from None
@@ -525,19 +540,25 @@ class _Store:
                 details={**subject, "kid": kid},
                 hint=_corrupt_hint(self.path),
             )
-        for master_kid, blob in wraps:
-            master = self.ring.get(master_kid)
-            if master is not None:
-                key = sealing.open_blob(
-                    blob,
-                    _constant(master.key),
-                    vault_id=self.vault_id,
-                    record="keyring",
-                    field=kid,
-                    subject={"data_key": kid, "master_key": master_kid},
-                )
-                self._data_keys[kid] = key
-                return key
+        # Every configured key that wraps this data key must unwrap it: a wrong key fails loudly.
+        unwrapped = {
+            sealing.open_blob(
+                blob,
+                _constant(master.key),
+                vault_id=self.vault_id,
+                record="keyring",
+                field=kid,
+                subject={"data_key": kid, "master_key": master.kid},
+            )
+            for master_kid, blob in wraps
+            if (master := self.ring.get(master_kid)) is not None
+        }
+        if len(unwrapped) > 1:
+            raise VaultIntegrityError(f"master keys disagree about data key {kid}", details=subject)
+        if unwrapped:
+            key = unwrapped.pop()
+            self._data_keys[kid] = key
+            return key
         sealed = ", ".join(sorted(row[0] for row in wraps)) or "no key"
         raise VaultKeyUnknown(
             f"data key {kid} is sealed under master key {sealed}, which this process does not hold",
@@ -630,7 +651,7 @@ if hasattr(os, "register_at_fork"):
 def _input_error(error: ValidationError, prefix: str = "$") -> InputError:
     errors = [
         {
-            "path": prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]),
+            "path": f"{prefix}.{_error_field(e)}".rstrip("."),
             "code": e["type"],
             "message": e["msg"],
         }
@@ -1172,10 +1193,10 @@ class Vault:
             return Credential.model_validate(values)
         except (TypeError, ValueError) as error:
             errors = error.errors(include_input=False) if isinstance(error, ValidationError) else []
-            field = ".".join(map(str, errors[0]["loc"])) if errors else "allowed_divisions"
+            field = (_error_field(errors[0]) if errors else "allowed_divisions") or "record"
             raise VaultCorrupt(
-                f"credential {cid}: stored field {field or 'record'} is invalid",
-                details={"credential_id": cid, "field": field or "record"},
+                f"credential {cid}: stored field {field} is invalid",
+                details={"credential_id": cid, "field": field},
                 hint=_corrupt_hint(self._store.path),
             ) from None
 
