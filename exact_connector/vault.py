@@ -352,6 +352,8 @@ class _Store:
                 sealing.check_private_file(sibling, "vault database file")
         if fresh:
             _precreate(store.path)
+        elif not os.access(store.path, os.R_OK | os.W_OK):  # fail at start-up, not at a refresh
+            raise VaultPermissions(f"vault database {store.path} is not writable by this user")
         try:
             store._open_database()
         except BaseException:

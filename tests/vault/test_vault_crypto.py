@@ -15,8 +15,8 @@ from vault_harness import (
     add_credential,
     raw_db,
     read_blob,
-    secret_values,
     seal_worker,
+    secret_values,
     write_blob,
 )
 
@@ -54,7 +54,9 @@ def test_blob_layout_is_version_kid_nonce_ciphertext_tag() -> None:
 
 
 @pytest.mark.parametrize(
-    "where", [("v2", "r", "f"), ("v", "r2", "f"), ("v", "r", "f2")], ids=["vault", "record", "field"]
+    "where",
+    [("v2", "r", "f"), ("v", "r2", "f"), ("v", "r", "f2")],
+    ids=["vault", "record", "field"],
 )
 def test_a3_a4_aad_binds_vault_record_and_field(where: tuple[str, str, str]) -> None:
     """The same key cannot open a blob under another vault id, record or field."""
@@ -157,9 +159,8 @@ def test_a4_row_copied_into_another_vault_with_the_same_key_fails(
             f"INSERT INTO credentials ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             tuple(row.values()),
         )
-    with Vault.open(second, keys=ring) as vault:
-        with pytest.raises(VaultIntegrityError):  # its data key is unknown here
-            vault.get(stolen.id)
+    with Vault.open(second, keys=ring) as vault, pytest.raises(VaultIntegrityError):
+        vault.get(stolen.id)  # its data key is unknown here
     with raw_db(first) as source, raw_db(second) as target:  # now copy the data keys along
         for table in ("data_keys", "key_wraps"):
             for key_row in source.execute(f"SELECT * FROM {table}"):
@@ -167,9 +168,8 @@ def test_a4_row_copied_into_another_vault_with_the_same_key_fails(
                     f"INSERT OR IGNORE INTO {table} VALUES ({', '.join('?' * len(key_row))})",
                     tuple(key_row),
                 )
-    with Vault.open(second, keys=ring) as vault:
-        with pytest.raises(VaultIntegrityError):  # the wrap names the other vault's id
-            vault.get(stolen.id)
+    with Vault.open(second, keys=ring) as vault, pytest.raises(VaultIntegrityError):
+        vault.get(stolen.id)  # the wrap names the other vault's id
 
 
 def _header_size(blob: bytes) -> int:
@@ -245,9 +245,7 @@ def test_a6_key_id_the_vault_never_issued_is_corrupt(vault: Vault, home: Path) -
     assert "dk-ffffffff" in caught.value.message
 
 
-def test_a6_key_id_sealed_under_a_master_key_not_held_is_unknown(
-    home: Path, ring: KeyRing
-) -> None:
+def test_a6_key_id_sealed_under_a_master_key_not_held_is_unknown(home: Path, ring: KeyRing) -> None:
     """A data key wrapped only under a master key this process lacks: VaultKeyUnknown(kid)."""
     stale = Vault.open(home, keys=ring)
     a = add_credential(stale, "a")

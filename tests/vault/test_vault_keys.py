@@ -24,7 +24,6 @@ from vault_harness import (
 
 from exact_connector.exceptions import (
     ConcurrentUpdate,
-    VaultIntegrityError,
     VaultKeyError,
     VaultKeyMismatch,
     VaultKeyUnknown,
@@ -146,7 +145,9 @@ def test_a9_key_file_with_a_short_key_is_refused(home: Path) -> None:
 def test_key_ring_syntax_accepts_kids_comments_commas_and_lines() -> None:
     """``kid:base64`` and bare base64 entries, by comma or line, primary first; repr hides keys."""
     first, second = os.urandom(32), os.urandom(32)
-    text = f"# comment\nmain:{base64.b64encode(first).decode()},\n{base64.b64encode(second).decode()}"
+    text = (
+        f"# comment\nmain:{base64.b64encode(first).decode()},\n{base64.b64encode(second).decode()}"
+    )
     ring = KeyRing.parse(text, source="test")
     assert ring.kids[0] == "main" and ring.primary.key == first
     assert ring.kids[1] == KeyRing.from_bytes(second).primary.kid
@@ -200,7 +201,9 @@ def test_b1_rotation_moves_every_record_to_the_new_key_with_values_unchanged(
 def half_rotated(home: Path, ring: KeyRing) -> dict[str, dict[str, str]]:
     """Six credentials and a rotation killed (exit 137) after its third record."""
     with Vault.open(home, keys=ring) as vault:
-        stored = {c.id: secret_values(c) for c in (add_credential(vault, f"c{n}") for n in range(6))}
+        stored = {
+            c.id: secret_values(c) for c in (add_credential(vault, f"c{n}") for n in range(6))
+        }
     result = run_child(
         f"""
         from exact_connector.vault import Vault
@@ -248,12 +251,12 @@ def test_b3_retiring_the_only_master_key_is_refused(vault: Vault, ring: KeyRing)
 
 
 @pytest.mark.slow
-def test_b2_sigkill_at_a_random_moment_of_rotation_loses_nothing(
-    home: Path, ring: KeyRing
-) -> None:
+def test_b2_sigkill_at_a_random_moment_of_rotation_loses_nothing(home: Path, ring: KeyRing) -> None:
     """SIGKILL during repeated rotations: every record decrypts, and a re-run converges."""
     with Vault.open(home, keys=ring) as vault:
-        stored = {c.id: secret_values(c) for c in (add_credential(vault, f"c{n}") for n in range(30))}
+        stored = {
+            c.id: secret_values(c) for c in (add_credential(vault, f"c{n}") for n in range(30))
+        }
     child = start_child(
         f"""
         from exact_connector.vault import Vault
