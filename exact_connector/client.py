@@ -287,7 +287,7 @@ def _outcome_unknown(
 
 def _request_id(response: httpx.Response) -> str | None:
     for name in _REQUEST_ID_HEADERS:
-        value = response.headers.get(name)
+        value = str(response.headers.get(name, ""))
         if value and len(value) <= 100 and value.isprintable():
             return value
     return None
@@ -301,5 +301,5 @@ def _exact_message(response: httpx.Response) -> str:
         return ""
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
-    value = message.get("value") if isinstance(message, dict) else message
+    value: object = message.get("value") if isinstance(message, dict) else message
     return value[:500] if isinstance(value, str) else ""

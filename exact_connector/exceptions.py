@@ -51,6 +51,7 @@ travels with ours.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -135,7 +136,7 @@ class ExactConnectorError(Exception):
         self,
         message: str,
         *,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
         retry_at: datetime | None = None,
         hint: str | None = None,
     ) -> None:
@@ -189,7 +190,7 @@ class InputError(ExactConnectorError):
         message: str,
         *,
         errors: list[FieldError] | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
         hint: str | None = None,
     ) -> None:
         merged = dict(details or {})

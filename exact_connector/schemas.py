@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
@@ -160,7 +160,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
 _TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
 )
-Validator: Any = validators.extend(
+Validator: Any = validators.extend(  # type: ignore[no-untyped-call]  # untyped in the stubs
     Draft202012Validator, validators={"pattern": _pattern}, type_checker=_TYPES
 )
 
