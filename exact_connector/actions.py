@@ -43,7 +43,8 @@ class Step:
 
 def _input_error(path: str, code: str, message: str) -> InputError:
     return InputError(
-        f"Invalid value at {path}: {message}.", errors=[{"path": path, "code": code, "message": message}]
+        f"Invalid value at {path}: {message}.",
+        errors=[{"path": path, "code": code, "message": message}],
     )
 
 
@@ -54,7 +55,9 @@ def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
         if not known.supports(method):
             raise MethodNotSupported(
                 f"{known.id} does not support {method}.",
-                errors=[{"path": "$.endpoint", "code": "method", "message": f"{method} not supported"}],
+                errors=[
+                    {"path": "$.endpoint", "code": "method", "message": f"{method} not supported"}
+                ],
                 details={"endpoint": known.id, "methods": sorted(known.methods)},
             )
         return known
@@ -120,7 +123,11 @@ def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     _send(step, "PUT", endpoint, key, json=data["data"])
     record = unwrap_record(read_json(_send(step, "GET", endpoint, key)))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID", data["id"]))
-    return {"id": record.get("ID", data["id"]), "updated": True, "record": _shape(record, bool(data.get("raw")))}
+    return {
+        "id": record.get("ID", data["id"]),
+        "updated": True,
+        "record": _shape(record, bool(data.get("raw"))),
+    }
 
 
 def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +153,9 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     raw = bool(data.get("raw"))
     if data.get("id") not in (None, ""):
         params = _select_param(endpoint, data.get("select"))
-        record = unwrap_record(read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params)))
+        record = unwrap_record(
+            read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params))
+        )
         return {"record": _shape(record, raw)}
     pager = _pager(step, endpoint, data)
     limit = data.get("limit")
@@ -244,7 +253,9 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:
         step.audit["list_endpoint"] = target.id
     if data.get("cursor"):
         cursor = Cursor.decode(data["cursor"], endpoint=target.id, division=step.division)
-        return Pager.resume(step.client, target, first, step.division, cursor, deadline=step.deadline)
+        return Pager.resume(
+            step.client, target, first, step.division, cursor, deadline=step.deadline
+        )
     return Pager(step.client, target, step.division, first, deadline=step.deadline)
 
 

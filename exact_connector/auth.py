@@ -32,6 +32,7 @@ from exact_connector.exceptions import (
     TokenResponseInvalid,
     TransientError,
 )
+from exact_connector.manifest import load_manifest
 
 if TYPE_CHECKING:
     from exact_connector.hosts import Origin
@@ -52,13 +53,26 @@ _REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_req
 
 @dataclass(frozen=True, slots=True)
 class TokenPolicy:
-    """Exact's token rules, normally read from the manifest's ``auth_types`` token policy."""
+    """Exact's token rules in seconds, as the manifest declares them (see :meth:`declared`)."""
 
-    access_ttl: float = 600.0
-    min_refresh_age: float = 570.0
-    refresh_window: float = 30.0
-    refresh_idle_ttl: float = 30 * 86400.0
+    access_ttl: float
+    min_refresh_age: float
+    refresh_window: float
+    refresh_idle_ttl: float
+    refresh_warning: float
     lock_timeout: float = 30.0
+
+    @classmethod
+    def declared(cls) -> TokenPolicy:
+        """The token policy of ``connector.yaml``."""
+        policy = load_manifest().token_policy
+        return cls(
+            access_ttl=policy.access_ttl,
+            min_refresh_age=policy.min_refresh_age,
+            refresh_window=policy.refresh_window,
+            refresh_idle_ttl=policy.refresh_idle_ttl_days * 86400.0,
+            refresh_warning=policy.refresh_warning_days * 86400.0,
+        )
 
     def needs_refresh(self, credential: Credential, now: float) -> bool:
         """Refresh only when allowed (age >= 570 s) and needed (<= 30 s left), or with no token."""
@@ -135,7 +149,9 @@ class TokenService:
         if not isinstance(code, str) or not _TOKEN_TEXT.fullmatch(code):
             raise InputError(
                 "The authorization code is malformed.",
-                errors=[{"path": "$.code", "code": "format", "message": "not an authorization code"}],
+                errors=[
+                    {"path": "$.code", "code": "format", "message": "not an authorization code"}
+                ],
             )
         form = {
             "grant_type": "authorization_code",
@@ -231,7 +247,9 @@ class TokenService:
             raise invalid("not JSON") from None
         if not isinstance(body, dict):
             raise invalid("not a JSON object")
-        access, refresh, expires_in = (body.get(k) for k in ("access_token", "refresh_token", "expires_in"))
+        access, refresh, expires_in = (
+            body.get(k) for k in ("access_token", "refresh_token", "expires_in")
+        )
         for name, token in (("access_token", access), ("refresh_token", refresh)):
             if not isinstance(token, str) or not _TOKEN_TEXT.fullmatch(token):
                 raise invalid(f"{name} is missing or has characters a token cannot have")
@@ -281,7 +299,7 @@ class ExactAuth(httpx.Auth):
         self._vault = vault
         self._credential_id = credential_id
         self._tokens = tokens
-        self._policy = policy or TokenPolicy()
+        self.policy = policy or TokenPolicy.declared()
         self._clock = clock or SystemClock()
         self._cached: Credential | None = None
         self.refreshed = 0
@@ -296,7 +314,7 @@ class ExactAuth(httpx.Auth):
         # access token); otherwise refresh if Exact allows it. At most one extra request.
         latest = self._cache(self._vault.get(self._credential_id))
         if latest.version == credential.version:
-            if not self._policy.may_refresh(latest, self._clock.now()):
+            if not self.policy.may_refresh(latest, self._clock.now()):
                 return
             latest = self._refresh(force=True, seen_version=credential.version)
         request.headers["Authorization"] = _bearer(latest)
@@ -311,7 +329,7 @@ class ExactAuth(httpx.Auth):
         """
         credential = self._cached or self._cache(self._vault.get(self._credential_id))
         _ensure_usable(credential)
-        if self._policy.needs_refresh(credential, self._clock.now()):
+        if self.policy.needs_refresh(credential, self._clock.now()):
             credential = self._refresh(force=False, seen_version=credential.version)
         return credential
 
@@ -320,13 +338,13 @@ class ExactAuth(httpx.Auth):
         return credential
 
     def _refresh(self, *, force: bool, seen_version: int) -> Credential:
-        with self._vault.lock(self._credential_id, timeout=self._policy.lock_timeout):
+        with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
             credential = self._cache(self._vault.get(self._credential_id))
             _ensure_usable(credential)
             now = self._clock.now()
             if credential.version != seen_version and credential.access_token is not None:
                 return credential  # someone else refreshed while we waited for the lock
-            if not force and not self._policy.needs_refresh(credential, now):
+            if not force and not self.policy.needs_refresh(credential, now):
                 return credential
             try:
                 grant = self._tokens.refresh(credential)

@@ -189,7 +189,9 @@ class ExactClient:
             except httpx.TransportError as error:
                 fate = next(f for kind, f in _TRANSPORT_FATE if isinstance(error, kind))
                 if fate == "maybe_sent" and method == "POST":
-                    raise _outcome_unknown(method, endpoint, headers, "the connection failed") from None
+                    raise _outcome_unknown(
+                        method, endpoint, headers, "the connection failed"
+                    ) from None
                 maybe_processed = maybe_processed or fate == "maybe_sent"
                 self._pause(attempt, deadline, endpoint, "network")
                 continue
@@ -234,7 +236,9 @@ class ExactClient:
             return
         if response is not None and response.status_code == 429:
             return
-        hinted = self.governor.retry_after(response.status_code, response.headers) if response else None
+        hinted = (
+            self.governor.retry_after(response.status_code, response.headers) if response else None
+        )
         delay = hinted if hinted is not None else backoff_delay(attempt)
         if self.clock.now() + delay >= deadline:
             raise RequestTimeout(
@@ -260,7 +264,9 @@ class ExactClient:
             details["reason"] = reason
         error_class = _STATUS_ERRORS.get(status, TransientError if status >= 500 else ExactError)
         text = f"Exact Online answered {status}"
-        return error_class(f"{text}: {exact_message}" if exact_message else f"{text}.", details=details)
+        return error_class(
+            f"{text}: {exact_message}" if exact_message else f"{text}.", details=details
+        )
 
 
 def _bounded(remaining: float) -> httpx.Timeout:

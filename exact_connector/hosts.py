@@ -11,29 +11,28 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
+from functools import cache
 
 import httpx
 
 from exact_connector.exceptions import HostNotAllowed, InvalidServerUrl
+from exact_connector.manifest import load_manifest
 
 __all__ = [
-    "REGIONAL_HOSTS",
     "Origin",
     "check_request_url",
     "parse_server_url",
+    "regional_hosts",
     "sandbox_allowed_by_env",
 ]
 
-#: The seven regional hosts (API-FACTS §2); the manifest labels them for the credential form.
-REGIONAL_HOSTS: tuple[str, ...] = (
-    "start.exactonline.nl",
-    "start.exactonline.be",
-    "start.exactonline.de",
-    "start.exactonline.co.uk",
-    "start.exactonline.com",
-    "start.exactonline.es",
-    "start.exactonline.fr",
-)
+
+@cache
+def regional_hosts() -> frozenset[str]:
+    """The host names of the manifest's ``server_urls``: Exact Online's regional hosts."""
+    return frozenset(httpx.URL(server.url).host for server in load_manifest().server_urls)
+
+
 _LOOPBACK_NAMES = ("localhost",)
 _MAX_URL = 200
 _URL_SHAPE = re.compile(
@@ -58,7 +57,7 @@ class Origin:
     @property
     def is_sandbox(self) -> bool:
         """Whether this origin is a loopback sandbox rather than Exact Online."""
-        return self.host not in REGIONAL_HOSTS
+        return self.host not in regional_hosts()
 
     def join(self, path: str) -> httpx.URL:
         """An absolute URL on this origin; ``path`` must already be built from validated parts."""
@@ -102,7 +101,7 @@ def parse_server_url(value: object, *, allow_sandbox: bool = False) -> Origin:
     if match is None:
         raise refuse("it must be just a scheme and a host, like https://start.exactonline.nl")
     scheme, host, port_text = match.group(1).lower(), match.group(2).lower(), match.group(3)
-    if host in REGIONAL_HOSTS:
+    if host in regional_hosts():
         if scheme != "https":
             raise refuse("Exact Online is only reached over https")
         if port_text is not None:

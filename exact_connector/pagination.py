@@ -153,7 +153,11 @@ class Pager:
                     details={"endpoint": self._endpoint.id, "pages": self.pages},
                 )
             response = self._client.request(
-                "GET", url, endpoint=self._endpoint, division=self._division, deadline=self._deadline
+                "GET",
+                url,
+                endpoint=self._endpoint,
+                division=self._division,
+                deadline=self._deadline,
             )
             self.pages += 1
             page = unwrap_page(read_json(response))

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["Check", "Report", "run_test_connect"]
 
 _DAY = 86400.0
-_REFRESH_IDLE_DAYS = 30.0
-_WARN_DAYS = 7.0
 
 
 @dataclass
@@ -64,7 +62,12 @@ class Report:
 
 def _failed(name: str, error: ExactConnectorError) -> Check:
     return Check(
-        name, False, error.message, detail=dict(error.details), remediation=error.hint, code=error.code
+        name,
+        False,
+        error.message,
+        detail=dict(error.details),
+        remediation=error.hint,
+        code=error.code,
     )
 
 
@@ -92,7 +95,7 @@ def run_test_connect(client: ExactClient, vault: Vault) -> Report:
     if current_division is not None:
         _check_divisions(client, vault, report, current_division)
     _check_rate_limit(client, report)
-    report.checks.append(_refresh_token_age(credential.refresh_token_issued_at, client.clock.now()))
+    report.checks.append(_refresh_token_age(client, credential.refresh_token_issued_at))
     return report
 
 
@@ -112,7 +115,11 @@ def _check_user(client: ExactClient, report: Report) -> int | None:
             "user",
             True,
             f"Signed in as {me.get('FullName') or 'an Exact Online user'}.",
-            detail={"user": me.get("FullName"), "user_id": me.get("UserID"), "current_division": division},
+            detail={
+                "user": me.get("FullName"),
+                "user_id": me.get("UserID"),
+                "current_division": division,
+            },
         )
     )
     return division
@@ -131,7 +138,9 @@ def _check_divisions(client: ExactClient, vault: Vault, report: Report, current:
     except ExactConnectorError as error:
         report.checks.append(_failed("divisions", error))
         return
-    names = {row["Code"]: row.get("Description") for row in rows if isinstance(row.get("Code"), int)}
+    names = {
+        row["Code"]: row.get("Description") for row in rows if isinstance(row.get("Code"), int)
+    }
     report.checks.append(
         Check(
             "divisions",
@@ -173,11 +182,12 @@ def _check_rate_limit(client: ExactClient, report: Report) -> None:
     )
 
 
-def _refresh_token_age(issued_at: float | None, now: float) -> Check:
+def _refresh_token_age(client: ExactClient, issued_at: float | None) -> Check:
     if issued_at is None:
         return Check("refresh_token_age", True, "The refresh token's age is unknown.")
-    age_days = max(0.0, (now - issued_at) / _DAY)
-    left = _REFRESH_IDLE_DAYS - age_days
+    policy = client.auth.policy
+    age_days = max(0.0, (client.clock.now() - issued_at) / _DAY)
+    left = policy.refresh_idle_ttl / _DAY - age_days
     detail = {"age_days": round(age_days, 2), "days_left": round(left, 2)}
     if left <= 0:
         return Check(
@@ -189,7 +199,7 @@ def _refresh_token_age(issued_at: float | None, now: float) -> Check:
             code="reauth_required",
         )
     warning = None
-    if left < _WARN_DAYS:
+    if left < policy.refresh_warning / _DAY:
         warning = f"The refresh token expires in {left:.1f} days unless the connection is used."
     return Check("refresh_token_age", True, f"{left:.1f} days until expiry.", detail, warning)
 

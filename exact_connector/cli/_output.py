@@ -30,6 +30,8 @@ def fail(error: ExactConnectorError) -> int:
     """Print an error as ``error[code]: message``, its field errors, and a hint; return its code."""
     sys.stderr.write(f"error[{error.code}]: {error.message}\n")
     for item in error.details.get("errors", []):
-        sys.stderr.write(f"  {item.get('path', '$')}: {item.get('message', '')}\n")
+        where = " ".join(str(item[key]) for key in ("file", "path") if item.get(key))
+        code = f" [{item['code']}]" if item.get("code") else ""
+        sys.stderr.write(f"  {where or '$'}: {item.get('message', '')}{code}\n")
     sys.stderr.write(f"hint: {error.hint}\n")
     return error.exit_code

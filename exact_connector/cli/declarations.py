@@ -7,7 +7,6 @@ None of them needs a vault or the network. ``--manifest-root DIR`` reads ``conne
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from exact_connector import forms
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.cli._output import print_json, print_table
-from exact_connector.exceptions import InputError, ManifestError
+from exact_connector.exceptions import InputError
 from exact_connector.manifest import Manifest, load_manifest
 
 __all__ = ["register"]
@@ -27,24 +26,6 @@ MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 _METHOD_ORDER = ("GET", "POST", "PUT", "DELETE")
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _reports_files(handler: Handler) -> Handler:
-    """Print a broken manifest's problems with their file as well as their path."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except ManifestError as error:
-            sys.stderr.write(f"error[{error.code}]: {error.message}\n")
-            for item in error.errors:
-                where = f"{item.get('file', '?')} {item.get('path', '$')}"
-                sys.stderr.write(f"  {where}: {item.get('message', '')} [{item.get('code')}]\n")
-            sys.stderr.write(f"hint: {error.hint}\n")
-            return error.exit_code
-
-    return run
 
 
 def _manifest(args: argparse.Namespace) -> Manifest:
@@ -197,7 +178,7 @@ def register(subparsers: Any) -> None:
     manifest.add_argument(
         "--json", action="store_true", help="the whole manifest, schemas included"
     )
-    manifest.set_defaults(handler=_reports_files(_show_manifest))
+    manifest.set_defaults(handler=_show_manifest)
 
     form = subparsers.add_parser("form", parents=[root], help="show a generated form")
     form.add_argument("name", help="credentials, or an action id")
@@ -206,7 +187,7 @@ def register(subparsers: Any) -> None:
     output.add_argument(
         "--rjsf", action="store_true", help="schema + uiSchema for react-jsonschema-form"
     )
-    form.set_defaults(handler=_reports_files(_show_form))
+    form.set_defaults(handler=_show_form)
 
     validate = subparsers.add_parser(
         "validate",
@@ -215,7 +196,7 @@ def register(subparsers: Any) -> None:
     )
     validate.add_argument("name", help="credentials, or an action id")
     validate.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
-    validate.set_defaults(handler=_reports_files(_validate))
+    validate.set_defaults(handler=_validate)
 
     endpoints = subparsers.add_parser("endpoints", help="list catalog endpoints")
     endpoints.add_argument(

@@ -6,10 +6,10 @@ import httpx
 import pytest
 
 from exact_connector.exceptions import HostNotAllowed, InvalidServerUrl
-from exact_connector.hosts import REGIONAL_HOSTS, Origin, check_request_url, parse_server_url
+from exact_connector.hosts import Origin, check_request_url, parse_server_url, regional_hosts
 
 
-@pytest.mark.parametrize("host", REGIONAL_HOSTS)
+@pytest.mark.parametrize("host", sorted(regional_hosts()))
 @pytest.mark.parametrize("spelling", ["https://{h}", "https://{h}/", "HTTPS://{H}"])
 def test_h1_every_region_in_every_spelling_normalises(host: str, spelling: str) -> None:
     """Trailing slash and letter case do not matter; the origin is canonical."""
@@ -80,6 +80,13 @@ def test_h4_request_check_blocks_anything_off_origin(url: str) -> None:
     """An internally built URL on another host, scheme, port or path is blocked before sending."""
     with pytest.raises(HostNotAllowed):
         check_request_url(httpx.URL(url), Origin("https", "start.exactonline.nl"))
+
+
+def test_the_seven_regions_come_from_the_manifest() -> None:
+    """NL, BE, DE, UK, US, ES and FR: the allow-list is the manifest's server_urls."""
+    assert regional_hosts() == {
+        f"start.exactonline.{tld}" for tld in ("nl", "be", "de", "co.uk", "com", "es", "fr")
+    }
 
 
 def test_request_check_passes_the_origin_api() -> None:
