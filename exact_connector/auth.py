@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -350,9 +351,14 @@ class ExactAuth(httpx.Auth):
                 grant = self._tokens.refresh(credential)
             except _TooEarly:
                 if credential.access_token is None:
+                    # A pasted refresh token whose grant is younger than 570 s: nothing to use yet.
                     raise TransientError(
-                        "Exact Online refused an early token refresh; retry in a few minutes.",
+                        "Exact Online refuses a token refresh sooner than "
+                        f"{self.policy.min_refresh_age:.0f} s after the previous one; "
+                        "this refresh token is that new.",
                         details={"credential_id": credential.id},
+                        retry_at=datetime.fromtimestamp(now + self.policy.min_refresh_age, UTC),
+                        hint="Run the step again after retry_at.",
                     ) from None
                 return credential  # keep using the current access token
             except ReauthRequired as error:
