@@ -1,0 +1,331 @@
+"""The record API: create, read, compare-and-swap, status, divisions, workspaces, hygiene (J2-J10)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from vault_harness import add_credential, make_secret, raw_db, secret_values
+
+from exact_connector.clock import ManualClock
+from exact_connector.exceptions import (
+    ConcurrentUpdate,
+    ConfigError,
+    CredentialExists,
+    CredentialNotFound,
+    InputError,
+    VaultCorrupt,
+)
+from exact_connector.sealing import KeyRing
+from exact_connector.vault import Credential, Vault
+
+NEW = {
+    "connector_name": "Exact (production)",
+    "auth_type": "oauth2_authorization_code",
+    "server_url": "https://start.exactonline.nl",
+    "client_id": "b81cc4de-d192-400e-bcb4-09254394c52a",
+    "redirect_uri": "https://engine.example/callback",
+}
+
+
+def test_begin_stores_a_pending_credential_with_its_secret(vault: Vault) -> None:
+    """begin -> status pending, version 1, a uuid4 id, the secret readable back."""
+    secret = make_secret("client")
+    credential = vault.begin(**NEW, client_secret=SecretStr(secret))
+    assert (credential.status, credential.version, credential.workspace) == (
+        "pending",
+        1,
+        "default",
+    )
+    assert re.fullmatch(r"[0-9a-f-]{36}", credential.id) and credential.id[14] == "4"
+    assert vault.get(credential.id) == credential
+    assert vault.get(NEW["connector_name"]).client_secret.get_secret_value() == secret
+
+
+def test_timestamps_come_from_the_injected_clock(home: Path, ring: KeyRing) -> None:
+    """created_at/updated_at follow the vault's Clock."""
+    clock = ManualClock(1_800_000_000.0)
+    with Vault.open(home, keys=ring, clock=clock) as vault:
+        credential = vault.begin(**NEW, client_secret=SecretStr("s"))
+        clock.advance(60)
+        moved = vault.set_status(credential.id, "disabled")
+    assert credential.created_at == 1_800_000_000.0
+    assert moved.updated_at == 1_800_000_060.0 and moved.created_at == credential.created_at
+
+
+def test_connector_names_are_unique_per_workspace(vault: Vault) -> None:
+    """A duplicate name raises CredentialExists; the same name in another workspace is fine."""
+    vault.begin(**NEW, client_secret=SecretStr("s"))
+    with pytest.raises(CredentialExists):
+        vault.begin(**NEW, client_secret=SecretStr("t"))
+    assert vault.in_workspace("team-b").begin(**NEW, client_secret=SecretStr("u")).version == 1
+
+
+def test_credentials_are_invisible_from_other_workspaces(vault: Vault) -> None:
+    """By id or by name, from another workspace: "not found", never "forbidden"."""
+    credential = add_credential(vault, "mine")
+    other = vault.in_workspace("other")
+    for key in (credential.id, "mine"):
+        with pytest.raises(CredentialNotFound):
+            other.get(key)
+    with pytest.raises(CredentialNotFound):
+        other.update_tokens(
+            credential.id,
+            expected_version=credential.version,
+            access_token=SecretStr("a"),
+            refresh_token=SecretStr("r"),
+            issued_at=1.0,
+            expires_at=601.0,
+        )
+    for action in (other.remove, other.activate):
+        with pytest.raises(CredentialNotFound):
+            action(credential.id)
+    assert other.list() == [] and other.verify() == []
+    assert [c.id for c in vault.list()] == [credential.id]
+
+
+def test_list_is_sorted_by_name_within_the_workspace(vault: Vault) -> None:
+    """list() returns this workspace's credentials by connector name."""
+    for name in ("zeta", "alpha", "mid"):
+        add_credential(vault, name)
+    add_credential(vault.in_workspace("x"), "beta")
+    assert [c.connector_name for c in vault.list()] == ["alpha", "mid", "zeta"]
+
+
+def test_update_tokens_is_a_compare_and_swap(vault: Vault) -> None:
+    """Right version: +1 and the new tokens; stale version: ConcurrentUpdate, nothing written."""
+    credential = add_credential(vault, "a")
+    new = vault.update_tokens(
+        credential.id,
+        expected_version=credential.version,
+        access_token=SecretStr("access-2"),
+        refresh_token=SecretStr("refresh-2"),
+        issued_at=1000.0,
+        expires_at=1600.0,
+    )
+    assert new.version == credential.version + 1
+    assert (new.access_token_issued_at, new.access_token_expires_at) == (1000.0, 1600.0)
+    assert new.refresh_token_issued_at == 1000.0  # a refresh token comes with its access token
+    with pytest.raises(ConcurrentUpdate) as caught:
+        vault.update_tokens(
+            credential.id,
+            expected_version=credential.version,
+            access_token=SecretStr("stale"),
+            refresh_token=SecretStr("stale"),
+            issued_at=1.0,
+            expires_at=601.0,
+            refresh_issued_at=0.5,
+        )
+    assert caught.value.details == {
+        "credential_id": credential.id,
+        "expected_version": credential.version,
+        "current_version": new.version,
+    }
+    assert vault.get(credential.id).refresh_token == SecretStr("refresh-2")
+
+
+def test_set_status_records_a_reason_and_checks_the_version_when_asked(vault: Vault) -> None:
+    """needs_reauth with a reason; an expected_version mismatch is ConcurrentUpdate."""
+    credential = add_credential(vault, "a")
+    with pytest.raises(ConcurrentUpdate):
+        vault.set_status(credential.id, "needs_reauth", expected_version=credential.version - 1)
+    marked = vault.set_status(credential.id, "needs_reauth", reason="invalid_grant from Exact")
+    assert (marked.status, marked.status_reason) == ("needs_reauth", "invalid_grant from Exact")
+    assert vault.activate(credential.id).status_reason is None
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "path"),
+    [("broken", None, "$.status"), ("disabled", "line\nbreak", "$.status_reason")],
+)
+def test_set_status_rejects_unknown_statuses_and_unsafe_reasons(
+    vault: Vault, status: str, reason: str | None, path: str
+) -> None:
+    """Only the four statuses; reasons are one line of text."""
+    credential = add_credential(vault, "a")
+    with pytest.raises(InputError) as caught:
+        vault.set_status(credential.id, status, reason=reason)
+    assert [error["path"] for error in caught.value.errors] == [path]
+
+
+def test_activate_needs_a_refresh_token(vault: Vault) -> None:
+    """An authorization-code credential cannot be activated before its code exchange."""
+    credential = vault.begin(**NEW, client_secret=SecretStr("s"))
+    with pytest.raises(ConfigError, match="no refresh token"):
+        vault.activate(credential.id)
+    assert vault.get(credential.id).status == "pending"
+
+
+def test_set_divisions_validates_and_deduplicates(vault: Vault) -> None:
+    """Allowed divisions are positive ints (deduplicated); the default must be one of them."""
+    credential = add_credential(vault, "a")
+    updated = vault.set_divisions(credential.id, [123, 456, 123], 456)
+    assert (updated.allowed_divisions, updated.default_division) == ((123, 456), 456)
+    for allowed, default, path in [
+        ([123], 999, "$.default_division"),
+        ([0], None, "$.allowed_divisions[0]"),
+        ([True], None, "$.allowed_divisions[0]"),
+        (["123"], None, "$.allowed_divisions[0]"),
+    ]:
+        with pytest.raises(InputError) as caught:
+            vault.set_divisions(credential.id, allowed, default)  # type: ignore[list-item]
+        assert caught.value.errors[0]["path"] == path
+    assert vault.get(credential.id).allowed_divisions == (123, 456)
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"connector_name": " padded"}, "$.connector_name"),
+        ({"connector_name": "tab\there"}, "$.connector_name"),
+        ({"connector_name": "0b5c1ee8-3b2d-4f57-9b3a-bd2b4bd7b7ad"}, "$.connector_name"),
+        ({"auth_type": "password"}, "$.auth_type"),
+        ({"server_url": "https://start.exactonline.nl/ x"}, "$.server_url"),
+        ({"redirect_uri": None}, "$.redirect_uri"),
+        ({"client_secret": SecretStr("")}, "$.client_secret"),
+    ],
+)
+def test_begin_reports_bad_input_by_path(
+    vault: Vault, change: dict[str, object], path: str
+) -> None:
+    """Invalid fields come back as InputError with their JSON path; nothing is stored."""
+    fields: dict[str, object] = {**NEW, "client_secret": SecretStr("s"), **change}
+    with pytest.raises(InputError) as caught:
+        vault.begin(**fields)  # type: ignore[arg-type]
+    assert path in [error["path"] for error in caught.value.errors]
+    assert vault.list() == []
+
+
+def test_refresh_token_auth_type_needs_a_refresh_token(vault: Vault) -> None:
+    """oauth2_refresh_token without a refresh token is an input error."""
+    fields = {**NEW, "auth_type": "oauth2_refresh_token", "redirect_uri": None}
+    with pytest.raises(InputError) as caught:
+        vault.begin(**fields, client_secret=SecretStr("s"))  # type: ignore[arg-type]
+    assert caught.value.errors[0]["path"] == "$.refresh_token"
+
+
+def test_remove_deletes_even_an_unreadable_credential(vault: Vault, home: Path) -> None:
+    """A credential that no longer decrypts can still be removed; others stay."""
+    broken, kept = add_credential(vault, "broken"), add_credential(vault, "kept")
+    with raw_db(home) as conn:
+        conn.execute("UPDATE credentials SET client_secret = x'00' WHERE id = ?", (broken.id,))
+    vault.remove("broken")
+    with pytest.raises(CredentialNotFound):
+        vault.get(broken.id)
+    with pytest.raises(CredentialNotFound):
+        vault.remove(broken.id)
+    assert [c.id for c in vault.list()] == [kept.id]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "field"),
+    [
+        ("status", "hacked", "status"),
+        ("allowed_divisions", '["x"]', "allowed_divisions[0]"),
+        ("allowed_divisions", "not json", "allowed_divisions"),
+        ("version", 0, "version"),
+        ("access_token_expires_at", None, "access_token_expires_at"),
+    ],
+)
+def test_stored_fields_are_validated_on_read(
+    vault: Vault, home: Path, column: str, value: object, field: str
+) -> None:
+    """A tampered clear column fails that credential only, as VaultCorrupt naming the field."""
+    bad, good = add_credential(vault, "bad"), add_credential(vault, "good")
+    with raw_db(home) as conn:
+        conn.execute(f"UPDATE credentials SET {column} = ? WHERE id = ?", (value, bad.id))
+    with pytest.raises(VaultCorrupt) as caught:
+        vault.get(bad.id)
+    assert caught.value.details == {**caught.value.details, "credential_id": bad.id, "field": field}
+    assert vault.get(good.id) == good
+    results = {r.connector_name: (r.ok, r.error_code, r.field) for r in vault.verify()}
+    assert results == {"bad": (False, "vault_corrupt", field), "good": (True, None, None)}
+
+
+# --- secrets hygiene ---------------------------------------------------------------------------
+
+
+def test_j2_repr_str_and_dumps_never_show_a_secret(vault: Vault, ring: KeyRing) -> None:
+    """repr, str, format, vars, model_dump and model_dump_json are masked; so are keys."""
+    credential = add_credential(vault, "a")
+    shown = " ".join(
+        [
+            repr(credential),
+            str(credential),
+            f"{credential}",
+            str(vars(credential)),
+            str(credential.model_dump()),
+            credential.model_dump_json(),
+            repr(vault),
+            repr(ring),
+            repr(ring.primary),
+        ]
+    )
+    for secret in secret_values(credential).values():
+        assert secret not in shown
+    assert ring.primary.key.hex() not in shown
+
+
+def test_j3_validation_errors_show_paths_not_values() -> None:
+    """A bad Credential reports field paths and types only: the secret is never echoed."""
+    secret = make_secret("client")
+    with pytest.raises(ValidationError) as caught:
+        Credential.model_validate({"client_secret": secret, "status": secret, "version": secret})
+    text = str(caught.value) + repr(caught.value.errors(include_url=False, include_input=False))
+    assert {error["loc"][0] for error in caught.value.errors()} >= {"status", "version", "id"}
+    assert secret not in text
+
+
+def test_j3_input_errors_from_begin_do_not_echo_secrets(vault: Vault) -> None:
+    """An oversized secret is rejected by path without its value."""
+    secret = make_secret("x") * 3000
+    with pytest.raises(InputError) as caught:
+        vault.begin(**NEW, client_secret=SecretStr(secret))
+    assert caught.value.errors[0]["path"] == "$.client_secret"
+    assert secret[:20] not in json.dumps(caught.value.to_dict())
+
+
+def test_j5_real_secrets_round_trip_through_a_fresh_open(home: Path, ring: KeyRing) -> None:
+    """The stored secret is the real value (model_dump_json would have written '**********')."""
+    secret = make_secret("client")
+    with Vault.open(home, keys=ring) as vault:
+        credential = vault.begin(**NEW, client_secret=SecretStr(secret))
+        assert "**********" in credential.model_dump_json()
+    with Vault.open(home, keys=ring) as vault:
+        assert vault.get(credential.id).client_secret.get_secret_value() == secret
+
+
+def test_j10_audit_trail_records_lifecycle_with_fingerprints_only(vault: Vault) -> None:
+    """Create, token update, reauth, divisions, removal and key rotation are audited; only
+    HMAC fingerprints of secrets appear."""
+    credential = add_credential(vault, "a")
+    vault.set_status(credential.id, "needs_reauth", reason="invalid_grant")
+    vault.set_divisions(credential.id, [1, 2], 1)
+    vault.rotate_key()
+    vault.remove(credential.id)
+    log = vault.audit_log()
+    events = [entry.event for entry in log]
+    assert events[:4] == ["created", "tokens_updated", "activated", "status"]
+    assert {"divisions", "data_key_rotated", "key_retired", "removed"} <= set(events)
+    updated = next(entry for entry in log if entry.event == "tokens_updated")
+    assert updated.detail["refresh_token"] == vault.fingerprint(credential.refresh_token)  # type: ignore[arg-type]
+    assert re.fullmatch(r"sha256-hmac:[0-9a-f]{8}", updated.detail["access_token"])
+    everything = json.dumps([entry.model_dump() for entry in log])
+    for secret in secret_values(credential).values():
+        assert secret not in everything
+    assert vault.audit_log(credential.id)[-1].event == "removed"
+
+
+def test_fingerprints_are_stable_per_vault_and_distinct_per_secret(
+    vault: Vault, tmp_path: Path, ring: KeyRing
+) -> None:
+    """Same secret, same fingerprint (even after rotation); another vault fingerprints differently."""
+    secret = SecretStr(make_secret("refresh"))
+    before = vault.fingerprint(secret)
+    vault.rotate_key()
+    assert vault.fingerprint(secret) == before != vault.fingerprint(SecretStr("other"))
+    with Vault.open(tmp_path / "other", keys=ring) as other:
+        assert other.fingerprint(secret) != before
