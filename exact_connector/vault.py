@@ -1080,7 +1080,7 @@ class Vault:
         return RotationReport(
             kind="master",
             new_kid=master.kid,
-            resumed=not missing,
+            resumed=bool(missing) and bool(have),
             reencrypted=len(missing),
             unchanged=len(kids) - len(missing),
             retired=tuple(retired),
