@@ -48,3 +48,22 @@ def all_pages(client: httpx.Client, url: str, params: dict[str, str] | None = No
         if "__next" not in body:
             return records
         response = client.get(body["__next"])
+
+
+class SignedIn(httpx.Auth):
+    """A test auth that keeps a valid sandbox token, renewing it when the sandbox clock moves on.
+
+    For tests that span hours of sandbox time and are not about tokens (limits, budgets).
+    """
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.token: str | None = None
+        self.issued = 0.0
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        now = self.sandbox.clock.now()
+        if self.token is None or now - self.issued >= 500:
+            self.token, self.issued = self.sandbox.issue_tokens()["access_token"], now
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
