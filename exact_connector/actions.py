@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
@@ -37,7 +38,7 @@ class Step:
     client: ExactClient
     division: int
     deadline: float
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     audit: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,7 +70,11 @@ def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
             errors=[{"path": "$.endpoint", "code": "unknown", "message": "not in the catalog"}],
         )
     step.warnings.append(
-        f"{name} is not in the Exact Online catalog; it was called as typed, with a GUID key."
+        {
+            "code": "endpoint_not_in_catalog",
+            "message": f"{name} is not in the Exact Online catalog; it was called as typed.",
+            "path": "$.endpoint",
+        }
     )
     service, _, rest = name.partition("/")
     return Endpoint(
@@ -108,10 +113,22 @@ def _shape(record: dict[str, Any], raw: bool) -> dict[str, Any]:
 # -- the handlers --------------------------------------------------------------------------------
 
 
+def _wall_clock(endpoint: Endpoint, fields: dict[str, Any]) -> dict[str, Any]:
+    """Date-times as Exact reads them: the wall-clock time written, without a UTC offset."""
+    result = dict(fields)
+    for name, value in fields.items():
+        described = endpoint.field(name)
+        if described is not None and described.type == "Edm.DateTime" and isinstance(value, str):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            result[name] = moment.replace(tzinfo=None).isoformat()
+    return result
+
+
 def create_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     """POST project/TimeTransactions with ``Prefer: return=representation``."""
     endpoint = catalog().lookup(TIME_TRANSACTIONS)
-    record = unwrap_record(read_json(_send(step, "POST", endpoint, json=data["data"])))
+    body = _wall_clock(endpoint, data["data"])
+    record = unwrap_record(read_json(_send(step, "POST", endpoint, json=body)))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID"))
     return _shape(record, bool(data.get("raw")))
 
@@ -120,7 +137,7 @@ def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     """PUT the changed fields, then read the record back (PUT answers 204 with no body)."""
     endpoint = catalog().lookup(TIME_TRANSACTIONS)
     key = _key(endpoint, data["id"])
-    _send(step, "PUT", endpoint, key, json=data["data"])
+    _send(step, "PUT", endpoint, key, json=_wall_clock(endpoint, data["data"]))
     record = unwrap_record(read_json(_send(step, "GET", endpoint, key)))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID", data["id"]))
     return {

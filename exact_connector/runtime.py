@@ -1,38 +1,368 @@
-"""The engine-facing object: ``Connector``.
+"""The engine-facing object: :class:`Connector`.
 
-For now it exposes the declarations (manifest and forms); credentials, Test Connect and
-``execute`` join it as those modules land.
+An engine loads it through the ``workflow_automation.connectors`` entry point, renders its forms,
+stores credentials through it, runs Test Connect, and executes actions. ``execute`` never raises
+for an Exact Online or input problem: it returns the ActionResult envelope
+``{ok, action, data | error, meta}``. It raises only for programming errors.
+
+The core is synchronous and thread-safe; the ``a``-prefixed twins run it in a worker thread for
+async engines.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from exact_connector import forms
+from exact_connector.actions import ACTIONS, Step, iter_list
+from exact_connector.auth import TokenService, authorization_url
+from exact_connector.client import DEFAULT_DEADLINE, ExactClient
+from exact_connector.clock import Clock, SystemClock
+from exact_connector.exceptions import (
+    ConfigError,
+    DivisionNotAllowed,
+    ExactConnectorError,
+    InputError,
+)
+from exact_connector.hosts import parse_server_url, sandbox_allowed_by_env
+from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
+from exact_connector.options import serve_options
+from exact_connector.probe import run_test_connect
+from exact_connector.vault import Credential, Vault
 
-__all__ = ["Connector"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Connector", "CredentialRef"]
+
+CredentialRef = Credential | str
+"""A credential, or its id or connector name."""
+
+audit_log = logging.getLogger("exact_connector.audit")
+
+
+class Credentials:
+    """``connector.credentials``: the credential form's data in and out of the vault."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+
+    @property
+    def _vault(self) -> Vault:
+        return self._connector.vault
+
+    def begin(self, form_data: dict[str, Any]) -> Credential:
+        """Validate the credential form and store it encrypted, status ``pending``."""
+        errors = forms.validate("credentials", form_data, self._connector.manifest)
+        if errors:
+            raise InputError("The credential form has errors.", errors=errors)
+        origin = parse_server_url(
+            form_data["server_url"], allow_sandbox=self._connector.allow_sandbox
+        )
+        refresh = form_data.get("refresh_token")
+        credential = self._vault.begin(
+            connector_name=form_data["connector_name"],
+            auth_type=form_data["auth_type"],
+            server_url=origin.url,
+            client_id=form_data["client_id"],
+            client_secret=SecretStr(form_data["client_secret"]),
+            redirect_uri=form_data.get("redirect_uri"),
+            refresh_token=SecretStr(refresh) if refresh else None,
+        )
+        _audit("credential.begin", credential)
+        return credential
+
+    def get(self, ref: CredentialRef) -> Credential:
+        """The stored credential by object, id or connector name (this workspace only)."""
+        return self._vault.get(ref.id if isinstance(ref, Credential) else ref)
+
+    def activate(self, ref: CredentialRef) -> Credential:
+        """Mark a credential usable ("Connect & Create")."""
+        credential = self._vault.activate(self.get(ref).id)
+        _audit("credential.activate", credential)
+        return credential
+
+    def list(self) -> list[Credential]:
+        """Every credential of this workspace."""
+        return self._vault.list()
+
+    def remove(self, ref: CredentialRef) -> None:
+        """Delete a credential and its secrets."""
+        credential = self.get(ref)
+        self._vault.remove(credential.id)
+        _audit("credential.remove", credential)
 
 
 class Connector:
     """The Exact Online connector as an engine loads it (entry point ``exact-online``)."""
 
-    def __init__(self, *, manifest: Manifest | None = None) -> None:
-        self._manifest = manifest if manifest is not None else load_manifest()
+    def __init__(
+        self,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        workspace: str = "default",
+        vault: Vault | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+        allow_sandbox: bool | None = None,
+        manifest: Manifest | None = None,
+        deadline_seconds: float = DEFAULT_DEADLINE,
+    ) -> None:
+        self._manifest = manifest
+        self._home = Path(home) if home is not None else None
+        self._workspace = workspace
+        self._vault = vault
+        self.transport = transport
+        self.clock = clock or SystemClock()
+        self.allow_sandbox = sandbox_allowed_by_env() if allow_sandbox is None else allow_sandbox
+        self.deadline_seconds = deadline_seconds
+        self.credentials = Credentials(self)
+        self._states: dict[str, str] = {}
 
     @classmethod
-    def open(cls) -> Connector:
-        """The connector with this package's own declarations."""
-        return cls()
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        workspace: str = "default",
+        **options: Any,
+    ) -> Connector:
+        """A connector on the vault at ``home`` (default: $EXACT_CONNECTOR_HOME or the data dir)."""
+        connector = cls(home=home, workspace=workspace, **options)
+        _ = connector.vault  # fail now, not at the first action, if the vault cannot be opened
+        return connector
+
+    # -- declarations ------------------------------------------------------------------------
 
     @property
     def manifest(self) -> Manifest:
         """The validated declarations: actions, auth types, regions, token policy."""
+        if self._manifest is None:
+            self._manifest = load_manifest()
         return self._manifest
 
     def form_spec(self, name: str) -> dict[str, Any]:
         """The form ``credentials`` or an action id's input form, as ordered fields."""
-        return forms.form_spec(name, self._manifest)
+        return forms.form_spec(name, self.manifest)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def vault(self) -> Vault:
+        """The credential store, opened on first use."""
+        if self._vault is None:
+            self._vault = Vault.open(self._home, workspace=self._workspace, clock=self.clock)
+        return self._vault
+
+    @cached_property
+    def governor(self) -> RateGovernor:
+        """Rate and error budgets shared by every process using this vault's directory."""
+        return RateGovernor(self.vault.home / "limits.db", clock=self.clock)
+
+    def client(self, ref: CredentialRef) -> ExactClient:
+        """An :class:`ExactClient` for one credential (close it, or use it as a context manager)."""
+        credential = self.credentials.get(ref)
+        return ExactClient(
+            self.vault,
+            credential.id,
+            transport=self.transport,
+            clock=self.clock,
+            governor=self.governor,
+            allow_sandbox=self.allow_sandbox,
+        )
+
+    # -- sign-in -----------------------------------------------------------------------------
+
+    def authorization_url(
+        self, ref: CredentialRef, state: str, *, force_login: bool = False
+    ) -> str:
+        """Where to send the person to sign in and consent (authorization-code credentials)."""
+        credential = self.credentials.get(ref)
+        if credential.auth_type != "oauth2_authorization_code" or not credential.redirect_uri:
+            raise ConfigError(
+                "This credential does not use the browser sign-in.",
+                details={"auth_type": credential.auth_type},
+            )
+        self._states[credential.id] = state
+        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
+        return authorization_url(
+            origin, credential.client_id, credential.redirect_uri, state, force_login=force_login
+        )
+
+    def complete_authorization(self, ref: CredentialRef, code: str, state: str) -> Credential:
+        """Check ``state``, trade the code for tokens, and store them before anything uses them."""
+        credential = self.credentials.get(ref)
+        expected = self._states.pop(credential.id, None)
+        if expected is None or not hmac.compare_digest(expected.encode(), state.encode()):
+            raise InputError(
+                "The sign-in answer does not belong to a sign-in started here; start it again.",
+                errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],
+            )
+        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
+        service = TokenService(origin, transport=self.transport, clock=self.clock)
+        try:
+            grant = service.exchange_code(credential, code)
+        finally:
+            service.close()
+        credential = self.vault.update_tokens(
+            credential.id,
+            expected_version=credential.version,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            issued_at=grant.issued_at,
+            expires_at=grant.expires_at,
+            refresh_issued_at=grant.issued_at,
+        )
+        if credential.status == "needs_reauth":
+            credential = self.vault.set_status(credential.id, "active", reason=None)
+        _audit("credential.authorized", credential)
+        return credential
+
+    # -- work --------------------------------------------------------------------------------
+
+    def test_connect(self, ref: CredentialRef) -> dict[str, Any]:
+        """Test Connect: a structured report; a failed check is reported, never raised."""
+        with self.client(ref) as client:
+            return run_test_connect(client, self.vault).to_dict()
+
+    def options(
+        self, source: str, ref: CredentialRef | None = None, **params: Any
+    ) -> list[dict[str, Any]]:
+        """Choices for a dynamic dropdown (``options_from`` in the form spec)."""
+        if ref is None:
+            return serve_options(source, None, None, params)
+        with self.client(ref) as client:
+            return serve_options(source, client, self.credentials.get(ref), params)
+
+    def execute(
+        self,
+        action: str,
+        ref: CredentialRef,
+        inputs: dict[str, Any],
+        *,
+        deadline_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Run one action; the ActionResult envelope for success and for every expected failure."""
+        started = time.monotonic()
+        step: Step | None = None
+        credential: Credential | None = None
+        try:
+            declared = self.manifest.action(action)
+            credential, division = self._check(action, ref, inputs)
+            deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
+            with self.client(credential) as client:
+                step = Step(client, division, deadline)
+                data = ACTIONS[action](step, inputs)
+            if step.warnings:
+                data["warnings"] = step.warnings
+            if not declared.read_only:
+                _audit(f"action.{action}", credential, step, ok=True)
+            return {"ok": True, "action": action, "data": data, "meta": _meta(step, started)}
+        except ExactConnectorError as error:
+            if (
+                credential is not None
+                and action in ACTIONS
+                and not self.manifest.action(action).read_only
+            ):
+                _audit(f"action.{action}", credential, step, ok=False, code=error.code)
+            return {
+                "ok": False,
+                "action": action,
+                "error": error.to_dict(),
+                "meta": _meta(step, started),
+            }
+
+    def stream(self, ref: CredentialRef, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """``list_or_get_endpoint``'s records one at a time, for lists too large to hold."""
+        credential, division = self._check("list_or_get_endpoint", ref, inputs)
+        deadline = self.clock.now() + self.deadline_seconds
+        with self.client(credential) as client:
+            yield from iter_list(Step(client, division, deadline), inputs)
+
+    def _check(
+        self, action: str, ref: CredentialRef, inputs: dict[str, Any]
+    ) -> tuple[Credential, int]:
+        """Validate the input before anything is sent, and the division against the credential."""
+        self.manifest.action(action)
+        errors = forms.validate(action, inputs, self.manifest)
+        if errors:
+            raise InputError("The action input is not valid.", errors=errors)
+        credential = self.credentials.get(ref)
+        division = int(inputs["division"])
+        if division not in credential.allowed_divisions:
+            hint = (
+                None if credential.allowed_divisions else "Run Test Connect to load the divisions."
+            )
+            raise DivisionNotAllowed(
+                "This connection was not granted that division.",
+                errors=[{"path": "$.division", "code": "not_allowed", "message": "not granted"}],
+                details={"allowed": list(credential.allowed_divisions)},
+                hint=hint,
+            )
+        return credential, division
+
+    # -- async twins -------------------------------------------------------------------------
+
+    async def aexecute(
+        self, action: str, ref: CredentialRef, inputs: dict[str, Any], **kw: Any
+    ) -> dict[str, Any]:
+        """:meth:`execute` in a worker thread."""
+        return await asyncio.to_thread(self.execute, action, ref, inputs, **kw)
+
+    async def atest_connect(self, ref: CredentialRef) -> dict[str, Any]:
+        """:meth:`test_connect` in a worker thread."""
+        return await asyncio.to_thread(self.test_connect, ref)
+
+    async def aoptions(
+        self, source: str, ref: CredentialRef | None = None, **params: Any
+    ) -> list[dict[str, Any]]:
+        """:meth:`options` in a worker thread."""
+        return await asyncio.to_thread(self.options, source, ref, **params)
+
+    async def acomplete_authorization(
+        self, ref: CredentialRef, code: str, state: str
+    ) -> Credential:
+        """:meth:`complete_authorization` in a worker thread."""
+        return await asyncio.to_thread(self.complete_authorization, ref, code, state)
 
     def __repr__(self) -> str:
-        return f"Connector(id={self._manifest.id!r}, version={self._manifest.version!r})"
+        return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
+
+
+def _meta(step: Step | None, started: float) -> dict[str, Any]:
+    stats = step.client.stats if step is not None else None
+    return {
+        "api_calls": stats.api_calls if stats else 0,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "rate_limit": dict(stats.rate_limit) if stats else {},
+        "request_id": stats.request_id if stats else None,
+    }
+
+
+def _audit(event: str, credential: Credential, step: Step | None = None, **extra: Any) -> None:
+    """One line per write or credential change: who, when, where, which record; never a payload."""
+    line: dict[str, Any] = {
+        "event": event,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workspace": credential.workspace,
+        "credential_id": credential.id,
+        "connector_name": credential.connector_name,
+    }
+    if step is not None:
+        line.update(division=step.division, **step.audit)
+        line["request_id"] = step.client.stats.request_id
+    line.update(extra)
+    audit_log.info(json.dumps(line, sort_keys=True, default=str))

@@ -1,0 +1,138 @@
+"""Dynamic dropdowns: what ``options_from`` in a form spec resolves to.
+
+Static sources come from the catalog; live sources (projects, employees, hour types, accounts)
+ask Exact Online for one page of matches in the chosen division. Every option is
+``{"value": …, "label": …}`` plus an optional ``description``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from exact_connector.catalog import catalog
+from exact_connector.exceptions import ConfigError, DivisionNotAllowed, InputError
+from exact_connector.odata import canonical_integer, filter_literal
+from exact_connector.pagination import Pager
+
+if TYPE_CHECKING:
+    from exact_connector.client import ExactClient
+    from exact_connector.vault import Credential
+
+__all__ = ["LIVE_SOURCES", "serve_options"]
+
+Option = dict[str, Any]
+_LIMIT = 60  # one page of a regular endpoint: a lookup costs one API call
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """A lookup of records in a division: which endpoint, which fields make value and label."""
+
+    endpoint: str
+    label_fields: tuple[str, ...]
+    search_field: str
+    fixed_filter: str | None = None
+
+
+#: Live lookups by source name, for the Data Manager's GUID fields.
+LIVE_SOURCES: dict[str, _Live] = {
+    "accounts": _Live("crm/Accounts", ("Code", "Name"), "Name"),
+    "employees": _Live("payroll/Employees", ("Code", "FullName"), "FullName"),
+    "hour_types": _Live("logistics/Items", ("Code", "Description"), "Description", "IsTime eq 1"),
+    "projects": _Live("project/Projects", ("Code", "Description"), "Description"),
+}
+
+
+def _endpoints(params: dict[str, Any]) -> list[Option]:
+    method = params.get("method")
+    if method is not None and method not in ("GET", "POST", "PUT", "DELETE"):
+        raise InputError(
+            "method must be GET, POST, PUT or DELETE.",
+            errors=[{"path": "$.method", "code": "enum", "message": "unknown method"}],
+        )
+    return [
+        {"value": e.id, "label": e.id, "description": f"{e.kind}; {', '.join(sorted(e.methods))}"}
+        for e in catalog().options(method, params.get("search"))
+    ]
+
+
+def _fields_of(endpoint_id: str, writable_only: bool) -> list[Option]:
+    endpoint = catalog().lookup(endpoint_id)
+    fields = endpoint.writable_fields if writable_only else endpoint.fields
+    return [
+        {
+            "value": f.name,
+            "label": f.name,
+            "description": f.type.removeprefix("Edm.") + (", required" if f.mandatory else ""),
+        }
+        for f in fields
+        if not f.collection
+    ]
+
+
+_STATIC: dict[str, Callable[[dict[str, Any]], list[Option]]] = {
+    "endpoints": _endpoints,
+    "endpoint_fields": lambda p: _fields_of(str(p.get("endpoint", "")), writable_only=False),
+    "time_transaction_fields": lambda p: _fields_of("project/TimeTransactions", writable_only=True),
+}
+
+
+def serve_options(
+    source: str,
+    client: ExactClient | None,
+    credential: Credential | None,
+    params: dict[str, Any],
+) -> list[Option]:
+    """The options of ``source`` (a name, optionally with ``?key=value`` parameters)."""
+    name, _, query = source.partition("?")
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        params = {key: value, **params}
+    if name in _STATIC:
+        return _STATIC[name](params)
+    if client is None or credential is None:
+        raise ConfigError(
+            f"The options '{name}' need a credential."
+            if name in ("divisions", *LIVE_SOURCES)
+            else "Unknown options source.",
+            details={"source": name},
+        )
+    if name == "divisions":
+        return [{"value": d, "label": str(d)} for d in credential.allowed_divisions]
+    if name in LIVE_SOURCES:
+        return _live(LIVE_SOURCES[name], client, credential, params)
+    raise ConfigError("Unknown options source.", details={"source": name})
+
+
+def _live(
+    source: _Live, client: ExactClient, credential: Credential, params: dict[str, Any]
+) -> list[Option]:
+    division = params.get("division", credential.default_division)
+    if division is None:
+        raise ConfigError("Run Test Connect first: no division is known for this connection.")
+    division = canonical_integer(division, "$.division", "Edm.Int32")
+    if division not in credential.allowed_divisions:
+        raise DivisionNotAllowed(
+            "This connection was not granted that division.",
+            errors=[{"path": "$.division", "code": "not_allowed", "message": "not granted"}],
+        )
+    endpoint = catalog().lookup(source.endpoint)
+    filters = [source.fixed_filter] if source.fixed_filter else []
+    search = params.get("search")
+    if search:
+        needle = filter_literal(str(search), "Edm.String", "$.search")
+        filters.append(f"substringof({needle}, {source.search_field})")
+    query = {"$select": ",".join(("ID", *source.label_fields))}
+    if filters:
+        query["$filter"] = " and ".join(filters)
+    url = client.url(endpoint, division, None, query)
+    return [
+        {
+            "value": row.get("ID"),
+            "label": " — ".join(str(row.get(f) or "").strip() for f in source.label_fields),
+        }
+        for row in islice(Pager(client, endpoint, division, url, page_cap=1), _LIMIT)
+    ]
