@@ -46,6 +46,7 @@ __all__ = [
     "FORMAT_VERSION",
     "KEY_ENV",
     "KEY_FILE_NAME",
+    "PRIVATE_OPEN",
     "KeyRing",
     "MasterKey",
     "blob_kid",
@@ -66,6 +67,8 @@ TAG_SIZE = 16
 AAD_PREFIX = b"exact-connector/v1"
 KEY_ENV = "EXACT_CONNECTOR_VAULT_KEY"
 KEY_FILE_NAME = "vault.key"
+#: Flags for opening vault files: never follow a symlink, never leak into a child process.
+PRIVATE_OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 KID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
 _KEY_FILE_HEADER = (
     "# exact-connector vault master keys, one per line as kid:base64, primary first.\n"
@@ -167,7 +170,7 @@ class KeyRing:
                 hint=f"Set {KEY_ENV}, or create a key: exact-connector vault init --home {home}",
             )
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | PRIVATE_OPEN)
             with os.fdopen(fd, "rb") as handle:
                 raw = handle.read(64 * 1024)
         except OSError as error:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
 import json
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -55,7 +55,10 @@ from exact_connector.exceptions import (
     VaultKeyUnknown,
     VaultPermissions,
 )
-from exact_connector.sealing import KEY_FILE_NAME, KeyRing, MasterKey
+from exact_connector.sealing import KEY_FILE_NAME, PRIVATE_OPEN, KeyRing, MasterKey
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "AuditEntry",
@@ -627,7 +630,7 @@ def _ensure_dir(path: Path) -> None:
 def _precreate(path: Path) -> None:
     # SQLite would create the file 0644 under umask 022; an O_EXCL 0600 file comes first.
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN, 0o600))
     except FileExistsError:
         sealing.check_private_file(path, "vault database file")
     except OSError as error:
@@ -669,23 +672,14 @@ def _canonical_id(value: str) -> str | None:
         return None
 
 
-_WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}"
+_WORKSPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 
 def _check_workspace(workspace: str) -> str:
-    import re
-
-    if not isinstance(workspace, str) or not re.fullmatch(_WORKSPACE_PATTERN, workspace):
-        raise InputError(
-            "invalid workspace name",
-            errors=[
-                {
-                    "path": "$.workspace",
-                    "code": "pattern",
-                    "message": "1-128 letters, digits, ._:@-",
-                }
-            ],
-        )
+    if not isinstance(workspace, str) or not _WORKSPACE.fullmatch(workspace):
+        message = "1-128 letters, digits or ._:@- (starting with a letter or digit)"
+        problem = {"path": "$.workspace", "code": "pattern", "message": message}
+        raise InputError("invalid workspace name", errors=[problem])
     return workspace
 
 
@@ -941,6 +935,8 @@ class Vault:
         cid = _canonical_id(credential_id)
         if cid is None:
             raise self._not_found(credential_id)
+        if sys.platform == "win32":
+            raise VaultIOError("credential locks need POSIX flock, which Windows does not offer")
         path = self.home / "locks" / f"{cid}.lock"
         deadline = time.monotonic() + max(0.0, timeout)
         with _THREAD_LOCKS_GUARD:
@@ -1365,7 +1361,7 @@ def _open_lock_file(path: Path) -> int:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path.parent, 0o700)
         sealing.check_private_dir(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | PRIVATE_OPEN, 0o600)
     except OSError as error:
         raise VaultPermissions(f"cannot open lock file {path}: {error.strerror}") from None
     info = os.fstat(fd)
