@@ -72,7 +72,7 @@ _SERVER_ERROR = (
 
 @dataclass
 class Fault:
-    """One armed fault and how often it has matched (``seen``) and fired (``fired``)."""
+    """One armed fault: matching requests counted while armed (``seen``), and ``fired``."""
 
     kind: str
     on_call: int = 1

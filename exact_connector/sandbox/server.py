@@ -94,7 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
 class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server around a sandbox app; tracks its connections to close them."""
 
-    daemon_threads = True
+    # Connection threads are joined on close (after close_connections() woke them), so none
+    # outlives the server.
+    daemon_threads = False
+    block_on_close = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
