@@ -57,6 +57,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 __all__ = [
+    "EXIT_CODES",
     "AccessDenied",
     "Category",
     "ConcurrentUpdate",

@@ -35,8 +35,9 @@ from exact_connector.exceptions import (
     DivisionNotAllowed,
     ExactConnectorError,
     InputError,
+    InvalidServerUrl,
 )
-from exact_connector.hosts import parse_server_url, sandbox_allowed_by_env
+from exact_connector.hosts import Origin, parse_server_url, sandbox_allowed_by_env
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
@@ -45,6 +46,8 @@ from exact_connector.vault import Credential, Vault
 
 if TYPE_CHECKING:
     import httpx
+
+    from exact_connector.catalog import Endpoint
 
 __all__ = ["Connector", "CredentialRef"]
 
@@ -66,12 +69,15 @@ class Credentials:
 
     def begin(self, form_data: dict[str, Any]) -> Credential:
         """Validate the credential form and store it encrypted, status ``pending``."""
-        errors = forms.validate("credentials", form_data, self._connector.manifest)
+        manifest = self._connector.manifest
+        checked = dict(form_data)
+        sandbox = _sandbox_origin(form_data.get("server_url"), self._connector.allow_sandbox)
+        if sandbox is not None:  # the form lists Exact's regions; a permitted sandbox stands in
+            checked["server_url"] = manifest.server_urls[0].url
+        errors = forms.validate("credentials", checked, manifest)
         if errors:
             raise InputError("The credential form has errors.", errors=errors)
-        origin = parse_server_url(
-            form_data["server_url"], allow_sandbox=self._connector.allow_sandbox
-        )
+        origin = sandbox or parse_server_url(form_data["server_url"])
         refresh = form_data.get("refresh_token")
         credential = self._vault.begin(
             connector_name=form_data["connector_name"],
@@ -285,6 +291,22 @@ class Connector:
                 "meta": _meta(step, started),
             }
 
+    def plan(self, action: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The first request ``execute`` would send, with the token masked; nothing is sent."""
+        credential, division = self._check(action, ref, inputs)
+        client = _PlanningClient(
+            self.vault, credential.id, clock=self.clock, allow_sandbox=self.allow_sandbox
+        )
+        try:
+            ACTIONS[action](
+                Step(client, division, self.clock.now() + self.deadline_seconds), inputs
+            )
+        except _Planned as planned:
+            return planned.request
+        finally:
+            client.close()
+        raise AssertionError("every action sends a request")  # pragma: no cover
+
     def stream(self, ref: CredentialRef, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """``list_or_get_endpoint``'s records one at a time, for lists too large to hold."""
         credential, division = self._check("list_or_get_endpoint", ref, inputs)
@@ -340,6 +362,46 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
+
+
+class _Planned(Exception):
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__("planned")
+        self.request = request
+
+
+class _PlanningClient(ExactClient):
+    """Builds requests exactly like :class:`ExactClient` and stops before the first is sent."""
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        endpoint: Endpoint,
+        division: int | None,
+        json: Any = None,
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json", "Authorization": "Bearer ********"}
+        if method in ("POST", "PUT"):
+            headers["Content-Type"] = "application/json"
+        if method == "POST":
+            headers["Prefer"] = "return=representation"
+        raise _Planned(
+            {"method": method, "url": str(url), "headers": headers, "json": json, "sent": False}
+        )
+
+
+def _sandbox_origin(value: object, allowed: bool) -> Origin | None:
+    """The loopback sandbox origin ``value`` names, when the sandbox is allowed at all."""
+    if not allowed:
+        return None
+    try:
+        origin = parse_server_url(value, allow_sandbox=True)
+    except InvalidServerUrl:
+        return None
+    return origin if origin.is_sandbox else None
 
 
 def _meta(step: Step | None, started: float) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""The loopback listener that receives the OAuth redirect (``?code=…&state=…``) once."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exact_connector.exceptions import ConfigError, RequestTimeout
+
+__all__ = ["CallbackListener", "is_loopback_redirect"]
+
+_PAGE = (
+    b"<!doctype html><meta charset=utf-8><title>exact-connector</title>"
+    b"<p>Sign-in received. You can close this window and return to the terminal.</p>"
+)
+
+
+def is_loopback_redirect(redirect_uri: str) -> bool:
+    """Whether we can listen on ``redirect_uri`` ourselves (http on 127.0.0.1 or localhost)."""
+    parts = urlsplit(redirect_uri)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+
+
+class CallbackListener:
+    """Serves one redirect on the redirect URI's host, port and path; yields its query."""
+
+    def __init__(self, redirect_uri: str) -> None:
+        parts = urlsplit(redirect_uri)
+        if not is_loopback_redirect(redirect_uri) or parts.port is None:
+            raise ConfigError(
+                "Only an http://127.0.0.1:PORT/… redirect URI can be received here.",
+                details={"scheme": parts.scheme},
+            )
+        self._path = parts.path or "/"
+        self._received = threading.Event()
+        self.query: dict[str, str] = {}
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                target = urlsplit(self.path)
+                if target.path != listener._path:
+                    self.send_error(404)
+                    return
+                listener.query = {k: v[0] for k, v in parse_qs(target.query).items()}
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(_PAGE)))
+                self.end_headers()
+                self.wfile.write(_PAGE)
+                listener._received.set()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: the query holds a one-time code that must not reach a log."""
+
+        self._server = ThreadingHTTPServer((parts.hostname or "127.0.0.1", parts.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CallbackListener:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait(self, timeout: float) -> dict[str, str]:
+        """The redirect's query parameters, or :class:`RequestTimeout` if none came in time."""
+        if not self._received.wait(timeout):
+            raise RequestTimeout(
+                "No sign-in arrived at the redirect URI in time.",
+                hint="Open the printed URL in a browser and sign in; run the command again.",
+            )
+        return self.query

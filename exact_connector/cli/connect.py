@@ -1,0 +1,252 @@
+"""``credentials add|reauthorize``, ``test-connect`` and ``run``: the CLI over :class:`Connector`.
+
+Secrets are never taken from argv (visible in ``/proc/*/cmdline``): they are read with getpass on a
+terminal, or as a JSON object on standard input with ``--secrets-stdin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import webbrowser
+from typing import Any
+
+import httpx
+
+from exact_connector.auth import new_state
+from exact_connector.cli._callback import CallbackListener, is_loopback_redirect
+from exact_connector.cli._output import print_json
+from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
+from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
+from exact_connector.runtime import Connector
+from exact_connector.vault import Credential
+
+__all__ = ["complete_sign_in", "register"]
+
+_SECRET_FIELDS = ("client_secret", "refresh_token")
+_MAX_INPUT = 10 * 1024 * 1024
+
+
+def _connector(args: argparse.Namespace) -> Connector:
+    return Connector(vault=open_vault(args))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``credentials add|reauthorize``, ``test-connect`` and ``run``."""
+    scoped = vault_options()
+    credentials = credentials_subparsers(subparsers)
+    add = credentials.add_parser(
+        "add", parents=[scoped], help="add a credential and sign in (authorization-code flow)"
+    )
+    add.add_argument("--name", required=True, help="Connector Name (unique in the workspace)")
+    add.add_argument(
+        "--auth-type",
+        default="oauth2_authorization_code",
+        choices=("oauth2_authorization_code", "oauth2_refresh_token"),
+    )
+    add.add_argument("--server-url", required=True, help="e.g. https://start.exactonline.nl")
+    add.add_argument("--client-id", required=True)
+    add.add_argument("--redirect-uri", help="registered redirect URI (authorization code only)")
+    _sign_in_options(add)
+    add.set_defaults(handler=_add)
+
+    again = credentials.add_parser(
+        "reauthorize", parents=[scoped], help="sign in again for an existing credential"
+    )
+    again.add_argument("name", help="connector name or credential id")
+    _sign_in_options(again)
+    again.set_defaults(handler=_reauthorize)
+
+    test = subparsers.add_parser(
+        "test-connect", parents=[scoped], help="check a credential against Exact Online"
+    )
+    test.add_argument("name", help="connector name or credential id")
+    test.add_argument("--json", action="store_true", help="print the report as JSON")
+    test.set_defaults(handler=_test_connect)
+
+    run = subparsers.add_parser("run", parents=[scoped], help="run an action; JSON in, JSON out")
+    run.add_argument("action", help="action id, e.g. list_or_get_endpoint")
+    run.add_argument("--credential", required=True, help="connector name or credential id")
+    run.add_argument(
+        "--input", required=True, metavar="FILE", help="JSON input file, or - for stdin"
+    )
+    run.add_argument("--json", action="store_true", help="print the whole result envelope")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the request it would send, and stop"
+    )
+    run.set_defaults(handler=_run)
+
+
+def _sign_in_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secrets-stdin",
+        action="store_true",
+        help='read {"client_secret": …, "refresh_token": …} as JSON from standard input',
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in URL without opening it"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the sign-in (300)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the Test Connect report as JSON")
+
+
+def _secrets(args: argparse.Namespace, wanted: tuple[str, ...]) -> dict[str, str]:
+    if args.secrets_stdin:
+        try:
+            given = json.loads(sys.stdin.read(_MAX_INPUT))
+        except ValueError:
+            raise InputError("Standard input is not a JSON object of secrets.") from None
+        if not isinstance(given, dict):
+            raise InputError("Standard input is not a JSON object of secrets.")
+        return {k: str(given[k]) for k in wanted if given.get(k)}
+    if not sys.stdin.isatty():
+        raise InputError(
+            "Secrets are read from a terminal or with --secrets-stdin, never from arguments.",
+            hint="Pipe a JSON object to the command and pass --secrets-stdin.",
+        )
+    labels = {"client_secret": "Client Secret: ", "refresh_token": "Refresh Token: "}
+    return {name: getpass.getpass(labels[name]) for name in wanted}
+
+
+def _add(args: argparse.Namespace) -> int:
+    connector = _connector(args)
+    wanted = _SECRET_FIELDS if args.auth_type == "oauth2_refresh_token" else _SECRET_FIELDS[:1]
+    form: dict[str, Any] = {
+        "connector_name": args.name,
+        "auth_type": args.auth_type,
+        "server_url": args.server_url,
+        "client_id": args.client_id,
+        **_secrets(args, wanted),
+    }
+    if args.redirect_uri:
+        form["redirect_uri"] = args.redirect_uri
+    credential = connector.credentials.begin(form)
+    sys.stderr.write(f"Stored credential {credential.connector_name} ({credential.id}), pending.\n")
+    return _finish(connector, credential, args)
+
+
+def _reauthorize(args: argparse.Namespace) -> int:
+    connector = _connector(args)
+    credential = connector.credentials.get(args.name)
+    if credential.auth_type == "oauth2_refresh_token":
+        raise ReauthRequired(
+            "A pasted refresh token cannot be renewed here; remove the credential and add it "
+            "again with a new refresh token.",
+        )
+    return _finish(connector, credential, args)
+
+
+def complete_sign_in(
+    connector: Connector,
+    credential: Credential,
+    *,
+    open_url: Any = None,
+    timeout: float = 300.0,
+    announce: Any = None,
+) -> Credential:
+    """Run the browser sign-in: listen on the redirect URI, show the URL, trade the code."""
+    redirect = credential.redirect_uri or ""
+    state = new_state()
+    url = connector.authorization_url(credential, state)
+    if not is_loopback_redirect(redirect):
+        if announce is not None:
+            announce(url)
+        pasted = input("Paste the full address your browser was sent to: ").strip()
+        query = dict(httpx.URL(pasted).params)
+    else:
+        with CallbackListener(redirect) as listener:
+            if announce is not None:
+                announce(url)
+            if open_url is not None:
+                open_url(url)
+            query = listener.wait(timeout)
+    if "error" in query:
+        raise InputError(
+            "The sign-in was not completed: Exact Online reported that access was denied.",
+            errors=[{"path": "$.consent", "code": "denied", "message": "access denied"}],
+        )
+    return connector.complete_authorization(
+        credential, query.get("code", ""), query.get("state", "")
+    )
+
+
+def _finish(connector: Connector, credential: Credential, args: argparse.Namespace) -> int:
+    if credential.auth_type == "oauth2_authorization_code":
+
+        def announce(url: str) -> None:
+            sys.stderr.write(f"Sign in to Exact Online at:\n  {url}\n")
+            sys.stderr.flush()
+
+        opener = None if args.no_browser else webbrowser.open
+        credential = complete_sign_in(
+            connector, credential, open_url=opener, timeout=args.timeout, announce=announce
+        )
+    report = connector.test_connect(credential)
+    _print_report(report, args.json)
+    if not report["ok"]:
+        return EXIT_CODES[Category.CONFIG]
+    connector.credentials.activate(credential)
+    sys.stderr.write(f"Credential {credential.connector_name} is active.\n")
+    return 0
+
+
+def _test_connect(args: argparse.Namespace) -> int:
+    report = _connector(args).test_connect(args.name)
+    _print_report(report, args.json)
+    return 0 if report["ok"] else EXIT_CODES[Category.CONFIG]
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    for check in report["checks"]:
+        mark = "ok  " if check["ok"] else "FAIL"
+        sys.stdout.write(f"{mark} {check['name']:<18} {check['summary']}\n")
+        if check.get("warning"):
+            sys.stdout.write(f"     warning: {check['warning']}\n")
+        if check.get("remediation") and not check["ok"]:
+            sys.stdout.write(f"     fix: {check['remediation']}\n")
+    sys.stdout.write("Test Connect passed.\n" if report["ok"] else "Test Connect failed.\n")
+
+
+def _read_input(source: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read(_MAX_INPUT + 1) if source == "-" else _read_file(source)
+        data = json.loads(text)
+    except (OSError, ValueError, RecursionError):
+        raise InputError(
+            "The input is not readable JSON.",
+            errors=[{"path": "$", "code": "json", "message": "not a JSON document"}],
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(
+            "The input must be a JSON object.",
+            errors=[{"path": "$", "code": "type", "message": "expected an object"}],
+        )
+    return data
+
+
+def _read_file(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(_MAX_INPUT + 1)
+
+
+def _run(args: argparse.Namespace) -> int:
+    connector = _connector(args)
+    inputs = _read_input(args.input)
+    if args.dry_run:
+        print_json(connector.plan(args.action, args.credential, inputs))
+        return 0
+    result = connector.execute(args.action, args.credential, inputs)
+    if args.json or not result["ok"]:
+        print_json(result)
+    else:
+        print_json(result["data"])
+    if result["ok"]:
+        return 0
+    return EXIT_CODES[Category(result["error"]["category"])]
