@@ -248,7 +248,7 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
     story.tell("Delete", f"{record['ID']} deleted; reading it again answers {code}")
     return (
         sum(
-            r["meta"]["api_calls"]
+            int(r["meta"]["api_calls"])
             for r in (created, listed_result, got_result, updated_result, deleted, gone)
         )
         + lookups
