@@ -162,8 +162,7 @@ def test_a11_nearest_vault_keeps_reading_older_keys_and_rekey_upgrades(
     home = tmp_path / "old"
     with Vault.open(home, keys=ring) as vault:
         old = add_credential(vault, "old")
-    newer = KeyRing.from_bytes(os.urandom(32)).with_primary(ring.primary)
-    newer = KeyRing([*list(newer)[1:], ring.primary])  # new key first, old kept
+    newer = KeyRing([MasterKey.from_bytes(os.urandom(32)), ring.primary])  # new first, old kept
     with Vault.open(home, keys=newer) as vault:  # opens: the old key still unwraps
         assert secret_values(vault.get(old.id)) == secret_values(old)
         report = vault.rewrap(retire_old=True)
@@ -307,7 +306,7 @@ def test_b4_process_without_the_new_master_key_gets_key_unknown(home: Path, ring
     p1 = Vault.open(home, keys=ring)
     credential = add_credential(p1, "shared")
     new_key = os.urandom(32)
-    new_ring = KeyRing.from_bytes(new_key).with_primary(KeyRing.from_bytes(new_key).primary)
+    new_ring = KeyRing.from_bytes(new_key)
     result = run_child(
         f"""
         import base64
