@@ -10,10 +10,13 @@ Everything fails closed: a missing, wrong or unknown key, a tampered or truncate
 file each raise their own error naming the credential and field, never a value, and one broken
 record leaves every other one readable.
 
+Files are private or refused: a symlink, another owner, or a mode open to group/others makes
+:class:`VaultPermissions` with the ``chmod`` that fixes it; modes are never changed silently.
+
 Test-only crash hook: ``EXACT_CONNECTOR_CRASH_AT=<point>[:n]`` exits with status 137 the n-th time
 ``<point>`` is reached. Points: ``<op>.before_commit`` and ``<op>.after_commit`` for op in begin,
-activate, tokens, status, divisions, remove, rotate (once per record), retire, rewrap; and
-``keyfile.before_replace``.
+activate, tokens, status, divisions, remove, rotate_start, rotate (once per record), rotate_end,
+retire, rewrap; and ``keyfile.before_replace``.
 """
 
 from __future__ import annotations
