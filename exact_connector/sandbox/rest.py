@@ -19,8 +19,9 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock
 from exact_connector.sandbox.counters import Counters
 from exact_connector.sandbox.domain import REFERENCES
+from exact_connector.sandbox.filters import lower_bound, predicate
 from exact_connector.sandbox.oauth import AccessGrant
-from exact_connector.sandbox.query import Options, lower_bound, parse_key, parse_options, predicate
+from exact_connector.sandbox.query import Options, parse_key, parse_options
 from exact_connector.sandbox.render import Readable, Renderer, next_link, type_name, uri_literal
 from exact_connector.sandbox.store import FixedTable, Key, Row, Store, Table, edm_type, table_spec
 from exact_connector.sandbox.system import division_record, me_record
