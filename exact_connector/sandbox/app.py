@@ -155,9 +155,11 @@ class Sandbox:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         """Answer one request, as Exact Online would."""
         fired = self.faults.firing(request.method, request.url.path)
+        with self._lock:
+            for fault in fired:
+                self.counters.faults_fired[fault.kind] += 1
+                self.counters.log(self.clock.now(), "fault", fault.kind)
         for fault in fired:
-            self.counters.faults_fired[fault.kind] += 1
-            self.counters.log(self.clock.now(), "fault", fault.kind)
             if fault.phase == "delay":
                 self.clock.sleep(float(fault.params["seconds"]))
         injected = next((fault for fault in fired if fault.phase == "before"), None)

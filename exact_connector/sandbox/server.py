@@ -94,15 +94,16 @@ class _Handler(BaseHTTPRequestHandler):
 class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server around a sandbox app; tracks its connections to close them."""
 
-    # Connection threads are joined on close (after close_connections() woke them), so none
-    # outlives the server.
-    daemon_threads = False
-    block_on_close = True
+    # Daemon connection threads never hold the process open; close_connections() wakes them and
+    # joins them (bounded), so none outlives serve() either.
+    daemon_threads = True
+    block_on_close = False
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
         self._connections: set[socket.socket] = set()
+        self._handlers: list[threading.Thread] = []
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -113,18 +114,29 @@ class SandboxServer(ThreadingHTTPServer):
             self._connections.add(connection)
         return connection, address
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self._connections_lock:
+            self._handlers = [t for t in self._handlers if t.is_alive()]
+            self._handlers.append(thread)
+        thread.start()
+
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
 
-    def close_connections(self) -> None:
-        """Wake every keep-alive connection thread so it ends (they wait for the next request)."""
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """End every connection thread: wake those waiting on keep-alive, then join them all."""
         with self._connections_lock:
-            open_now = list(self._connections)
+            open_now, handlers = list(self._connections), list(self._handlers)
         for connection in open_now:
             with suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+        for thread in handlers:
+            thread.join(timeout)
 
     @property
     def base_url(self) -> str:
