@@ -544,8 +544,8 @@ def test_regenerate_check_reports_current(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_connector_exposes_manifest_and_forms() -> None:
-    """Connector.open() gives the engine the manifest and the form specs."""
-    connector = Connector.open()
+    """A Connector gives the engine the manifest and the form specs without opening a vault."""
+    connector = Connector()
     assert connector.manifest is load_manifest()
     assert connector.form_spec("credentials") == forms.form_spec("credentials")
-    assert repr(connector) == "Connector(id='exact-online', version='0.1.0')"
+    assert repr(connector) == "Connector(id='exact-online', workspace='default')"

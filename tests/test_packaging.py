@@ -22,7 +22,7 @@ import json, importlib.metadata, exact_connector
 from exact_connector.schemas import declarations_root
 (point,) = {e.value: e for e in importlib.metadata.entry_points(
     group="workflow_automation.connectors", name="exact-online")}.values()
-connector = point.load().open()
+connector = point.load()()
 print(json.dumps({"file": exact_connector.__file__, "root": str(declarations_root()),
                   "id": connector.manifest.id}))
 """
