@@ -14,13 +14,13 @@ grant (403), method (405) -> the REST handler -> error-budget accounting -> faul
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from exact_connector.catalog import catalog
+from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.sandbox.counters import Counters, Event
 from exact_connector.sandbox.faults import Faults, damage, respond
@@ -37,7 +37,7 @@ from exact_connector.sandbox.seed import (
     guid_from,
     salt_of,
 )
-from exact_connector.sandbox.store import Store, edm_type, table_spec
+from exact_connector.sandbox.store import Row, Store, Table, edm_type, table_spec
 from exact_connector.sandbox.wire import (
     SandboxError,
     empty_response,
@@ -304,7 +304,7 @@ class Sandbox:
             return len(self.store.table(division, catalog().lookup(endpoint)))
 
     @staticmethod
-    def _plain(endpoint: Any, table: Any, division: int) -> Any:
+    def _plain(endpoint: Endpoint, table: Table, division: int) -> Callable[[Row], dict[str, Any]]:
         base = f"https://start.exactonline.nl/api/v1/{division}/{endpoint.id}"
         render = Renderer(endpoint, table, base, [f.name for f in endpoint.fields if edm_type(f)])
         return lambda row: {k: v for k, v in render(row).items() if k != "__metadata"}

@@ -24,8 +24,8 @@ from exact_connector.sandbox.listing import count, page
 from exact_connector.sandbox.oauth import AccessGrant
 from exact_connector.sandbox.query import Options, parse_key, parse_options
 from exact_connector.sandbox.render import Readable, Renderer, next_link, type_name, uri_literal
-from exact_connector.sandbox.store import FixedTable, Key, Row, Store, Table, edm_type, table_spec
-from exact_connector.sandbox.system import division_record, me_record
+from exact_connector.sandbox.store import Key, Row, Store, Table, edm_type, table_spec
+from exact_connector.sandbox.system import FixedTable, division_record, me_record
 from exact_connector.sandbox.wire import SandboxError, empty_response, json_response
 from exact_connector.sandbox.writes import check_write
 

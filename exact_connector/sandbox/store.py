@@ -36,11 +36,12 @@ from exact_connector.sandbox.seed import (
     salt_of,
 )
 
-__all__ = ["FixedTable", "Key", "Row", "Store", "Table", "TableSpec", "edm_type", "table_spec"]
+__all__ = ["Key", "Row", "Store", "Table", "TableSpec", "edm_type", "table_spec"]
 
 Key = str | int
 #: A seeded row that was never written is just its index; a written row is a dict of its fields.
 Row = int | dict[str, Any]
+#: Reads one field of any row of a table.
 Getter = Callable[[Row], Any]
 
 _TYPE_ALIASES = {
@@ -362,35 +363,3 @@ class Store:
             size = self._sizes.get(slot[1], default)
             table = self._tables[slot] = Table(self, division, spec, size)
         return table
-
-
-class FixedTable:
-    """A few records derived from the sandbox's settings (``current/Me``, the division lists)."""
-
-    def __init__(self, spec: TableSpec, records: list[dict[str, Any]]) -> None:
-        self.spec = spec
-        key = spec.key_field or ""
-        self._rows: dict[Key, Row] = {record[key]: record for record in records}
-        self._order: list[Key] = sorted(self._rows)
-
-    def getter(self, name: str) -> Getter:
-        """A reader of one field."""
-        return lambda row: row.get(name) if isinstance(row, dict) else None
-
-    def get(self, key: Key) -> Row | None:
-        """The record with this key."""
-        return self._rows.get(key)
-
-    def by_timestamp(self, timestamp: int) -> tuple[Key, Row] | None:
-        """Derived records have no row version."""
-        return None
-
-    def scan(
-        self, by_timestamp: bool, start: Any = None, inclusive: bool = False
-    ) -> Iterator[tuple[Key, Row]]:
-        """Records in key order."""
-        position = (
-            0 if start is None else (bisect_left if inclusive else bisect_right)(self._order, start)
-        )
-        for key in self._order[position:]:
-            yield key, self._rows[key]

@@ -1,16 +1,21 @@
 """The records Exact derives from who is signed in: ``current/Me`` and the division lists.
 
-They are not stored: ``system/Divisions`` lists the divisions the token was granted,
-``system/AllDivisions`` and ``hrm/Divisions`` all of the user's, ``current/Me`` the one user.
+They are not stored but built per request and served from a :class:`FixedTable`:
+``system/Divisions`` lists the divisions the token was granted, ``system/AllDivisions`` and
+``hrm/Divisions`` all of the user's, ``current/Me`` the one user.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from exact_connector.sandbox.seed import ANCHOR_MS, DAY_MS, World, guid_from, salt_of
+from exact_connector.sandbox.store import Getter, Key, Row, TableSpec
 
-__all__ = ["division_record", "me_record"]
+__all__ = ["FixedTable", "division_record", "me_record"]
 
 _CUSTOMER_NAME = "Sandbox Accountancy B.V."
 _CUSTOMER_CODE = f"{1:>18}"
@@ -51,7 +56,7 @@ def me_record(
         "Legislation": 1,
         "Nationality": "NL",
         "PackageCode": "SANDBOX",
-        "ServerTime": f"{now:.0f}",
+        "ServerTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
         "ServerUtcOffset": 0,
         "UserName": user.user_name,
     }
@@ -87,3 +92,35 @@ def division_record(world: World, code: int, current_division: int) -> dict[str,
         "StartDate": opened,
         "Status": 1,
     }
+
+
+class FixedTable:
+    """A few records derived from the sandbox's settings (``current/Me``, the division lists)."""
+
+    def __init__(self, spec: TableSpec, records: list[dict[str, Any]]) -> None:
+        self.spec = spec
+        key = spec.key_field or ""
+        self._rows: dict[Key, Row] = {record[key]: record for record in records}
+        self._order: list[Key] = sorted(self._rows)
+
+    def getter(self, name: str) -> Getter:
+        """A reader of one field."""
+        return lambda row: row.get(name) if isinstance(row, dict) else None
+
+    def get(self, key: Key) -> Row | None:
+        """The record with this key."""
+        return self._rows.get(key)
+
+    def by_timestamp(self, timestamp: int) -> tuple[Key, Row] | None:
+        """Derived records have no row version."""
+        return None
+
+    def scan(
+        self, by_timestamp: bool, start: Any = None, inclusive: bool = False
+    ) -> Iterator[tuple[Key, Row]]:
+        """Records in key order."""
+        position = (
+            0 if start is None else (bisect_left if inclusive else bisect_right)(self._order, start)
+        )
+        for key in self._order[position:]:
+            yield key, self._rows[key]

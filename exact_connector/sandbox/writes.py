@@ -109,12 +109,9 @@ def check_write(
         values[name] = _checked(field, value, key, creating)
     for field in endpoint.fields:
         required = field.mandatory or (creating and field.key and edm_type(field) == "Edm.String")
-        absent = (
-            values.get(field.name) in (None, "")
-            if creating
-            else values.get(field.name, 1) in (None, "")
-        )
-        if required and absent:
+        # A create must carry every mandatory field; an update may leave one out, not empty it.
+        given = field.name in values
+        if required and (given or creating) and values.get(field.name) in (None, ""):
             raise _refuse(f"Field '{field.name}' is mandatory.")
     return values
 
