@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -26,7 +27,7 @@ from pydantic import SecretStr
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
-    ExactConnectorError,
+    ConfigError,
     InputError,
     InvalidClient,
     ReauthRequired,
@@ -37,6 +38,7 @@ from exact_connector.manifest import load_manifest
 
 if TYPE_CHECKING:
     from exact_connector.hosts import Origin
+    from exact_connector.limits import RateGovernor
     from exact_connector.vault import Credential, Vault
 
 __all__ = [
@@ -45,11 +47,14 @@ __all__ = [
     "TokenService",
     "authorization_url",
     "new_state",
+    "tls_refused",
 ]
 
 _TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
 _TOO_EARLY = "toearlytorefreshtokens"
 _REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
+#: How long to leave the token endpoint alone after a refusal or an outage, when it gave no hint.
+_PAUSE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,17 @@ def authorization_url(
     return f"{origin.join('/api/oauth2/auth')}?{query}"
 
 
+#: What a refused grant means to the person, by grant type.
+_REFUSALS = {
+    "refresh_token": "Exact Online no longer accepts this connection's refresh token",
+    "authorization_code": (
+        "Exact Online refused the authorization code (it works once, for 3 minutes, and only "
+        "with the redirect URI it was issued for)"
+    ),
+}
+_LOST = " (the previous token answer was lost in transit)"
+
+
 @dataclass(frozen=True, slots=True)
 class _Grant:
     access_token: SecretStr
@@ -124,6 +140,31 @@ class _TooEarly(Exception):
     """Exact refused the refresh because the access token is younger than 570 s."""
 
 
+def tls_refused(error: httpx.TransportError) -> ConfigError | None:
+    """A configuration error if ``error`` is a refused TLS certificate, else None.
+
+    Retrying cannot help (and nothing was sent), and no input or flag turns verification off.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConfigError(
+                "The server's TLS certificate could not be verified; nothing was sent.",
+                details={"host": error.request.url.host if _has_request(error) else None},
+                hint="Check the Server URL and any proxy or firewall intercepting HTTPS.",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _has_request(error: httpx.TransportError) -> bool:
+    try:
+        error.request  # noqa: B018  # raises RuntimeError when httpx did not attach one
+    except RuntimeError:
+        return False
+    return True
+
+
 class TokenService:
     """Talks to ``/api/oauth2/token`` and turns every answer into a grant or a typed error."""
 
@@ -134,9 +175,11 @@ class TokenService:
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
         timeout: float = 30.0,
+        governor: RateGovernor | None = None,
     ) -> None:
         self._url = origin.join("/api/oauth2/token")
         self._clock = clock or SystemClock()
+        self._governor = governor
         self._http = httpx.Client(
             transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
         )
@@ -183,8 +226,8 @@ class TokenService:
         for attempt in range(attempts):
             try:
                 response = self._http.post(self._url, data=form)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                raise TransientError(
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                raise tls_refused(error) or TransientError(
                     "Could not reach Exact Online's token endpoint.",
                     details={"endpoint": "oauth2/token"},
                 ) from None
@@ -198,10 +241,14 @@ class TokenService:
                     "arrived; sign in again to restore the connection.",
                     details={"endpoint": "oauth2/token", "lost_response": True},
                 ) from None
-            return self._grant_from(response, after_lost_response=attempt > 0)
+            return self._grant_from(
+                response, grant_type=form["grant_type"], after_lost_response=attempt > 0
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _grant_from(self, response: httpx.Response, *, after_lost_response: bool) -> _Grant:
+    def _grant_from(
+        self, response: httpx.Response, *, grant_type: str, after_lost_response: bool
+    ) -> _Grant:
         if response.status_code == 200:
             return self._parse_grant(response)
         error, description = _oauth_error(response)
@@ -214,17 +261,17 @@ class TokenService:
                 details={"status": response.status_code},
             )
         if error in _REAUTH_ERRORS:
-            message = "Exact Online no longer accepts this connection's refresh token"
-            if after_lost_response:
-                message += " (the previous token answer was lost in transit)"
             raise ReauthRequired(
-                f"{message}; sign in again.",
+                _REFUSALS[grant_type] + (_LOST if after_lost_response else "") + "; sign in again.",
                 details={"status": response.status_code, "oauth_error": error},
             )
         if response.status_code >= 500 or response.status_code == 429:
+            wait = self._governor.retry_after(503, response.headers) if self._governor else None
+            now = self._clock.now()
             raise TransientError(
                 "Exact Online's token endpoint is temporarily unavailable.",
                 details={"status": response.status_code},
+                retry_at=datetime.fromtimestamp(now + wait, UTC) if wait is not None else None,
             )
         raise TokenResponseInvalid(
             "The token endpoint answered with an unexpected error.",
@@ -286,7 +333,12 @@ def _oauth_error(response: httpx.Response) -> tuple[str, str]:
 
 
 class ExactAuth(httpx.Auth):
-    """Bearer auth for one credential, refreshing single-flight and persisting before use."""
+    """Bearer auth for one credential, refreshing single-flight and persisting before use.
+
+    When Exact refuses a refresh as too early (our clock runs ahead) or its token endpoint is down
+    while the current access token still works, the refresh is put off for a while (``hold``):
+    calls keep using the current token instead of asking the token endpoint on every request.
+    """
 
     def __init__(
         self,
@@ -303,6 +355,7 @@ class ExactAuth(httpx.Auth):
         self.policy = policy or TokenPolicy.declared()
         self._clock = clock or SystemClock()
         self._cached: Credential | None = None
+        self._hold_until = 0.0
         self.refreshed = 0
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -314,10 +367,12 @@ class ExactAuth(httpx.Auth):
         # The token was refused. Another worker may have refreshed (Exact revokes the previous
         # access token); otherwise refresh if Exact allows it. At most one extra request.
         latest = self._cache(self._vault.get(self._credential_id))
-        if latest.version == credential.version:
+        if not _replaced(latest, credential):
             if not self.policy.may_refresh(latest, self._clock.now()):
                 return
-            latest = self._refresh(force=True, seen_version=credential.version)
+            latest = self._refresh(force=True, seen=credential)
+            if not _replaced(latest, credential):
+                return  # Exact would not refresh yet: sending the same token again is pointless
         request.headers["Authorization"] = _bearer(latest)
         yield request
 
@@ -330,23 +385,58 @@ class ExactAuth(httpx.Auth):
         """
         credential = self._cached or self._cache(self._vault.get(self._credential_id))
         _ensure_usable(credential)
-        if self.policy.needs_refresh(credential, self._clock.now()):
-            credential = self._refresh(force=False, seen_version=credential.version)
-        return credential
+        now = self._clock.now()
+        if not self.policy.needs_refresh(credential, now):
+            return credential
+        if now < self._hold_until:
+            return self._held(credential, now)
+        return self._refresh(force=False, seen=credential)
+
+    def refresh_allowed_at(self) -> float | None:
+        """When Exact will accept a refresh of the current token (None: now, or unknown)."""
+        credential = self._cached
+        if credential is None or credential.access_token_issued_at is None:
+            return None
+        allowed = credential.access_token_issued_at + self.policy.min_refresh_age
+        return allowed if allowed > self._clock.now() else None
+
+    def _held(self, credential: Credential, now: float) -> Credential:
+        """During a hold: the current token while it lasts, else whatever the vault has now."""
+        if _valid_at(credential, now):
+            return credential
+        latest = self._cache(self._vault.get(self._credential_id))
+        _ensure_usable(latest)
+        if _valid_at(latest, now):
+            return latest
+        raise TransientError(
+            "The access token expired and Exact Online's token endpoint is not answering yet.",
+            details={"credential_id": credential.id},
+            retry_at=datetime.fromtimestamp(self._hold_until, UTC),
+        )
+
+    def _hold(self, credential: Credential, now: float, wait: float | None) -> None:
+        """Leave the token endpoint alone for ``wait`` (or a pause), but retry before expiry."""
+        wait = _PAUSE if wait is None else max(1.0, wait)
+        if _valid_at(credential, now):
+            left = (credential.access_token_expires_at or now) - now
+            wait = min(wait, max(1.0, left / 2))
+        self._hold_until = now + wait
 
     def _cache(self, credential: Credential) -> Credential:
         self._cached = credential
         return credential
 
-    def _refresh(self, *, force: bool, seen_version: int) -> Credential:
+    def _refresh(self, *, force: bool, seen: Credential) -> Credential:
+        """Under the credential's lock: re-read, then refresh only if nobody else just did."""
         with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
             credential = self._cache(self._vault.get(self._credential_id))
             _ensure_usable(credential)
             now = self._clock.now()
-            if credential.version != seen_version and credential.access_token is not None:
+            replaced = _replaced(credential, seen)
+            if (force and replaced) or (
+                not force and not self.policy.needs_refresh(credential, now)
+            ):
                 return credential  # someone else refreshed while we waited for the lock
-            if not force and not self.policy.needs_refresh(credential, now):
-                return credential
             try:
                 grant = self._tokens.refresh(credential)
             except _TooEarly:
@@ -360,17 +450,30 @@ class ExactAuth(httpx.Auth):
                         retry_at=datetime.fromtimestamp(now + self.policy.min_refresh_age, UTC),
                         hint="Run the step again after retry_at.",
                     ) from None
-                return credential  # keep using the current access token
+                self._hold(credential, now, None)
+                return credential  # our clock runs ahead of Exact's: keep the current token
             except ReauthRequired as error:
                 self._cache(
                     self._vault.set_status(credential.id, "needs_reauth", reason=error.message)
                 )
                 raise
+            except TransientError as error:
+                wait = error.retry_at.timestamp() - now if error.retry_at else None
+                self._hold(credential, now, wait)
+                if not force and _valid_at(credential, now):
+                    return credential  # the token endpoint is down; the current token still works
+                raise
             self.refreshed += 1
+            self._hold_until = 0.0
             return self._cache(self._persist(credential, grant))
 
     def _persist(self, credential: Credential, grant: _Grant) -> Credential:
-        """Write the new pair before anyone uses it; retry the compare-and-swap on a race."""
+        """Write the new pair before anyone uses it; retry the compare-and-swap on a race.
+
+        Only a writer that does not take the refresh lock can race us: a status or division change
+        or a key rotation (retry on the new version), or a new sign-in that stored other tokens
+        (keep those: they are newer than the grant we hold).
+        """
         for _ in range(5):
             try:
                 return self._vault.update_tokens(
@@ -383,12 +486,30 @@ class ExactAuth(httpx.Auth):
                     refresh_issued_at=grant.issued_at,
                 )
             except ConcurrentUpdate:
-                # Only a non-token writer (key rotation, status) can race us under the lock.
-                credential = self._vault.get(credential.id)
+                latest = self._vault.get(credential.id)
+                if _secret(latest.refresh_token) != _secret(credential.refresh_token):
+                    return latest
+                credential = latest
         raise ConcurrentUpdate(
             "The credential kept changing while new tokens were being saved.",
             details={"credential_id": credential.id},
         )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _replaced(latest: Credential, seen: Credential) -> bool:
+    """Whether the vault now holds another access token than the one ``seen`` carried."""
+    return latest.access_token is not None and _secret(latest.access_token) != _secret(
+        seen.access_token
+    )
+
+
+def _valid_at(credential: Credential, now: float) -> bool:
+    expires_at = credential.access_token_expires_at
+    return credential.access_token is not None and expires_at is not None and now < expires_at
 
 
 def _ensure_usable(credential: Credential) -> None:
@@ -400,6 +521,12 @@ def _ensure_usable(credential: Credential) -> None:
 
 
 def _bearer(credential: Credential) -> str:
-    if credential.access_token is None:
-        raise ExactConnectorError("No access token after a refresh.")  # pragma: no cover
-    return f"Bearer {credential.access_token.get_secret_value()}"
+    """The Authorization header value; a stored token that could break the header is refused."""
+    token = _secret(credential.access_token)
+    if token is None or not _TOKEN_TEXT.fullmatch(token):
+        raise TokenResponseInvalid(
+            "The stored access token is missing or has characters a token cannot have; "
+            "it was not sent.",
+            details={"credential_id": credential.id},
+        )
+    return f"Bearer {token}"

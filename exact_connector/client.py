@@ -4,23 +4,30 @@ Every request is built from validated parts on the credential's allow-listed ori
 by a request hook, paced by the rate governor, and its outcome decided by two tables: one for
 transport failures (was the request possibly processed?) and one for HTTP statuses. The retry
 matrix follows RELIABILITY.md §4.3: a POST that may have reached Exact is never sent twice.
+
+httpx's timeouts bound each network operation, not a request: a body that trickles in a byte at a
+time never trips them. So bodies are read in chunks against the step's deadline.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
+import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from exact_connector.auth import ExactAuth, TokenPolicy, TokenService
+from exact_connector.auth import ExactAuth, TokenPolicy, TokenService, tls_refused
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     AccessDenied,
     ExactConnectorError,
     ExactError,
     ExactRejected,
+    InputError,
     MethodNotSupported,
     NotFound,
     OutcomeUnknown,
@@ -28,6 +35,7 @@ from exact_connector.exceptions import (
     ReauthRequired,
     RedirectNotAllowed,
     RequestTimeout,
+    SystemError_,
     TransientError,
 )
 from exact_connector.hosts import Origin, check_request_url, parse_server_url
@@ -39,20 +47,46 @@ if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
     from exact_connector.vault import Vault
 
-__all__ = ["DEFAULT_DEADLINE", "CallStats", "ExactClient"]
+__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "MAX_BODY_DEPTH", "CallStats", "ExactClient"]
 
 DEFAULT_DEADLINE = 120.0
+MAX_BODY_BYTES = 4 * 1024 * 1024  # IIS's default request limit, which Exact runs behind
+MAX_BODY_DEPTH = 32  # Exact's deepest documents (orders with lines) are three levels deep
 _MAX_ATTEMPTS = 4
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
+_DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
+_MAX_DIVISION = 2**31 - 1
+#: What odata.key_literal renders: guid'…', an integer, a quoted string, datetime'…'.
+_KEY_LITERAL = re.compile(
+    r"guid'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"
+    r"|[0-9]{1,19}"
+    r"|'(?:[^'\x00-\x1f\x7f/\\?#%]|''){1,400}'"
+    r"|datetime'[0-9T:.\-]{10,35}'",
+    re.ASCII,
+)
+#: Query options the client sends, each with the check its value must pass.
+_QUERY_OPTIONS: dict[str, re.Pattern[str]] = {
+    "$select": re.compile(r"[A-Za-z0-9_,/]{1,4000}", re.ASCII),
+    "$expand": re.compile(r"[A-Za-z0-9_,/]{1,1000}", re.ASCII),
+    "$orderby": re.compile(r"[A-Za-z0-9_, /]{1,1000}", re.ASCII),
+    "$filter": re.compile(r"[^\x00-\x1f\x7f]{1,4000}"),
+    "$top": re.compile(r"[1-9][0-9]{0,3}|10000", re.ASCII),
+    "$skip": re.compile(r"0|[1-9][0-9]{0,5}", re.ASCII),
+    "$skiptoken": re.compile(r"[^\x00-\x1f\x7f]{1,400}"),
+    "$inlinecount": re.compile(r"allpages|none", re.ASCII),
+}
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-Fate = Literal["not_sent", "maybe_sent"]
+Fate = Literal["not_sent", "maybe_sent", "unsendable"]
 
 #: Transport failures by whether the server may have processed the request.
 _TRANSPORT_FATE: tuple[tuple[type[httpx.TransportError], Fate], ...] = (
     (httpx.ConnectError, "not_sent"),
     (httpx.ConnectTimeout, "not_sent"),
     (httpx.PoolTimeout, "not_sent"),
+    (httpx.UnsupportedProtocol, "unsendable"),
+    (httpx.LocalProtocolError, "unsendable"),  # never echoed: h11's text holds the header value
     (httpx.TransportError, "maybe_sent"),
 )
 
@@ -80,6 +114,10 @@ class CallStats:
     rate_limit: dict[str, str] = field(default_factory=dict)
 
 
+class _Overdue(Exception):
+    """The step's deadline passed while a response body was still arriving."""
+
+
 class ExactClient:
     """Requests on behalf of one credential, with refresh, pacing, retries and classification."""
 
@@ -101,9 +139,14 @@ class ExactClient:
         self.origin: Origin = parse_server_url(credential.server_url, allow_sandbox=allow_sandbox)
         self.clock = clock or SystemClock()
         self.governor = governor or RateGovernor(clock=self.clock)
-        self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
+        self.tokens = TokenService(
+            self.origin, transport=transport, clock=self.clock, governor=self.governor
+        )
         self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
         self.stats = CallStats()
+        self._timeout = timeout
+        # trust_env=False: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
+        # bearer token nor widen which certificates are trusted; verification stays on.
         self._http = httpx.Client(
             transport=transport,
             auth=self.auth,
@@ -127,6 +170,7 @@ class ExactClient:
 
     def _check_request(self, request: httpx.Request) -> None:
         check_request_url(request.url, self.origin)
+        self.stats.api_calls += 1
 
     # -- building ------------------------------------------------------------------------------
 
@@ -137,16 +181,21 @@ class ExactClient:
         key_literal: str | None = None,
         params: Mapping[str, str] | None = None,
     ) -> httpx.URL:
-        """The absolute URL of an endpoint (and record), from validated parts only."""
+        """The absolute URL of an endpoint (and record), from validated parts only.
+
+        The division must be a whole number of ASCII digits in range, the key literal one that
+        :func:`~exact_connector.odata.key_literal` renders, and each query option one the client
+        knows with a value of the expected shape; anything else is an :class:`InputError`.
+        """
         path = endpoint.path
         if endpoint.division_in_path:
-            if division is None:
-                raise ValueError("this endpoint needs a division")
-            path = path.replace("{division}", str(int(division)))
+            path = path.replace("{division}", _division_segment(division))
         if key_literal is not None:
+            if not isinstance(key_literal, str) or not _KEY_LITERAL.fullmatch(key_literal):
+                raise _invalid("$.id", "format", "not a key this endpoint can be addressed by")
             path = f"{path}({key_literal})"
         url = self.origin.join(path)
-        return url.copy_merge_params(dict(params)) if params else url
+        return url.copy_merge_params(_query(params)) if params else url
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -166,35 +215,49 @@ class ExactClient:
         returned as that 404: the record is absent, which is what the caller asked for.
         """
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
+        body = _encode_body(json) if json is not None else None
         headers = {"X-Client-Request-Id": str(uuid.uuid4())}
         if method in ("POST", "PUT"):
             headers["Content-Type"] = "application/json"
         if method == "POST":
             headers["Prefer"] = "return=representation"
-        maybe_processed = False
+        paced_division = division if endpoint.division_in_path else None
+        paced = paced_division is not None
+        maybe_processed = timed_out = False
         for attempt in range(_MAX_ATTEMPTS):
-            if division is not None and endpoint.division_in_path:
-                self.governor.acquire(self.client_id, division, endpoint.id, deadline=deadline)
+            if paced_division is not None:
+                self.governor.acquire(
+                    self.client_id, paced_division, endpoint.id, deadline=deadline
+                )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
-                raise RequestTimeout(
-                    "The step's time ran out before Exact Online answered.",
-                    details={"endpoint": endpoint.id, "attempts": attempt},
-                )
+                raise _out_of_time(endpoint, attempt)
             try:
-                self.stats.api_calls += 1
-                response = self._http.request(
-                    method, url, json=json, headers=headers, timeout=_bounded(remaining)
-                )
+                response = self._send(method, url, body, headers, remaining, deadline)
             except httpx.TransportError as error:
                 fate = next(f for kind, f in _TRANSPORT_FATE if isinstance(error, kind))
+                if (refused := tls_refused(error)) is not None:
+                    raise refused from None
+                if fate == "unsendable":
+                    raise SystemError_(
+                        f"The {method} request to {endpoint.id} could not be sent: it is not "
+                        "valid HTTP.",
+                        details={"endpoint": endpoint.id},
+                    ) from None
                 if fate == "maybe_sent" and method == "POST":
                     raise _outcome_unknown(
                         method, endpoint, headers, "the connection failed"
                     ) from None
                 maybe_processed = maybe_processed or fate == "maybe_sent"
-                self._pause(attempt, deadline, endpoint, "network")
+                timed_out = isinstance(error, httpx.TimeoutException)
+                self._pause(attempt, deadline, endpoint, "network", paced)
                 continue
+            except _Overdue:
+                if method == "POST":
+                    raise _outcome_unknown(
+                        method, endpoint, headers, "the answer was still arriving at the deadline"
+                    ) from None
+                raise _out_of_time(endpoint, attempt + 1) from None
             self._observe(response, endpoint, division)
             status = response.status_code
             if status < 300:
@@ -205,12 +268,64 @@ class ExactClient:
                 if status >= 500 and method == "POST":
                     raise _outcome_unknown(method, endpoint, headers, f"HTTP {status}")
                 maybe_processed = maybe_processed or status >= 500
-                self._pause(attempt, deadline, endpoint, f"HTTP {status}", response)
+                timed_out = False
+                self._pause(attempt, deadline, endpoint, f"HTTP {status}", paced, response)
                 continue
             raise self._error_for(response, endpoint)
+        if timed_out:
+            raise RequestTimeout(
+                "Exact Online did not answer in time; the step was stopped after several attempts.",
+                details={"endpoint": endpoint.id, "attempts": _MAX_ATTEMPTS},
+            )
         raise TransientError(
             "Exact Online kept failing; the step was stopped after several attempts.",
             details={"endpoint": endpoint.id, "attempts": _MAX_ATTEMPTS},
+        )
+
+    def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        body: bytes | None,
+        headers: dict[str, str],
+        remaining: float,
+        deadline: float,
+    ) -> httpx.Response:
+        """One exchange (plus the auth flow's one resend); the body is read against the deadline."""
+        request = self._http.build_request(
+            method, url, content=body, headers=headers, timeout=self._bounded(remaining)
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if self.clock.now() > deadline:
+                    raise _Overdue()
+        finally:
+            response.close()
+        return httpx.Response(
+            response.status_code,
+            headers=[
+                (k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS
+            ],
+            content=b"".join(chunks),
+            request=response.request,
+            history=response.history,
+        )
+
+    def _bounded(self, remaining: float) -> httpx.Timeout:
+        """The configured timeouts, none longer than what is left of the step."""
+
+        def cap(value: float | None) -> float:
+            return remaining if value is None else min(value, remaining)
+
+        timeout = self._timeout
+        return httpx.Timeout(
+            connect=cap(timeout.connect),
+            read=cap(timeout.read),
+            write=cap(timeout.write),
+            pool=cap(timeout.pool),
         )
 
     def _observe(self, response: httpx.Response, endpoint: Endpoint, division: int | None) -> None:
@@ -219,9 +334,11 @@ class ExactClient:
         }
         self.stats.request_id = _request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
-            self.governor.observe(
-                self.client_id, division, endpoint.id, response.status_code, response.headers
-            )
+            # The auth flow's refused first attempt (a 401) counts toward the error budget too.
+            for seen in (*response.history, response):
+                self.governor.observe(
+                    self.client_id, division, endpoint.id, seen.status_code, seen.headers
+                )
 
     def _pause(
         self,
@@ -229,21 +346,26 @@ class ExactClient:
         deadline: float,
         endpoint: Endpoint,
         cause: str,
+        paced: bool,
         response: httpx.Response | None = None,
     ) -> None:
-        """Wait before the next attempt; 429s wait in the governor's next ``acquire``."""
+        """Wait before the next attempt; a paced 429 waits in the governor's next ``acquire``."""
         if attempt + 1 >= _MAX_ATTEMPTS:
             return
-        if response is not None and response.status_code == 429:
+        status = response.status_code if response is not None else None
+        if status == 429 and paced:
             return
         hinted = (
-            self.governor.retry_after(response.status_code, response.headers) if response else None
+            self.governor.retry_after(status, response.headers)
+            if status is not None and response is not None
+            else None
         )
         delay = hinted if hinted is not None else backoff_delay(attempt)
         if self.clock.now() + delay >= deadline:
             raise RequestTimeout(
                 f"Exact Online is not answering ({cause}) and the step's time ran out.",
                 details={"endpoint": endpoint.id, "attempts": attempt + 1},
+                retry_at=_utc(self.clock.now() + delay) if hinted is not None else None,
             )
         self.clock.sleep(delay)
 
@@ -257,6 +379,14 @@ class ExactClient:
                 "Exact Online answered with a redirect, which is never followed.",
                 details=details,
             )
+        if status == 401 and (allowed := self.auth.refresh_allowed_at()) is not None:
+            # Refused before Exact would let us renew it (revoked elsewhere?): a wait, not a
+            # sign-in, fixes this; at retry_at the token is refreshed first.
+            return TransientError(
+                "Exact Online refused the access token before it can be renewed.",
+                details=details,
+                retry_at=_utc(allowed),
+            )
         exact_message = _exact_message(response)
         if exact_message:
             details["exact_message"] = exact_message
@@ -269,12 +399,63 @@ class ExactClient:
         )
 
 
-def _bounded(remaining: float) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=min(5.0, remaining),
-        read=min(30.0, remaining),
-        write=min(30.0, remaining),
-        pool=min(5.0, remaining),
+def _invalid(path: str, code: str, message: str) -> InputError:
+    return InputError(
+        f"Invalid value at {path}: {message}.",
+        errors=[{"path": path, "code": code, "message": message}],
+    )
+
+
+def _division_segment(division: object) -> str:
+    """ASCII digits in range; ``int()`` would also take full-width digits, ' 12 ', '1_000'."""
+    if isinstance(division, bool) or not isinstance(division, int | str):
+        raise _invalid("$.division", "type", "expected a division number")
+    text = str(division) if isinstance(division, int) else division
+    if not _DIVISION.fullmatch(text) or not 0 < int(text) <= _MAX_DIVISION:
+        raise _invalid("$.division", "format", "expected a division number (digits 0-9)")
+    return str(int(text))
+
+
+def _query(params: Mapping[str, str]) -> dict[str, str]:
+    for name, value in params.items():
+        check = _QUERY_OPTIONS.get(name)
+        path = f"$.params.{name.lstrip('$')}" if isinstance(name, str) else "$.params"
+        if check is None:
+            raise _invalid(path, "unknown_option", "not a query option this client sends")
+        if not isinstance(value, str) or not check.fullmatch(value):
+            raise _invalid(path, "format", "the value has a shape this option does not take")
+    return dict(params)
+
+
+def _encode_body(body: Any) -> bytes:
+    """JSON for the wire, refusing what would crash the encoder or overwhelm Exact."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            raise _invalid("$.data", "depth", f"nested more than {MAX_BODY_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((item, depth + 1) for item in value)
+    try:
+        text = jsonlib.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise _invalid("$.data", "type", "holds a value JSON cannot carry") from None
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_BODY_BYTES:
+        raise _invalid("$.data", "size", f"larger than {MAX_BODY_BYTES // 1024 // 1024} MB")
+    return encoded
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _out_of_time(endpoint: Endpoint, attempts: int) -> RequestTimeout:
+    return RequestTimeout(
+        "The step's time ran out before Exact Online answered.",
+        details={"endpoint": endpoint.id, "attempts": attempts},
     )
 
 

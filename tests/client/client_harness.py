@@ -1,0 +1,470 @@
+"""Shared helpers for the client and auth tests: a sandbox, a vault and a credential wired together.
+
+A :class:`World` is one sandbox, one vault and one credential whose tokens the sandbox really
+issued. ``world.client()`` makes an :class:`ExactClient` for it, in-process (``MockTransport``) or
+over loopback (``serve``). Everything the sandbox hands out (client secret, tokens, codes) passes
+through a :class:`Recorder`, which registers it with the suite's secret scanner and keeps a copy of
+every request the sandbox received, so tests can assert on what reached the "server".
+
+Kept importable by name so ``multiprocessing`` spawn children can unpickle the worker functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from exact_connector.catalog import Endpoint, catalog
+from exact_connector.client import ExactClient
+from exact_connector.clock import Clock, ManualClock, ScaledClock
+from exact_connector.sandbox import Sandbox, serve
+from exact_connector.sealing import KeyRing, generate_key
+from exact_connector.vault import Credential, Vault
+
+DIVISION = 100001
+OTHER_DIVISION = 100002
+EXACT = "https://start.exactonline.nl"
+ACCOUNTS = "crm/Accounts"
+App = Callable[[httpx.Request], httpx.Response]
+
+# -- the suite's secret scanner --------------------------------------------------------------------
+
+_scanner: ModuleType | None = None
+
+
+def bind_scanner(module: ModuleType) -> None:
+    """Remember the lead's ``tests/conftest.py`` module, the one whose scanner actually runs.
+
+    ``from tests.conftest import register_secret`` imports a *second* copy of that file (pytest
+    loaded it as ``conftest``), whose secret set no fixture ever scans; so the conftests of these
+    directories find the loaded module through pytest's plugin manager and bind it here.
+    """
+    global _scanner
+    _scanner = module
+
+
+def scanner() -> ModuleType:
+    """The bound scanner module (fails loudly when unbound: a silent scanner protects nothing)."""
+    if _scanner is None:
+        raise RuntimeError("the secret scanner is not bound; see tests/client/conftest.py")
+    return _scanner
+
+
+_LEAD_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bind the scanner module pytest actually loaded (the conftests import this hook)."""
+    for plugin in config.pluginmanager.get_plugins():
+        module_file = getattr(plugin, "__file__", None)
+        if module_file and Path(module_file).resolve() == _LEAD_CONFTEST:
+            bind_scanner(plugin)
+
+
+def register_secret(value: str) -> str:
+    """Register ``value`` with the suite's secret scanner."""
+    result: str = scanner().register_secret(value)
+    return result
+
+
+# -- a recording sandbox ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the sandbox received it."""
+
+    method: str
+    url: httpx.URL
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.url.path
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
+
+
+class Recorder:
+    """Wraps an app: records every request, registers every secret it hands out, may tamper.
+
+    ``tamper(request, response) -> response`` may replace an answer (to model a broken server), or
+    raise an ``httpx.TransportError`` (to model a network failure) after or instead of the app.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+        self.tamper: Callable[[httpx.Request, Callable[[], httpx.Response]], httpx.Response] | None
+        self.tamper = None
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        with self._lock:
+            self.seen.append(Seen(request.method, request.url, request.headers, body))
+        form = parse_qs(body.decode("utf-8", "replace")) if b"=" in body else {}
+        for name in ("client_secret", "refresh_token", "code"):
+            for value in form.get(name, []):
+                register_secret(value)
+        response = self.tamper(request, lambda: self._call(request)) if self.tamper else None
+        return response if response is not None else self._call(request)
+
+    def _call(self, request: httpx.Request) -> httpx.Response:
+        response = self.app(request)
+        if request.url.path == "/api/oauth2/token":
+            with contextlib.suppress(ValueError):
+                body = json.loads(response.read())
+                for name in ("access_token", "refresh_token"):
+                    if isinstance(body, dict) and isinstance(body.get(name), str):
+                        register_secret(body[name])
+        location = response.headers.get("location", "")
+        for value in parse_qs(urlsplit(location).query).get("code", []):
+            register_secret(value)
+        return response
+
+    def requests(self, path_contains: str = "", method: str | None = None) -> list[Seen]:
+        """The requests received whose path contains ``path_contains`` (and of ``method``)."""
+        with self._lock:
+            return [
+                seen
+                for seen in self.seen
+                if path_contains.lower() in seen.path.lower()
+                and (method is None or seen.method == method)
+            ]
+
+    def api_calls(self) -> list[Seen]:
+        """Requests to the REST API (not OAuth)."""
+        return [seen for seen in self.requests("/api/v1/")]
+
+
+# -- the world ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """A sandbox, a vault and one credential the sandbox issued tokens for."""
+
+    clock: Clock
+    sb: Sandbox
+    app: Recorder
+    vault: Vault
+    key: bytes
+    home: Path
+    credential_id: str
+    server_url: str = EXACT
+    clients: list[ExactClient] = field(default_factory=list)
+
+    @property
+    def loopback(self) -> bool:
+        return self.server_url != EXACT
+
+    def client(self, **options: Any) -> ExactClient:
+        """An ExactClient for the credential, on the sandbox (in-process or loopback)."""
+        if not self.loopback:
+            options.setdefault("transport", httpx.MockTransport(self.app))
+        options.setdefault("clock", self.clock)
+        options.setdefault("allow_sandbox", self.loopback)
+        made = ExactClient(self.vault, self.credential_id, **options)
+        self.clients.append(made)
+        return made
+
+    def credential(self) -> Credential:
+        return self.vault.get(self.credential_id)
+
+    def issue(self, *, age: float = 0.0, expires_in: float = 600.0) -> dict[str, str]:
+        """Fresh tokens from the sandbox, stored in the vault, then ``age`` seconds pass."""
+        tokens = issue_tokens(self.sb)
+        store_tokens(self.vault, self.credential_id, tokens, self.clock.now(), expires_in)
+        if age:
+            advance(self.clock, age)
+        return tokens
+
+    def close(self) -> None:
+        for made in self.clients:
+            made.close()
+        self.vault.close()
+
+
+def advance(clock: Clock, seconds: float) -> None:
+    """Move a manual clock on (every world built for a test that advances time uses one)."""
+    assert isinstance(clock, ManualClock), "only a ManualClock can be advanced"
+    clock.advance(seconds)
+
+
+def open_vault(home: Path, key: bytes, clock: Clock) -> Vault:
+    return Vault.open(home, keys=KeyRing.from_bytes(key), clock=clock)
+
+
+def issue_tokens(sb: Sandbox) -> dict[str, str]:
+    """A grant straight from the sandbox (no token call), registered with the scanner."""
+    tokens = sb.issue_tokens()
+    for value in tokens.values():
+        register_secret(value)
+    return tokens
+
+
+def store_tokens(
+    vault: Vault, credential_id: str, tokens: dict[str, str], issued_at: float, ttl: float = 600.0
+) -> Credential:
+    """Put a token pair in the vault as if this process had just received it."""
+    return vault.update_tokens(
+        credential_id,
+        expected_version=vault.get(credential_id).version,
+        access_token=SecretStr(tokens["access_token"]),
+        refresh_token=SecretStr(tokens["refresh_token"]),
+        issued_at=issued_at,
+        expires_at=issued_at + ttl,
+    )
+
+
+def add_credential(
+    vault: Vault, sb: Sandbox, server_url: str, refresh_token: str, name: str = "demo"
+) -> Credential:
+    """An active credential for the sandbox's demo app holding ``refresh_token``."""
+    secret = register_secret(sb.demo_app.client_secret)
+    credential = vault.begin(
+        connector_name=name,
+        auth_type="oauth2_refresh_token",
+        server_url=server_url,
+        client_id=sb.demo_app.client_id,
+        client_secret=SecretStr(secret),
+        refresh_token=SecretStr(refresh_token),
+    )
+    return vault.activate(credential.id)
+
+
+def make_world(
+    home: Path,
+    *,
+    clock: Clock | None = None,
+    server_url: str = EXACT,
+    sandbox: Sandbox | None = None,
+    recorder: Recorder | None = None,
+    age: float | None = 0.0,
+    **sandbox_options: Any,
+) -> World:
+    """A world with a fresh grant; the access token is ``age`` s old (None: only a refresh token)."""
+    clock = clock or (sandbox.clock if sandbox is not None else ManualClock())
+    sb = sandbox or Sandbox(clock=clock, auto_consent=True, **sandbox_options)
+    key = generate_key()
+    vault = open_vault(home, key, clock)
+    tokens = issue_tokens(sb)
+    credential = add_credential(vault, sb, server_url, tokens["refresh_token"])
+    world = World(clock, sb, recorder or Recorder(sb), vault, key, home, credential.id, server_url)
+    if age is not None:
+        store_tokens(vault, credential.id, tokens, clock.now())
+        if age:
+            advance(clock, age)
+    return world
+
+
+@contextlib.contextmanager
+def loopback_world(
+    home: Path, *, clock: Clock | None = None, age: float | None = 0.0, **sandbox_options: Any
+) -> Iterator[World]:
+    """A world whose sandbox listens on 127.0.0.1 (the clients use real sockets)."""
+    clock = clock or ManualClock()
+    sb = Sandbox(clock=clock, auto_consent=True, **sandbox_options)
+    recorder = Recorder(sb)
+    with serve(recorder) as base_url:
+        world = make_world(
+            home, clock=clock, server_url=base_url, sandbox=sb, recorder=recorder, age=age
+        )
+        try:
+            yield world
+        finally:
+            world.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """Sandbox + vault + credential on a manual clock, in-process; the access token is fresh."""
+    made = make_world(tmp_path / "vault")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[World]:
+    """The same over real loopback sockets."""
+    with loopback_world(tmp_path / "vault") as made:
+        yield made
+
+
+def endpoint(name: str = ACCOUNTS) -> Endpoint:
+    return catalog().lookup(name)
+
+
+def get_accounts(client: ExactClient, division: int = DIVISION, **kw: Any) -> httpx.Response:
+    """GET the first page of crm/Accounts (ID and Name only)."""
+    accounts = endpoint()
+    url = client.url(accounts, division, params={"$select": "ID,Name"})
+    return client.request("GET", url, endpoint=accounts, division=division, **kw)
+
+
+def create_account(client: ExactClient, name: str, **kw: Any) -> httpx.Response:
+    """POST a crm/Accounts record."""
+    accounts = endpoint()
+    url = client.url(accounts, DIVISION)
+    return client.request(
+        "POST", url, endpoint=accounts, division=DIVISION, json={"Name": name}, **kw
+    )
+
+
+class RecordingClock(ManualClock):
+    """A manual clock that remembers every sleep (backoff and pacing are read from it)."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:
+        super().__init__(start)
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        super().sleep(seconds)
+
+
+class HandoffClock:
+    """Manual time while a test sets up, then a shared :class:`ScaledClock` once it says go.
+
+    The sandbox is built on this; the tokens are issued at a manual moment, then every process
+    switches to the same ``ScaledClock(factor, start, anchor)`` for the run.
+    """
+
+    def __init__(self, manual: ManualClock) -> None:
+        self.target: Clock = manual
+
+    def now(self) -> float:
+        return self.target.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.target.sleep(seconds)
+
+
+# -- multi-process workers (spawn children import this module by name) -------------------------------
+
+
+@dataclass(frozen=True)
+class CrowdPlan:
+    """What each child of the multi-process refresh test does."""
+
+    home: str
+    key: bytes
+    credential_id: str
+    threads: int
+    factor: float
+    start: float
+    anchor: float
+    until: float  # keep calling until the shared clock passes this
+    pause: float  # shared-clock seconds between a thread's calls
+
+
+def crowd_child(plan: CrowdPlan, ready: Any, go: Any, results: Any) -> None:
+    """One process: ``plan.threads`` threads, each with its own client, calling until ``until``."""
+    clock = ScaledClock(plan.factor, plan.start, plan.anchor)
+    vault = open_vault(Path(plan.home), plan.key, clock)
+    clients = [
+        ExactClient(vault, plan.credential_id, clock=clock, allow_sandbox=True)
+        for _ in range(plan.threads)
+    ]
+    outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
+
+    def run(client: ExactClient) -> None:
+        calls = 0
+        while True:
+            calls += 1
+            try:
+                status = str(get_accounts(client).status_code)
+            except Exception as error:  # reported to the parent, which fails the test
+                status = f"{type(error).__name__}: {getattr(error, 'code', '')}"
+            outcomes.put((os.getpid(), status))
+            if clock.now() >= plan.until and calls >= 2:
+                return
+            clock.sleep(plan.pause)
+
+    ready.put(os.getpid())
+    go.wait(timeout=60)
+    threads = [threading.Thread(target=run, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = []
+    while not outcomes.empty():
+        statuses.append(outcomes.get()[1])
+    refreshed = sum(client.auth.refreshed for client in clients)
+    for client in clients:
+        client.close()
+    vault.close()
+    results.put((os.getpid(), statuses, refreshed))
+
+
+@dataclass(frozen=True)
+class PacePlan:
+    """What each child of the shared-limiter test does."""
+
+    home: str
+    key: bytes
+    credential_id: str
+    governor_path: str
+    calls: int
+    factor: float
+    start: float
+    anchor: float
+
+
+def pace_child(plan: PacePlan, results: Any) -> None:
+    """One process: ``plan.calls`` GETs through a governor whose state file all processes share."""
+    from exact_connector.limits import RateGovernor
+
+    clock = ScaledClock(plan.factor, plan.start, plan.anchor)
+    vault = open_vault(Path(plan.home), plan.key, clock)
+    governor = RateGovernor(plan.governor_path, clock=clock)
+    statuses = []
+    with ExactClient(
+        vault, plan.credential_id, clock=clock, governor=governor, allow_sandbox=True
+    ) as client:
+        for _ in range(plan.calls):
+            try:
+                statuses.append(str(get_accounts(client, deadline=clock.now() + 600).status_code))
+            except Exception as error:  # reported to the parent, which fails the test
+                statuses.append(f"{type(error).__name__}: {getattr(error, 'code', '')}")
+    governor.close()
+    vault.close()
+    results.put((os.getpid(), statuses, clock.now()))
+
+
+def refresh_then_die(home: str, key: bytes, credential_id: str, now: float) -> None:
+    """Refresh through the loopback sandbox; the vault's crash hook kills us before the commit."""
+    clock = ManualClock(now)
+    vault = open_vault(Path(home), key, clock)
+    with ExactClient(vault, credential_id, clock=clock, allow_sandbox=True) as client:
+        client.auth.current()
+    os._exit(3)  # not reached when the crash hook fires (status 137)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` in real time until true or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -1,0 +1,7 @@
+"""Fixtures for the client tests: ``world`` (in-process sandbox) and ``wire`` (over loopback)."""
+
+from __future__ import annotations
+
+from client_harness import pytest_configure, wire, world
+
+__all__ = ["pytest_configure", "wire", "world"]
