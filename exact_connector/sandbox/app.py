@@ -172,7 +172,7 @@ class Sandbox:
             self.counters.requests[(label, response.status_code)] += 1
         for fault in fired:
             if fault.phase == "after":
-                response = damage(fault, request, response)
+                response = damage(fault, request, response, self.clock.sleep)
         return response
 
     @staticmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -62,6 +62,11 @@ KINDS: dict[str, _Kind] = {
     "malformed_json": _Kind("after", {}, "process the request, then send truncated JSON"),
     "foreign_next": _Kind(
         "after", {"host": "evil.example"}, "process the request, then point d.__next elsewhere"
+    ),
+    "trickle": _Kind(
+        "after",
+        {"chunk": 64, "interval": 0.5},
+        "process the request, then send the body `chunk` bytes every `interval` seconds",
     ),
 }
 
@@ -182,7 +187,25 @@ def respond(fault: Fault, now: float) -> httpx.Response:
     return json_response(429, error_body("Too many requests: API rate limit exceeded."), headers)
 
 
-def damage(fault: Fault, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+class _Trickle(httpx.SyncByteStream):
+    """A body that arrives a few bytes at a time, waiting on the sandbox clock in between."""
+
+    def __init__(self, body: bytes, chunk: int, interval: float, sleep: Callable[[float], None]):
+        self.body, self.chunk, self.interval, self.sleep = body, max(1, chunk), interval, sleep
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.body), self.chunk):
+            if start:
+                self.sleep(self.interval)
+            yield self.body[start : start + self.chunk]
+
+
+def damage(
+    fault: Fault,
+    request: httpx.Request,
+    response: httpx.Response,
+    sleep: Callable[[float], None],
+) -> httpx.Response:
     """What an *after* fault makes of a processed request's answer (``drop`` raises instead)."""
     if fault.kind == "drop":
         raise httpx.RemoteProtocolError(
@@ -195,6 +218,12 @@ def damage(fault: Fault, request: httpx.Request, response: httpx.Response) -> ht
         body = response.content
         cut = body[: len(body) // 2] if len(body) > 8 else b'{"d":{"results":['
         return httpx.Response(response.status_code, headers=headers, content=cut)
+    if fault.kind == "trickle":
+        body = response.content
+        headers["Content-Length"] = str(len(body))
+        chunk, interval = int(fault.params["chunk"]), float(fault.params["interval"])
+        stream = _Trickle(body, chunk, interval, sleep)
+        return httpx.Response(response.status_code, headers=headers, stream=stream)
     return _foreign_next(str(fault.params["host"]), request, response, headers)
 
 

@@ -1,7 +1,8 @@
 """The sandbox on a real socket: a small threaded HTTP/1.1 server on 127.0.0.1.
 
 Each request becomes an ``httpx.Request`` for the app (so the same object serves in-process tests
-and loopback ones), and each answer is written with one ``sendall`` of headers and body, with
+and loopback ones), and each answer is written with one ``sendall`` of headers and body (a
+trickling body, an injected fault, follows in its own pieces), with
 Nagle's algorithm off, so keep-alive round trips cost microseconds, not the 40 ms of a delayed ACK.
 A fault that drops the answer closes the socket without a byte. Shutdown closes open keep-alive
 connections too, so no thread or socket outlives :func:`serve`.
@@ -70,7 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: httpx.Response) -> None:
-        content = response.read()
+        try:
+            chunks: Iterator[bytes] = iter([response.content])
+            length = len(response.content)
+        except httpx.ResponseNotRead:  # a streamed (trickling) body declares its length
+            chunks, length = response.iter_raw(), int(response.headers["content-length"])
         reason = response.reason_phrase or HTTPStatus(response.status_code).phrase
         lines = [f"HTTP/1.1 {response.status_code} {reason}", f"Date: {formatdate(usegmt=True)}"]
         lines += [
@@ -78,12 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in response.headers.multi_items()
             if name.lower() not in _HOP_BY_HOP
         ]
-        lines.append(f"Content-Length: {len(content)}")
+        lines.append(f"Content-Length: {length}")
         if self.close_connection or self.headers.get("Connection", "").lower() == "close":
             lines.append("Connection: close")
             self.close_connection = True
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + content)
+        self.wfile.write(head + next(chunks, b""))
+        for chunk in chunks:
+            self.wfile.write(chunk)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_MERGE = _answer
 

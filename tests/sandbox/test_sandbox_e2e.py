@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -184,3 +185,17 @@ def test_shutdown_closes_the_port_and_ends_every_thread(clock: ManualClock) -> N
     assert set(threading.enumerate()) <= before
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))
+
+
+def test_a_trickling_body_arrives_whole_over_loopback() -> None:
+    """Each piece comes within the read timeout, so only an overall deadline could stop it."""
+    sandbox = Sandbox()
+    with serve(sandbox) as base_url, _signed_in(base_url, sandbox) as api:
+        api.timeout = httpx.Timeout(1.0)
+        whole = api.get(TT, params={"$top": "2", "$select": "ID"}).content
+        sandbox.faults.add("trickle", chunk=len(whole) // 3 + 1, interval=0.2)
+        started = time.monotonic()
+        slow = api.get(TT, params={"$top": "2", "$select": "ID"})
+        waited = time.monotonic() - started
+    assert slow.content == whole
+    assert waited >= 0.35  # two pauses of 0.2 s: the body really came in pieces

@@ -212,3 +212,15 @@ def test_malformed_token_json(sb: Sandbox, clock: ManualClock) -> None:
     with pytest.raises(ValueError, match=r"Expecting|Unterminated|delimiter"):
         answer.json()
     assert sb.counters.token_grants["refresh_token"] == 1
+
+
+def test_trickle_delivers_the_body_slowly_on_the_sandbox_clock(
+    api: httpx.Client, sb: Sandbox, clock: ManualClock
+) -> None:
+    """trickle sends `chunk` bytes every `interval` seconds: the body is whole, time has passed."""
+    whole = api.get(TT, params={"$top": "3"}).content
+    sb.faults.add("trickle", chunk=100, interval=2.0)
+    before = clock.now()
+    slow = api.get(TT, params={"$top": "3"})
+    assert slow.content == whole
+    assert clock.now() - before == 2.0 * ((len(whole) - 1) // 100)
