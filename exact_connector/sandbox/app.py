@@ -76,7 +76,17 @@ def _user(seed: int) -> User:
 
 
 class Sandbox:
-    """An embedded Exact Online: OAuth, the REST API over seeded data, limits and faults."""
+    """An embedded Exact Online: OAuth, the REST API over seeded data, limits and faults.
+
+    ``seed`` fixes every generated value; ``rows`` is the size of each table (per division) and
+    ``rows_per_endpoint`` overrides it by endpoint name (a twin names its shared table);
+    ``limits`` switches rate limits and the error budget (also at runtime: ``limits_enabled``);
+    ``clock`` is the time of everything (default: the system clock); ``auto_consent`` skips the
+    consent page, granting every division or the ones listed; ``apps`` replaces the default demo
+    app (the first becomes ``demo_app``); ``divisions`` are the administrations' numbers.
+    ``revoke_previous_access`` and ``refresh_grace`` are the two OAuth behaviours Exact does not
+    document (see :mod:`~exact_connector.sandbox.oauth`).
+    """
 
     def __init__(
         self,
@@ -114,6 +124,8 @@ class Sandbox:
             (DEMO_REDIRECT_URI,),
             "Exact connector demo",
         )
+        if not isinstance(auto_consent, bool) and not set(auto_consent) <= set(self.divisions):
+            raise ValueError("auto_consent must list divisions the sandbox has")
         self.apps = tuple(apps) if apps is not None else (demo,)
         if not self.apps:
             raise ValueError("at least one app must be registered")

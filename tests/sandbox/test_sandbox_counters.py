@@ -77,8 +77,9 @@ def test_records_shows_stored_records_in_exact_json(sb: Sandbox) -> None:
         ({"rows": -1}, "rows"),
         ({"rows_per_endpoint": {"crm/Accounts": 10**9}}, "rows"),
         ({"apps": []}, "app"),
+        ({"auto_consent": [42]}, "auto_consent"),
     ],
-    ids=["no-divisions", "zero-division", "negative-rows", "huge-table", "no-apps"],
+    ids=["no-divisions", "zero-division", "negative-rows", "huge-table", "no-apps", "consent"],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
     """A misconfigured sandbox fails at construction, naming the setting."""
