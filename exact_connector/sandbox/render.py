@@ -1,7 +1,9 @@
 """Records as Exact writes them: ``__metadata``, ``/Date(ms)/``, ``__deferred`` links, next links.
 
 A renderer is planned once per request (which fields, how each is written) and then applied to
-every row of the page, so a page costs O(rows * selected fields).
+every row of the page, so a page costs O(rows * selected fields). Numbers, ``Edm.Int64``
+(``Timestamp``) included, are JSON numbers as Exact's clients read them; ``__count`` is a string,
+as OData v2 writes it.
 """
 
 from __future__ import annotations
