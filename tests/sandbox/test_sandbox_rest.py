@@ -386,3 +386,26 @@ def test_count_segment_answers_a_bare_number(api: httpx.Client) -> None:
         f"/api/v1/{DIVISION}/logistics/Items/$count", params={"$filter": "IsTime eq 1"}
     )
     assert (answer.status_code, answer.text) == (200, "6")
+
+
+def test_every_catalog_endpoint_answers(clock: ManualClock) -> None:
+    """All 455 endpoints: GET-able ones list records with __metadata, the others answer 405."""
+    from exact_connector.catalog import catalog
+
+    sandbox = Sandbox(clock=clock, limits=False, rows=3)
+    statuses: dict[int, int] = {}
+    with httpx.Client(
+        transport=httpx.MockTransport(sandbox), base_url="https://start.exactonline.nl"
+    ) as client:
+        client.headers["Authorization"] = f"Bearer {sandbox.issue_tokens()['access_token']}"
+        for endpoint in catalog():
+            answer = client.get(
+                endpoint.path.replace("{division}", str(DIVISION)), params={"$top": "1"}
+            )
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            if endpoint.supports("GET"):
+                assert answer.status_code == 200, (endpoint.id, answer.text)
+                assert all("__metadata" in record for record in answer.json()["d"]["results"])
+            else:
+                assert answer.status_code == 405, endpoint.id
+    assert sum(statuses.values()) == len(catalog()) == 455
