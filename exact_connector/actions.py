@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
-from exact_connector.exceptions import InputError, MethodNotSupported, UnknownEndpoint
+from exact_connector.exceptions import InputError, MethodNotSupported, NotFound, UnknownEndpoint
 from exact_connector.odata import key_literal, normalize, unwrap_record
 from exact_connector.pagination import Cursor, Pager, read_json
 
@@ -85,6 +86,21 @@ def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
         primary_key="ID",
         kind="regular",
     )
+
+
+@contextmanager
+def _listing(endpoint: Endpoint) -> Iterator[None]:
+    """A 404 to a list of a typed endpoint means Exact has no such endpoint: no key could miss."""
+    try:
+        yield
+    except NotFound as error:
+        if catalog().get(endpoint.id) is not None:
+            raise
+        raise UnknownEndpoint(
+            f"Exact Online has no endpoint {endpoint.id} (it answered 404 to the list).",
+            errors=[{"path": "$.endpoint", "code": "unknown", "message": "Exact answered 404"}],
+            details={k: v for k, v in error.details.items() if k != "errors"},
+        ) from None
 
 
 def _key(endpoint: Endpoint, value: object, path: str = "$.id") -> str:
@@ -177,10 +193,11 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     pager = _pager(step, endpoint, data)
     limit = data.get("limit")
     records = []
-    for record in pager:
-        records.append(_shape(record, raw))
-        if limit is not None and len(records) >= limit:
-            break
+    with _listing(endpoint):
+        for record in pager:
+            records.append(_shape(record, raw))
+            if limit is not None and len(records) >= limit:
+                break
     cursor = pager.cursor()
     return {
         "records": records,
@@ -194,10 +211,11 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     endpoint = resolve_endpoint(data["endpoint"], "GET", step)
     raw = bool(data.get("raw"))
     limit = data.get("limit")
-    for count, record in enumerate(_pager(step, endpoint, data), start=1):
-        yield _shape(record, raw)
-        if limit is not None and count >= limit:
-            return
+    with _listing(endpoint):
+        for count, record in enumerate(_pager(step, endpoint, data), start=1):
+            yield _shape(record, raw)
+            if limit is not None and count >= limit:
+                return
 
 
 # -- list plumbing -------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Reauthorization end to end: a refresh token Exact no longer accepts stops every action.
+
+Another party redeems the connector's refresh token first (a copied vault, a second tool). When
+the connector's access token expires it presents the now-used refresh token; Exact answers
+"Old refresh token used." and revokes the whole token family. Only a new sign-in helps.
+"""
+
+from __future__ import annotations
+
+import pytest
+from e2e_harness import ACTIONS, World, assert_error
+
+pytestmark = pytest.mark.e2e
+
+
+def _revoke(world: World) -> None:
+    world.clock.advance(600.0)  # the access token has expired; a refresh is due and allowed
+    world.steal_refresh()
+    world.recorder.reset()
+    world.sb.reset_counters()
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_used_refresh_token_answers_reauth_required(world: World, action: str) -> None:
+    """reauth_required (config, not retryable); no API call reached Exact; the credential says so."""
+    _revoke(world)
+
+    result = world.run(action, world.valid_inputs(action))
+
+    assert result["ok"] is False
+    error = result["error"]
+    assert (error["code"], error["category"], error["retryable"]) == (
+        "reauth_required",
+        "config",
+        False,
+    )
+    assert world.recorder.api_calls() == 0
+    assert world.recorder.token == 1
+    assert world.sb.counters.refresh_reuse == 1
+    assert world.credential.status == "needs_reauth"
+
+
+def test_reauth_required_reports_no_api_call(world: World) -> None:
+    """meta.api_calls counts requests that reached the API: none, when the refresh failed."""
+    _revoke(world)
+
+    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+
+    assert result["error"]["code"] == "reauth_required"
+    assert result["meta"]["api_calls"] == world.recorder.api_calls() == 0
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_after_reauth_required_nothing_is_sent_until_sign_in(world: World, action: str) -> None:
+    """A credential marked needs_reauth fails at once: no token call, no API call."""
+    _revoke(world)
+    world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    world.recorder.reset()
+
+    assert_error(
+        world.run(action, world.valid_inputs(action)),
+        "reauth_required",
+        "config",
+        retryable=False,
+        api_calls=0,
+    )
+    assert (world.recorder.token, world.recorder.api_calls()) == (0, 0)
+
+
+def test_signing_in_again_restores_the_connection(world: World) -> None:
+    """Reconnect: a new consent makes the same credential work again."""
+    _revoke(world)
+    world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+
+    world.sign_in()
+    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+
+    assert result["ok"] is True, result
+    assert world.credential.status == "active"

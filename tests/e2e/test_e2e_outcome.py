@@ -1,0 +1,80 @@
+"""Outcome unknown end to end: the connection drops after Exact processed the request.
+
+Only a create can end there: its POST is not idempotent, so it is never sent twice and the step
+says so. The PUT, DELETE and GET of the other actions are safe to repeat, so for them the family
+cannot arise: the nearest real case is the same dropped answer, retried to a definite result.
+"""
+
+from __future__ import annotations
+
+import pytest
+from e2e_harness import DIVISION, TIME_TRANSACTIONS, World, assert_error
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_create_whose_answer_is_lost_is_outcome_unknown_and_not_retried(world: World) -> None:
+    """outcome_unknown (system, not retryable); the record exists exactly once."""
+    world.sb.faults.add("drop", method="POST", path_contains=TIME_TRANSACTIONS)
+    before = world.count()
+
+    error = assert_error(
+        world.run(
+            "create_project_time_transaction",
+            world.valid_inputs("create_project_time_transaction"),
+        ),
+        "outcome_unknown",
+        "system",
+        retryable=False,
+        api_calls=1,
+    )
+
+    assert world.count() == before + 1
+    assert world.sb.counters.records_created[TIME_TRANSACTIONS] == 1
+    assert world.recorder.api_calls("POST") == 1
+    assert error["details"]["client_request_id"]
+    created = [r for r in world.sb.records(DIVISION, TIME_TRANSACTIONS) if r["Notes"] == "e2e"]
+    assert len(created) == 1
+
+
+def test_an_update_whose_answer_is_lost_is_repeated_and_succeeds(world: World) -> None:
+    """PUT is idempotent: sent again, then read back; the record holds the new values."""
+    world.sb.faults.add("drop", method="PUT", path_contains=TIME_TRANSACTIONS)
+    inputs = world.valid_inputs("update_project_time_transaction")
+
+    result = world.run("update_project_time_transaction", inputs)
+
+    assert result["ok"] is True, result
+    assert result["data"]["record"]["Quantity"] == 7.25
+    assert result["meta"]["api_calls"] == 3
+    assert world.recorder.api_calls("PUT") == 2
+
+
+def test_a_delete_whose_answer_is_lost_is_repeated_and_counts_as_done(world: World) -> None:
+    """The repeated DELETE finds nothing: the record is gone, which is what was asked."""
+    world.sb.faults.add("drop", method="DELETE", path_contains=TIME_TRANSACTIONS)
+    inputs = world.valid_inputs("delete_endpoint_record")
+
+    result = world.run("delete_endpoint_record", inputs)
+
+    assert result["ok"] is True, result
+    assert result["data"] == {
+        "endpoint": TIME_TRANSACTIONS,
+        "id": inputs["id"],
+        "deleted": True,
+        "already_absent": True,
+    }
+    assert world.sb.record(DIVISION, TIME_TRANSACTIONS, inputs["id"]) is None
+    assert result["meta"]["api_calls"] == 2
+
+
+def test_a_list_whose_answer_is_lost_is_repeated_and_succeeds(world: World) -> None:
+    """GET is safe: the page is fetched again and the list is complete."""
+    expected = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    world.sb.faults.add("drop", method="GET", path_contains="crm/Accounts")
+
+    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+
+    assert result["ok"] is True, result
+    assert result["data"]["records"] == expected["data"]["records"]
+    assert result["meta"]["api_calls"] == 2
