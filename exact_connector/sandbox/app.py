@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -182,6 +183,8 @@ class Sandbox:
             else:
                 response, label = self._dispatch(request)
             self.counters.requests[(label, response.status_code)] += 1
+            if "date" not in response.headers:  # the sandbox's time, so resets and Date agree
+                response.headers["Date"] = formatdate(self.clock.now(), usegmt=True)
         for fault in fired:
             if fault.phase == "after":
                 response = damage(fault, request, response, self.clock.sleep)

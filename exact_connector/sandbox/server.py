@@ -77,7 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
         except httpx.ResponseNotRead:  # a streamed (trickling) body declares its length
             chunks, length = response.iter_raw(), int(response.headers["content-length"])
         reason = response.reason_phrase or HTTPStatus(response.status_code).phrase
-        lines = [f"HTTP/1.1 {response.status_code} {reason}", f"Date: {formatdate(usegmt=True)}"]
+        lines = [f"HTTP/1.1 {response.status_code} {reason}"]
+        if "date" not in response.headers:
+            lines.append(f"Date: {formatdate(usegmt=True)}")
         lines += [
             f"{name}: {value}"
             for name, value in response.headers.multi_items()

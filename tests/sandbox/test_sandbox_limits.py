@@ -230,3 +230,9 @@ def test_expired_tokens_count_as_401_errors(sb: Sandbox, clock: ManualClock) -> 
             assert _call(stale).status_code == 401
     with client_for(sb, sb.issue_tokens()["access_token"]) as fresh:
         assert _call(fresh).status_code == 429
+
+
+def test_the_date_header_is_the_sandbox_clock(api: httpx.Client, clock: ManualClock) -> None:
+    """Date and the reset headers come from one clock, so a client can compare them."""
+    answer = _call(api)
+    assert answer.headers["date"] == "Thu, 01 Jan 2026 00:00:00 GMT"
