@@ -40,6 +40,8 @@ OTHER_DIVISION = 100002
 EXACT = "https://start.exactonline.nl"
 ACCOUNTS = "crm/Accounts"
 App = Callable[[httpx.Request], httpx.Response]
+#: ``tamper(request, call_app)``: an answer to use instead (None: the app's own answer).
+Tamper = Callable[[httpx.Request, Callable[[], httpx.Response]], "httpx.Response | None"]
 
 # -- the suite's secret scanner --------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class Seen:
     url: httpx.URL
     headers: httpx.Headers
     body: bytes
+    at: float  # the sandbox clock when it arrived
 
     @property
     def path(self) -> str:
@@ -105,21 +108,22 @@ class Seen:
 class Recorder:
     """Wraps an app: records every request, registers every secret it hands out, may tamper.
 
-    ``tamper(request, response) -> response`` may replace an answer (to model a broken server), or
-    raise an ``httpx.TransportError`` (to model a network failure) after or instead of the app.
+    ``tamper(request, call_app)`` may return another answer (a broken server), or raise an
+    ``httpx.TransportError`` (a network failure) after calling the app or instead of it.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, clock: Clock | None = None) -> None:
         self.app = app
+        self.clock = clock if clock is not None else getattr(app, "clock", None)
         self.seen: list[Seen] = []
-        self.tamper: Callable[[httpx.Request, Callable[[], httpx.Response]], httpx.Response] | None
-        self.tamper = None
+        self.tamper: Tamper | None = None
         self._lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         with self._lock:
-            self.seen.append(Seen(request.method, request.url, request.headers, body))
+            now = self.clock.now() if self.clock is not None else 0.0
+            self.seen.append(Seen(request.method, request.url, request.headers, body, now))
         form = parse_qs(body.decode("utf-8", "replace")) if b"=" in body else {}
         for name in ("client_secret", "refresh_token", "code"):
             for value in form.get(name, []):
@@ -339,6 +343,32 @@ class RecordingClock(ManualClock):
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         super().sleep(seconds)
+
+
+class OffsetClock:
+    """Another process's view of a clock: ``offset`` seconds ahead (skew)."""
+
+    def __init__(self, base: Clock, offset: float) -> None:
+        self.base, self.offset = base, offset
+
+    def now(self) -> float:
+        return self.base.now() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+
+
+def answer_with(status: int, body: bytes | str, content_type: str = "application/json") -> Tamper:
+    """A tamper for the token endpoint: let the sandbox process, then answer ``body`` instead."""
+    content = body.encode() if isinstance(body, str) else body
+
+    def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> httpx.Response | None:
+        if request.url.path != "/api/oauth2/token":
+            return None
+        call()
+        return httpx.Response(status, headers={"Content-Type": content_type}, content=content)
+
+    return tamper
 
 
 class HandoffClock:
