@@ -9,18 +9,17 @@ leaves the machine and nothing is left behind.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import shutil
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from exact_connector.cli.connect import complete_sign_in
 from exact_connector.clock import SystemClock
@@ -117,10 +116,7 @@ def run_demo(story: _Story, seed: int = 1) -> int:
                     "redirect_uri": redirect_uri,
                 }
             )
-            with httpx.Client(timeout=10) as browser:
-                credential = complete_sign_in(
-                    connector, credential, open_url=_browser(browser), timeout=30
-                )
+            credential = complete_sign_in(connector, credential, open_url=_browse, timeout=30)
             story.tell(
                 "Sign-in",
                 "authorization code received on the loopback redirect URI,\n"
@@ -142,14 +138,28 @@ def run_demo(story: _Story, seed: int = 1) -> int:
     return calls
 
 
-def _browser(browser: httpx.Client) -> Callable[[str], None]:
-    """A stand-in for a person's browser: open the URL, follow the consent redirect."""
+def _browse(url: str) -> None:
+    """A stand-in for a person's browser: open the URL, follow the consent redirect.
 
-    def open_url(url: str) -> None:
-        consent = browser.get(url)
-        browser.get(consent.headers["location"])
+    Plain ``http.client``, which logs nothing: the redirect and the callback URL carry the one-time
+    code, and httpx would log both (the URL at INFO, the Location header at DEBUG).
+    """
+    location = _get(url)
+    if location is None:
+        raise _StepFailed("Sign-in", {"message": "the sandbox did not redirect after consent"})
+    _get(location)
 
-    return open_url
+
+def _get(url: str) -> str | None:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        answer = connection.getresponse()
+        answer.read()
+        return answer.getheader("Location")
+    finally:
+        connection.close()
 
 
 def _actions(connector: Connector, credential: str, story: _Story) -> int:
