@@ -1,0 +1,151 @@
+"""G16: following __next safely: whole lists, foreign links, loops, the page cap, cursors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+from client_harness import ACCOUNTS, DIVISION, OTHER_DIVISION, World, endpoint
+
+from exact_connector.client import ExactClient
+from exact_connector.exceptions import InputError, PaginationError, PaginationLinkRejected
+from exact_connector.pagination import Cursor, Pager
+
+
+def _pager(client: ExactClient, **options: object) -> Pager:
+    accounts = endpoint()
+    url = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
+    return Pager(client, accounts, DIVISION, url, **options)  # type: ignore[arg-type]
+
+
+def _rewrite_next(world: World, change: Callable[[str, int], str]) -> None:
+    """Every answer with a ``__next`` gets ``change(link, page_number)`` instead."""
+    pages = [0]
+
+    def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> httpx.Response | None:
+        if not request.url.path.startswith("/api/v1/"):
+            return None
+        response = call()
+        payload = json.loads(response.read())
+        pages[0] += 1
+        link = payload["d"].get("__next")
+        if link:
+            payload["d"]["__next"] = change(link, pages[0])
+        return httpx.Response(response.status_code, json=payload)
+
+    world.app.tamper = tamper
+
+
+def test_g16_a_three_page_list_is_collected_whole(world: World) -> None:
+    """150 accounts in pages of 60, 60, 30: every record once; the cursor ends at None."""
+    pager = _pager(world.client())
+    ids = [record["ID"] for record in pager]
+    assert len(ids) == len(set(ids)) == 150
+    assert set(ids) == {row["ID"] for row in world.sb.records(DIVISION, ACCOUNTS)}
+    assert pager.pages == 3
+    assert pager.cursor() is None
+
+
+def test_g16_a_cursor_resumes_exactly_where_reading_stopped(world: World) -> None:
+    """Stop after 70 records (mid-page), resume from the encoded cursor: the other 80, no repeat."""
+    client = world.client()
+    pager = _pager(client)
+    first = []
+    for record in pager:
+        first.append(record["ID"])
+        if len(first) == 70:
+            break
+    cursor = pager.cursor()
+    assert cursor is not None and cursor.skip == 10
+    text = cursor.encode()
+    accounts = endpoint()
+    start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
+    decoded = Cursor.decode(text, endpoint=accounts.id, division=DIVISION)
+    rest = [record["ID"] for record in Pager.resume(client, accounts, start, DIVISION, decoded)]
+    assert len(rest) == 80
+    assert set(first) | set(rest) == {row["ID"] for row in world.sb.records(DIVISION, ACCOUNTS)}
+
+
+@pytest.mark.parametrize(
+    ("division", "name"), [(OTHER_DIVISION, ACCOUNTS), (DIVISION, "crm/Contacts")]
+)
+def test_g16_a_cursor_for_another_list_is_refused(world: World, division: int, name: str) -> None:
+    """A cursor only resumes the endpoint and division it was made for."""
+    text = Cursor(ACCOUNTS, DIVISION, "/api/v1/100001/crm/Accounts?$skiptoken=x").encode()
+    with pytest.raises(InputError) as caught:
+        Cursor.decode(text, endpoint=endpoint(name).id, division=division)
+    assert caught.value.errors[0]["path"] == "$.cursor"
+
+
+def test_g16_a_next_link_to_another_host_is_rejected(world: World) -> None:
+    """The sandbox's foreign_next fault: PAGINATION_LINK_REJECTED; the foreign host sees nothing."""
+    world.sb.faults.add("foreign_next", path_contains="crm/Accounts")
+    pager = _pager(world.client())
+    read = []
+    with pytest.raises(PaginationLinkRejected) as caught:
+        read.extend(pager)
+    assert caught.value.code == "pagination_link_rejected"
+    assert read == []  # the link is checked before the page's records are handed out
+    assert {seen.url.host for seen in world.app.seen} == {"start.exactonline.nl"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda link: link.replace("/crm/Accounts", "/crm/Contacts"),
+        lambda link: link.replace("/api/v1/100001/crm/Accounts", "/api/oauth2/token"),
+        lambda link: link.replace("https://start.exactonline.nl", "http://start.exactonline.nl"),
+        lambda link: link.replace("https://", "https://user:pw@"),
+        lambda link: link.replace("start.exactonline.nl", "start.exactonline.nl:8443"),
+        lambda link: link.replace("https://start.exactonline.nl", "//evil.example"),
+        lambda link: str(httpx.URL(link).copy_set_param("$select", "ID,Name,Phone")),
+        lambda link: str(httpx.URL(link).copy_add_param("$format", "atom")),
+        lambda link: link.split("?")[0],
+    ],
+    ids=[
+        "other-endpoint",
+        "token-endpoint",
+        "http",
+        "userinfo",
+        "port",
+        "scheme-relative",
+        "changed-select",
+        "extra-option",
+        "no-skiptoken",
+    ],
+)
+def test_g16_a_next_link_leaving_the_list_is_rejected(
+    world: World, change: Callable[[str], str]
+) -> None:
+    """Another path, scheme, port, userinfo or query: rejected, and nothing is sent there."""
+    _rewrite_next(world, lambda link, _page: change(link))
+    with pytest.raises(PaginationLinkRejected):
+        list(_pager(world.client()))
+    assert len(world.app.api_calls()) == 1
+
+
+def test_g16_the_same_next_link_twice_is_a_loop(world: World) -> None:
+    """Page 2 points back at page 2: stopped with PAGINATION_ERROR after two requests."""
+    first_link: list[str] = []
+
+    def loop(link: str, page: int) -> str:
+        if page == 1:
+            first_link.append(link)
+        return first_link[0]
+
+    _rewrite_next(world, loop)
+    with pytest.raises(PaginationError) as caught:
+        list(_pager(world.client()))
+    assert "twice" in caught.value.message
+    assert len(world.app.api_calls()) == 2
+
+
+def test_g16_more_pages_than_the_cap_stops_with_an_error(world: World) -> None:
+    """page_cap=2 on a three-page list: PAGINATION_ERROR before the third request."""
+    pager = _pager(world.client(), page_cap=2)
+    with pytest.raises(PaginationError) as caught:
+        list(pager)
+    assert caught.value.details["pages"] == 2
+    assert len(world.app.api_calls()) == 2
