@@ -194,7 +194,11 @@ def test_cas_8_processes_x_4_threads_x_200_attempts_lose_no_update(
     home: Path, ring: KeyRing
 ) -> None:
     """6,400 compare-and-swap attempts (200 per thread): final version = 1 + successes, every
-    success owns a distinct version, the newest token wins, and no raw SQLite error escapes."""
+    success owns a distinct version, the newest token wins, and no raw SQLite error escapes.
+
+    Failed attempts are ConcurrentUpdate, or VaultBusy when a starved CPU keeps a writer waiting
+    past the 5 s busy timeout: both are typed and retryable, and neither may write anything.
+    """
     with Vault.open(home, keys=ring) as vault:
         credential = add_credential(vault, "contended")
     args = (str(home), ring.to_text(), credential.id, 4, 200)
@@ -205,7 +209,7 @@ def test_cas_8_processes_x_4_threads_x_200_attempts_lose_no_update(
     for result in results:
         for name, count in result["failures"].items():  # type: ignore[attr-defined]
             failures[name] = failures.get(name, 0) + count
-    assert set(failures) <= {"ConcurrentUpdate"}, failures
+    assert set(failures) <= {"ConcurrentUpdate", "VaultBusy"}, failures
     assert len(successes) + sum(failures.values()) == 8 * 4 * 200
     versions = sorted(version for version, _ in successes)
     assert versions == list(range(credential.version + 1, credential.version + 1 + len(successes)))
