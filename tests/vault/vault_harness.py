@@ -180,9 +180,9 @@ def cas_worker(args: tuple[str, str, str, int, int]) -> dict[str, object]:
 
     def work(thread: int) -> None:
         for attempt in range(attempts):
-            current = vault.get(credential_id)
             token = f"refresh-{os.getpid()}-{thread}-{attempt}"
             try:
+                current = vault.get(credential_id)
                 new = vault.update_tokens(
                     credential_id,
                     expected_version=current.version,
