@@ -9,7 +9,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from exact_connector import redaction
+
 __version__ = "0.1.0"
+
+redaction.install()
 
 if TYPE_CHECKING:
     from exact_connector.runtime import Connector

@@ -1,6 +1,7 @@
 """Suite-wide fixtures: the secret scanner that watches every test.
 
-Every secret a test or the sandbox hands out is registered here; after each test, every log record
+Every secret a test registers, and every secret any sandbox mints (tokens, codes, app secrets), is
+known here; after each test, every log record
 (root logger at DEBUG, so httpx and httpcore too) and every exception text attached to a record is
 scanned for those secrets and their base64, hex and url-encoded forms. CLI output is scanned by
 :func:`assert_no_secrets`, which the CLI helpers call on everything they capture.
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from exact_connector.sandbox.oauth import SECRET_OBSERVERS
+
 _SECRETS: set[str] = set()
 _MIN_SECRET = 8  # shorter strings would match ordinary text by chance
 
@@ -24,6 +27,9 @@ def register_secret(value: str) -> str:
     if len(value) >= _MIN_SECRET:
         _SECRETS.add(value)
     return value
+
+
+SECRET_OBSERVERS.append(register_secret)  # every token, code and app secret the sandbox mints
 
 
 def _forms(secret: str) -> set[str]:

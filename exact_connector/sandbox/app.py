@@ -26,7 +26,7 @@ from exact_connector.clock import Clock, SystemClock
 from exact_connector.sandbox.counters import Counters, Event
 from exact_connector.sandbox.faults import Faults, damage, respond
 from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits
-from exact_connector.sandbox.oauth import OAuthServer, SandboxApp
+from exact_connector.sandbox.oauth import OAuthServer, SandboxApp, announce_secret
 from exact_connector.sandbox.render import Renderer
 from exact_connector.sandbox.rest import Rest, Route, resolve, route
 from exact_connector.sandbox.seed import (
@@ -131,6 +131,8 @@ class Sandbox:
         if not self.apps:
             raise ValueError("at least one app must be registered")
         self.demo_app = self.apps[0]
+        for registered in self.apps:
+            announce_secret(registered.client_secret)
         self.counters = Counters()
         self.faults = Faults()
         self.limits_enabled = limits

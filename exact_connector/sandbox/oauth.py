@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, urlencode
@@ -114,8 +114,20 @@ class OAuthError(Exception):
         return json_response(self.status, body, {"Cache-Control": "no-store", **self.headers})
 
 
+#: Called with every secret the sandbox mints or is configured with (tokens, codes, client
+#: secrets), so a test suite's secret scanner can look for them in logs and output.
+SECRET_OBSERVERS: list[Callable[[str], object]] = []
+
+
+def announce_secret(value: str) -> str:
+    """Tell every observer about a secret; returns it."""
+    for observer in SECRET_OBSERVERS:
+        observer(value)
+    return value
+
+
 def _token(prefix: str, size: int) -> str:
-    return prefix + secrets.token_urlsafe(size)
+    return announce_secret(prefix + secrets.token_urlsafe(size))
 
 
 def _exact_time(moment: float) -> str:
