@@ -117,6 +117,7 @@ class Recorder:
         self.clock = clock if clock is not None else getattr(app, "clock", None)
         self.seen: list[Seen] = []
         self.tamper: Tamper | None = None
+        self.issued: list[tuple[str, str]] = []  # (field, value) of every token answer
         self._lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -138,7 +139,7 @@ class Recorder:
                 body = json.loads(response.read())
                 for name in ("access_token", "refresh_token"):
                     if isinstance(body, dict) and isinstance(body.get(name), str):
-                        register_secret(body[name])
+                        self.issued.append((name, register_secret(body[name])))
         location = response.headers.get("location", "")
         for value in parse_qs(urlsplit(location).query).get("code", []):
             register_secret(value)
