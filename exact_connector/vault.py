@@ -686,6 +686,13 @@ def _check_workspace(workspace: str) -> str:
     return workspace
 
 
+def _one_line(text: str | None, limit: int = 500) -> str | None:
+    if not isinstance(text, str):
+        return text
+    line = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
+    return (line if len(line) <= limit else line[: limit - 1] + "…") or None
+
+
 def _absolute(home: str | os.PathLike[str] | None) -> Path:
     # abspath, not resolve(): resolving would follow the very symlink we must refuse.
     return Path(os.path.abspath(os.fspath(home) if home is not None else default_home()))
@@ -907,8 +914,12 @@ class Vault:
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> Credential:
-        """Set the status (and a safe reason); optionally compare-and-swap on the version."""
-        updates = {"status": status, "status_reason": reason}
+        """Set the status and a reason; optionally compare-and-swap on the version.
+
+        The reason is stored as one line of at most 500 characters (control characters become
+        spaces), so a long or multi-line upstream message never blocks marking ``needs_reauth``.
+        """
+        updates = {"status": status, "status_reason": _one_line(reason)}
         return self._mutate("status", credential_id, expected_version, lambda _: updates, "status")
 
     def set_divisions(
