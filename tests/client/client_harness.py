@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import queue
 import threading
@@ -181,18 +182,25 @@ class World:
     def loopback(self) -> bool:
         return self.server_url != EXACT
 
-    def client(self, **options: Any) -> ExactClient:
+    def client(self, credential_id: str | None = None, **options: Any) -> ExactClient:
         """An ExactClient for the credential, on the sandbox (in-process or loopback)."""
         if not self.loopback:
             options.setdefault("transport", httpx.MockTransport(self.app))
         options.setdefault("clock", self.clock)
         options.setdefault("allow_sandbox", self.loopback)
-        made = ExactClient(self.vault, self.credential_id, **options)
+        made = ExactClient(self.vault, credential_id or self.credential_id, **options)
         self.clients.append(made)
         return made
 
     def credential(self) -> Credential:
         return self.vault.get(self.credential_id)
+
+    def second_credential(self, name: str = "second") -> str:
+        """Another credential on the same vault, with its own grant; returns its id."""
+        tokens = issue_tokens(self.sb)
+        other = add_credential(self.vault, self.sb, self.server_url, tokens["refresh_token"], name)
+        store_tokens(self.vault, other.id, tokens, self.clock.now())
+        return other.id
 
     def issue(self, *, age: float = 0.0, expires_in: float = 600.0) -> dict[str, str]:
         """Fresh tokens from the sandbox, stored in the vault, then ``age`` seconds pass."""
@@ -391,95 +399,99 @@ class HandoffClock:
 
 # -- multi-process workers (spawn children import this module by name) -------------------------------
 
+SPAWN = multiprocessing.get_context("spawn")
+
 
 @dataclass(frozen=True)
-class CrowdPlan:
-    """What each child of the multi-process refresh test does."""
+class ChildPlan:
+    """What one spawned child does: ``threads`` threads, each with its own client, each making
+    ``calls`` GETs (or calling until the shared clock passes ``until``), ``pause`` apart."""
 
     home: str
     key: bytes
     credential_id: str
-    threads: int
     factor: float
-    start: float
-    anchor: float
-    until: float  # keep calling until the shared clock passes this
-    pause: float  # shared-clock seconds between a thread's calls
+    threads: int = 1
+    calls: int | None = None
+    until: float | None = None
+    pause: float = 0.0
+    governor_path: str | None = None  # a rate-limit state file shared by every process
 
 
-def crowd_child(plan: CrowdPlan, ready: Any, go: Any, results: Any) -> None:
-    """One process: ``plan.threads`` threads, each with its own client, calling until ``until``."""
-    clock = ScaledClock(plan.factor, plan.start, plan.anchor)
+def run_children(
+    handoff: HandoffClock, plans: list[ChildPlan], start: float
+) -> list[tuple[int, list[str], int, float]]:
+    """Spawn a child per plan; once all are ready, start the shared clock; collect the results.
+
+    Every process (and the sandbox, through ``handoff``) then reads the same
+    ``ScaledClock(factor, start, anchor)``.
+    """
+    ready, go, results = SPAWN.Queue(), SPAWN.Queue(), SPAWN.Queue()
+    children = [SPAWN.Process(target=child_main, args=(plan, ready, go, results)) for plan in plans]
+    for child in children:
+        child.start()
+    try:
+        for _ in children:
+            ready.get(timeout=120)
+        anchor = time.time() + 0.2
+        handoff.target = ScaledClock(plans[0].factor, start, anchor)
+        for _ in children:
+            go.put((start, anchor))
+        outcomes = [results.get(timeout=120) for _ in children]
+    finally:
+        for child in children:
+            child.join(30)
+            if child.exitcode is None:
+                child.kill()
+    return outcomes
+
+
+def child_main(plan: ChildPlan, ready: Any, go: Any, results: Any) -> None:
+    """A spawned child: get ready, wait for the shared clock, run the threads, report."""
+    from exact_connector.limits import RateGovernor
+
+    clock = HandoffClock(ManualClock())  # everything is built before the shared clock starts
     vault = open_vault(Path(plan.home), plan.key, clock)
+    governor = (
+        RateGovernor(plan.governor_path, clock=clock) if plan.governor_path is not None else None
+    )
     clients = [
-        ExactClient(vault, plan.credential_id, clock=clock, allow_sandbox=True)
+        ExactClient(vault, plan.credential_id, clock=clock, governor=governor, allow_sandbox=True)
         for _ in range(plan.threads)
     ]
-    outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
+    outcomes: queue.Queue[str] = queue.Queue()
+    ready.put(os.getpid())
+    start, anchor = go.get(timeout=120)
+    clock.target = ScaledClock(plan.factor, start, anchor)
 
     def run(client: ExactClient) -> None:
-        calls = 0
+        made = 0
         while True:
-            calls += 1
+            made += 1
             try:
-                status = str(get_accounts(client).status_code)
+                status = str(get_accounts(client, deadline=clock.now() + 600).status_code)
             except Exception as error:  # reported to the parent, which fails the test
                 status = f"{type(error).__name__}: {getattr(error, 'code', '')}"
-            outcomes.put((os.getpid(), status))
-            if clock.now() >= plan.until and calls >= 2:
+            outcomes.put(status)
+            if plan.calls is not None and made >= plan.calls:
+                return
+            if plan.until is not None and clock.now() >= plan.until and made >= 2:
                 return
             clock.sleep(plan.pause)
 
-    ready.put(os.getpid())
-    go.wait(timeout=60)
     threads = [threading.Thread(target=run, args=(client,)) for client in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    statuses = []
-    while not outcomes.empty():
-        statuses.append(outcomes.get()[1])
+    statuses = [outcomes.get() for _ in range(outcomes.qsize())]
     refreshed = sum(client.auth.refreshed for client in clients)
     for client in clients:
         client.close()
+    if governor is not None:
+        governor.close()
     vault.close()
-    results.put((os.getpid(), statuses, refreshed))
-
-
-@dataclass(frozen=True)
-class PacePlan:
-    """What each child of the shared-limiter test does."""
-
-    home: str
-    key: bytes
-    credential_id: str
-    governor_path: str
-    calls: int
-    factor: float
-    start: float
-    anchor: float
-
-
-def pace_child(plan: PacePlan, results: Any) -> None:
-    """One process: ``plan.calls`` GETs through a governor whose state file all processes share."""
-    from exact_connector.limits import RateGovernor
-
-    clock = ScaledClock(plan.factor, plan.start, plan.anchor)
-    vault = open_vault(Path(plan.home), plan.key, clock)
-    governor = RateGovernor(plan.governor_path, clock=clock)
-    statuses = []
-    with ExactClient(
-        vault, plan.credential_id, clock=clock, governor=governor, allow_sandbox=True
-    ) as client:
-        for _ in range(plan.calls):
-            try:
-                statuses.append(str(get_accounts(client, deadline=clock.now() + 600).status_code))
-            except Exception as error:  # reported to the parent, which fails the test
-                statuses.append(f"{type(error).__name__}: {getattr(error, 'code', '')}")
-    governor.close()
-    vault.close()
-    results.put((os.getpid(), statuses, clock.now()))
+    results.put((os.getpid(), statuses, refreshed, clock.now()))
 
 
 def refresh_then_die(home: str, key: bytes, credential_id: str, now: float) -> None:
