@@ -463,6 +463,7 @@ def child_main(plan: ChildPlan, ready: Any, go: Any, results: Any) -> None:
     ready.put(os.getpid())
     start, anchor = go.get(timeout=120)
     clock.target = ScaledClock(plan.factor, start, anchor)
+    time.sleep(max(0.0, anchor - time.time()))  # everyone begins when the shared clock reads start
 
     def run(client: ExactClient) -> None:
         made = 0
