@@ -23,14 +23,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from exact_connector.catalog import catalog
 from exact_connector.exceptions import FieldError, InputError, ManifestError
-from exact_connector.schemas import (
-    SchemaSet,
-    declarations_root,
-    field_errors,
-    json_path,
-    problem,
-    uri_for,
-)
+from exact_connector.schemas import SchemaSet, declarations_root, problem, uri_for
+from exact_connector.validation import field_errors, json_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

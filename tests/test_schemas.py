@@ -16,12 +16,11 @@ from exact_connector.schemas import (
     SCHEMA_BASE,
     SchemaSet,
     declarations_root,
-    ecma_pattern,
-    json_path,
     merge,
     schema_set,
     uri_for,
 )
+from exact_connector.validation import ecma_pattern, json_path
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_FILES = sorted(str(p.relative_to(REPO)) for p in (REPO / "schemas").rglob("*.json"))
