@@ -239,6 +239,15 @@ _ENUMS: dict[str, tuple[tuple[int, str], ...]] = {
 }
 
 
+#: GUID fields a person picks from a live list of the division's records instead of typing.
+_LOOKUPS = {
+    "Account": "accounts?division={division}",
+    "Employee": "employees?division={division}",
+    "Item": "hour_types?division={division}",
+    "Project": "projects?division={division}",
+}
+
+
 def _writable_field(name: str, edm_type: str, mandatory: bool) -> dict[str, Any]:
     note = " Required when creating." if mandatory else ""
     prop: dict[str, Any] = {"title": name, "description": f"Exact field {name} ({edm_type}).{note}"}
@@ -253,7 +262,10 @@ def _writable_field(name: str, edm_type: str, mandatory: bool) -> dict[str, Any]
             "x-ui": hints,
         }
     schema = _EDM_SCHEMA.get(edm_type, {"type": "string"})
-    return {**prop, **schema, "examples": [_EXAMPLES[schema.get("format", schema["type"])]]}
+    field = {**prop, **schema, "examples": [_EXAMPLES[schema.get("format", schema["type"])]]}
+    if name in _LOOKUPS:
+        field["x-ui"] = {"widget": "combobox", "options_from": _LOOKUPS[name]}
+    return field
 
 
 def _record_field(edm_type: str) -> dict[str, Any]:

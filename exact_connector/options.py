@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import catalog
 from exact_connector.exceptions import ConfigError, DivisionNotAllowed, InputError
+from exact_connector.forms import data_manager_schema
 from exact_connector.odata import canonical_integer, filter_literal
 from exact_connector.pagination import Pager
 
@@ -73,10 +74,19 @@ def _fields_of(endpoint_id: str, writable_only: bool) -> list[Option]:
     ]
 
 
+def _time_transaction_fields(params: dict[str, Any]) -> list[Option]:
+    """The Data Manager's fields, each with the schema (and widget hints) it is filled with."""
+    properties = data_manager_schema()["$defs"]["fields"]["properties"]
+    return [
+        {**option, "schema": properties[option["value"]]}
+        for option in _fields_of("project/TimeTransactions", writable_only=True)
+    ]
+
+
 _STATIC: dict[str, Callable[[dict[str, Any]], list[Option]]] = {
     "endpoints": _endpoints,
     "endpoint_fields": lambda p: _fields_of(str(p.get("endpoint", "")), writable_only=False),
-    "time_transaction_fields": lambda p: _fields_of("project/TimeTransactions", writable_only=True),
+    "time_transaction_fields": _time_transaction_fields,
 }
 
 
@@ -90,7 +100,8 @@ def serve_options(
     name, _, query = source.partition("?")
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
-        params = {key: value, **params}
+        if not (value.startswith("{") and value.endswith("}")):  # a placeholder left unfilled
+            params = {key: value, **params}
     if name in _STATIC:
         return _STATIC[name](params)
     if client is None or credential is None:
