@@ -259,16 +259,22 @@ def _list_target(endpoint: Endpoint, data: dict[str, Any]) -> tuple[Endpoint, li
     """
     select = _fields(endpoint, data.get("select") or [], "$.select")
     limit = data.get("limit")
+    if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
+        return endpoint, select or _scalar_fields(endpoint)
     if endpoint.kind != "regular" or (limit is not None and limit <= endpoint.page_size):
         return endpoint, select
     candidates = [catalog().twin(endpoint, "bulk")]
     if not data.get("filter") and not data.get("order_by"):
         candidates.append(catalog().twin(endpoint, "sync"))
-    wanted = select or [f.name for f in endpoint.fields if not f.collection]
+    wanted = select or _scalar_fields(endpoint)
     for twin in candidates:
         if twin is not None and wanted and all(twin.field(name) for name in wanted):
             return twin, wanted
     return endpoint, select
+
+
+def _scalar_fields(endpoint: Endpoint) -> list[str]:
+    return [f.name for f in endpoint.fields if not f.collection]
 
 
 def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:

@@ -1,0 +1,86 @@
+"""list_or_get_endpoint in-process: endpoints named directly, streams, plans, and async twins."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from actions_harness import Bench
+
+from exact_connector.exceptions import UnknownEndpoint
+
+DIVISION = 100001
+
+
+def test_a_sync_endpoint_named_directly_is_listed_with_all_its_fields(bench: Bench) -> None:
+    """Exact refuses bulk and sync lists without $select; every field of the endpoint is selected."""
+    result = bench.connector.execute(
+        "list_or_get_endpoint",
+        bench.credential_id,
+        {"division": DIVISION, "endpoint": "sync/CRM/Accounts", "limit": 3},
+    )
+
+    assert result["ok"] is True, result
+    assert result["data"]["count"] == 3
+    assert {"ID", "Name", "Timestamp"} <= set(result["data"]["records"][0])
+
+
+def test_a_stream_yields_every_record_once(bench: Bench) -> None:
+    """Connector.stream walks the whole list (here through the bulk twin), one record at a time."""
+    stream = bench.connector.stream(
+        bench.credential_id, {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"]}
+    )
+
+    ids = [record["ID"] for record in stream]
+
+    assert sorted(ids) == sorted(r["ID"] for r in bench.sb.records(DIVISION, "crm/Accounts"))
+    assert len(set(ids)) == len(ids) == 150
+
+
+def test_a_stream_of_an_endpoint_exact_lacks_raises_unknown_endpoint(bench: Bench) -> None:
+    """A stream has no envelope: the typed error is raised to the caller."""
+    stream = bench.connector.stream(
+        bench.credential_id, {"division": DIVISION, "endpoint": "crm/Nope"}
+    )
+
+    with pytest.raises(UnknownEndpoint):
+        next(iter(stream))
+
+
+def test_plan_shows_the_request_with_the_token_masked_and_sends_nothing(bench: Bench) -> None:
+    """Dry run: the first request as it would be sent; the transport sees nothing."""
+    before = bench.transport.calls
+    record = bench.sb.records(DIVISION, "project/TimeTransactions")[0]
+
+    plan = bench.connector.plan(
+        "update_project_time_transaction",
+        bench.credential_id,
+        {"division": DIVISION, "id": record["ID"].upper(), "data": {"Quantity": 2}},
+    )
+
+    assert plan["method"] == "PUT" and plan["sent"] is False
+    assert plan["url"].endswith(
+        f"/api/v1/{DIVISION}/project/TimeTransactions(guid'{record['ID']}')"
+    )
+    assert plan["headers"]["Authorization"] == "Bearer ********"
+    assert plan["json"] == {"Quantity": 2}
+    assert bench.transport.calls == before
+
+
+def test_the_async_twins_give_what_the_sync_core_gives(bench: Bench) -> None:
+    """aexecute, aoptions and atest_connect run the same core in a worker thread."""
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 2}
+
+    async def main() -> tuple[object, ...]:
+        return await asyncio.gather(
+            bench.connector.aexecute("list_or_get_endpoint", bench.credential_id, inputs),
+            bench.connector.aoptions("divisions", bench.credential_id),
+            bench.connector.atest_connect(bench.credential_id),
+        )
+
+    executed, divisions, report = asyncio.run(main())
+
+    synced = bench.connector.execute("list_or_get_endpoint", bench.credential_id, inputs)
+    assert isinstance(executed, dict) and executed["data"] == synced["data"]
+    assert divisions == [{"value": d, "label": str(d)} for d in bench.divisions]
+    assert isinstance(report, dict) and report["ok"] is True
