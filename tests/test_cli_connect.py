@@ -1,0 +1,516 @@
+"""The CLI over the Connector: ``credentials add``, ``test-connect`` and ``run``, against a sandbox
+served on 127.0.0.1.
+
+``credentials add`` runs as a real subprocess (argv, secrets on stdin, the sign-in URL on stderr)
+while a thread plays the browser. The other commands run in-process through ``cli.main`` on a
+credential signed in through the Connector API. Every output is scanned for the secrets the
+sandbox handed out.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from exact_connector.cli import main
+from exact_connector.runtime import Connector
+from exact_connector.sandbox import Sandbox, SandboxApp, serve
+from exact_connector.sealing import generate_key
+from exact_connector.vault import Vault
+
+pytestmark = pytest.mark.e2e
+
+DIVISION = 100001
+TIME_TRANSACTIONS = "project/TimeTransactions"
+ROOT_CONFTEST = Path(__file__).resolve().parent / "conftest.py"
+
+
+# -- the world: a sandbox on loopback, a vault, a signed-in credential ----------------------------------
+
+
+@pytest.fixture
+def scanner(pytestconfig: pytest.Config) -> ModuleType:
+    """The lead's conftest module as pytest loaded it: its secret set is the one scanned."""
+    for plugin in pytestconfig.pluginmanager.get_plugins():
+        if Path(getattr(plugin, "__file__", "") or "").resolve() == ROOT_CONFTEST:
+            return plugin  # type: ignore[no-any-return]
+    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str) -> str | None:
+    """A browser's GET (plain http.client: nothing logged); the Location it was sent to, if any."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        answer = connection.getresponse()
+        answer.read()
+        return answer.getheader("Location")
+    finally:
+        connection.close()
+
+
+class Registering:
+    """The sandbox, registering with the scanner every code and token it hands out."""
+
+    def __init__(self, sandbox: Sandbox, scanner: ModuleType) -> None:
+        self.sandbox = sandbox
+        self.scanner = scanner
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = self.sandbox(request)
+        if request.url.path == "/api/oauth2/token" and response.status_code == 200:
+            for name in ("access_token", "refresh_token"):
+                self.scanner.register_secret(response.json()[name])
+        location = parse_qs(urlsplit(response.headers.get("location", "")).query)
+        for code in location.get("code", []):
+            self.scanner.register_secret(code)
+        return response
+
+
+@dataclass
+class CliWorld:
+    """What a CLI command needs: the sandbox's base URL, a vault home, the env with its key."""
+
+    sb: Sandbox
+    app: SandboxApp
+    base_url: str
+    home: Path
+    env: dict[str, str]
+    scanner: ModuleType
+
+    def cli(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        """Run ``exact-connector ARGV --home HOME`` in-process; output scanned for secrets."""
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            _stdin(stdin),
+        ):
+            code = main([*argv, "--home", str(self.home)])
+        self.scanner.assert_no_secrets(out.getvalue() + err.getvalue(), "CLI output")
+        return code, out.getvalue(), err.getvalue()
+
+    def vault(self) -> Vault:
+        return Vault.open(self.home)
+
+    def api_requests(self) -> int:
+        return self.sb.counters.calls() - self.sb.counters.calls("oauth2/token")
+
+
+@contextlib.contextmanager
+def _stdin(text: str) -> Iterator[None]:
+    saved = sys.stdin
+    sys.stdin = io.StringIO(text)
+    try:
+        yield
+    finally:
+        sys.stdin = saved
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, scanner: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliWorld]:
+    """A sandbox on loopback (real clock, limits on) and an empty vault whose key is in the env."""
+    key = base64.b64encode(generate_key()).decode()
+    scanner.register_secret(key)
+    env = {"EXACT_CONNECTOR_VAULT_KEY": key, "EXACT_CONNECTOR_ALLOW_SANDBOX": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("EXACT_CONNECTOR_HOME", raising=False)
+    redirect = f"http://127.0.0.1:{_free_port()}/callback"
+    app = SandboxApp(
+        "5e0f5d2c-9a41-4b8e-8f3a-2c7d9e1b4a60", "cli-" + generate_key().hex()[:24], (redirect,)
+    )
+    scanner.register_secret(app.client_secret)
+    sb = Sandbox(auto_consent=True, apps=[app])
+    with serve(Registering(sb, scanner)) as base_url:
+        yield CliWorld(sb, app, base_url, tmp_path / "vault", env, scanner)
+
+
+@pytest.fixture
+def signed_in(world: CliWorld) -> CliWorld:
+    """``world`` with an active credential named ``cli``, signed in through the Connector API."""
+    vault = world.vault()
+    try:
+        connector = Connector(vault=vault, allow_sandbox=True)
+        credential = connector.credentials.begin(
+            {
+                "connector_name": "cli",
+                "auth_type": "oauth2_authorization_code",
+                "server_url": world.base_url,
+                "client_id": world.app.client_id,
+                "client_secret": world.app.client_secret,
+                "redirect_uri": world.app.redirect_uris[0],
+            }
+        )
+        location = _get(connector.authorization_url(credential, "cli-state-0001"))
+        query = parse_qs(urlsplit(location or "").query)
+        connector.complete_authorization(credential, query["code"][0], query["state"][0])
+        assert connector.test_connect(credential)["ok"]
+        connector.credentials.activate(credential)
+    finally:
+        vault.close()
+    world.sb.reset_counters()
+    return world
+
+
+def _input_file(world: CliWorld, data: dict[str, Any]) -> str:
+    path = world.home.parent / "input.json"
+    path.write_text(json.dumps(data), "utf-8")
+    return str(path)
+
+
+# -- credentials add ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_credentials_add_signs_in_through_the_loopback_redirect(world: CliWorld) -> None:
+    """A subprocess: secrets on stdin, the URL on stderr, a browser thread, then Test Connect."""
+    argv = [
+        sys.executable,
+        "-m",
+        "exact_connector",
+        "credentials",
+        "add",
+        "--home",
+        str(world.home),
+        "--name",
+        "cli",
+        "--server-url",
+        world.base_url,
+        "--client-id",
+        world.app.client_id,
+        "--redirect-uri",
+        world.app.redirect_uris[0],
+        "--secrets-stdin",
+        "--no-browser",
+        "--json",
+        "--timeout",
+        "30",
+    ]
+    world.scanner.assert_no_secrets(" ".join(argv), "argv")
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **world.env},
+    ) as process:
+        assert process.stdin and process.stdout and process.stderr
+        process.stdin.write(json.dumps({"client_secret": world.app.client_secret}))
+        process.stdin.close()
+        seen: list[str] = []
+        for line in process.stderr:
+            seen.append(line)
+            if line.strip().startswith("http://"):
+                break
+        url = seen[-1].strip()
+        browser = threading.Thread(target=lambda: _get(_get(url) or ""), daemon=True)
+        browser.start()
+        rest, out = process.stderr.read(), process.stdout.read()  # bounded by the CLI's --timeout
+        process.wait(timeout=10)
+        browser.join(timeout=10)
+
+    err = "".join(seen) + rest
+    world.scanner.assert_no_secrets(out + err, "credentials add output")
+    assert process.returncode == 0, err
+    assert json.loads(out)["ok"] is True
+    assert "Credential cli is active." in err
+    assert url.startswith(f"{world.base_url}/api/oauth2/auth?client_id={world.app.client_id}")
+    vault = world.vault()
+    try:
+        stored = vault.get("cli")
+    finally:
+        vault.close()
+    assert stored.status == "active" and stored.allowed_divisions == (100001, 100002, 100003)
+    assert world.sb.counters.token_grants["authorization_code"] == 1
+
+
+def test_a_secret_cannot_be_given_as_an_argument(world: CliWorld) -> None:
+    """There is no --client-secret option: argparse refuses it (exit 2), nothing is stored."""
+    with pytest.raises(SystemExit) as exited:
+        world.cli(
+            "credentials",
+            "add",
+            "--name",
+            "argv",
+            "--server-url",
+            world.base_url,
+            "--client-id",
+            world.app.client_id,
+            "--client-secret",
+            world.app.client_secret,
+        )
+
+    assert exited.value.code == 2
+    assert not world.home.exists()
+
+
+def test_credentials_add_without_a_terminal_or_secrets_stdin_is_refused(world: CliWorld) -> None:
+    """Secrets come from a terminal or --secrets-stdin; piped input without the flag is refused."""
+    code, out, err = world.cli(
+        "credentials",
+        "add",
+        "--name",
+        "piped",
+        "--server-url",
+        world.base_url,
+        "--client-id",
+        world.app.client_id,
+        "--redirect-uri",
+        world.app.redirect_uris[0],
+        stdin=json.dumps({"client_secret": world.app.client_secret}),
+    )
+
+    assert code == 3 and out == ""
+    assert err.startswith("error[invalid_input]: Secrets are read from a terminal")
+
+
+# -- test-connect ---------------------------------------------------------------------------------------
+
+
+def test_test_connect_prints_the_report_as_json(signed_in: CliWorld) -> None:
+    """test-connect NAME --json: exit 0 and every check passed."""
+    code, out, _ = signed_in.cli("test-connect", "cli", "--json")
+
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True
+    assert [check["name"] for check in report["checks"]] == [
+        "token",
+        "user",
+        "divisions",
+        "rate_limit",
+        "refresh_token_age",
+    ]
+    assert report["checks"][2]["detail"]["allowed"] == [100001, 100002, 100003]
+
+
+def test_test_connect_of_a_credential_needing_reauth_fails_with_exit_4(
+    signed_in: CliWorld,
+) -> None:
+    """A failed check is reported, not raised; the exit code is the config category's."""
+    vault = signed_in.vault()
+    try:
+        vault.set_status(vault.get("cli").id, "needs_reauth", reason="test")
+    finally:
+        vault.close()
+
+    code, out, _ = signed_in.cli("test-connect", "cli")
+
+    assert code == 4
+    assert out.splitlines()[0].startswith("FAIL token")
+    assert out.rstrip().endswith("Test Connect failed.")
+
+
+# -- run ------------------------------------------------------------------------------------------------
+
+
+def test_run_prints_the_data_and_exits_0(signed_in: CliWorld) -> None:
+    """run ACTION --input FILE: the action's data on stdout."""
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 2}
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        "cli",
+        "--input",
+        _input_file(signed_in, inputs),
+    )
+
+    data = json.loads(out)
+    assert code == 0 and data["count"] == 2 and set(data) == {"records", "count", "next_cursor"}
+
+
+def test_run_json_reads_stdin_and_prints_the_envelope(signed_in: CliWorld) -> None:
+    """--input - reads the JSON from stdin; --json prints the whole envelope."""
+    record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
+    inputs = {"division": DIVISION, "id": record["ID"], "data": {"Notes": "from the CLI"}}
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "update_project_time_transaction",
+        "--credential",
+        "cli",
+        "--input",
+        "-",
+        "--json",
+        stdin=json.dumps(inputs),
+    )
+
+    envelope = json.loads(out)
+    assert code == 0 and envelope["ok"] is True
+    assert envelope["data"]["record"]["Notes"] == "from the CLI"
+    assert envelope["meta"]["api_calls"] == 2
+
+
+def _fail_create(world: CliWorld) -> dict[str, Any]:
+    world.sb.faults.add("drop", method="POST", path_contains=TIME_TRANSACTIONS)
+    project = world.sb.records(DIVISION, "project/Projects")[0]["ID"]
+    item = next(r for r in world.sb.records(DIVISION, "logistics/Items") if r["IsTime"])["ID"]
+    return {"division": DIVISION, "data": {"Project": project, "Item": item, "Quantity": 1}}
+
+
+def _spend_the_day(world: CliWorld) -> dict[str, Any]:
+    world.sb.rate_limits.daily = 1  # another client of the app spends the (now tiny) day
+    tokens = world.sb.issue_tokens()
+    for value in tokens.values():
+        world.scanner.register_secret(value)
+    with httpx.Client(
+        transport=httpx.MockTransport(world.sb),
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    ) as other:
+        answer = other.get(f"https://start.exactonline.nl/api/v1/{DIVISION}/system/Divisions")
+    assert answer.headers["X-RateLimit-Remaining"] == "0"
+    return {"division": DIVISION, "endpoint": "crm/Accounts", "limit": 1}
+
+
+@pytest.mark.parametrize(
+    ("setup", "action", "credential", "category", "exit_code", "error_code"),
+    [
+        pytest.param(
+            lambda w: {"division": DIVISION, "endpoint": "crm/Accounts", "limit": 0},
+            "list_or_get_endpoint",
+            "cli",
+            "user",
+            3,
+            "invalid_input",
+            id="user",
+        ),
+        pytest.param(
+            lambda w: {"division": DIVISION, "endpoint": "crm/Accounts"},
+            "list_or_get_endpoint",
+            "nobody",
+            "config",
+            4,
+            "credential_not_found",
+            id="config",
+        ),
+        pytest.param(
+            _spend_the_day,
+            "list_or_get_endpoint",
+            "cli",
+            "transient",
+            5,
+            "rate_limited_daily",
+            id="transient",
+        ),
+        pytest.param(
+            _fail_create,
+            "create_project_time_transaction",
+            "cli",
+            "system",
+            6,
+            "outcome_unknown",
+            id="system",
+        ),
+    ],
+)
+def test_run_exits_with_the_error_categorys_code(
+    signed_in: CliWorld,
+    setup: Any,
+    action: str,
+    credential: str,
+    category: str,
+    exit_code: int,
+    error_code: str,
+) -> None:
+    """A failed step prints the envelope (even without --json) and exits 3/4/5/6 by category."""
+    inputs = setup(signed_in)
+
+    code, out, _ = signed_in.cli(
+        "run", action, "--credential", credential, "--input", _input_file(signed_in, inputs)
+    )
+
+    envelope = json.loads(out)
+    assert code == exit_code
+    assert envelope["ok"] is False
+    assert (envelope["error"]["code"], envelope["error"]["category"]) == (error_code, category)
+
+
+def test_run_with_unreadable_input_is_a_user_error(signed_in: CliWorld) -> None:
+    """Input that is not a JSON object: one line and a hint on stderr, exit 3, no traceback."""
+    code, out, err = signed_in.cli(
+        "run", "list_or_get_endpoint", "--credential", "cli", "--input", "-", stdin="[1, 2"
+    )
+
+    assert (code, out) == (3, "")
+    assert err.splitlines()[0] == "error[invalid_input]: The input is not readable JSON."
+    assert "Traceback" not in err
+
+
+# -- run --dry-run --------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_request_with_the_token_masked_and_sends_nothing(
+    signed_in: CliWorld,
+) -> None:
+    """--dry-run: method, URL, headers (Bearer ********) and body; the sandbox saw no request."""
+    record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
+    inputs = {"division": DIVISION, "id": record["ID"], "data": {"Quantity": 3.5}}
+    before = dict(signed_in.sb.counters.requests)
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "update_project_time_transaction",
+        "--credential",
+        "cli",
+        "--input",
+        _input_file(signed_in, inputs),
+        "--dry-run",
+    )
+
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["method"] == "PUT" and plan["sent"] is False
+    assert plan["url"] == (
+        f"{signed_in.base_url}/api/v1/{DIVISION}/{TIME_TRANSACTIONS}(guid'{record['ID']}')"
+    )
+    assert plan["headers"]["Authorization"] == "Bearer ********"
+    assert plan["json"] == {"Quantity": 3.5}
+    assert dict(signed_in.sb.counters.requests) == before
+    assert signed_in.sb.counters.token_calls == 0
+    assert signed_in.sb.record(DIVISION, TIME_TRANSACTIONS, record["ID"]) == record
+
+
+def test_dry_run_of_invalid_input_reports_it_without_sending(signed_in: CliWorld) -> None:
+    """The dry run validates like the real run: the field errors, exit 3, nothing sent."""
+    code, out, err = signed_in.cli(
+        "run",
+        "delete_endpoint_record",
+        "--credential",
+        "cli",
+        "--input",
+        _input_file(signed_in, {"division": DIVISION, "endpoint": "crm/Accounts"}),
+        "--dry-run",
+    )
+
+    assert (code, out) == (3, "")
+    assert "$.id: is required [required]" in err
+    assert signed_in.api_requests() == 0
