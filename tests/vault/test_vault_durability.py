@@ -26,6 +26,7 @@ from vault_harness import (
     start_child,
 )
 
+from exact_connector._vault_store import sqlite_errors as _sqlite_errors
 from exact_connector.exceptions import (
     ConcurrentUpdate,
     CredentialNotFound,
@@ -35,7 +36,7 @@ from exact_connector.exceptions import (
     VaultPermissions,
 )
 from exact_connector.sealing import KeyRing
-from exact_connector.vault import Vault, _sqlite_errors
+from exact_connector.vault import Vault
 
 UPDATE_TOKENS = """
 from pydantic import SecretStr

@@ -1,0 +1,214 @@
+"""Credential records: the pydantic models, and how a record maps to and from its SQLite row.
+
+A :class:`Credential` is validated strictly on the way in and again on the way out, so a row edited
+outside exact-connector is reported as corrupt (naming the field) rather than half-trusted. Its
+secrets are ``SecretStr`` and each one is stored as its own sealed blob; every other field is
+stored in plain columns, so listing and auditing never need a key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from exact_connector._vault_keys import corrupt_hint
+from exact_connector._vault_store import Store
+from exact_connector.exceptions import InputError, VaultCorrupt, VaultIntegrityError, VaultKeyError
+
+__all__ = [
+    "INSERT",
+    "SECRET_FIELDS",
+    "UPDATE",
+    "WORKSPACE_PATTERN",
+    "AuditEntry",
+    "Credential",
+    "VerifyResult",
+    "decode",
+    "encode",
+    "validate",
+    "verify",
+]
+
+SECRET_FIELDS = ("client_secret", "refresh_token", "access_token")
+WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"  # at most 128 characters
+
+Status = Literal["pending", "active", "needs_reauth", "disabled"]
+AuthType = Literal["oauth2_authorization_code", "oauth2_refresh_token"]
+_PRINTABLE = r"^[^\s\x00-\x1f\x7f]+$"
+_Id = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+_Workspace = Annotated[str, Field(max_length=128, pattern=f"^{WORKSPACE_PATTERN}$")]
+_Name = Annotated[
+    str,
+    Field(max_length=100, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"),
+]
+_Url = Annotated[str, Field(max_length=2048, pattern=_PRINTABLE)]
+_Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
+_Secret = Annotated[SecretStr, Field(min_length=1, max_length=65536)]
+_Division = Annotated[int, Field(ge=1, le=2**31 - 1)]
+_Epoch = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Inconsistent(ValueError):
+    """A cross-field rule failed; ``field`` names the field to blame."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+
+
+def _error_field(error: Mapping[str, Any]) -> str:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Inconsistent):
+        return cause.field
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])[1:]
+
+
+class Credential(BaseModel):
+    """One stored connection; secrets are ``SecretStr`` and never appear in repr, str or dumps."""
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True, strict=True, extra="forbid")
+
+    id: _Id
+    workspace: _Workspace
+    connector_name: _Name
+    auth_type: AuthType
+    server_url: _Url
+    client_id: _Url
+    redirect_uri: _Url | None
+    status: Status
+    allowed_divisions: tuple[_Division, ...]
+    default_division: _Division | None
+    client_secret: _Secret
+    refresh_token: _Secret | None
+    access_token: _Secret | None
+    access_token_issued_at: _Epoch | None
+    access_token_expires_at: _Epoch | None
+    refresh_token_issued_at: _Epoch | None
+    version: Annotated[int, Field(ge=1)]
+    created_at: _Epoch
+    updated_at: _Epoch
+    status_reason: _Reason | None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Credential:
+        if (
+            self.default_division is not None
+            and self.default_division not in self.allowed_divisions
+        ):
+            raise _Inconsistent("default_division", "is not one of allowed_divisions")
+        if self.access_token is not None and self.access_token_expires_at is None:
+            raise _Inconsistent("access_token_expires_at", "is required with an access token")
+        if self.status == "active" and self.refresh_token is None:
+            raise _Inconsistent("refresh_token", "is required while the status is active")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.connector_name} ({self.id}, {self.status})"
+
+
+class VerifyResult(BaseModel):
+    """The outcome of decrypting one record: ok, or the error code and field that failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    workspace: str
+    connector_name: str
+    ok: bool
+    error_code: str | None = None
+    field: str | None = None
+
+
+class AuditEntry(BaseModel):
+    """One audit event; secrets appear only as HMAC fingerprints."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    at: float
+    workspace: str | None
+    credential_id: str | None
+    event: str
+    detail: dict[str, Any]
+
+
+_COLUMNS = tuple(Credential.model_fields)
+# Built once from the model's fixed field names; values are always bound parameters.
+INSERT = f"INSERT INTO credentials ({', '.join(_COLUMNS)}) VALUES (:{', :'.join(_COLUMNS)})"  # noqa: S608
+UPDATE = f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)} WHERE id = :id"  # noqa: S608
+
+
+def validate(values: Mapping[str, Any]) -> Credential:
+    """A credential from caller data; InputError lists every problem with its JSON path."""
+    try:
+        return Credential.model_validate(values)
+    except ValidationError as error:
+        errors = [
+            {"path": f"$.{_error_field(e)}".rstrip("."), "code": e["type"], "message": e["msg"]}
+            for e in error.errors(include_input=False, include_url=False)
+        ]
+        raise InputError("the credential data is invalid", errors=errors) from None
+
+
+def decode(store: Store, row: sqlite3.Row) -> Credential:
+    """The credential in a row, secrets unsealed; a row that does not validate is corrupt."""
+    cid = str(row["id"])
+    values = {name: row[name] for name in _COLUMNS if name not in SECRET_FIELDS}
+    for field in SECRET_FIELDS:
+        blob = row[field]
+        values[field] = None if blob is None else store.keys.unseal(cid, field, blob)
+    try:
+        values["allowed_divisions"] = tuple(json.loads(row["allowed_divisions"]))
+        return Credential.model_validate(values)
+    except (TypeError, ValueError) as error:
+        errors = error.errors(include_input=False) if isinstance(error, ValidationError) else []
+        field = (_error_field(errors[0]) if errors else "allowed_divisions") or "record"
+        raise VaultCorrupt(
+            f"credential {cid}: stored field {field} is invalid",
+            details={"credential_id": cid, "field": field},
+            hint=corrupt_hint(store.path),
+        ) from None
+
+
+def encode(store: Store, credential: Credential) -> dict[str, Any]:
+    """The row for a credential, each secret sealed under the current data key."""
+    # Secrets go through get_secret_value(): model_dump_json() would store "**********".
+    row = credential.model_dump(exclude=set(SECRET_FIELDS))
+    row["allowed_divisions"] = json.dumps(list(credential.allowed_divisions))
+    for field in SECRET_FIELDS:
+        secret = getattr(credential, field)
+        row[field] = None if secret is None else store.keys.seal(credential.id, field, secret)
+    return row
+
+
+def verify(store: Store, workspace: str | None) -> list[VerifyResult]:
+    """Decrypt every record of ``workspace`` (None: of every workspace); one result per record."""
+    args: tuple[str, ...] = ()
+    if workspace is None:
+        query = "SELECT * FROM credentials ORDER BY workspace, connector_name"
+    else:
+        query = "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name"
+        args = (workspace,)
+    with store.read() as conn:
+        rows = conn.execute(query, args).fetchall()
+    results = []
+    for row in rows:
+        ident = {
+            "id": str(row["id"]),
+            "workspace": str(row["workspace"]),
+            "connector_name": str(row["connector_name"]),
+        }
+        try:
+            decode(store, row)
+        except (VaultIntegrityError, VaultKeyError) as error:
+            field = error.details.get("field")
+            results.append(VerifyResult(**ident, ok=False, error_code=error.code, field=field))
+        else:
+            results.append(VerifyResult(**ident, ok=True))
+    return results
