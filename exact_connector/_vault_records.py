@@ -9,7 +9,9 @@ stored in plain columns, so listing and auditing never need a key.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -23,18 +25,22 @@ __all__ = [
     "INSERT",
     "SECRET_FIELDS",
     "UPDATE",
-    "WORKSPACE_PATTERN",
     "AuditEntry",
     "Credential",
     "VerifyResult",
+    "canonical_id",
+    "check_workspace",
     "decode",
     "encode",
+    "find_row",
+    "one_line",
+    "pending",
     "validate",
     "verify",
 ]
 
 SECRET_FIELDS = ("client_secret", "refresh_token", "access_token")
-WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"  # at most 128 characters
+_WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"  # at most 128 characters
 
 Status = Literal["pending", "active", "needs_reauth", "disabled"]
 AuthType = Literal["oauth2_authorization_code", "oauth2_refresh_token"]
@@ -42,7 +48,7 @@ _PRINTABLE = r"^[^\s\x00-\x1f\x7f]+$"
 _Id = Annotated[
     str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
-_Workspace = Annotated[str, Field(max_length=128, pattern=f"^{WORKSPACE_PATTERN}$")]
+_Workspace = Annotated[str, Field(max_length=128, pattern=f"^{_WORKSPACE_PATTERN}$")]
 _Name = Annotated[
     str,
     Field(max_length=100, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"),
@@ -142,6 +148,92 @@ _COLUMNS = tuple(Credential.model_fields)
 # Built once from the model's fixed field names; values are always bound parameters.
 INSERT = f"INSERT INTO credentials ({', '.join(_COLUMNS)}) VALUES (:{', :'.join(_COLUMNS)})"  # noqa: S608
 UPDATE = f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)} WHERE id = :id"  # noqa: S608
+
+
+#: The fields of a new credential that the caller does not choose.
+_PENDING = {
+    "status": "pending",
+    "status_reason": None,
+    "allowed_divisions": (),
+    "default_division": None,
+    "access_token": None,
+    "access_token_issued_at": None,
+    "access_token_expires_at": None,
+    "version": 1,
+}
+#: Auth type -> the field it cannot start without.
+_REQUIRED_BY_AUTH = {
+    "oauth2_refresh_token": "refresh_token",
+    "oauth2_authorization_code": "redirect_uri",
+}
+_SELECT_BY_ID = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
+_SELECT_BY_NAME = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
+_WORKSPACE = re.compile(_WORKSPACE_PATTERN)
+
+
+def canonical_id(value: str) -> str | None:
+    """``value`` as a lower-case hyphenated UUID, or None if it is not a credential id."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def check_workspace(workspace: str) -> str:
+    """``workspace`` if it is a valid name, else InputError."""
+    if (
+        not isinstance(workspace, str)
+        or len(workspace) > 128
+        or not _WORKSPACE.fullmatch(workspace)
+    ):
+        message = "1-128 letters, digits or ._:@- (starting with a letter or digit)"
+        problem = {"path": "$.workspace", "code": "pattern", "message": message}
+        raise InputError("invalid workspace name", errors=[problem])
+    return workspace
+
+
+def one_line(text: str | None, limit: int = 500) -> str | None:
+    """A status reason as one line of at most ``limit`` characters (None if nothing is left)."""
+    if not isinstance(text, str):
+        return text
+    line = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
+    return (line if len(line) <= limit else line[: limit - 1] + "…") or None
+
+
+def pending(workspace: str, now: float, given: Mapping[str, Any]) -> Credential:
+    """A new ``pending`` credential from the caller's fields; InputError lists what is wrong."""
+    refresh_issued_at = None if given.get("refresh_token") is None else now
+    draft = validate(
+        {
+            **_PENDING,
+            **given,
+            "id": str(uuid.uuid4()),
+            "workspace": workspace,
+            "refresh_token_issued_at": refresh_issued_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    field = _REQUIRED_BY_AUTH[draft.auth_type]
+    if given.get(field) is None:
+        raise InputError(
+            f"{draft.auth_type} needs a {field}",
+            errors=[{"path": f"$.{field}", "code": "required", "message": "required"}],
+        )
+    if canonical_id(draft.connector_name) is not None:
+        raise InputError(
+            "a connector name must not look like a credential id",
+            errors=[{"path": "$.connector_name", "code": "pattern", "message": "not a UUID"}],
+        )
+    return draft
+
+
+def find_row(conn: sqlite3.Connection, workspace: str, key: str) -> sqlite3.Row | None:
+    """The row of the credential with id or connector name ``key`` in ``workspace``."""
+    cid = canonical_id(key) if isinstance(key, str) else None
+    query = _SELECT_BY_ID if cid is not None else _SELECT_BY_NAME
+    row: sqlite3.Row | None = conn.execute(query, (cid or key, workspace)).fetchone()
+    return row
 
 
 def validate(values: Mapping[str, Any]) -> Credential:

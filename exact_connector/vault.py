@@ -18,10 +18,8 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import sqlite3
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,12 +32,16 @@ from exact_connector._vault_locks import credential_lock
 from exact_connector._vault_records import (
     INSERT,
     UPDATE,
-    WORKSPACE_PATTERN,
     AuditEntry,
     Credential,
     VerifyResult,
+    canonical_id,
+    check_workspace,
     decode,
     encode,
+    find_row,
+    one_line,
+    pending,
     validate,
 )
 from exact_connector._vault_records import verify as verify_records
@@ -70,8 +72,6 @@ __all__ = [
 ]
 
 HOME_ENV = "EXACT_CONNECTOR_HOME"
-_SELECT_BY_ID = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
-_SELECT_BY_NAME = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
 
 
 def default_home() -> Path:
@@ -86,32 +86,6 @@ def default_home() -> Path:
         xdg = os.environ.get("XDG_DATA_HOME", "")
         base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
     return base / "exact-connector"
-
-
-def _canonical_id(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def _check_workspace(workspace: str) -> str:
-    if (
-        not isinstance(workspace, str)
-        or len(workspace) > 128
-        or not re.fullmatch(WORKSPACE_PATTERN, workspace)
-    ):
-        message = "1-128 letters, digits or ._:@- (starting with a letter or digit)"
-        problem = {"path": "$.workspace", "code": "pattern", "message": message}
-        raise InputError("invalid workspace name", errors=[problem])
-    return workspace
-
-
-def _one_line(text: str | None, limit: int = 500) -> str | None:
-    if not isinstance(text, str):
-        return text
-    line = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
-    return (line if len(line) <= limit else line[: limit - 1] + "…") or None
 
 
 def _absolute(home: str | os.PathLike[str] | None) -> Path:
@@ -133,7 +107,7 @@ class Vault:
     def __init__(self, store: Store, workspace: str) -> None:
         self._store = store
         self.home = store.home
-        self.workspace = _check_workspace(workspace)
+        self.workspace = check_workspace(workspace)
 
     @classmethod
     def open(
@@ -146,7 +120,7 @@ class Vault:
         busy_timeout: float = 5.0,
     ) -> Vault:
         """Open the vault at ``home`` (created on first use); keys default to env, then key file."""
-        _check_workspace(workspace)
+        check_workspace(workspace)
         path = _absolute(home)
         if os.path.lexists(path):
             sealing.check_private_dir(path)
@@ -195,48 +169,18 @@ class Vault:
         refresh_token: SecretStr | None = None,
     ) -> Credential:
         """Store a new credential with status ``pending``; CredentialExists if the name is taken."""
-        now = self._store.clock.now()
-        draft = validate(
-            {
-                "id": str(uuid.uuid4()),
-                "workspace": self.workspace,
-                "connector_name": connector_name,
-                "auth_type": auth_type,
-                "server_url": server_url,
-                "client_id": client_id,
-                "redirect_uri": redirect_uri,
-                "status": "pending",
-                "status_reason": None,
-                "allowed_divisions": (),
-                "default_division": None,
-                "client_secret": client_secret,
-                "refresh_token": refresh_token,
-                "access_token": None,
-                "access_token_issued_at": None,
-                "access_token_expires_at": None,
-                "refresh_token_issued_at": None if refresh_token is None else now,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        required = {
-            "oauth2_refresh_token": ("refresh_token", refresh_token),
-            "oauth2_authorization_code": ("redirect_uri", redirect_uri),
+        given = {
+            "connector_name": connector_name,
+            "auth_type": auth_type,
+            "server_url": server_url,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "redirect_uri": redirect_uri,
+            "refresh_token": refresh_token,
         }
-        field, value = required[draft.auth_type]
-        if value is None:
-            raise InputError(
-                f"{draft.auth_type} needs a {field}",
-                errors=[{"path": f"$.{field}", "code": "required", "message": "required"}],
-            )
-        if _canonical_id(connector_name) is not None:
-            raise InputError(
-                "a connector name must not look like a credential id",
-                errors=[{"path": "$.connector_name", "code": "pattern", "message": "not a UUID"}],
-            )
+        draft = pending(self.workspace, self._store.clock.now(), given)
         with self._store.write("begin") as conn:
-            if self._raw_row(conn, connector_name) is not None:
+            if find_row(conn, self.workspace, connector_name) is not None:
                 raise CredentialExists(
                     f"a credential named {connector_name!r} already exists in workspace "
                     f"{self.workspace!r}",
@@ -265,7 +209,7 @@ class Vault:
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
         with self._store.read() as conn:
-            row = self._raw_row(conn, id_or_name)
+            row = find_row(conn, self.workspace, id_or_name)
             if row is None:
                 raise self._not_found(id_or_name)
             return decode(self._store, row)
@@ -317,7 +261,7 @@ class Vault:
         The reason is stored as one line of at most 500 characters (control characters become
         spaces), so a long or multi-line upstream message never blocks marking ``needs_reauth``.
         """
-        updates = {"status": status, "status_reason": _one_line(reason)}
+        updates = {"status": status, "status_reason": one_line(reason)}
         return self._mutate("status", credential_id, expected_version, lambda _: updates, "status")
 
     def set_divisions(
@@ -330,7 +274,7 @@ class Vault:
     def remove(self, credential_id: str) -> None:
         """Delete a credential, even one that no longer decrypts."""
         with self._store.write("remove") as conn:
-            row = self._raw_row(conn, credential_id)
+            row = find_row(conn, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
             conn.execute("DELETE FROM credentials WHERE id = ?", (row["id"],))
@@ -344,7 +288,7 @@ class Vault:
         The kernel drops the ``flock`` if the holder dies; waiting longer than ``timeout`` raises
         :class:`TokenRefreshInProgress`.
         """
-        cid = _canonical_id(credential_id)
+        cid = canonical_id(credential_id)
         if cid is None:
             raise self._not_found(credential_id)
         with credential_lock(self.home, cid, timeout):
@@ -411,12 +355,6 @@ class Vault:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _raw_row(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-        cid = _canonical_id(key) if isinstance(key, str) else None
-        query = _SELECT_BY_ID if cid is not None else _SELECT_BY_NAME
-        row: sqlite3.Row | None = conn.execute(query, (cid or key, self.workspace)).fetchone()
-        return row
-
     def _not_found(self, key: object) -> CredentialNotFound:
         shown = str(key)[:100]
         return CredentialNotFound(
@@ -440,7 +378,7 @@ class Vault:
                 errors=[{"path": "$.expected_version", "code": "int_type", "message": "integer"}],
             )
         with self._store.write(op) as conn:
-            row = self._raw_row(conn, credential_id)
+            row = find_row(conn, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
             if expected_version is not None and row["version"] != expected_version:
