@@ -150,19 +150,10 @@ def tls_refused(error: httpx.TransportError) -> ConfigError | None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return ConfigError(
                 "The server's TLS certificate could not be verified; nothing was sent.",
-                details={"host": error.request.url.host if _has_request(error) else None},
                 hint="Check the Server URL and any proxy or firewall intercepting HTTPS.",
             )
         cause = cause.__cause__ or cause.__context__
     return None
-
-
-def _has_request(error: httpx.TransportError) -> bool:
-    try:
-        error.request  # noqa: B018  # raises RuntimeError when httpx did not attach one
-    except RuntimeError:
-        return False
-    return True
 
 
 class TokenService:

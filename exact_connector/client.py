@@ -27,6 +27,7 @@ from exact_connector.exceptions import (
     ExactConnectorError,
     ExactError,
     ExactRejected,
+    HostNotAllowed,
     InputError,
     MethodNotSupported,
     NotFound,
@@ -170,6 +171,11 @@ class ExactClient:
 
     def _check_request(self, request: httpx.Request) -> None:
         check_request_url(request.url, self.origin)
+        if not request.url.path.startswith("/api/v1/"):  # the bearer token goes to the API only
+            raise HostNotAllowed(
+                "A request outside Exact Online's REST API was blocked.",
+                details={"host": request.url.host},
+            )
         self.stats.api_calls += 1
 
     # -- building ------------------------------------------------------------------------------

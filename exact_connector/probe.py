@@ -205,4 +205,4 @@ def _refresh_token_age(client: ExactClient, issued_at: float | None) -> Check:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None

@@ -96,6 +96,28 @@ def test_h3_over_loopback_as_the_server_received_it(wire: World) -> None:
     _assert_routing(wire, initial)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/api/v1/100001/crm/Accounts",
+        "http://start.exactonline.nl/api/v1/100001/crm/Accounts",
+        "https://start.exactonline.nl/api/v1/../oauth2/x",
+        "https://start.exactonline.nl/other",
+    ],
+)
+def test_h4_a_foreign_url_handed_to_the_client_is_blocked_before_sending(
+    world: World, url: str
+) -> None:
+    """Defence in depth: request() refuses a URL off the credential's origin; nothing is sent."""
+    import httpx
+
+    from exact_connector.exceptions import HostNotAllowed
+
+    with pytest.raises(HostNotAllowed):
+        world.client().request("GET", httpx.URL(url), endpoint=endpoint(), division=DIVISION)
+    assert world.app.seen == []
+
+
 # -- the scanner ------------------------------------------------------------------------------------
 
 
