@@ -7,11 +7,11 @@ instead of drawing a 429, fails fast with ``retry_at`` when the day is spent, an
 the lockout could trigger.
 
 Windows are aligned like Exact's (clock minutes, UTC days) and reconciled with the ``X-RateLimit-*``
-headers of every response: the server's reset wins for a window's end, and its remaining count can
-lower ours but never raise it. Clock skew against Exact is absorbed by ``RESET_MARGIN``: a spent
-window is reopened only that long after its reset, a call made within that margin of a window's end
-counts in both windows, and a 429 whose reset has already passed (our clock runs ahead) backs off
-briefly.
+headers of every response (read by :mod:`exact_connector.ratelimit_headers`): the server's reset
+wins for a window's end, and its remaining count can lower ours but never raise it. Clock skew
+against Exact is absorbed by ``RESET_MARGIN``: a spent window is reopened only that long after its
+reset, a call made within that margin of a window's end counts in both windows, and a 429 whose
+reset has already passed (our clock runs ahead) backs off briefly.
 
 State is a small SQLite database: ``:memory:`` for one process, or a file shared by every process on
 the host, where ``BEGIN IMMEDIATE`` makes each reservation atomic. It holds only counters, so
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import re
 import sqlite3
 import threading
 import time
@@ -34,7 +32,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from exact_connector.clock import Clock, SystemClock
@@ -45,6 +42,12 @@ from exact_connector.exceptions import (
     RateLimited,
     SystemError_,
     TransientError,
+)
+from exact_connector.ratelimit_headers import (
+    RateHeaders,
+    backoff_delay,
+    parse_rate_headers,
+    retry_after,
 )
 
 __all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "backoff_delay", "parse_rate_headers"]
@@ -61,10 +64,6 @@ BUSY_TIMEOUT = 30.0
 COUNTED_ERRORS = frozenset({400, 401, 403, 404})  # what Exact counts toward its lockout
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
-_NUMBER = re.compile(r"([0-9]{1,16})(?:\.[0-9]{0,9})?", re.ASCII)
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_MS_THRESHOLD = 1e11  # epochs below are seconds (1e11 ms is 1973; 1e11 s is the year 5138)
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
     client_id TEXT NOT NULL, division INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -74,26 +73,6 @@ CREATE TABLE IF NOT EXISTS errors (
     client_id TEXT NOT NULL, division INTEGER NOT NULL, endpoint TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS errors_by_endpoint ON errors (client_id, division, endpoint, at);
 """
-
-_RNG = random.Random()  # jitter, not secrecy
-
-
-@dataclass(frozen=True, slots=True)
-class RateHeaders:
-    """The ``X-RateLimit-*`` headers of one response; ``None`` where absent or unreadable."""
-
-    minute_limit: int | None = None
-    minute_remaining: int | None = None
-    minute_reset: float | None = None  # epoch seconds
-    day_limit: int | None = None
-    day_remaining: int | None = None
-    day_reset: float | None = None  # epoch seconds
-
-    def group(self, kind: str) -> tuple[int | None, int | None, float | None]:
-        """``(limit, remaining, reset)`` of the ``"minute"`` or ``"day"`` headers."""
-        if kind == "minute":
-            return self.minute_limit, self.minute_remaining, self.minute_reset
-        return self.day_limit, self.day_remaining, self.day_reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,68 +85,6 @@ class RateSnapshot:
     day_limit: int
     day_remaining: int
     day_reset: datetime
-
-
-def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
-    """Read Exact's rate-limit headers defensively; never raises."""
-    found = _lowered(headers)
-    return RateHeaders(
-        *_header_group(found, "x-ratelimit-minutely-"), *_header_group(found, "x-ratelimit-")
-    )
-
-
-def backoff_delay(
-    attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-) -> float:
-    """Full jitter: a uniform delay in ``[0, min(cap, base * 2**attempt)]`` seconds."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
-    return (rng or _RNG).uniform(0.0, max(ceiling, 0.0))
-
-
-def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
-    return {str(name).lower(): value for name, value in headers.items() if isinstance(value, str)}
-
-
-def _integer(value: str | None) -> int | None:
-    match = _NUMBER.fullmatch(value.strip()) if value is not None else None
-    return int(match.group(1)) if match else None
-
-
-def _epoch(value: str | None) -> float | None:
-    """An epoch in milliseconds (Exact's unit) or, mistakenly, seconds; 0 means absent."""
-    number = _integer(value)
-    if not number:
-        return None
-    seconds = number / 1000 if number >= _MS_THRESHOLD else float(number)
-    return seconds if seconds < _MS_THRESHOLD else None
-
-
-def _header_group(
-    found: dict[str, str], prefix: str
-) -> tuple[int | None, int | None, float | None]:
-    limit = _integer(found.get(prefix + "limit"))
-    reset = _epoch(found.get(prefix + "reset"))
-    if not limit and reset is None:
-        # Exact's minutely 429 omits the daily headers; clients that read them as 0 must not
-        # conclude the day is spent.
-        return None, None, None
-    return limit or None, _integer(found.get(prefix + "remaining")), reset
-
-
-def _retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Retry-After as delay-seconds or an HTTP-date, relative to ``now``; garbage gives None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if _DIGITS.fullmatch(text):
-        return float(text)  # a huge value overflows to inf, which the caller caps
-    try:
-        when = parsedate_to_datetime(text)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.timestamp() - now
-    except (TypeError, ValueError, IndexError, OverflowError, OSError):
-        return None
 
 
 def _plausible(reset: float | None, now: float, length: float) -> float | None:
@@ -311,7 +228,7 @@ class RateGovernor:
         if status not in RETRY_AFTER_STATUSES:
             return None
         now = self._clock.now()
-        delay = _retry_after_seconds(_lowered(headers).get("retry-after"), now)
+        delay = retry_after(headers, now)
         if delay is None and status == 429:
             reset = _plausible(parse_rate_headers(headers).minute_reset, now, MINUTE)
             delay = None if reset is None else reset + RESET_MARGIN - now
@@ -348,7 +265,7 @@ class RateGovernor:
             until = _next_boundary(now, MINUTE)
         else:
             until = reset if reset > now else now + PAST_RESET_BACKOFF
-        explicit = _retry_after_seconds(_lowered(headers).get("retry-after"), now)
+        explicit = retry_after(headers, now)
         if explicit is not None:
             until = max(until, now + min(explicit, MAX_RETRY_AFTER))
         return until
