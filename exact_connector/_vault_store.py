@@ -1,15 +1,17 @@
 """The vault's SQLite file: private files, a connection per thread and process, exact transactions.
 
-``<home>`` (0700) holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite
-could create them 0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed
-refresh token survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN
-IMMEDIATE`` transaction, so a compare-and-swap is exact across processes. A forked child opens its
-own connections and never touches its parent's. Every SQLite failure becomes the vault's own error
+``<home>`` (``$EXACT_CONNECTOR_HOME``, else the platform's per-user data directory) is 0700 and
+holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could create them
+0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh token
+survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN IMMEDIATE``
+transaction, so a compare-and-swap is exact across processes. A forked child opens its own
+connections and never touches its parent's. Every SQLite failure becomes the vault's own error
 through one table, without SQLite's text.
 
 Test-only crash hook: ``EXACT_CONNECTOR_CRASH_AT=<point>[:n]`` exits with status 137 the n-th time
-``<point>`` is reached: ``<op>.before_commit`` and ``<op>.after_commit`` of every write, and
-``keyfile.before_replace``.
+``<point>`` is reached. Points: ``<op>.before_commit`` and ``<op>.after_commit`` for op in begin,
+activate, tokens, status, divisions, remove, rotate_start, rotate (once per record), rotate_end,
+retire, rewrap; and ``keyfile.before_replace``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -41,8 +44,17 @@ from exact_connector.exceptions import (
 )
 from exact_connector.sealing import PRIVATE_OPEN, KeyRing
 
-__all__ = ["DB_NAME", "Store", "crash_point", "ensure_dir", "sqlite_errors"]
+__all__ = [
+    "DB_NAME",
+    "Store",
+    "absolute_home",
+    "crash_point",
+    "default_home",
+    "ensure_dir",
+    "sqlite_errors",
+]
 
+HOME_ENV = "EXACT_CONNECTOR_HOME"
 DB_NAME = "vault.db"
 SCHEMA_VERSION = "1"
 CRASH_ENV = "EXACT_CONNECTOR_CRASH_AT"
@@ -104,6 +116,26 @@ def crash_point(name: str) -> None:
         _crash_hits[name] = _crash_hits.get(name, 0) + 1
         if _crash_hits[name] >= int(nth or 1):
             os._exit(137)
+
+
+def default_home() -> Path:
+    """``$EXACT_CONNECTOR_HOME``, else the platform's per-user data directory."""
+    if configured := os.environ.get(HOME_ENV):
+        return Path(configured).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "exact-connector"
+
+
+def absolute_home(home: str | os.PathLike[str] | None) -> Path:
+    """``home`` (else the default) as an absolute path, symlinks left as they are."""
+    # abspath, not resolve(): resolving would follow the very symlink we must refuse.
+    return Path(os.path.abspath(os.fspath(home) if home is not None else default_home()))
 
 
 @contextmanager

@@ -19,7 +19,6 @@ import builtins
 import json
 import os
 import sqlite3
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +45,14 @@ from exact_connector._vault_records import (
 )
 from exact_connector._vault_records import verify as verify_records
 from exact_connector._vault_rotation import KeyInfo, RotationReport
-from exact_connector._vault_store import DB_NAME, Store, crash_point, ensure_dir
+from exact_connector._vault_store import (
+    DB_NAME,
+    Store,
+    absolute_home,
+    crash_point,
+    default_home,
+    ensure_dir,
+)
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
@@ -70,27 +76,6 @@ __all__ = [
     "crash_point",
     "default_home",
 ]
-
-HOME_ENV = "EXACT_CONNECTOR_HOME"
-
-
-def default_home() -> Path:
-    """``$EXACT_CONNECTOR_HOME``, else the platform's per-user data directory."""
-    if configured := os.environ.get(HOME_ENV):
-        return Path(configured).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME", "")
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "exact-connector"
-
-
-def _absolute(home: str | os.PathLike[str] | None) -> Path:
-    # abspath, not resolve(): resolving would follow the very symlink we must refuse.
-    return Path(os.path.abspath(os.fspath(home) if home is not None else default_home()))
 
 
 class Vault:
@@ -121,7 +106,7 @@ class Vault:
     ) -> Vault:
         """Open the vault at ``home`` (created on first use); keys default to env, then key file."""
         check_workspace(workspace)
-        path = _absolute(home)
+        path = absolute_home(home)
         if os.path.lexists(path):
             sealing.check_private_dir(path)
         ring = keys if keys is not None else KeyRing.load(path)
@@ -130,7 +115,7 @@ class Vault:
     @staticmethod
     def init(home: str | os.PathLike[str] | None = None) -> Path:
         """Create the vault directory and a key file if there is none; returns the key file path."""
-        path = _absolute(home)
+        path = absolute_home(home)
         ensure_dir(path)
         key_path = path / KEY_FILE_NAME
         for stale in path.glob(f".{KEY_FILE_NAME}.*.tmp"):  # left by a crash mid-write
