@@ -34,11 +34,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass
 class Step:
-    """One action run: the client, the checked division, the deadline, and what to report."""
+    """One action run: the client, the checked division, the deadline, and what to report.
+
+    Without a deadline (a stream, which the consumer paces) each request gets the client's own.
+    """
 
     client: ExactClient
     division: int
-    deadline: float
+    deadline: float | None
     warnings: list[dict[str, str]] = field(default_factory=list)
     audit: dict[str, Any] = field(default_factory=dict)
 

@@ -313,10 +313,21 @@ class Connector:
             client.close()
         raise AssertionError("every action sends a request")  # pragma: no cover
 
-    def stream(self, ref: CredentialRef, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """``list_or_get_endpoint``'s records one at a time, for lists too large to hold."""
+    def stream(
+        self,
+        ref: CredentialRef,
+        inputs: dict[str, Any],
+        *,
+        deadline_seconds: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """``list_or_get_endpoint``'s records one at a time, for lists too large to hold.
+
+        Typed errors are raised, not enveloped. Without ``deadline_seconds`` for the whole stream,
+        each page request has its own: a long list is paced by Exact's 60 calls a minute, and the
+        consumer's time between pages is not the stream's to spend.
+        """
         credential, division = self._check("list_or_get_endpoint", ref, inputs)
-        deadline = self.clock.now() + self.deadline_seconds
+        deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self.client(credential) as client:
             yield from iter_list(Step(client, division, deadline), inputs)
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from actions_harness import Bench
 
-from exact_connector.exceptions import UnknownEndpoint
+from exact_connector.exceptions import RequestTimeout, UnknownEndpoint
 
 DIVISION = 100001
 
@@ -84,3 +84,30 @@ def test_the_async_twins_give_what_the_sync_core_gives(bench: Bench) -> None:
     assert isinstance(executed, dict) and executed["data"] == synced["data"]
     assert divisions == [{"value": d, "label": str(d)} for d in bench.divisions]
     assert isinstance(report, dict) and report["ok"] is True
+
+
+SLOW_LIST = {"division": DIVISION, "endpoint": "project/Projects", "order_by": "Code"}
+
+
+def test_a_slow_consumer_does_not_run_a_stream_out_of_time(bench: Bench) -> None:
+    """Each page request has its own deadline: minutes spent between pages are the consumer's."""
+    seen = 0
+    for _ in bench.connector.stream(bench.credential_id, {**SLOW_LIST, "select": ["ID"]}):
+        seen += 1
+        if seen % 60 == 0:  # one regular page of 60 processed slowly
+            bench.clock.advance(300.0)
+
+    assert seen == bench.sb.count(DIVISION, "project/Projects") == 150
+
+
+def test_a_deadline_for_the_whole_stream_stops_it_when_spent(bench: Bench) -> None:
+    """Given deadline_seconds, the stream as a whole must finish in time (RequestTimeout)."""
+    stream = bench.connector.stream(
+        bench.credential_id, {**SLOW_LIST, "select": ["ID"]}, deadline_seconds=120
+    )
+    first = [next(stream) for _ in range(60)]
+    bench.clock.advance(300.0)
+
+    with pytest.raises(RequestTimeout):
+        next(stream)
+    assert len(first) == 60
