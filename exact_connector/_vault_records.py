@@ -2,8 +2,8 @@
 
 A :class:`Credential` is validated strictly on the way in and again on the way out, so a row edited
 outside exact-connector is reported as corrupt (naming the field) rather than half-trusted. Its
-secrets are ``SecretStr`` and each one is stored as its own sealed blob; every other field is
-stored in plain columns, so listing and auditing never need a key.
+secrets are ``SecretStr`` and each is stored as its own sealed blob; every other field is a plain
+column, so a record can be found and removed without decrypting it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
 
 SECRET_FIELDS = ("client_secret", "refresh_token", "access_token")
 _WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"  # at most 128 characters
+_WORKSPACE = re.compile(_WORKSPACE_PATTERN)
 
 Status = Literal["pending", "active", "needs_reauth", "disabled"]
 AuthType = Literal["oauth2_authorization_code", "oauth2_refresh_token"]
@@ -168,7 +169,6 @@ _REQUIRED_BY_AUTH = {
 }
 _SELECT_BY_ID = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
 _SELECT_BY_NAME = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
-_WORKSPACE = re.compile(_WORKSPACE_PATTERN)
 
 
 def canonical_id(value: str) -> str | None:
