@@ -301,7 +301,11 @@ class Connector:
         """The first request ``execute`` would send, with the token masked; nothing is sent."""
         credential, division = self._check(action, ref, inputs)
         client = _PlanningClient(
-            self.vault, credential.id, clock=self.clock, allow_sandbox=self.allow_sandbox
+            self.vault,
+            credential.id,
+            transport=self._transport(),
+            clock=self.clock,
+            allow_sandbox=self.allow_sandbox,
         )
         try:
             ACTIONS[action](

@@ -25,29 +25,18 @@ def test_a_used_refresh_token_answers_reauth_required(world: World, action: str)
     """reauth_required (config, not retryable); no API call reached Exact; the credential says so."""
     _revoke(world)
 
-    result = world.run(action, world.valid_inputs(action))
-
-    assert result["ok"] is False
-    error = result["error"]
-    assert (error["code"], error["category"], error["retryable"]) == (
+    assert_error(
+        world.run(action, world.valid_inputs(action)),
         "reauth_required",
         "config",
-        False,
+        retryable=False,
+        api_calls=0,
     )
+
     assert world.recorder.api_calls() == 0
     assert world.recorder.token == 1
     assert world.sb.counters.refresh_reuse == 1
     assert world.credential.status == "needs_reauth"
-
-
-def test_reauth_required_reports_no_api_call(world: World) -> None:
-    """meta.api_calls counts requests that reached the API: none, when the refresh failed."""
-    _revoke(world)
-
-    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
-
-    assert result["error"]["code"] == "reauth_required"
-    assert result["meta"]["api_calls"] == world.recorder.api_calls() == 0
 
 
 @pytest.mark.parametrize("action", ACTIONS)

@@ -109,8 +109,8 @@ def test_a_large_list_pages_through_the_bulk_twin(world: World) -> None:
     assert world.recorder.api[-1] == ("GET", f"/api/v1/{DIVISION}/bulk/CRM/Accounts")
 
 
-def test_a_typed_endpoint_outside_the_catalog_is_called_with_a_warning(world: World) -> None:
-    """A GET on an endpoint the catalog lacks is sent as typed, and the result says so."""
+def test_a_typed_endpoint_outside_the_catalog_is_sent_as_typed(world: World) -> None:
+    """A GET by key on an endpoint the catalog lacks is sent as typed (the key rendered as GUID)."""
     result = world.run(
         "list_or_get_endpoint",
         {"division": DIVISION, "endpoint": "crm/Nope", "id": world.time_transaction()["ID"]},
