@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import SecretStr
 
+from exact_connector import redaction
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
@@ -213,6 +214,9 @@ class TokenService:
         return self._post(form, retry_lost_response=True)
 
     def _post(self, form: dict[str, str], *, retry_lost_response: bool) -> _Grant:
+        for name in ("code", "refresh_token", "client_secret"):
+            if name in form:
+                redaction.remember(form[name])
         attempts = 2 if retry_lost_response else 1
         for attempt in range(attempts):
             try:
@@ -296,6 +300,8 @@ class TokenService:
         if lifetime is None:
             raise invalid("expires_in is not a number of seconds between 60 and 3600")
         now = self._clock.now()
+        redaction.remember(str(access))
+        redaction.remember(str(refresh))
         return _Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
 
 
@@ -520,4 +526,4 @@ def _bearer(credential: Credential) -> str:
             "it was not sent.",
             details={"credential_id": credential.id},
         )
-    return f"Bearer {token}"
+    return f"Bearer {redaction.remember(token)}"

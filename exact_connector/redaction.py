@@ -2,16 +2,22 @@
 
 httpcore's DEBUG trace prints response headers (a sign-in redirect's ``Location`` carries the
 one-time authorization code), and httpx's INFO line prints full URLs. A filter on those loggers
-rewrites each record's text with bearer tokens, OAuth parameters and token JSON fields masked.
-It only ever masks; it never drops a record.
+rewrites each record's text with bearer tokens, OAuth parameters, token JSON fields and every
+live secret this process has handled masked. It only ever masks; it never drops a record.
+
+The live secrets are a process-wide registry: the auth layer adds each client secret and token
+the moment it is used (RELIABILITY.md §4.1: defence in depth behind the patterns), and a test
+suite's secret scanner reads the same registry.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 
-__all__ = ["SecretFilter", "install", "redact"]
+__all__ = ["SecretFilter", "install", "known_secrets", "redact", "remember"]
 
 _MASK = "[redacted]"
 _PATTERNS = (
@@ -33,8 +39,34 @@ _LOGGERS = (
 )
 
 
+_MIN_LENGTH = 8  # shorter values would mask ordinary words
+_CAPACITY = 4096  # tokens rotate every 10 minutes; the newest thousands are the live ones
+_LIVE: OrderedDict[str, None] = OrderedDict()
+_LIVE_LOCK = threading.Lock()
+
+
+def remember(secret: str) -> str:
+    """Add a secret value to the registry of live secrets; returns it."""
+    if len(secret) >= _MIN_LENGTH:
+        with _LIVE_LOCK:
+            _LIVE[secret] = None
+            _LIVE.move_to_end(secret)
+            while len(_LIVE) > _CAPACITY:
+                _LIVE.popitem(last=False)
+    return secret
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The registered live secrets, oldest first."""
+    with _LIVE_LOCK:
+        return tuple(_LIVE)
+
+
 def redact(text: str) -> str:
-    """``text`` with every secret-looking value replaced by ``[redacted]``."""
+    """``text`` with every registered secret and secret-looking value replaced by ``[redacted]``."""
+    for secret in known_secrets():
+        if secret in text:
+            text = text.replace(secret, _MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda match: match.group(1) + _MASK, text)
     return text
