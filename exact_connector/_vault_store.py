@@ -217,7 +217,8 @@ class Store:
                     hint=corrupt_hint(self.path),
                 )
             meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        if meta.get("schema_version") != SCHEMA_VERSION or "vault_id" not in meta:
+        header = {"vault_id", "fingerprint_key", "primary_data_key"}
+        if meta.get("schema_version") != SCHEMA_VERSION or not header <= meta.keys():
             raise VaultCorrupt(
                 f"vault {self.path} has no readable header (schema {meta.get('schema_version')!r})",
                 hint=corrupt_hint(self.path),

@@ -438,6 +438,21 @@ def test_c8_random_bytes_in_a_page_is_vault_corrupt_never_recreated(
     assert hashlib.sha256((home / "vault.db").read_bytes()).hexdigest() == damaged
 
 
+@pytest.mark.parametrize("row", ["vault_id", "fingerprint_key", "primary_data_key"])
+def test_c8_a_vault_missing_a_header_row_is_vault_corrupt(
+    home: Path, ring: KeyRing, row: str
+) -> None:
+    """A meta table that lost a row is VaultCorrupt with a restore hint, not a KeyError traceback."""
+    with Vault.open(home, keys=ring) as vault:
+        add_credential(vault, "a")
+    with sqlite3.connect(home / "vault.db") as conn:
+        conn.execute("DELETE FROM meta WHERE name = ?", (row,))
+    with pytest.raises(VaultCorrupt) as caught:
+        Vault.open(home, keys=ring)
+    assert "no readable header" in caught.value.message
+    assert "backup" in caught.value.hint
+
+
 def test_c9_restored_backup_opens_with_its_older_tokens(
     home: Path, ring: KeyRing, tmp_path: Path
 ) -> None:
