@@ -146,22 +146,31 @@ def by_raw_httpx(setup: Setup) -> int:
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def measure(name: str, setup: Setup, run: Callable[[], int], repeats: int) -> Figures:
-    """Median time of ``repeats`` runs; calls of one run; peak memory growth of one more run."""
-    times, records, calls = [], 0, 0
+def measure(setup: Setup, ways: dict[str, Callable[[], int]], repeats: int) -> list[Figures]:
+    """Median time of ``repeats`` runs of each way, interleaved so that a busy machine slows
+    them alike; calls of one run; peak memory growth of one more run under tracemalloc."""
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    records: dict[str, int] = {}
+    calls: dict[str, int] = {}
     for _ in range(repeats):
-        before = setup.calls()
+        for name, run in ways.items():
+            before = setup.calls()
+            gc.collect()
+            start = time.perf_counter()
+            records[name] = run()
+            times[name].append(time.perf_counter() - start)
+            calls[name] = setup.calls() - before
+    figures = []
+    for name, run in ways.items():
         gc.collect()
-        start = time.perf_counter()
-        records = run()
-        times.append(time.perf_counter() - start)
-        calls = setup.calls() - before
-    gc.collect()
-    tracemalloc.start()
-    run()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return Figures(name, calls, records, statistics.median(times), peak / 1e6)
+        tracemalloc.start()
+        run()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        figures.append(
+            Figures(name, calls[name], records[name], statistics.median(times[name]), peak / 1e6)
+        )
+    return figures
 
 
 @contextmanager
@@ -233,20 +242,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home, transports(sandbox, Path(home)) as setups:
         for name, setup in setups:
             assert by_raw_httpx(setup) == by_stream(setup) == rows  # warm up, and agree
-            results.append(
-                (
-                    name,
-                    [
-                        measure("stream", setup, lambda s=setup: by_stream(s), repeats),
-                        measure(
-                            "execute(limit)", setup, lambda s=setup: by_execute(s, rows), repeats
-                        ),
-                        measure(
-                            "raw httpx + json", setup, lambda s=setup: by_raw_httpx(s), repeats
-                        ),
-                    ],
-                )
-            )
+            ways = {
+                "stream": lambda s=setup: by_stream(s),
+                "execute(limit)": lambda s=setup: by_execute(s, rows),
+                "raw httpx + json": lambda s=setup: by_raw_httpx(s),
+            }
+            results.append((name, measure(setup, ways, repeats)))
         report(rows, repeats, results)
         if args.profile:
             profile(setups[0][1])
