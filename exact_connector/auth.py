@@ -1,4 +1,4 @@
-"""OAuth2 with Exact Online: authorization URL, code exchange, and the refresh policy.
+"""OAuth2 with Exact Online: the refresh policy, and the auth flow that applies it.
 
 Exact's refresh tokens work once, and a new access token may not be requested until 570 s after
 the last one was issued. So a refresh happens only inside a short window before expiry (or after a
@@ -12,14 +12,10 @@ tokens.
 
 from __future__ import annotations
 
-import re
-import secrets
-import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
@@ -28,32 +24,18 @@ from exact_connector import redaction
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
-    ConfigError,
-    InputError,
-    InvalidClient,
     ReauthRequired,
     TokenResponseInvalid,
     TransientError,
 )
 from exact_connector.manifest import load_manifest
+from exact_connector.tokens import TOKEN_TEXT, Grant, TokenService, TooEarly
 
 if TYPE_CHECKING:
-    from exact_connector.hosts import Origin
-    from exact_connector.limits import RateGovernor
     from exact_connector.vault import Credential, Vault
 
-__all__ = [
-    "ExactAuth",
-    "TokenPolicy",
-    "TokenService",
-    "authorization_url",
-    "new_state",
-    "tls_refused",
-]
+__all__ = ["ExactAuth", "TokenPolicy"]
 
-_TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
-_TOO_EARLY = "toearlytorefreshtokens"
-_REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
 #: How long to leave the token endpoint alone after a refusal or an outage, when it gave no hint.
 _PAUSE = 5.0
 
@@ -95,238 +77,6 @@ class TokenPolicy:
         """Whether Exact would accept a refresh now (used after a 401)."""
         issued = credential.access_token_issued_at
         return issued is None or now >= issued + self.min_refresh_age
-
-
-def new_state() -> str:
-    """A one-time ``state`` for an authorization request."""
-    return secrets.token_urlsafe(24)
-
-
-def authorization_url(
-    origin: Origin, client_id: str, redirect_uri: str, state: str, *, force_login: bool = False
-) -> str:
-    """The URL a person opens to sign in to Exact Online and consent."""
-    query = urlencode(
-        {
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "state": state,
-            "force_login": "1" if force_login else "0",
-        }
-    )
-    return f"{origin.join('/api/oauth2/auth')}?{query}"
-
-
-#: What a refused grant means to the person, by grant type.
-_REFUSALS = {
-    "refresh_token": "Exact Online no longer accepts this connection's refresh token",
-    "authorization_code": (
-        "Exact Online refused the authorization code (it works once, for 3 minutes, and only "
-        "with the redirect URI it was issued for)"
-    ),
-}
-_LOST = " (the previous token answer was lost in transit)"
-
-
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    access_token: SecretStr
-    refresh_token: SecretStr
-    issued_at: float
-    expires_at: float
-
-
-class _TooEarly(Exception):
-    """Exact refused the refresh because the access token is younger than 570 s."""
-
-
-def tls_refused(error: httpx.TransportError) -> ConfigError | None:
-    """A configuration error if ``error`` is a refused TLS certificate, else None.
-
-    Retrying cannot help (and nothing was sent), and no input or flag turns verification off.
-    """
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return ConfigError(
-                "The server's TLS certificate could not be verified; nothing was sent.",
-                hint="Check the Server URL and any proxy or firewall intercepting HTTPS.",
-            )
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-class TokenService:
-    """Talks to ``/api/oauth2/token`` and turns every answer into a grant or a typed error."""
-
-    def __init__(
-        self,
-        origin: Origin,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Clock | None = None,
-        timeout: float = 30.0,
-        governor: RateGovernor | None = None,
-    ) -> None:
-        self._url = origin.join("/api/oauth2/token")
-        self._clock = clock or SystemClock()
-        self._governor = governor
-        self._http = httpx.Client(
-            transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
-        )
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._http.close()
-
-    def exchange_code(self, credential: Credential, code: str) -> _Grant:
-        """Trade an authorization code for the first token pair."""
-        if not isinstance(code, str) or not _TOKEN_TEXT.fullmatch(code):
-            raise InputError(
-                "The authorization code is malformed.",
-                errors=[
-                    {"path": "$.code", "code": "format", "message": "not an authorization code"}
-                ],
-            )
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": credential.redirect_uri or "",
-            "client_id": credential.client_id,
-            "client_secret": credential.client_secret.get_secret_value(),
-        }
-        return self._post(form, retry_lost_response=False)
-
-    def refresh(self, credential: Credential) -> _Grant:
-        """Trade the stored refresh token for a new pair (may raise :class:`_TooEarly`)."""
-        if credential.refresh_token is None:
-            raise ReauthRequired(
-                "This connection has no refresh token; sign in again.",
-                details={"credential_id": credential.id},
-            )
-        form = {
-            "grant_type": "refresh_token",
-            "refresh_token": credential.refresh_token.get_secret_value(),
-            "client_id": credential.client_id,
-            "client_secret": credential.client_secret.get_secret_value(),
-        }
-        return self._post(form, retry_lost_response=True)
-
-    def _post(self, form: dict[str, str], *, retry_lost_response: bool) -> _Grant:
-        for name in ("code", "refresh_token", "client_secret"):
-            if name in form:
-                redaction.remember(form[name])
-        attempts = 2 if retry_lost_response else 1
-        for attempt in range(attempts):
-            try:
-                response = self._http.post(self._url, data=form)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                raise tls_refused(error) or TransientError(
-                    "Could not reach Exact Online's token endpoint.",
-                    details={"endpoint": "oauth2/token"},
-                ) from None
-            except httpx.TransportError:
-                # The request may have been processed and the refresh token rotated: one
-                # immediate retry with the same token is all that can be tried.
-                if attempt + 1 < attempts:
-                    continue
-                raise ReauthRequired(
-                    "The token endpoint's answer was lost, so the rotated refresh token never "
-                    "arrived; sign in again to restore the connection.",
-                    details={"endpoint": "oauth2/token", "lost_response": True},
-                ) from None
-            return self._grant_from(
-                response, grant_type=form["grant_type"], after_lost_response=attempt > 0
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _grant_from(
-        self, response: httpx.Response, *, grant_type: str, after_lost_response: bool
-    ) -> _Grant:
-        if response.status_code == 200:
-            return self._parse_grant(response)
-        error, description = _oauth_error(response)
-        reason = response.headers.get("Reason", "")
-        if _TOO_EARLY in reason.lower().replace(" ", "") or "not expired" in description.lower():
-            raise _TooEarly()
-        if error == "invalid_client":
-            raise InvalidClient(
-                "Exact Online rejected the Client ID or Client Secret.",
-                details={"status": response.status_code},
-            )
-        if error in _REAUTH_ERRORS:
-            raise ReauthRequired(
-                _REFUSALS[grant_type] + (_LOST if after_lost_response else "") + "; sign in again.",
-                details={"status": response.status_code, "oauth_error": error},
-            )
-        if response.status_code >= 500 or response.status_code == 429:
-            wait = self._governor.retry_after(503, response.headers) if self._governor else None
-            now = self._clock.now()
-            raise TransientError(
-                "Exact Online's token endpoint is temporarily unavailable.",
-                details={"status": response.status_code},
-                retry_at=datetime.fromtimestamp(now + wait, UTC) if wait is not None else None,
-            )
-        raise TokenResponseInvalid(
-            "The token endpoint answered with an unexpected error.",
-            details={"status": response.status_code, "oauth_error": error or None},
-        )
-
-    def _parse_grant(self, response: httpx.Response) -> _Grant:
-        def invalid(what: str) -> TokenResponseInvalid:
-            return TokenResponseInvalid(
-                f"The token endpoint's answer is unusable: {what}.",
-                details={
-                    "status": response.status_code,
-                    "content_type": response.headers.get("content-type", ""),
-                    "length": len(response.content),
-                },
-            )
-
-        try:
-            body = response.json()
-        except ValueError:
-            raise invalid("not JSON") from None
-        if not isinstance(body, dict):
-            raise invalid("not a JSON object")
-        access, refresh, expires_in = (
-            body.get(k) for k in ("access_token", "refresh_token", "expires_in")
-        )
-        for name, token in (("access_token", access), ("refresh_token", refresh)):
-            if not isinstance(token, str) or not _TOKEN_TEXT.fullmatch(token):
-                raise invalid(f"{name} is missing or has characters a token cannot have")
-        lifetime = _parse_expires_in(expires_in)
-        if lifetime is None:
-            raise invalid("expires_in is not a number of seconds between 60 and 3600")
-        now = self._clock.now()
-        redaction.remember(str(access))
-        redaction.remember(str(refresh))
-        return _Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
-
-
-def _parse_expires_in(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value, re.ASCII):
-        value = int(value)
-    if isinstance(value, int) and 60 <= value <= 3600:
-        return value
-    return None
-
-
-def _oauth_error(response: httpx.Response) -> tuple[str, str]:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return "", ""
-    if not isinstance(body, dict):
-        return "", ""
-    error, description = body.get("error"), body.get("error_description")
-    return (
-        error if isinstance(error, str) else "",
-        description if isinstance(description, str) else "",
-    )
 
 
 class ExactAuth(httpx.Auth):
@@ -436,7 +186,7 @@ class ExactAuth(httpx.Auth):
                 return credential  # someone else refreshed while we waited for the lock
             try:
                 grant = self._tokens.refresh(credential)
-            except _TooEarly:
+            except TooEarly:
                 if credential.access_token is None:
                     # A pasted refresh token whose grant is younger than 570 s: nothing to use yet.
                     raise TransientError(
@@ -464,7 +214,7 @@ class ExactAuth(httpx.Auth):
             self._hold_until = 0.0
             return self._cache(self._persist(credential, grant))
 
-    def _persist(self, credential: Credential, grant: _Grant) -> Credential:
+    def _persist(self, credential: Credential, grant: Grant) -> Credential:
         """Write the new pair before anyone uses it; retry the compare-and-swap on a race.
 
         Only a writer that does not take the refresh lock can race us: a status or division change
@@ -520,7 +270,7 @@ def _ensure_usable(credential: Credential) -> None:
 def _bearer(credential: Credential) -> str:
     """The Authorization header value; a stored token that could break the header is refused."""
     token = _secret(credential.access_token)
-    if token is None or not _TOKEN_TEXT.fullmatch(token):
+    if token is None or not TOKEN_TEXT.fullmatch(token):
         raise TokenResponseInvalid(
             "The stored access token is missing or has characters a token cannot have; "
             "it was not sent.",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from exact_connector.auth import ExactAuth, TokenPolicy, TokenService, tls_refused
+from exact_connector.auth import ExactAuth, TokenPolicy
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     AccessDenied,
@@ -41,6 +41,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.hosts import Origin, check_request_url, parse_server_url
 from exact_connector.limits import RateGovernor, backoff_delay
+from exact_connector.tokens import TokenService, tls_refused
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -140,9 +141,7 @@ class ExactClient:
         self.origin: Origin = parse_server_url(credential.server_url, allow_sandbox=allow_sandbox)
         self.clock = clock or SystemClock()
         self.governor = governor or RateGovernor(clock=self.clock)
-        self.tokens = TokenService(
-            self.origin, transport=transport, clock=self.clock, governor=self.governor
-        )
+        self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
         self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
         self.stats = CallStats()
         self._timeout = timeout

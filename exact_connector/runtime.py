@@ -29,7 +29,6 @@ from pydantic import SecretStr
 
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
-from exact_connector.auth import TokenService, authorization_url
 from exact_connector.client import DEFAULT_DEADLINE, ExactClient
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
@@ -44,6 +43,7 @@ from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.probe import run_test_connect
+from exact_connector.tokens import TokenService, authorization_url
 from exact_connector.vault import Credential, Vault
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from client_harness import (
 )
 from pydantic import SecretStr
 
-from exact_connector.auth import TokenPolicy, TokenService, authorization_url
+from exact_connector.auth import TokenPolicy
 from exact_connector.exceptions import (
     InvalidClient,
     ReauthRequired,
@@ -34,6 +34,7 @@ from exact_connector.exceptions import (
 from exact_connector.hosts import parse_server_url
 from exact_connector.probe import run_test_connect
 from exact_connector.sandbox import DEMO_REDIRECT_URI
+from exact_connector.tokens import TokenService, authorization_url
 
 DAY = 86_400.0
 

@@ -1,0 +1,283 @@
+"""The OAuth endpoints of Exact Online: the sign-in URL and the token endpoint.
+
+:class:`TokenService` trades an authorization code or a refresh token for a new token pair and
+turns every answer into a grant or a typed error: a refused refresh token means sign in again, a
+wrong client secret is configuration, "too early" means keep the current token, a lost answer is
+retried once with the same token. A token answer's body is never echoed, and tokens are checked
+(printable ASCII, bounded) before anything stores them.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+from pydantic import SecretStr
+
+from exact_connector import redaction
+from exact_connector.clock import Clock, SystemClock
+from exact_connector.exceptions import (
+    ConfigError,
+    InputError,
+    InvalidClient,
+    ReauthRequired,
+    TokenResponseInvalid,
+    TransientError,
+)
+from exact_connector.ratelimit_headers import retry_after
+
+if TYPE_CHECKING:
+    from exact_connector.hosts import Origin
+    from exact_connector.vault import Credential
+
+__all__ = [
+    "TOKEN_TEXT",
+    "Grant",
+    "TokenService",
+    "TooEarly",
+    "authorization_url",
+    "new_state",
+    "tls_refused",
+]
+
+#: What an access token, refresh token or code may consist of: printable ASCII, bounded.
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
+_TOO_EARLY = "toearlytorefreshtokens"
+_REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
+
+
+def new_state() -> str:
+    """A one-time ``state`` for an authorization request."""
+    return secrets.token_urlsafe(24)
+
+
+def authorization_url(
+    origin: Origin, client_id: str, redirect_uri: str, state: str, *, force_login: bool = False
+) -> str:
+    """The URL a person opens to sign in to Exact Online and consent."""
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "state": state,
+            "force_login": "1" if force_login else "0",
+        }
+    )
+    return f"{origin.join('/api/oauth2/auth')}?{query}"
+
+
+#: What a refused grant means to the person, by grant type.
+_REFUSALS = {
+    "refresh_token": "Exact Online no longer accepts this connection's refresh token",
+    "authorization_code": (
+        "Exact Online refused the authorization code (it works once, for 3 minutes, and only "
+        "with the redirect URI it was issued for)"
+    ),
+}
+_LOST = " (the previous token answer was lost in transit)"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    access_token: SecretStr
+    refresh_token: SecretStr
+    issued_at: float
+    expires_at: float
+
+
+class TooEarly(Exception):
+    """Exact refused the refresh because the access token is younger than 570 s."""
+
+
+def tls_refused(error: httpx.TransportError) -> ConfigError | None:
+    """A configuration error if ``error`` is a refused TLS certificate, else None.
+
+    Retrying cannot help (and nothing was sent), and no input or flag turns verification off.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConfigError(
+                "The server's TLS certificate could not be verified; nothing was sent.",
+                hint="Check the Server URL and any proxy or firewall intercepting HTTPS.",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+class TokenService:
+    """Talks to ``/api/oauth2/token`` and turns every answer into a grant or a typed error."""
+
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._url = origin.join("/api/oauth2/token")
+        self._clock = clock or SystemClock()
+        self._http = httpx.Client(
+            transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        )
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def exchange_code(self, credential: Credential, code: str) -> Grant:
+        """Trade an authorization code for the first token pair."""
+        if not isinstance(code, str) or not TOKEN_TEXT.fullmatch(code):
+            raise InputError(
+                "The authorization code is malformed.",
+                errors=[
+                    {"path": "$.code", "code": "format", "message": "not an authorization code"}
+                ],
+            )
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": credential.redirect_uri or "",
+            "client_id": credential.client_id,
+            "client_secret": credential.client_secret.get_secret_value(),
+        }
+        return self._post(form, retry_lost_response=False)
+
+    def refresh(self, credential: Credential) -> Grant:
+        """Trade the stored refresh token for a new pair (may raise :class:`TooEarly`)."""
+        if credential.refresh_token is None:
+            raise ReauthRequired(
+                "This connection has no refresh token; sign in again.",
+                details={"credential_id": credential.id},
+            )
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": credential.refresh_token.get_secret_value(),
+            "client_id": credential.client_id,
+            "client_secret": credential.client_secret.get_secret_value(),
+        }
+        return self._post(form, retry_lost_response=True)
+
+    def _post(self, form: dict[str, str], *, retry_lost_response: bool) -> Grant:
+        for name in ("code", "refresh_token", "client_secret"):
+            if name in form:
+                redaction.remember(form[name])
+        attempts = 2 if retry_lost_response else 1
+        for attempt in range(attempts):
+            try:
+                response = self._http.post(self._url, data=form)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                raise tls_refused(error) or TransientError(
+                    "Could not reach Exact Online's token endpoint.",
+                    details={"endpoint": "oauth2/token"},
+                ) from None
+            except httpx.TransportError:
+                # The request may have been processed and the refresh token rotated: one
+                # immediate retry with the same token is all that can be tried.
+                if attempt + 1 < attempts:
+                    continue
+                raise ReauthRequired(
+                    "The token endpoint's answer was lost, so the rotated refresh token never "
+                    "arrived; sign in again to restore the connection.",
+                    details={"endpoint": "oauth2/token", "lost_response": True},
+                ) from None
+            return self._grant_from(
+                response, grant_type=form["grant_type"], after_lost_response=attempt > 0
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _grant_from(
+        self, response: httpx.Response, *, grant_type: str, after_lost_response: bool
+    ) -> Grant:
+        if response.status_code == 200:
+            return self._parse_grant(response)
+        error, description = _oauth_error(response)
+        reason = response.headers.get("Reason", "")
+        if _TOO_EARLY in reason.lower().replace(" ", "") or "not expired" in description.lower():
+            raise TooEarly()
+        if error == "invalid_client":
+            raise InvalidClient(
+                "Exact Online rejected the Client ID or Client Secret.",
+                details={"status": response.status_code},
+            )
+        if error in _REAUTH_ERRORS:
+            raise ReauthRequired(
+                _REFUSALS[grant_type] + (_LOST if after_lost_response else "") + "; sign in again.",
+                details={"status": response.status_code, "oauth_error": error},
+            )
+        if response.status_code >= 500 or response.status_code == 429:
+            now = self._clock.now()
+            hinted = retry_after(response.headers, now)
+            wait = None if hinted is None else min(max(hinted, 1.0), 86_400.0)
+            raise TransientError(
+                "Exact Online's token endpoint is temporarily unavailable.",
+                details={"status": response.status_code},
+                retry_at=datetime.fromtimestamp(now + wait, UTC) if wait is not None else None,
+            )
+        raise TokenResponseInvalid(
+            "The token endpoint answered with an unexpected error.",
+            details={"status": response.status_code, "oauth_error": error or None},
+        )
+
+    def _parse_grant(self, response: httpx.Response) -> Grant:
+        def invalid(what: str) -> TokenResponseInvalid:
+            return TokenResponseInvalid(
+                f"The token endpoint's answer is unusable: {what}.",
+                details={
+                    "status": response.status_code,
+                    "content_type": response.headers.get("content-type", ""),
+                    "length": len(response.content),
+                },
+            )
+
+        try:
+            body = response.json()
+        except ValueError:
+            raise invalid("not JSON") from None
+        if not isinstance(body, dict):
+            raise invalid("not a JSON object")
+        access, refresh, expires_in = (
+            body.get(k) for k in ("access_token", "refresh_token", "expires_in")
+        )
+        for name, token in (("access_token", access), ("refresh_token", refresh)):
+            if not isinstance(token, str) or not TOKEN_TEXT.fullmatch(token):
+                raise invalid(f"{name} is missing or has characters a token cannot have")
+        lifetime = _parse_expires_in(expires_in)
+        if lifetime is None:
+            raise invalid("expires_in is not a number of seconds between 60 and 3600")
+        now = self._clock.now()
+        redaction.remember(str(access))
+        redaction.remember(str(refresh))
+        return Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
+
+
+def _parse_expires_in(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value, re.ASCII):
+        value = int(value)
+    if isinstance(value, int) and 60 <= value <= 3600:
+        return value
+    return None
+
+
+def _oauth_error(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    error, description = body.get("error"), body.get("error_description")
+    return (
+        error if isinstance(error, str) else "",
+        description if isinstance(description, str) else "",
+    )
