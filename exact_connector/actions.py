@@ -46,13 +46,6 @@ class Step:
     audit: dict[str, Any] = field(default_factory=dict)
 
 
-def _input_error(path: str, code: str, message: str) -> InputError:
-    return InputError(
-        f"Invalid value at {path}: {message}.",
-        errors=[{"path": path, "code": code, "message": message}],
-    )
-
-
 def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
     """A catalog endpoint supporting ``method``; a typed unknown one only for GET and DELETE."""
     known = catalog().get(name) if isinstance(name, str) else None
@@ -230,10 +223,10 @@ def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
     for index, name in enumerate(names):
         where = f"{path}[{index}]"
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
-            raise _input_error(where, "pattern", "a field name uses letters, digits and _ only")
+            raise InputError.at(where, "pattern", "a field name uses letters, digits and _ only")
         field_ = endpoint.field(name)
         if endpoint.fields and field_ is None:
-            raise _input_error(where, "unknown_field", f"not a field of {endpoint.id}")
+            raise InputError.at(where, "unknown_field", f"not a field of {endpoint.id}")
         result.append(field_.name if field_ is not None else name)
     return result
 
@@ -247,7 +240,7 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
     for index, part in enumerate(text.split(",")):
         match = _ORDER_TERM.fullmatch(part.strip())
         if match is None:
-            raise _input_error("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
+            raise InputError.at("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
         name = _fields(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
         terms.append(f"{name} {match.group(2).lower()}" if match.group(2) else name)
     return ",".join(terms)
@@ -287,7 +280,7 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:
         params["$select"] = ",".join(select)
     if data.get("filter"):
         if _CONTROL.search(data["filter"]):
-            raise _input_error("$.filter", "pattern", "control characters are not allowed")
+            raise InputError.at("$.filter", "pattern", "control characters are not allowed")
         params["$filter"] = data["filter"]
     if data.get("order_by"):
         params["$orderby"] = _order_by(target, data["order_by"])

@@ -11,8 +11,6 @@ time never trips them. So bodies are read in chunks against the step's deadline.
 
 from __future__ import annotations
 
-import json as jsonlib
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +26,6 @@ from exact_connector.exceptions import (
     ExactError,
     ExactRejected,
     HostNotAllowed,
-    InputError,
     MethodNotSupported,
     NotFound,
     OutcomeUnknown,
@@ -41,6 +38,13 @@ from exact_connector.exceptions import (
 )
 from exact_connector.hosts import Origin, check_request_url, parse_server_url
 from exact_connector.limits import RateGovernor, backoff_delay
+from exact_connector.request_parts import (
+    MAX_BODY_BYTES,
+    checked_key,
+    division_segment,
+    encode_body,
+    query_options,
+)
 from exact_connector.tokens import TokenService, tls_refused
 
 if TYPE_CHECKING:
@@ -49,35 +53,12 @@ if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
     from exact_connector.vault import Vault
 
-__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "MAX_BODY_DEPTH", "CallStats", "ExactClient"]
+__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "CallStats", "ExactClient"]
 
 DEFAULT_DEADLINE = 120.0
-MAX_BODY_BYTES = 4 * 1024 * 1024  # IIS's default request limit, which Exact runs behind
-MAX_BODY_DEPTH = 32  # Exact's deepest documents (orders with lines) are three levels deep
 _MAX_ATTEMPTS = 4
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
-_DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
-_MAX_DIVISION = 2**31 - 1
-#: What odata.key_literal renders: guid'…', an integer, a quoted string, datetime'…'.
-_KEY_LITERAL = re.compile(
-    r"guid'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"
-    r"|[0-9]{1,19}"
-    r"|'(?:[^'\x00-\x1f\x7f/\\?#%]|''){1,400}'"
-    r"|datetime'[0-9T:.\-]{10,35}'",
-    re.ASCII,
-)
-#: Query options the client sends, each with the check its value must pass.
-_QUERY_OPTIONS: dict[str, re.Pattern[str]] = {
-    "$select": re.compile(r"[A-Za-z0-9_,/]{1,4000}", re.ASCII),
-    "$expand": re.compile(r"[A-Za-z0-9_,/]{1,1000}", re.ASCII),
-    "$orderby": re.compile(r"[A-Za-z0-9_, /]{1,1000}", re.ASCII),
-    "$filter": re.compile(r"[^\x00-\x1f\x7f]{1,4000}"),
-    "$top": re.compile(r"[1-9][0-9]{0,3}|10000", re.ASCII),
-    "$skip": re.compile(r"0|[1-9][0-9]{0,5}", re.ASCII),
-    "$skiptoken": re.compile(r"[^\x00-\x1f\x7f]{1,400}"),
-    "$inlinecount": re.compile(r"allpages|none", re.ASCII),
-}
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 Fate = Literal["not_sent", "maybe_sent", "unsendable"]
@@ -194,13 +175,11 @@ class ExactClient:
         """
         path = endpoint.path
         if endpoint.division_in_path:
-            path = path.replace("{division}", _division_segment(division))
+            path = path.replace("{division}", division_segment(division))
         if key_literal is not None:
-            if not isinstance(key_literal, str) or not _KEY_LITERAL.fullmatch(key_literal):
-                raise _invalid("$.id", "format", "not a key this endpoint can be addressed by")
-            path = f"{path}({key_literal})"
+            path = f"{path}({checked_key(key_literal)})"
         url = self.origin.join(path)
-        return url.copy_merge_params(_query(params)) if params else url
+        return url.copy_merge_params(query_options(params)) if params else url
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -220,7 +199,7 @@ class ExactClient:
         returned as that 404: the record is absent, which is what the caller asked for.
         """
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
-        body = _encode_body(json) if json is not None else None
+        body = encode_body(json) if json is not None else None
         headers = {"X-Client-Request-Id": str(uuid.uuid4())}
         if method in ("POST", "PUT"):
             headers["Content-Type"] = "application/json"
@@ -402,55 +381,6 @@ class ExactClient:
         return error_class(
             f"{text}: {exact_message}" if exact_message else f"{text}.", details=details
         )
-
-
-def _invalid(path: str, code: str, message: str) -> InputError:
-    return InputError(
-        f"Invalid value at {path}: {message}.",
-        errors=[{"path": path, "code": code, "message": message}],
-    )
-
-
-def _division_segment(division: object) -> str:
-    """ASCII digits in range; ``int()`` would also take full-width digits, ' 12 ', '1_000'."""
-    if isinstance(division, bool) or not isinstance(division, int | str):
-        raise _invalid("$.division", "type", "expected a division number")
-    text = str(division) if isinstance(division, int) else division
-    if not _DIVISION.fullmatch(text) or not 0 < int(text) <= _MAX_DIVISION:
-        raise _invalid("$.division", "format", "expected a division number (digits 0-9)")
-    return str(int(text))
-
-
-def _query(params: Mapping[str, str]) -> dict[str, str]:
-    for name, value in params.items():
-        check = _QUERY_OPTIONS.get(name)
-        path = f"$.params.{name.lstrip('$')}" if isinstance(name, str) else "$.params"
-        if check is None:
-            raise _invalid(path, "unknown_option", "not a query option this client sends")
-        if not isinstance(value, str) or not check.fullmatch(value):
-            raise _invalid(path, "format", "the value has a shape this option does not take")
-    return dict(params)
-
-
-def _encode_body(body: Any) -> bytes:
-    """JSON for the wire, refusing what would crash the encoder or overwhelm Exact."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_BODY_DEPTH:
-            raise _invalid("$.data", "depth", f"nested more than {MAX_BODY_DEPTH} levels deep")
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth + 1) for item in value)
-    try:
-        text = jsonlib.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        raise _invalid("$.data", "type", "holds a value JSON cannot carry") from None
-    encoded = text.encode("utf-8")
-    if len(encoded) > MAX_BODY_BYTES:
-        raise _invalid("$.data", "size", f"larger than {MAX_BODY_BYTES // 1024 // 1024} MB")
-    return encoded
 
 
 def _utc(epoch: float) -> datetime:

@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 __all__ = [
     "EXIT_CODES",
@@ -199,6 +199,14 @@ class InputError(ExactConnectorError):
             merged["errors"] = errors
         super().__init__(message, details=merged, hint=hint)
         self.errors: list[FieldError] = list(errors or [])
+
+    @classmethod
+    def at(cls, path: str, code: str, message: str) -> Self:
+        """An error about one field: ``Invalid value at $.id: expected a GUID.``"""
+        return cls(
+            f"Invalid value at {path}: {message}.",
+            errors=[{"path": path, "code": code, "message": message}],
+        )
 
 
 class UnknownEndpoint(InputError):

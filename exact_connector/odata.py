@@ -45,17 +45,10 @@ _EPOCH = datetime(1970, 1, 1)
 _MAX_STRING_KEY = 200
 
 
-def _invalid(path: str, code: str, message: str) -> InputError:
-    return InputError(
-        f"Invalid value at {path}: {message}.",
-        errors=[{"path": path, "code": code, "message": message}],
-    )
-
-
 def canonical_guid(value: object, path: str = "$.id") -> str:
     """Lower-case hyphenated GUID; braces, ``urn:uuid:``, upper case and no hyphens accepted."""
     if not isinstance(value, str) or not (match := _GUID.fullmatch(value)):
-        raise _invalid(
+        raise InputError.at(
             path,
             "format",
             "expected a GUID written as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits)",
@@ -67,23 +60,25 @@ def canonical_integer(value: object, path: str = "$.id", edm_type: str = "Edm.In
     """A non-negative integer from an int or a string of ASCII digits, range-checked by type."""
     low, high = _INTEGER_RANGES.get(edm_type, _INTEGER_RANGES["Edm.Int64"])
     if isinstance(value, bool):
-        raise _invalid(path, "type", "expected a whole number")
+        raise InputError.at(path, "type", "expected a whole number")
     if isinstance(value, str):
         if not _DIGITS.fullmatch(value):
-            raise _invalid(path, "format", "expected a whole number written with the digits 0-9")
+            raise InputError.at(
+                path, "format", "expected a whole number written with the digits 0-9"
+            )
         value = int(value)
     if not isinstance(value, int):
-        raise _invalid(path, "type", "expected a whole number")
+        raise InputError.at(path, "type", "expected a whole number")
     if not low <= value <= high:
-        raise _invalid(path, "range", f"expected a number from {low} to {high}")
+        raise InputError.at(path, "range", f"expected a number from {low} to {high}")
     return value
 
 
 def _string_literal(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _invalid(path, "type", "expected a non-empty text value")
+        raise InputError.at(path, "type", "expected a non-empty text value")
     if len(value) > _MAX_STRING_KEY or _STRING_KEY_FORBIDDEN.search(value):
-        raise _invalid(path, "format", "text contains characters that are not allowed here")
+        raise InputError.at(path, "format", "text contains characters that are not allowed here")
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -94,9 +89,9 @@ def _datetime_literal(value: object, path: str) -> str:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise _invalid(path, "format", "expected an ISO 8601 date or date-time") from None
+            raise InputError.at(path, "format", "expected an ISO 8601 date or date-time") from None
     else:
-        raise _invalid(path, "format", "expected an ISO 8601 date or date-time")
+        raise InputError.at(path, "format", "expected an ISO 8601 date or date-time")
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return f"datetime'{moment.isoformat(timespec='seconds')}'"
@@ -112,7 +107,9 @@ def key_literal(value: object, edm_type: str | None, path: str = "$.id") -> str:
         return _string_literal(value, path)
     if edm_type == "Edm.DateTime":
         return _datetime_literal(value, path)
-    raise _invalid(path, "unsupported_key", "this endpoint's key type cannot be addressed by ID")
+    raise InputError.at(
+        path, "unsupported_key", "this endpoint's key type cannot be addressed by ID"
+    )
 
 
 def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
@@ -121,15 +118,15 @@ def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
         return "null"
     if edm_type == "Edm.Boolean":
         if not isinstance(value, bool):
-            raise _invalid(path, "type", "expected true or false")
+            raise InputError.at(path, "type", "expected true or false")
         return "true" if value else "false"
     if edm_type in ("Edm.Double", "Edm.Decimal", "Edm.Single"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _invalid(path, "type", "expected a number")
+            raise InputError.at(path, "type", "expected a number")
         return repr(float(value)) if isinstance(value, float) else str(value)
     if edm_type == "Edm.String":
         if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
-            raise _invalid(path, "type", "expected text without control characters")
+            raise InputError.at(path, "type", "expected text without control characters")
         return "'" + value.replace("'", "''") + "'"
     return key_literal(value, edm_type, path)
 
