@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
 from exact_connector.exceptions import InputError, MethodNotSupported, NotFound, UnknownEndpoint
-from exact_connector.odata import key_literal, normalize, unwrap_record
+from exact_connector.odata import key_literal, normalize, record_normalizer, unwrap_record
 from exact_connector.pagination import Cursor, Pager, read_json
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = ["ACTIONS", "Step", "iter_list", "resolve_endpoint"]
 TIME_TRANSACTIONS = "project/TimeTransactions"
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
+_DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -122,6 +123,24 @@ def _shape(record: dict[str, Any], raw: bool) -> dict[str, Any]:
     return record if raw else normalize(record)
 
 
+def _shaper(
+    endpoint: Endpoint, raw: bool, select: list[str]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """How a list's records are returned: untouched, or normalised by the endpoint's field types
+    (only the selected fields when a select was sent)."""
+    if raw:
+        return lambda record: record
+    if not endpoint.fields:  # a typed endpoint the catalog does not describe
+        return normalize
+    chosen = set(select)
+    fields = [f for f in endpoint.fields if f.name in chosen] if chosen else list(endpoint.fields)
+    return record_normalizer(
+        dates=(f.name for f in fields if f.type in _DATE_TYPES or f.type.startswith("php:")),
+        collections=(f.name for f in fields if f.collection),
+        known=(f.name for f in fields),
+    )
+
+
 # -- the handlers --------------------------------------------------------------------------------
 
 
@@ -186,12 +205,13 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
             read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params))
         )
         return {"record": _shape(record, raw)}
-    pager = _pager(step, endpoint, data)
+    pager, select = _pager(step, endpoint, data)
+    shape = _shaper(pager.endpoint, raw, select)
     limit = data.get("limit")
     records = []
     with _listing(endpoint):
         for record in pager:
-            records.append(_shape(record, raw))
+            records.append(shape(record))
             if limit is not None and len(records) >= limit:
                 break
     cursor = pager.cursor()
@@ -207,9 +227,11 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     endpoint = resolve_endpoint(data["endpoint"], "GET", step)
     raw = bool(data.get("raw"))
     limit = data.get("limit")
+    pager, select = _pager(step, endpoint, data)
+    shape = _shaper(pager.endpoint, raw, select)
     with _listing(endpoint):
-        for count, record in enumerate(_pager(step, endpoint, data), start=1):
-            yield _shape(record, raw)
+        for count, record in enumerate(pager, start=1):
+            yield shape(record)
             if limit is not None and count >= limit:
                 return
 
@@ -273,7 +295,8 @@ def _scalar_fields(endpoint: Endpoint) -> list[str]:
     return [f.name for f in endpoint.fields if not f.collection]
 
 
-def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:
+def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, list[str]]:
+    """The pager over the endpoint (or its twin), and the fields it selects (empty: all)."""
     target, select = _list_target(endpoint, data)
     params: dict[str, str] = {}
     if select:
@@ -290,10 +313,12 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> Pager:
         step.audit["list_endpoint"] = target.id
     if data.get("cursor"):
         cursor = Cursor.decode(data["cursor"], endpoint=target.id, division=step.division)
-        return Pager.resume(
+        pager = Pager.resume(
             step.client, target, first, step.division, cursor, deadline=step.deadline
         )
-    return Pager(step.client, target, step.division, first, deadline=step.deadline)
+    else:
+        pager = Pager(step.client, target, step.division, first, deadline=step.deadline)
+    return pager, select
 
 
 Handler = Callable[[Step, dict[str, Any]], dict[str, Any]]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 from typing import Any
 
 from exact_connector.exceptions import ExactError, InputError
@@ -23,6 +25,7 @@ __all__ = [
     "key_literal",
     "normalize",
     "parse_date",
+    "record_normalizer",
     "unwrap_page",
     "unwrap_record",
 ]
@@ -133,6 +136,16 @@ def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
 
 def parse_date(text: str) -> str | None:
     """``/Date(ms)/`` as ISO 8601 (Exact's wall-clock time, so no zone unless one is given)."""
+    try:
+        return _parse_date(text)
+    except OverflowError:  # beyond year 9999: leave Exact's text as it is
+        return None
+
+
+def _parse_date(text: str) -> str | None:
+    body = text[6:-2]
+    if text.startswith("/Date(") and text.endswith(")/") and body.isdigit() and body.isascii():
+        return _iso_from_milliseconds(int(body))  # the usual form, on the hot path of every list
     match = DATE_PATTERN.fullmatch(text)
     if match is None:
         return None
@@ -144,6 +157,21 @@ def parse_date(text: str) -> str | None:
         moment = (moment.replace(tzinfo=UTC)).astimezone(zone)
     spec = "milliseconds" if moment.microsecond else "seconds"
     return moment.isoformat(timespec=spec)
+
+
+@cache
+def _iso_day(days: int) -> str:
+    return (_EPOCH + timedelta(days=days)).date().isoformat()
+
+
+def _iso_from_milliseconds(milliseconds: int) -> str:
+    """Integer arithmetic for the time of day; the calendar date (shared by many rows) cached."""
+    days, rest = divmod(milliseconds, 86_400_000)
+    seconds, milli = divmod(rest, 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{_iso_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{text}.{milli:03d}" if milli else text
 
 
 def format_date(value: datetime | str) -> str:
@@ -207,16 +235,63 @@ def unwrap_record(payload: object) -> dict[str, Any]:
 
 def normalize(value: Any) -> Any:
     """Exact's JSON made plain: ISO dates, no ``__metadata``/``__deferred``, expanded lists."""
-    if isinstance(value, dict):
-        if set(value) == {"results"} and isinstance(value["results"], list):
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 1 and type(value.get("results")) is list:
             return [normalize(item) for item in value["results"]]
-        return {
-            key: normalize(item)
-            for key, item in value.items()
-            if key != "__metadata" and not (isinstance(item, dict) and "__deferred" in item)
-        }
-    if isinstance(value, list):
+        return _normalize_record(value)
+    if kind is list:
         return [normalize(item) for item in value]
-    if isinstance(value, str) and value.startswith("/Date("):
+    if kind is str and value.startswith("/Date("):
         return parse_date(value) or value
     return value
+
+
+def record_normalizer(
+    dates: Iterable[str], collections: Iterable[str], known: Iterable[str]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """:func:`normalize` for the records of one endpoint whose field types are known.
+
+    Only the fields that can hold a date or a navigation property are looked at, and records are
+    changed in place (they are the caller's, fresh from the JSON parser). A record carrying a
+    field outside ``known`` (Exact adds fields without notice) takes the generic path.
+    """
+    date_names, navigation_names = tuple(dates), tuple(collections)
+    expected = frozenset(known) | {"__metadata"}
+
+    def plain(record: dict[str, Any]) -> dict[str, Any]:
+        if not expected.issuperset(record):
+            return _normalize_record(record)
+        record.pop("__metadata", None)
+        for name in navigation_names:
+            value = record.get(name)
+            if type(value) is dict:
+                if "__deferred" in value:
+                    del record[name]
+                else:
+                    record[name] = normalize(value)
+        for name in date_names:
+            value = record.get(name)
+            if type(value) is str and value.startswith("/Date("):
+                record[name] = parse_date(value) or value
+        return record
+
+    return plain
+
+
+def _normalize_record(record: dict[str, Any]) -> dict[str, Any]:
+    # One pass with the scalar cases inline: this runs for every field of every listed record.
+    plain: dict[str, Any] = {}
+    for key, item in record.items():
+        kind = type(item)
+        if kind is str:
+            if item.startswith("/Date("):
+                item = parse_date(item) or item
+        elif kind is dict:
+            if key == "__metadata" or "__deferred" in item:
+                continue
+            item = normalize(item)
+        elif kind is list:
+            item = [normalize(element) for element in item]
+        plain[key] = item
+    return plain

@@ -110,13 +110,15 @@ class Pager:
         page_cap: int = DEFAULT_PAGE_CAP,
     ) -> None:
         self._client = client
-        self._endpoint = endpoint
+        self.endpoint = endpoint
         self._division = division
         self._first = url
         self._skip = skip
         self._deadline = deadline
         self._page_cap = page_cap
-        self._position: tuple[httpx.URL | None, int] = (url, skip)
+        # Where reading stands: this page's URL, the next page's, its size, and rows taken.
+        self._page: tuple[httpx.URL | None, httpx.URL | None, int] = (url, url, skip + 1)
+        self._taken = skip
         self.pages = 0
         self.count: int | None = None
 
@@ -136,11 +138,14 @@ class Pager:
 
     def cursor(self) -> Cursor | None:
         """Where the records read so far end, or None when the list is exhausted."""
-        url, skip = self._position
+        url, next_url, size = self._page
+        if self._taken >= size:  # this page is used up: continue at the next one
+            url, taken = next_url, 0
+        else:
+            taken = self._taken
         if url is None:
             return None
-        target = url.raw_path.decode("ascii")
-        return Cursor(self._endpoint.id, self._division, target, skip)
+        return Cursor(self.endpoint.id, self._division, url.raw_path.decode("ascii"), taken)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         url: httpx.URL | None = self._first
@@ -150,12 +155,12 @@ class Pager:
             if self.pages >= self._page_cap:
                 raise PaginationError(
                     f"The list passed the cap of {self._page_cap} pages and was stopped.",
-                    details={"endpoint": self._endpoint.id, "pages": self.pages},
+                    details={"endpoint": self.endpoint.id, "pages": self.pages},
                 )
             response = self._client.request(
                 "GET",
                 url,
-                endpoint=self._endpoint,
+                endpoint=self.endpoint,
                 division=self._division,
                 deadline=self._deadline,
             )
@@ -165,11 +170,10 @@ class Pager:
                 self.count = page.count
             next_url = _validate_link(page.next, self._first, seen) if page.next else None
             records = page.records
-            last = len(records) - 1
-            for index in range(skip, len(records)):
-                self._position = (url, index + 1) if index < last else (next_url, 0)
-                yield records[index]
-            self._position = (next_url, 0)
+            self._page, self._taken = (url, next_url, len(records)), skip
+            for record in records[skip:] if skip else records:
+                self._taken += 1
+                yield record
             url, skip = next_url, 0
 
 

@@ -117,6 +117,9 @@ def test_date_round_trip() -> None:
     assert format_date(datetime(2022, 1, 1, tzinfo=UTC)) == "/Date(1640995200000)/"
     assert parse_date("/Date(-1000)/") == "1969-12-31T23:59:59"
     assert parse_date("not a date") is None
+    assert parse_date("/Date(999999999999999)/") is None  # past year 9999: left as Exact sent it
+    assert parse_date("/Date(86400000)/") == "1970-01-02T00:00:00"
+    assert parse_date("/Date(1640995199999)/") == "2021-12-31T23:59:59.999"
 
 
 @given(st.integers(min_value=-(10**12), max_value=4 * 10**12))
