@@ -34,7 +34,7 @@ from exact_connector.tokens import TOKEN_TEXT, Grant, TokenService, TooEarly
 if TYPE_CHECKING:
     from exact_connector.vault import Credential, Vault
 
-__all__ = ["ExactAuth", "TokenPolicy"]
+__all__ = ["ExactAuth", "TokenPolicy", "store_grant"]
 
 #: How long to leave the token endpoint alone after a refusal or an outage, when it gave no hint.
 _PAUSE = 5.0
@@ -223,15 +223,7 @@ class ExactAuth(httpx.Auth):
         """
         for _ in range(5):
             try:
-                return self._vault.update_tokens(
-                    credential.id,
-                    expected_version=credential.version,
-                    access_token=grant.access_token,
-                    refresh_token=grant.refresh_token,
-                    issued_at=grant.issued_at,
-                    expires_at=grant.expires_at,
-                    refresh_issued_at=grant.issued_at,
-                )
+                return store_grant(self._vault, credential, grant)
             except ConcurrentUpdate:
                 latest = self._vault.get(credential.id)
                 if _secret(latest.refresh_token) != _secret(credential.refresh_token):
@@ -241,6 +233,19 @@ class ExactAuth(httpx.Auth):
             "The credential kept changing while new tokens were being saved.",
             details={"credential_id": credential.id},
         )
+
+
+def store_grant(vault: Vault, credential: Credential, grant: Grant) -> Credential:
+    """Persist a new token pair, compare-and-swap on the version ``credential`` was read at."""
+    return vault.update_tokens(
+        credential.id,
+        expected_version=credential.version,
+        access_token=grant.access_token,
+        refresh_token=grant.refresh_token,
+        issued_at=grant.issued_at,
+        expires_at=grant.expires_at,
+        refresh_issued_at=grant.issued_at,
+    )
 
 
 def _secret(value: SecretStr | None) -> str | None:

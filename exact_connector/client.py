@@ -36,7 +36,7 @@ from exact_connector.exceptions import (
     SystemError_,
     TransientError,
 )
-from exact_connector.hosts import Origin, check_request_url, parse_server_url
+from exact_connector.hosts import Origin, check_request_url, default_transport, parse_server_url
 from exact_connector.limits import RateGovernor, backoff_delay
 from exact_connector.request_parts import (
     MAX_BODY_BYTES,
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
     from exact_connector.vault import Vault
 
-__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "CallStats", "ExactClient"]
+__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "CallStats", "ExactClient", "request_headers"]
 
 DEFAULT_DEADLINE = 120.0
 _MAX_ATTEMPTS = 4
@@ -122,6 +122,7 @@ class ExactClient:
         self.origin: Origin = parse_server_url(credential.server_url, allow_sandbox=allow_sandbox)
         self.clock = clock or SystemClock()
         self.governor = governor or RateGovernor(clock=self.clock)
+        transport = transport or default_transport()
         self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
         self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
         self.stats = CallStats()
@@ -200,11 +201,7 @@ class ExactClient:
         """
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
         body = encode_body(json) if json is not None else None
-        headers = {"X-Client-Request-Id": str(uuid.uuid4())}
-        if method in ("POST", "PUT"):
-            headers["Content-Type"] = "application/json"
-        if method == "POST":
-            headers["Prefer"] = "return=representation"
+        headers = request_headers(method)
         paced_division = division if endpoint.division_in_path else None
         paced = paced_division is not None
         maybe_processed = timed_out = False
@@ -381,6 +378,16 @@ class ExactClient:
         return error_class(
             f"{text}: {exact_message}" if exact_message else f"{text}.", details=details
         )
+
+
+def request_headers(method: str) -> dict[str, str]:
+    """The headers a request carries besides Accept and Authorization."""
+    headers = {"X-Client-Request-Id": str(uuid.uuid4())}
+    if method in ("POST", "PUT"):
+        headers["Content-Type"] = "application/json"
+    if method == "POST":
+        headers["Prefer"] = "return=representation"  # else Exact fills only the new key
+    return headers
 
 
 def _utc(epoch: float) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,6 +22,7 @@ from exact_connector.manifest import load_manifest
 __all__ = [
     "Origin",
     "check_request_url",
+    "default_transport",
     "parse_server_url",
     "regional_hosts",
     "sandbox_allowed_by_env",
@@ -62,6 +64,20 @@ class Origin:
     def join(self, path: str) -> httpx.URL:
         """An absolute URL on this origin; ``path`` must already be built from validated parts."""
         return httpx.URL(scheme=self.scheme, host=self.host, port=self.port, path=path)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """Verified TLS, built once per process: loading the CA bundle costs ~30 ms.
+
+    ``trust_env=False``: SSL_CERT_FILE in the environment cannot widen what is trusted.
+    """
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def default_transport() -> httpx.BaseTransport:
+    """A new connection pool on the process's one verified TLS context, ignoring env proxies."""
+    return httpx.HTTPTransport(verify=_tls_context(), trust_env=False)
 
 
 def sandbox_allowed_by_env() -> bool:

@@ -16,11 +16,10 @@ import hmac
 import json
 import logging
 import os
-import ssl
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,10 @@ from pydantic import SecretStr
 
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
+from exact_connector.auth import store_grant
 from exact_connector.client import DEFAULT_DEADLINE, ExactClient
 from exact_connector.clock import Clock, SystemClock
+from exact_connector.dryrun import PlanningClient, first_request
 from exact_connector.exceptions import (
     ConfigError,
     DivisionNotAllowed,
@@ -47,7 +48,7 @@ from exact_connector.tokens import TokenService, authorization_url
 from exact_connector.vault import Credential, Vault
 
 if TYPE_CHECKING:
-    from exact_connector.catalog import Endpoint
+    pass
 
 __all__ = ["Connector", "CredentialRef"]
 
@@ -184,17 +185,11 @@ class Connector:
         return ExactClient(
             self.vault,
             credential.id,
-            transport=self._transport(),
+            transport=self.transport,
             clock=self.clock,
             governor=self.governor,
             allow_sandbox=self.allow_sandbox,
         )
-
-    def _transport(self) -> httpx.BaseTransport:
-        """The injected transport, or a new connection pool on the process's one TLS context."""
-        if self.transport is not None:
-            return self.transport
-        return httpx.HTTPTransport(verify=_tls_context(), trust_env=False)
 
     # -- sign-in -----------------------------------------------------------------------------
 
@@ -224,20 +219,12 @@ class Connector:
                 errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],
             )
         origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
-        service = TokenService(origin, transport=self._transport(), clock=self.clock)
+        service = TokenService(origin, transport=self.transport, clock=self.clock)
         try:
             grant = service.exchange_code(credential, code)
         finally:
             service.close()
-        credential = self.vault.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            issued_at=grant.issued_at,
-            expires_at=grant.expires_at,
-            refresh_issued_at=grant.issued_at,
-        )
+        credential = store_grant(self.vault, credential, grant)
         if credential.status == "needs_reauth":
             credential = self.vault.set_status(credential.id, "active", reason=None)
         _audit("credential.authorized", credential)
@@ -300,22 +287,15 @@ class Connector:
     def plan(self, action: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
         """The first request ``execute`` would send, with the token masked; nothing is sent."""
         credential, division = self._check(action, ref, inputs)
-        client = _PlanningClient(
+        client = PlanningClient(
             self.vault,
             credential.id,
-            transport=self._transport(),
+            transport=self.transport,
             clock=self.clock,
             allow_sandbox=self.allow_sandbox,
         )
-        try:
-            ACTIONS[action](
-                Step(client, division, self.clock.now() + self.deadline_seconds), inputs
-            )
-        except _Planned as planned:
-            return planned.request
-        finally:
-            client.close()
-        raise AssertionError("every action sends a request")  # pragma: no cover
+        step = Step(client, division, self.clock.now() + self.deadline_seconds)
+        return first_request(client, lambda: ACTIONS[action](step, inputs))
 
     def stream(
         self,
@@ -383,44 +363,6 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
-
-
-class _Planned(Exception):
-    def __init__(self, request: dict[str, Any]) -> None:
-        super().__init__("planned")
-        self.request = request
-
-
-class _PlanningClient(ExactClient):
-    """Builds requests exactly like :class:`ExactClient` and stops before the first is sent."""
-
-    def request(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        endpoint: Endpoint,
-        division: int | None,
-        json: Any = None,
-        deadline: float | None = None,
-    ) -> httpx.Response:
-        headers = {"Accept": "application/json", "Authorization": "Bearer ********"}
-        if method in ("POST", "PUT"):
-            headers["Content-Type"] = "application/json"
-        if method == "POST":
-            headers["Prefer"] = "return=representation"
-        raise _Planned(
-            {"method": method, "url": str(url), "headers": headers, "json": json, "sent": False}
-        )
-
-
-@cache
-def _tls_context() -> ssl.SSLContext:
-    """Verified TLS, built once: loading the CA bundle costs ~30 ms, twice per client otherwise.
-
-    ``trust_env=False`` as in the client: SSL_CERT_FILE in the environment cannot widen trust.
-    """
-    return httpx.create_ssl_context(trust_env=False)
 
 
 def _sandbox_origin(value: object, allowed: bool) -> Origin | None:

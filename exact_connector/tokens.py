@@ -30,6 +30,7 @@ from exact_connector.exceptions import (
     TokenResponseInvalid,
     TransientError,
 )
+from exact_connector.hosts import default_transport
 from exact_connector.ratelimit_headers import retry_after
 
 if TYPE_CHECKING:
@@ -126,7 +127,10 @@ class TokenService:
         self._url = origin.join("/api/oauth2/token")
         self._clock = clock or SystemClock()
         self._http = httpx.Client(
-            transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=transport or default_transport(),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
         )
 
     def close(self) -> None:

@@ -1,0 +1,53 @@
+"""Dry runs: the first request an action would send, built exactly as it would be, not sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from exact_connector.client import ExactClient, request_headers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+    from exact_connector.catalog import Endpoint
+
+__all__ = ["PlanningClient", "first_request"]
+
+
+class _Planned(Exception):
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__("planned")
+        self.request = request
+
+
+class PlanningClient(ExactClient):
+    """Builds requests exactly like :class:`ExactClient` and stops before the first is sent."""
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        endpoint: Endpoint,
+        division: int | None,
+        json: Any = None,
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json", "Authorization": "Bearer ********"}
+        headers.update(request_headers(method))
+        raise _Planned(
+            {"method": method, "url": str(url), "headers": headers, "json": json, "sent": False}
+        )
+
+
+def first_request(client: PlanningClient, run: Callable[[], object]) -> dict[str, Any]:
+    """What ``run`` (an action using ``client``) would send first: method, URL, headers, body."""
+    try:
+        run()
+    except _Planned as planned:
+        return planned.request
+    finally:
+        client.close()
+    raise AssertionError("every action sends a request")  # pragma: no cover
