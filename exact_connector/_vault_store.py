@@ -79,7 +79,15 @@ CREATE TABLE audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, workspace TEXT,
     credential_id TEXT, event TEXT NOT NULL, detail TEXT NOT NULL);
 """
-_TABLES = frozenset({"meta", "data_keys", "key_wraps", "credentials", "audit", "sqlite_sequence"})
+#: Tables added after the first release of the file format; created at open when missing.
+_ADDED = """
+CREATE TABLE IF NOT EXISTS sign_ins (
+    credential_id TEXT PRIMARY KEY REFERENCES credentials(id) ON DELETE CASCADE,
+    state_digest TEXT NOT NULL, expires_at REAL NOT NULL);
+"""
+_TABLES = frozenset(
+    {"meta", "data_keys", "key_wraps", "credentials", "audit", "sign_ins", "sqlite_sequence"}
+)
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # WAL + NORMAL may lose a committed refresh token on power loss
     "PRAGMA foreign_keys = ON",
@@ -211,6 +219,8 @@ class Store:
                 )
             if not self._tables(conn):
                 self._initialize(conn)
+            if "sign_ins" not in self._tables(conn):
+                conn.execute(_ADDED)
             if not _TABLES >= self._tables(conn) >= _TABLES - {"sqlite_sequence"}:
                 raise VaultCorrupt(
                     f"{self.path} is not an exact-connector vault (unexpected tables)",

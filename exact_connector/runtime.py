@@ -12,7 +12,6 @@ async engines.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -137,7 +136,6 @@ class Connector:
         self.allow_sandbox = sandbox_allowed_by_env() if allow_sandbox is None else allow_sandbox
         self.deadline_seconds = deadline_seconds
         self.credentials = Credentials(self)
-        self._states: dict[str, str] = {}
 
     @classmethod
     def open(
@@ -203,7 +201,7 @@ class Connector:
                 "This credential does not use the browser sign-in.",
                 details={"auth_type": credential.auth_type},
             )
-        self._states[credential.id] = state
+        self.vault.begin_sign_in(credential.id, state)
         origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
         return authorization_url(
             origin, credential.client_id, credential.redirect_uri, state, force_login=force_login
@@ -212,8 +210,7 @@ class Connector:
     def complete_authorization(self, ref: CredentialRef, code: str, state: str) -> Credential:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
         credential = self.credentials.get(ref)
-        expected = self._states.pop(credential.id, None)
-        if expected is None or not hmac.compare_digest(expected.encode(), state.encode()):
+        if not isinstance(state, str) or not self.vault.finish_sign_in(credential.id, state):
             raise InputError(
                 "The sign-in answer does not belong to a sign-in started here; start it again.",
                 errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],

@@ -294,10 +294,14 @@ def _where(subject: Mapping[str, str]) -> str:
     return " ".join(f"{name} {value}" for name, value in subject.items())
 
 
+def keyed_digest(key: bytes, value: str) -> str:
+    """HMAC-SHA256 of a secret, hex: comparable without storing the secret."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def fingerprint(key: bytes, value: str) -> str:
     """A short keyed digest of a secret, for display and audit; never reveals the value."""
-    digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"sha256-hmac:{digest[:8]}"
+    return f"sha256-hmac:{keyed_digest(key, value)[:8]}"
 
 
 # --- private files -------------------------------------------------------------------------------

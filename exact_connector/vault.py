@@ -16,6 +16,7 @@ are never changed silently.
 from __future__ import annotations
 
 import builtins
+import hmac
 import json
 import os
 import sqlite3
@@ -282,6 +283,40 @@ class Vault:
     def verify(self, *, all_workspaces: bool = False) -> builtins.list[VerifyResult]:
         """Decrypt every record (of this workspace, or of all); one result per record."""
         return verify_records(self._store, None if all_workspaces else self.workspace)
+
+    def begin_sign_in(self, credential_id: str, state: str, ttl: float = 900.0) -> None:
+        """Remember a pending sign-in's ``state`` (as a keyed digest) for any process to finish.
+
+        One pending sign-in per credential: starting another replaces it.
+        """
+        digest = sealing.keyed_digest(self._store.keys.fingerprint_key, state)
+        with self._store.write("sign-in") as conn:
+            row = find_row(conn, self.workspace, credential_id)
+            if row is None:
+                raise self._not_found(credential_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO sign_ins VALUES (?, ?, ?)",
+                (row["id"], digest, self._store.clock.now() + ttl),
+            )
+
+    def finish_sign_in(self, credential_id: str, state: str) -> bool:
+        """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
+        digest = sealing.keyed_digest(self._store.keys.fingerprint_key, state)
+        with self._store.write("sign-in") as conn:
+            row = find_row(conn, self.workspace, credential_id)
+            if row is None:
+                raise self._not_found(credential_id)
+            pending = conn.execute(
+                "SELECT state_digest, expires_at FROM sign_ins WHERE credential_id = ?",
+                (row["id"],),
+            ).fetchone()
+            if pending is None:
+                return False
+            expired = pending["expires_at"] <= self._store.clock.now()
+            matches = hmac.compare_digest(pending["state_digest"], digest)
+            if matches or expired:
+                conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (row["id"],))
+            return matches and not expired
 
     def fingerprint(self, secret: SecretStr) -> str:
         """A short HMAC fingerprint (``sha256-hmac:1a2b3c4d``), stable for this vault."""

@@ -1,0 +1,84 @@
+"""Sign-in across engine workers: started by one Connector, finished by another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from exact_connector.clock import ManualClock
+from exact_connector.exceptions import InputError
+from exact_connector.runtime import Connector
+from exact_connector.sandbox import Sandbox
+from exact_connector.sealing import KeyRing, generate_key
+from exact_connector.vault import Credential, Vault
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Sandbox, KeyRing, Path, ManualClock]:
+    """An auto-consenting sandbox, a vault home and its key, one clock."""
+    clock = ManualClock()
+    return (
+        Sandbox(clock=clock, auto_consent=True),
+        KeyRing.from_bytes(generate_key()),
+        tmp_path,
+        clock,
+    )
+
+
+def _worker(world: tuple[Sandbox, KeyRing, Path, ManualClock]) -> Connector:
+    sandbox, ring, home, clock = world
+    vault = Vault.open(home / "vault", keys=ring, clock=clock)
+    return Connector(vault=vault, transport=httpx.MockTransport(sandbox), clock=clock)
+
+
+def _begin(connector: Connector, sandbox: Sandbox) -> Credential:
+    app = sandbox.demo_app
+    return connector.credentials.begin(
+        {
+            "connector_name": "Workers",
+            "auth_type": "oauth2_authorization_code",
+            "server_url": "https://start.exactonline.nl",
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "redirect_uri": app.redirect_uris[0],
+        }
+    )
+
+
+def _consent(sandbox: Sandbox, url: str) -> dict[str, str]:
+    location = httpx.Client(transport=httpx.MockTransport(sandbox)).get(url).headers["location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def test_a_callback_handled_by_another_worker_completes_the_sign_in(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """The pending state lives in the shared vault, not in the worker that started it."""
+    sandbox = world[0]
+    starter, finisher = _worker(world), _worker(world)
+    credential = _begin(starter, sandbox)
+    answer = _consent(sandbox, starter.authorization_url(credential, "state-from-the-engine-1"))
+    signed_in = finisher.complete_authorization(credential.id, answer["code"], answer["state"])
+    assert signed_in.refresh_token is not None
+    assert finisher.test_connect(signed_in.id)["ok"] is True
+
+
+def test_a_forged_or_replayed_state_is_refused_before_the_token_call(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """A state no worker started, or one already used, never reaches Exact's token endpoint."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+    answer = _consent(sandbox, connector.authorization_url(credential, "state-from-the-engine-2"))
+    grants_before = sum(sandbox.counters.token_grants.values())
+    with pytest.raises(InputError) as forged:
+        connector.complete_authorization(credential.id, answer["code"], "not-the-state-we-sent")
+    assert forged.value.errors[0]["path"] == "$.state"
+    connector.complete_authorization(credential.id, answer["code"], answer["state"])
+    with pytest.raises(InputError):
+        connector.complete_authorization(credential.id, answer["code"], answer["state"])
+    assert sum(sandbox.counters.token_grants.values()) == grants_before + 1
