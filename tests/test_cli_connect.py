@@ -348,6 +348,49 @@ def test_run_prints_the_data_and_exits_0(signed_in: CliWorld) -> None:
     assert code == 0 and data["count"] == 2 and set(data) == {"records", "count", "next_cursor"}
 
 
+def test_run_ndjson_streams_every_record_of_a_list(signed_in: CliWorld) -> None:
+    """--ndjson prints each record as one JSON line, across pages, without holding the list."""
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID", "Modified"]}
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        "cli",
+        "--input",
+        "-",
+        "--ndjson",
+        stdin=json.dumps(inputs),
+    )
+
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert len(lines) == signed_in.sb.count(DIVISION, "crm/Accounts")
+    assert len({line["ID"] for line in lines}) == len(lines)
+    assert all(set(line) == {"ID", "Modified"} for line in lines)
+    assert all(not line["Modified"].startswith("/Date(") for line in lines if line["Modified"])
+
+
+def test_run_ndjson_refuses_anything_but_a_list(signed_in: CliWorld) -> None:
+    """A single record or another action is a user error (exit 3), with nothing sent."""
+    record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
+    inputs = {"division": DIVISION, "endpoint": TIME_TRANSACTIONS, "id": record["ID"]}
+
+    code, out, err = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        "cli",
+        "--input",
+        "-",
+        "--ndjson",
+        stdin=json.dumps(inputs),
+    )
+
+    assert code == 3 and out == "" and "--ndjson streams lists" in err
+    assert signed_in.api_requests() == 0
+
+
 def test_run_json_reads_stdin_and_prints_the_envelope(signed_in: CliWorld) -> None:
     """--input - reads the JSON from stdin; --json prints the whole envelope."""
     record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]

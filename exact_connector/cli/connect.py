@@ -76,6 +76,11 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--dry-run", action="store_true", help="print the request it would send, and stop"
     )
+    run.add_argument(
+        "--ndjson",
+        action="store_true",
+        help="list_or_get_endpoint: print records as they arrive, one JSON object a line",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -241,6 +246,15 @@ def _run(args: argparse.Namespace) -> int:
     inputs = _read_input(args.input)
     if args.dry_run:
         print_json(connector.plan(args.action, args.credential, inputs))
+        return 0
+    if args.ndjson:
+        if args.action != "list_or_get_endpoint" or inputs.get("id") not in (None, ""):
+            raise InputError(
+                "--ndjson streams lists: use it with list_or_get_endpoint and no id.",
+                errors=[{"path": "$.id", "code": "ndjson", "message": "only for lists"}],
+            )
+        for record in connector.stream(args.credential, inputs):
+            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         return 0
     result = connector.execute(args.action, args.credential, inputs)
     if args.json or not result["ok"]:
