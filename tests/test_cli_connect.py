@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import io
 import json
 import os
@@ -30,6 +29,7 @@ import httpx
 import pytest
 
 from exact_connector.cli import main
+from exact_connector.cli._callback import browser_get
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
 from exact_connector.sealing import generate_key
@@ -61,16 +61,8 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> str | None:
-    """A browser's GET (plain http.client: nothing logged); the Location it was sent to, if any."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        connection.request("GET", f"{parts.path}?{parts.query}")
-        answer = connection.getresponse()
-        answer.read()
-        return answer.getheader("Location")
-    finally:
-        connection.close()
+    """A browser's GET; the Location it was sent to, if any."""
+    return browser_get(url)[1]
 
 
 class Registering:

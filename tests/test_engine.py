@@ -10,7 +10,6 @@ field or option source is hard-coded beyond the examples the forms carry.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from exact_connector import forms
+from exact_connector.cli._callback import browser_get
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
 from exact_connector.sealing import generate_key
@@ -97,17 +97,10 @@ def first_example(field: dict[str, Any]) -> Any:
 
 
 def consent_redirect(url: str) -> str:
-    """A browser opening the sign-in URL (plain http.client: the Location holds the code)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        connection.request("GET", f"{parts.path}?{parts.query}")
-        answer = connection.getresponse()
-        answer.read()
-        assert answer.status == 302, answer.status
-        return str(answer.getheader("Location"))
-    finally:
-        connection.close()
+    """Open the sign-in URL as a browser would and return where consent sends it."""
+    status, location = browser_get(url)
+    assert status == 302, status
+    return str(location)
 
 
 def check_submission(name: str, data: dict[str, Any]) -> None:

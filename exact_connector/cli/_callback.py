@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -10,12 +11,29 @@ from urllib.parse import parse_qs, urlsplit
 
 from exact_connector.exceptions import ConfigError, RequestTimeout
 
-__all__ = ["CallbackListener", "is_loopback_redirect"]
+__all__ = ["CallbackListener", "browser_get", "is_loopback_redirect"]
 
 _PAGE = (
     b"<!doctype html><meta charset=utf-8><title>exact-connector</title>"
     b"<p>Sign-in received. You can close this window and return to the terminal.</p>"
 )
+
+
+def browser_get(url: str) -> tuple[int, str | None]:
+    """One GET as a browser would send it, redirects not followed: the status and Location.
+
+    Plain ``http.client``, which logs nothing: a sign-in redirect's Location carries the one-time
+    code. For the demo and tests that play the person's browser; the connector itself never does.
+    """
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status, answer.getheader("Location")
+    finally:
+        connection.close()
 
 
 def is_loopback_redirect(redirect_uri: str) -> bool:

@@ -9,7 +9,6 @@ leaves the machine and nothing is left behind.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shutil
 import socket
@@ -19,8 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from exact_connector.cli._callback import browser_get
 from exact_connector.cli.connect import complete_sign_in
 from exact_connector.clock import SystemClock
 from exact_connector.exceptions import EXIT_CODES, Category
@@ -144,22 +143,10 @@ def _browse(url: str) -> None:
     Plain ``http.client``, which logs nothing: the redirect and the callback URL carry the one-time
     code, and httpx would log both (the URL at INFO, the Location header at DEBUG).
     """
-    location = _get(url)
+    _, location = browser_get(url)
     if location is None:
         raise _StepFailed("Sign-in", {"message": "the sandbox did not redirect after consent"})
-    _get(location)
-
-
-def _get(url: str) -> str | None:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        connection.request("GET", f"{parts.path}?{parts.query}")
-        answer = connection.getresponse()
-        answer.read()
-        return answer.getheader("Location")
-    finally:
-        connection.close()
+    browser_get(location)
 
 
 def _actions(connector: Connector, credential: str, story: _Story) -> int:

@@ -10,7 +10,6 @@ registers it with the suite's secret scanner and counts what reached the "server
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from exact_connector.cli._callback import browser_get
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
@@ -274,20 +274,10 @@ def loopback_world(home: Path, **sandbox_options: Any) -> Iterator[World]:
 
 
 def consent_redirect(url: str) -> str:
-    """Open the sign-in URL as a browser would and return where consent sends it.
-
-    Plain ``http.client``: httpx logs response headers at DEBUG, and this Location holds the code.
-    """
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        connection.request("GET", f"{parts.path}?{parts.query}")
-        answer = connection.getresponse()
-        answer.read()
-        assert answer.status == 302, answer.status
-        return str(answer.getheader("Location"))
-    finally:
-        connection.close()
+    """Open the sign-in URL as a browser would and return where consent sends it."""
+    status, location = browser_get(url)
+    assert status == 302, status
+    return str(location)
 
 
 def assert_error(
