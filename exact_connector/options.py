@@ -13,7 +13,12 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import catalog
-from exact_connector.exceptions import ConfigError, DivisionNotAllowed, InputError
+from exact_connector.exceptions import (
+    ConfigError,
+    DivisionNotAllowed,
+    ExactConnectorError,
+    InputError,
+)
 from exact_connector.forms import data_manager_schema
 from exact_connector.odata import canonical_integer, filter_literal
 from exact_connector.pagination import Pager
@@ -112,10 +117,33 @@ def serve_options(
             details={"source": name},
         )
     if name == "divisions":
-        return [{"value": d, "label": str(d)} for d in credential.allowed_divisions]
+        return _divisions(client, credential)
     if name in LIVE_SOURCES:
         return _live(LIVE_SOURCES[name], client, credential, params)
     raise ConfigError("Unknown options source.", details={"source": name})
+
+
+def _divisions(client: ExactClient, credential: Credential) -> list[Option]:
+    """The credential's allowed divisions, labelled with their names (one API call).
+
+    The allowed list itself comes from the vault (Test Connect stored it); Exact is asked only for
+    the names, and a failure there still yields the numbers.
+    """
+    allowed = credential.allowed_divisions
+    names: dict[int, str] = {}
+    if allowed:
+        endpoint = catalog().lookup("system/Divisions")
+        url = client.url(endpoint, allowed[0], None, {"$select": "Code,Description"})
+        try:
+            for row in Pager(client, endpoint, allowed[0], url, page_cap=20):
+                if isinstance(row.get("Code"), int) and isinstance(row.get("Description"), str):
+                    names[row["Code"]] = row["Description"].strip()
+        except ExactConnectorError:
+            names = {}
+    return [
+        {"value": code, "label": f"{code} — {names[code]}" if names.get(code) else str(code)}
+        for code in allowed
+    ]
 
 
 def _live(

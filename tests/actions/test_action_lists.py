@@ -82,11 +82,21 @@ def test_the_async_twins_give_what_the_sync_core_gives(bench: Bench) -> None:
 
     synced = bench.connector.execute("list_or_get_endpoint", bench.credential_id, inputs)
     assert isinstance(executed, dict) and executed["data"] == synced["data"]
-    assert divisions == [{"value": d, "label": str(d)} for d in bench.divisions]
+    assert divisions == bench.connector.options("divisions", bench.credential_id)
+    assert [option["value"] for option in divisions] == list(bench.divisions)
     assert isinstance(report, dict) and report["ok"] is True
 
 
 SLOW_LIST = {"division": DIVISION, "endpoint": "project/Projects", "order_by": "Code"}
+
+
+def test_division_options_are_labelled_with_their_names(bench: Bench) -> None:
+    """The division dropdown shows "100001 — <name>" for every division the credential holds."""
+    options = bench.connector.options("divisions", bench.credential_id)
+
+    assert [option["value"] for option in options] == list(bench.divisions)
+    assert all(option["label"].startswith(f"{option['value']} — ") for option in options)
+    assert options[0]["label"].endswith("Sandbox Consultancy B.V.")
 
 
 def test_a_slow_consumer_does_not_run_a_stream_out_of_time(bench: Bench) -> None:
