@@ -16,12 +16,15 @@ from functools import cache
 
 import httpx
 
-from exact_connector.exceptions import HostNotAllowed, InvalidServerUrl
+from exact_connector import redaction
+from exact_connector.exceptions import ConfigError, HostNotAllowed, InvalidServerUrl
 from exact_connector.manifest import load_manifest
 
 __all__ = [
+    "PROXY_ENV",
     "Origin",
     "check_request_url",
+    "configured_proxy",
     "default_transport",
     "parse_server_url",
     "regional_hosts",
@@ -75,9 +78,34 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
+PROXY_ENV = "EXACT_CONNECTOR_PROXY"
+_PROXY_SHAPE = re.compile(r"https?://(?:[^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}/?", re.ASCII)
+
+
+def configured_proxy() -> str | None:
+    """The proxy named by ``EXACT_CONNECTOR_PROXY`` (``http://host:port``), or None.
+
+    The standard ``HTTPS_PROXY`` variables are ignored on purpose (``trust_env=False``): a stray
+    variable must not route bearer tokens through another host. This one variable is the explicit
+    opt-in; its value is never echoed, as it may hold the proxy's password.
+    """
+    value = os.environ.get(PROXY_ENV, "")
+    if not value:
+        return None
+    if not _PROXY_SHAPE.fullmatch(value):
+        raise ConfigError(
+            f"{PROXY_ENV} must be http://host:port or https://host:port.",
+            details={"variable": PROXY_ENV},
+        )
+    if "@" in value:
+        redaction.remember(value.split("://", 1)[1].rsplit("@", 1)[0])
+    return value
+
+
 def default_transport() -> httpx.BaseTransport:
-    """A new connection pool on the process's one verified TLS context, ignoring env proxies."""
-    return httpx.HTTPTransport(verify=_tls_context(), trust_env=False)
+    """A new connection pool on the process's one verified TLS context, through the configured
+    proxy if there is one (never the environment's)."""
+    return httpx.HTTPTransport(verify=_tls_context(), trust_env=False, proxy=configured_proxy())
 
 
 def sandbox_allowed_by_env() -> bool:
