@@ -1,0 +1,37 @@
+"""Each benchmark runs in its smoke mode and prints its table, so the scripts cannot rot.
+
+The figures themselves are not asserted: speed is measured by running the scripts in full.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
+        ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
+        ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
+    ],
+)
+def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> None:
+    """--smoke exits 0 and prints the table's headings."""
+    result = subprocess.run(  # our own interpreter on our own scripts
+        [sys.executable, str(BENCHMARKS / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for heading in expected:
+        assert heading in result.stdout
+    assert "Traceback" not in result.stderr
