@@ -284,6 +284,12 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(entries)
         return 0
+    if not entries:
+        sys.stdout.write(
+            f"No credentials in workspace '{args.workspace}'. "
+            "Add one with: exact-connector credentials add --help\n"
+        )
+        return 0
     rows = [
         (e["connector_name"], e["id"], e["status"], e.get("server_url", e.get("error")))
         for e in entries

@@ -185,3 +185,15 @@ def test_other_modules_can_add_credentials_subcommands() -> None:
     assert args.handler(args) == 42
     real = build_parser().parse_args(["credentials", "list", "--workspace", "w"])
     assert real.workspace == "w" and real.handler.__name__ == "_list"
+
+
+def test_an_empty_list_says_how_to_add_a_credential(
+    cli_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No bare header row: the person is told there is nothing yet, and what to run."""
+    capsys.readouterr()  # what cli_home's init printed
+    code, out, _ = _run(capsys, "credentials", "list")
+    assert code == 0
+    assert "No credentials in workspace 'default'" in out
+    assert "credentials add" in out
+    assert json.loads(_run(capsys, "credentials", "list", "--json")[1]) == []
