@@ -30,6 +30,8 @@ import pytest
 
 from exact_connector.cli import main
 from exact_connector.cli._callback import browser_get
+from exact_connector.cli.connect import _pasted_query, complete_sign_in
+from exact_connector.exceptions import InputError
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
 from exact_connector.sealing import generate_key
@@ -549,3 +551,45 @@ def test_dry_run_of_invalid_input_reports_it_without_sending(signed_in: CliWorld
     assert (code, out) == (3, "")
     assert "$.id: is required [required]" in err
     assert signed_in.api_requests() == 0
+
+
+def test_a_redirect_uri_we_cannot_listen_on_takes_the_pasted_address(
+    world: CliWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https redirect URI (as Exact requires for real apps): the person pastes where they landed."""
+    app = SandboxApp(
+        "0c4b5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f",
+        "paste-" + generate_key().hex()[:20],
+        ("https://apps.example.test/exact/callback",),
+    )
+    world.scanner.register_secret(app.client_secret)
+    sandbox = Sandbox(auto_consent=True, apps=[app])
+    with serve(sandbox) as base_url:
+        connector = Connector(vault=world.vault(), allow_sandbox=True)
+        credential = connector.credentials.begin(
+            {
+                "connector_name": "pasted",
+                "auth_type": "oauth2_authorization_code",
+                "server_url": base_url,
+                "client_id": app.client_id,
+                "client_secret": app.client_secret,
+                "redirect_uri": app.redirect_uris[0],
+            }
+        )
+        shown: list[str] = []
+        monkeypatch.setattr("builtins.input", lambda _prompt: " " + str(_get(shown[0])) + "\n")
+        signed_in = complete_sign_in(connector, credential, announce=shown.append)
+        assert signed_in.refresh_token is not None
+        assert connector.test_connect(signed_in)["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "pasted", ["", "not an address", "https://apps.example.test/cb?state=x", "ht!tp://["]
+)
+def test_an_unreadable_pasted_address_is_a_clear_input_error(
+    signed_in: CliWorld, pasted: str
+) -> None:
+    """No traceback: the person is told what to paste."""
+    with pytest.raises(InputError) as caught:
+        _pasted_query(pasted)
+    assert "Copy the whole address" in caught.value.hint

@@ -160,8 +160,7 @@ def complete_sign_in(
     if not is_loopback_redirect(redirect):
         if announce is not None:
             announce(url)
-        pasted = input("Paste the full address your browser was sent to: ").strip()
-        query = dict(httpx.URL(pasted).params)
+        query = _pasted_query(input("Paste the full address your browser was sent to: "))
     else:
         with CallbackListener(redirect) as listener:
             if announce is not None:
@@ -177,6 +176,21 @@ def complete_sign_in(
     return connector.complete_authorization(
         credential, query.get("code", ""), query.get("state", "")
     )
+
+
+def _pasted_query(pasted: str) -> dict[str, str]:
+    """The query of the address a person pasted; anything unreadable is a clear input error."""
+    try:
+        query = dict(httpx.URL(pasted.strip()).params)
+    except (httpx.InvalidURL, ValueError):
+        query = {}
+    if "code" not in query and "error" not in query:
+        raise InputError(
+            "That is not the address Exact Online redirected to (it has no code).",
+            errors=[{"path": "$.redirect", "code": "format", "message": "no code in the address"}],
+            hint="Copy the whole address from the browser after signing in, and paste it.",
+        )
+    return query
 
 
 def _finish(connector: Connector, credential: Credential, args: argparse.Namespace) -> int:
