@@ -194,7 +194,8 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
     listed = _ok("List", listed_result)
     story.tell(
         "List",
-        f"{listed['count']} time transactions (one API call); next_cursor "
+        f"{listed['count']} time transactions ({listed_result['meta']['api_calls']} API call); "
+        "next_cursor "
         f"{'returned' if listed['next_cursor'] else 'empty'}",
         records=listed["records"],
     )
