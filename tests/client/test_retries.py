@@ -50,14 +50,22 @@ def _sleeps(world: World) -> list[float]:
 
 
 def _on_api(
-    world: World, method: str, failure: Callable[[httpx.Request], Exception], times: int = 1
+    world: World,
+    method: str,
+    failure: Callable[[httpx.Request], Exception],
+    times: int = 1,
+    *,
+    processed: bool = False,
 ) -> None:
-    """The next ``times`` API requests of ``method`` fail with ``failure`` instead of an answer."""
+    """The next ``times`` API requests of ``method`` fail with ``failure`` instead of an answer;
+    with ``processed``, the sandbox handles each one first (the answer is what gets lost)."""
     left = [times]
 
     def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> None:
         if request.method == method and request.url.path.startswith("/api/v1/") and left[0]:
             left[0] -= 1
+            if processed:
+                call()
             raise failure(request)
 
     world.app.tamper = tamper
@@ -67,15 +75,7 @@ def _after_processing(
     world: World, method: str, failure: Callable[[httpx.Request], Exception], times: int = 1
 ) -> None:
     """The next ``times`` API requests of ``method`` are processed, then their answer is lost."""
-    left = [times]
-
-    def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> None:
-        if request.method == method and request.url.path.startswith("/api/v1/") and left[0]:
-            left[0] -= 1
-            call()
-            raise failure(request)
-
-    world.app.tamper = tamper
+    _on_api(world, method, failure, times, processed=True)
 
 
 def _named(world: World, name: str) -> list[dict[str, object]]:

@@ -17,16 +17,19 @@ def _query(location: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
 
 
-def _authorize(client: httpx.Client, sandbox: Sandbox, **extra: str) -> httpx.Response:
+def _consent(sandbox: Sandbox, **extra: str) -> dict[str, str]:
+    """The demo app's authorization parameters, as the consent page posts them back."""
     app = sandbox.demo_app
-    params = {
+    return {
         "client_id": app.client_id,
         "redirect_uri": app.redirect_uris[0],
         "response_type": "code",
-        "state": "s-123",
-        "force_login": "0",
         **extra,
     }
+
+
+def _authorize(client: httpx.Client, sandbox: Sandbox, **extra: str) -> httpx.Response:
+    params = _consent(sandbox, state="s-123", force_login="0", **extra)
     return client.get("/api/oauth2/auth", params=params)
 
 
@@ -70,15 +73,7 @@ def test_consent_page_lists_divisions_and_posts_back(sb: Sandbox) -> None:
 
 def test_allowing_a_subset_grants_only_those_divisions(sb: Sandbox) -> None:
     """The user's checkbox choice becomes the grant: other divisions answer 403."""
-    app = sb.demo_app
-    form = {
-        "client_id": app.client_id,
-        "redirect_uri": app.redirect_uris[0],
-        "response_type": "code",
-        "state": "xyz",
-        "division": str(sb.divisions[1]),
-        "decision": "allow",
-    }
+    form = _consent(sb, state="xyz", division=str(sb.divisions[1]), decision="allow")
     with client_for(sb) as client:
         answer = client.post("/api/oauth2/auth", data=form)
         assert answer.status_code == 302
@@ -89,7 +84,7 @@ def test_allowing_a_subset_grants_only_those_divisions(sb: Sandbox) -> None:
             sb,
             grant_type="authorization_code",
             code=query["code"],
-            redirect_uri=app.redirect_uris[0],
+            redirect_uri=sb.demo_app.redirect_uris[0],
         ).json()
     with client_for(sb, grant["access_token"]) as api:
         divisions = api.get(f"/api/v1/{sb.divisions[1]}/system/Divisions").json()["d"]["results"]
@@ -101,12 +96,7 @@ def test_allowing_a_subset_grants_only_those_divisions(sb: Sandbox) -> None:
 
 def test_deny_redirects_with_access_denied_and_state(sb: Sandbox) -> None:
     """Deny sends the browser back with error=access_denied and the same state."""
-    app = sb.demo_app
-    form = {
-        "client_id": app.client_id,
-        "redirect_uri": app.redirect_uris[0],
-        "response_type": "code",
-    }
+    form = _consent(sb)
     with client_for(sb) as client:
         answer = client.post("/api/oauth2/auth", data={**form, "state": "st", "decision": "deny"})
     assert answer.status_code == 302
@@ -115,12 +105,7 @@ def test_deny_redirects_with_access_denied_and_state(sb: Sandbox) -> None:
 
 def test_allow_without_any_division_shows_the_page_again(sb: Sandbox) -> None:
     """Allowing with no division checked is not a grant."""
-    app = sb.demo_app
-    form = {
-        "client_id": app.client_id,
-        "redirect_uri": app.redirect_uris[0],
-        "response_type": "code",
-    }
+    form = _consent(sb)
     with client_for(sb) as client:
         answer = client.post("/api/oauth2/auth", data={**form, "decision": "allow"})
     assert answer.status_code == 200
