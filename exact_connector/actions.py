@@ -15,7 +15,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
-from exact_connector.exceptions import InputError, MethodNotSupported, NotFound, UnknownEndpoint
+from exact_connector.exceptions import (
+    ExactRejected,
+    InputError,
+    MethodNotSupported,
+    NotFound,
+    UnknownEndpoint,
+)
 from exact_connector.odata import key_literal, normalize, record_normalizer, unwrap_record
 from exact_connector.pagination import Cursor, Pager, read_json
 
@@ -31,6 +37,8 @@ _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
 _DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
+_SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)
 
 
 @dataclass
@@ -86,10 +94,28 @@ def resolve_endpoint(name: str, method: str, step: Step) -> Endpoint:
 
 
 @contextmanager
-def _listing(endpoint: Endpoint) -> Iterator[None]:
-    """A 404 to a list of a typed endpoint means Exact has no such endpoint: no key could miss."""
+def _listing(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
+    """A 404 to a list of a typed endpoint means Exact has no such endpoint: no key could miss.
+
+    A 400 about a filter to an unfiltered list of an endpoint with a sync API is Exact's
+    mandatory filter (API-FACTS §3): the person's fix is the filter field, so it is named.
+    """
     try:
         yield
+    except ExactRejected as error:
+        message = str(error.details.get("exact_message", ""))
+        if (
+            data.get("filter")
+            or catalog().sync_api(endpoint) is None
+            or "filter" not in message.lower()
+        ):
+            raise
+        raise ExactRejected(
+            f"Exact Online lists {endpoint.id} only with a filter: {message}",
+            errors=[{"path": "$.filter", "code": "filter_required", "message": "add a filter"}],
+            details={k: v for k, v in error.details.items() if k != "errors"},
+            hint="Add a filter (for example on Modified or Code) and run the step again.",
+        ) from None
     except NotFound as error:
         if catalog().get(endpoint.id) is not None:
             raise
@@ -209,7 +235,7 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     shape = _shaper(pager.endpoint, raw, select)
     limit = data.get("limit")
     records = []
-    with _listing(endpoint):
+    with _listing(endpoint, data):
         for record in pager:
             records.append(shape(record))
             if limit is not None and len(records) >= limit:
@@ -229,7 +255,7 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     limit = data.get("limit")
     pager, select = _pager(step, endpoint, data)
     shape = _shaper(pager.endpoint, raw, select)
-    with _listing(endpoint):
+    with _listing(endpoint, data):
         for count, record in enumerate(pager, start=1):
             yield shape(record)
             if limit is not None and count >= limit:
@@ -304,6 +330,10 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager,
     if data.get("filter"):
         if _CONTROL.search(data["filter"]):
             raise InputError.at("$.filter", "pattern", "control characters are not allowed")
+        if target.kind == "sync" and not _SYNC_FILTER.fullmatch(data["filter"]):
+            raise InputError.at(
+                "$.filter", "sync_filter", "a sync endpoint takes only 'Timestamp gt <number>'"
+            )
         params["$filter"] = data["filter"]
     if data.get("order_by"):
         params["$orderby"] = _order_by(target, data["order_by"])

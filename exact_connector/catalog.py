@@ -204,6 +204,12 @@ class Catalog:
             return None
         return self._by_id.get(f"{kind}/{endpoint.service}/{endpoint.name}".lower())
 
+    def sync_api(self, endpoint: Endpoint) -> Endpoint | None:
+        """The sync endpoint mirroring a regular endpoint or its bulk twin (Exact makes a
+        ``$filter`` mandatory on lists of those: API-FACTS §3)."""
+        regular = self.origin(endpoint) if endpoint.kind == "bulk" else endpoint
+        return self.twin(regular, "sync") if regular is not None else None
+
     def origin(self, endpoint: Endpoint) -> Endpoint | None:
         """The regular endpoint a bulk or sync endpoint mirrors, if the catalog has it."""
         if endpoint.kind not in _TWIN_PREFIXES:

@@ -41,6 +41,7 @@ from exact_connector.limits import RateGovernor, backoff_delay
 from exact_connector.request_parts import (
     MAX_BODY_BYTES,
     checked_key,
+    checked_length,
     division_segment,
     encode_body,
     query_options,
@@ -180,7 +181,10 @@ class ExactClient:
         if key_literal is not None:
             path = f"{path}({checked_key(key_literal)})"
         url = self.origin.join(path)
-        return url.copy_merge_params(query_options(params)) if params else url
+        if params:
+            url = url.copy_merge_params(query_options(params))
+        checked_length(str(url), params)
+        return url
 
     # -- sending -------------------------------------------------------------------------------
 

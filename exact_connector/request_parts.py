@@ -2,7 +2,9 @@
 
 :class:`~exact_connector.client.ExactClient` builds every URL and body through these checks, so a
 value that passed no schema (an engine calling the client directly, say) still cannot change a
-URL's structure, crash the JSON encoder, or overwhelm Exact.
+URL's structure, crash the JSON encoder, or overwhelm Exact. Exact's own size limits (API-FACTS §3
+"Sizes": a body of at most 10 MB, a URL of at most 6,000 characters after encoding) are refused
+here, before sending, naming the input that made the request too large.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json as jsonlib
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from exact_connector.exceptions import InputError
 
@@ -19,13 +22,16 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_BODY_DEPTH",
+    "MAX_URL_LENGTH",
     "checked_key",
+    "checked_length",
     "division_segment",
     "encode_body",
     "query_options",
 ]
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # IIS's default request limit, which Exact runs behind
+MAX_BODY_BYTES = 10_000_000  # Exact's "10 MB", read as the smaller (decimal) number of bytes
+MAX_URL_LENGTH = 6_000  # characters of the whole URL, after encoding
 MAX_BODY_DEPTH = 32  # Exact's deepest documents (orders with lines) are three levels deep
 _DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
 _MAX_DIVISION = 2**31 - 1
@@ -48,6 +54,8 @@ _QUERY_OPTIONS: dict[str, re.Pattern[str]] = {
     "$skiptoken": re.compile(r"[^\x00-\x1f\x7f]{1,400}"),
     "$inlinecount": re.compile(r"allpages|none", re.ASCII),
 }
+#: Where a query option comes from in an action's input, to name it when the URL is too long.
+_INPUT_PATHS = {"$filter": "$.filter", "$select": "$.select", "$orderby": "$.order_by"}
 
 
 def division_segment(division: object) -> str:
@@ -79,6 +87,20 @@ def query_options(params: Mapping[str, str]) -> dict[str, str]:
     return dict(params)
 
 
+def checked_length(url: str, params: Mapping[str, str] | None = None) -> str:
+    """The URL, if Exact accepts its length; else the input that made it long is named."""
+    if len(url) <= MAX_URL_LENGTH:
+        return url
+    longest = max(params or {}, key=lambda name: len(quote(str((params or {})[name]))), default="")
+    path = _INPUT_PATHS.get(longest, f"$.params.{longest.lstrip('$')}" if longest else "$.id")
+    raise InputError.at(
+        path,
+        "url_length",
+        f"makes the request URL {len(url)} characters long; Exact Online accepts at most "
+        f"{MAX_URL_LENGTH}, so shorten it or split the step",
+    )
+
+
 def encode_body(body: Any) -> bytes:
     """JSON for the wire, refusing what would crash the encoder or overwhelm Exact."""
     stack: list[tuple[Any, int]] = [(body, 1)]
@@ -96,5 +118,5 @@ def encode_body(body: Any) -> bytes:
         raise InputError.at("$.data", "type", "holds a value JSON cannot carry") from None
     encoded = text.encode("utf-8")
     if len(encoded) > MAX_BODY_BYTES:
-        raise InputError.at("$.data", "size", f"larger than {MAX_BODY_BYTES // 1024 // 1024} MB")
+        raise InputError.at("$.data", "size", "larger than the 10 MB Exact Online accepts")
     return encoded

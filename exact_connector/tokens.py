@@ -3,8 +3,10 @@
 :class:`TokenService` trades an authorization code or a refresh token for a new token pair and
 turns every answer into a grant or a typed error: a refused refresh token means sign in again, a
 wrong client secret is configuration, "too early" means keep the current token, a lost answer is
-retried once with the same token. A token answer's body is never echoed, and tokens are checked
-(printable ASCII, bounded) before anything stores them.
+retried once with the same token. Exact's recorded refusals (API-FACTS §1) are read as they come:
+a bare ``{"error":"invalid_request"}`` is its answer to wrong client credentials, and a used
+authorization code gets a plain-text "Bad Request", not JSON. A token answer's body is never
+echoed, and tokens are checked (printable ASCII, bounded) before anything stores them.
 """
 
 from __future__ import annotations
@@ -207,9 +209,14 @@ class TokenService:
         reason = response.headers.get("Reason", "")
         if _TOO_EARLY in reason.lower().replace(" ", "") or "not expired" in description.lower():
             raise TooEarly()
-        if error == "invalid_client":
+        if error == "invalid_client" or (error == "invalid_request" and not description):
             raise InvalidClient(
                 "Exact Online rejected the Client ID or Client Secret.",
+                details={"status": response.status_code, "oauth_error": error},
+            )
+        if not error and response.status_code == 400 and grant_type == "authorization_code":
+            raise ReauthRequired(  # a used or unknown code answers a plain "Bad Request"
+                _REFUSALS[grant_type] + "; sign in again.",
                 details={"status": response.status_code},
             )
         if error in _REAUTH_ERRORS:

@@ -6,9 +6,11 @@ talking to ``https://start.exactonline.nl``), or to :func:`~exact_connector.sand
 sockets. Every absolute URL it writes (``__next``, ``__metadata.uri``, redirects) is built from the
 request's own scheme and host.
 
-A request goes: faults (delay, or an injected answer) -> OAuth endpoints, or for the API: access
-token (401) -> error-budget block (429) -> rate limits (429 + headers) -> endpoint (404), division
-grant (403), method (405) -> the REST handler -> error-budget accounting -> faults (damage, drop).
+A request goes: faults (delay, or an injected answer) -> URL and body size (414, 413) -> OAuth
+endpoints, or for the API: access token (401) -> error-budget block (429) -> rate limits (429 +
+headers) -> ``Accept`` (415) -> endpoint (404), division grant (403), method (405) -> the REST
+handler -> error-budget accounting -> JSON, or Atom unless JSON was asked for -> faults (damage,
+drop).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.sandbox.counters import Counters, Event
 from exact_connector.sandbox.faults import Faults, damage, respond
-from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits
+from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits, oversized
+from exact_connector.sandbox.negotiate import accepts_json, as_atom, check_accept
 from exact_connector.sandbox.oauth import OAuthServer, SandboxApp, announce_secret
 from exact_connector.sandbox.render import Renderer
-from exact_connector.sandbox.rest import Rest, Route, resolve, route
+from exact_connector.sandbox.rest import Rest
+from exact_connector.sandbox.routes import Route, resolve, route
 from exact_connector.sandbox.seed import (
     FIRST_NAMES,
     LAST_NAMES,
@@ -85,8 +89,10 @@ class Sandbox:
     ``clock`` is the time of everything (default: the system clock); ``auto_consent`` skips the
     consent page, granting every division or the ones listed; ``apps`` replaces the default demo
     app (the first becomes ``demo_app``); ``divisions`` are the administrations' numbers.
-    ``revoke_previous_access`` and ``refresh_grace`` are the two OAuth behaviours Exact does not
-    document (see :mod:`~exact_connector.sandbox.oauth`).
+    ``revoke_previous_access``, ``refresh_grace`` and ``token_calls_per_day`` are OAuth behaviours
+    Exact does not document (see :mod:`~exact_connector.sandbox.oauth`); ``mandatory_filter`` and
+    ``bare_arrays`` are REST behaviours the facts leave open (see
+    :mod:`~exact_connector.sandbox.rest`). All are off by default but ``revoke_previous_access``.
     """
 
     def __init__(
@@ -102,6 +108,9 @@ class Sandbox:
         *,
         revoke_previous_access: bool = True,
         refresh_grace: bool = False,
+        token_calls_per_day: int | None = None,
+        mandatory_filter: bool = False,
+        bare_arrays: bool = False,
     ) -> None:
         codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
         if not codes or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in codes):
@@ -145,8 +154,16 @@ class Sandbox:
             auto_consent,
             revoke_previous_access,
             refresh_grace,
+            token_calls_per_day,
         )
-        self.rest = Rest(self.store, self.clock, self.counters, self.current_division)
+        self.rest = Rest(
+            self.store,
+            self.clock,
+            self.counters,
+            self.current_division,
+            mandatory_filter=mandatory_filter,
+            bare_arrays=bare_arrays,
+        )
         self.rate_limits = RateLimits(self.clock)
         self.error_budget = ErrorBudget(self.clock)
         self._lock = threading.RLock()
@@ -202,6 +219,9 @@ class Sandbox:
 
     def _dispatch(self, request: httpx.Request) -> tuple[httpx.Response, str]:
         path = request.url.path
+        refused = oversized(request)
+        if refused is not None:
+            return error_response(refused), path.removeprefix("/api/").rstrip("/")
         if path.rstrip("/") == "/api/oauth2/auth":
             return self.oauth.authorize(request), "oauth2/auth"
         if path == "/api/oauth2/token":
@@ -209,7 +229,10 @@ class Sandbox:
         where = route(path)
         if where is None:
             return error_response(SandboxError(404, "The resource cannot be found.")), path
-        return self._api(request, where)
+        response, label = self._api(request, where)
+        if accepts_json(request):
+            return response, label
+        return as_atom(response, self.clock.now()), label
 
     def _api(self, request: httpx.Request, where: Route) -> tuple[httpx.Response, str]:
         label = self._label(request.url.path)
@@ -243,6 +266,8 @@ class Sandbox:
                 return json_response(429, error_body(message), verdict.headers), label
             headers = verdict.headers
         try:
+            if where.tail != "$count":
+                check_accept(request)
             endpoint = resolve(where)
             granted = where.division is None or where.division in grant.family.divisions
             if not granted and endpoint.id.lower() != "system/divisions":

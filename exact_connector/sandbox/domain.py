@@ -35,11 +35,14 @@ __all__ = [
     "LOOKUPS",
     "NAME_LINKS",
     "NORMALIZE",
+    "PADDED",
     "PROJECT_TYPES",
     "REFERENCES",
     "SPECIFIC",
     "TIME_ITEMS",
+    "WRITABLE_VALUES",
     "generator_for",
+    "pad",
 ]
 
 #: Hour types: the first items of ``logistics/Items`` (code, description, hourly rate).
@@ -230,7 +233,7 @@ COMPUTED: dict[str, dict[str, Callable[[Read], Any]]] = {
         "CountryName": lambda get: _COUNTRIES.get((get("Country") or "").strip()),
         "IsSales": lambda get: get("Status") == "C",
     },
-    "logistics/Items": {"UnitDescription": lambda get: _UNITS.get(get("Unit") or "")},
+    "logistics/Items": {"UnitDescription": lambda get: _UNITS.get((get("Unit") or "").strip())},
     "project/Projects": {"TypeDescription": lambda get: PROJECT_TYPES.get(get("Type"))},
     "project/TimeTransactions": {"AmountFC": _amount},
 }
@@ -257,6 +260,32 @@ NORMALIZE: dict[str, dict[str, Callable[[Any], Any]]] = {
         "Code": lambda code: code.strip().rjust(18) if isinstance(code, str) else code
     },
 }
+
+#: The only values a POST or PUT may give a field (API-FACTS section 5: HourStatus on POST/PUT is
+#: 1 Draft, 2 Rejected or 10 Submitted; reads also show 11, 14, 16, 19 and 20).
+WRITABLE_VALUES: dict[str, dict[str, dict[Any, str]]] = {
+    "project/TimeTransactions": {"HourStatus": {1: "Draft", 2: "Rejected", 10: "Submitted"}},
+}
+
+#: Fixed-width text columns, padded with spaces to their width on every endpoint, as Exact returns
+#: them (recorded: crm/Accounts Country "NL ", State "UT ", Language "NL        "; logistics/Items
+#: Unit "stuk    ", SalesVatCode "5  "; salesinvoice/SalesInvoiceLines VATCode "02 ").
+PADDED: dict[str, int] = {
+    "Country": 3,
+    "Language": 10,
+    "PurchaseVATCode": 3,
+    "SalesVATCode": 3,
+    "SalesVatCode": 3,
+    "State": 3,
+    "Unit": 8,
+    "VATCode": 3,
+}
+
+
+def pad(value: Any, width: int) -> Any:
+    """A text value as a fixed-width column holds it: right-padded with spaces."""
+    return value.ljust(width) if isinstance(value, str) else value
+
 
 #: References a write must point at an existing record: field -> table.
 REFERENCES: dict[str, dict[str, str]] = {

@@ -4,8 +4,9 @@ Supported: ``eq ne gt ge lt le and or not``, parentheses, ``guid'…'``, ``datet
 (with ``L``/``M``/``D`` suffixes), quoted strings with ``''`` escapes, ``null``, ``true``/``false``,
 ``substringof``, ``startswith``, ``endswith``, ``tolower`` and ``toupper``. Operands are checked
 like WCF checks them (``ID eq 'abc'`` is an error, not an empty result). Text compares
-case-insensitively, as Exact's SQL Server collation does. Anything else is 400 "Error in query
-syntax." with the reason phrase Exact sends.
+case-insensitively and ignoring trailing spaces, as Exact's SQL Server does (so ``Country eq 'NL'``
+finds the fixed-width ``'NL '``). Anything else is 400 "Error in query syntax." with the reason
+phrase Exact sends. :func:`timestamp_only` is the one filter sync endpoints take.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "parse_filter",
     "predicate",
     "syntax_error",
+    "timestamp_only",
 ]
 
 Predicate = Callable[[Any], bool]
@@ -237,7 +239,8 @@ class _Parser:
 
 
 def _fold(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+    # SQL Server compares text ignoring case and trailing spaces: 'NL' eq a char(3) 'NL '.
+    return value.rstrip(" ").casefold() if isinstance(value, str) else value
 
 
 def _text_test(test: Callable[[str, str], bool]) -> Callable[[Any, Any], Any]:
@@ -316,6 +319,14 @@ def lower_bound(node: Any, name: str) -> tuple[Any, bool] | None:
     if bounded and left.op == "ref" and left.value == name:
         return right.value, op != "gt"
     return None
+
+
+def timestamp_only(node: Any) -> bool:
+    """Whether a filter is ``Timestamp gt <number>``, the only one a sync endpoint accepts."""
+    if not isinstance(node, _Node) or node.op != "cmp" or node.value != "gt":
+        return False
+    left, right = node.args
+    return left.op == "ref" and left.value == "Timestamp" and right.kind == "number"
 
 
 def parse_filter(text: str, fields: Mapping[str, str]) -> Any:

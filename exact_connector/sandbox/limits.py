@@ -1,4 +1,5 @@
-"""Exact's throttles: 60 calls a minute and 5,000 a day per app and division, and the error budget.
+"""Exact's throttles: 60 calls a minute and 5,000 a day per app and division, the error budget, and
+the size limits of a request.
 
 Minute windows are aligned to the clock minute and days to UTC midnight, as Exact's reset headers
 show (``X-RateLimit-Minutely-Reset`` = the next whole minute, ``X-RateLimit-Reset`` = the next UTC
@@ -11,6 +12,12 @@ hour longer (Exact: "the block will gradually increase"). A blocked call is answ
 Exact calls this an API rate limit and documents no status for it; 429 is what a client already
 treats as "wait, do not retry now" — with a message naming the unblock time and no
 ``X-RateLimit-*`` headers, so it cannot be mistaken for the minute running out.
+
+Sizes (API-FACTS §3 "Sizes", KB "API limits" and "REST API - Restrictions"): a URL longer than
+6,000 characters after encoding answers 414, a body over 10 MB answers 413, before anything else
+looks at the request, as the web server in front of Exact would. The facts give the limits, not
+the answers: the statuses are the HTTP ones for exactly these refusals, and "10 MB" is read as
+10,000,000 bytes, the smaller reading, so nothing the sandbox accepts could be refused by Exact.
 """
 
 from __future__ import annotations
@@ -18,12 +25,37 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from exact_connector.clock import Clock
+import httpx
 
-__all__ = ["ERROR_STATUSES", "ErrorBudget", "RateLimits", "Verdict", "minute_reset_ms"]
+from exact_connector.clock import Clock
+from exact_connector.sandbox.wire import SandboxError
+
+__all__ = [
+    "ERROR_STATUSES",
+    "MAX_BODY_BYTES",
+    "MAX_URL_LENGTH",
+    "ErrorBudget",
+    "RateLimits",
+    "Verdict",
+    "minute_reset_ms",
+    "oversized",
+]
 
 ERROR_STATUSES = frozenset({400, 401, 403, 404})
 _DAY = 86_400
+MAX_URL_LENGTH = 6_000
+MAX_BODY_BYTES = 10_000_000
+
+
+def oversized(request: httpx.Request) -> SandboxError | None:
+    """The refusal of a request whose URL or body is larger than Exact takes, else None."""
+    length = len(str(request.url))
+    if length > MAX_URL_LENGTH:
+        message = f"The URL is {length} characters long; at most {MAX_URL_LENGTH} are accepted."
+        return SandboxError(414, message)
+    if len(request.content) > MAX_BODY_BYTES:
+        return SandboxError(413, "The request body is larger than the 10 MB Exact accepts.")
+    return None
 
 
 def minute_reset_ms(now: float) -> int:

@@ -45,13 +45,15 @@ def page(
     orderby: tuple[tuple[str, bool], ...],
     start: Any,
     limit: int,
+    skip: int = 0,
 ) -> Page:
-    """The page after ``start`` (a key, or a Timestamp when ``by_timestamp``)."""
+    """The page after ``start`` (a key, or a Timestamp when ``by_timestamp``), ``skip`` matching
+    rows further on (``$skip``)."""
     position = _position(table, by_timestamp)
     if limit == 0:
         return Page([], False, None)
     if orderby:
-        return _sorted(table, by_timestamp, test, orderby, start, limit, position)
+        return _sorted(table, by_timestamp, test, orderby, start, limit + skip, position, skip)
     order_name = "Timestamp" if by_timestamp else table.spec.key_field
     inclusive = False
     bound = lower_bound(filter_tree, order_name) if order_name else None
@@ -60,6 +62,9 @@ def page(
     rows: list[tuple[Key, Row]] = []
     for key, row in table.scan(by_timestamp, start, inclusive):
         if test is not None and not test(row):
+            continue
+        if skip:
+            skip -= 1
             continue
         if len(rows) == limit:
             return Page(rows, True, position(rows[-1]))
@@ -87,6 +92,7 @@ def _sorted(
     start: Any,
     limit: int,
     position: Callable[[tuple[Key, Row]], Any],
+    skip: int = 0,
 ) -> Page:
     rows = [(key, row) for key, row in table.scan(by_timestamp) if test is None or test(row)]
     for name, descending in reversed(orderby):
@@ -96,5 +102,5 @@ def _sorted(
     if start is not None:
         positions = [position(pair) for pair in rows]
         first = positions.index(start) + 1 if start in positions else len(rows)
-    chosen = rows[first : first + limit]
+    chosen = rows[first + skip : first + limit]
     return Page(chosen, first + limit < len(rows), position(chosen[-1]) if chosen else None)

@@ -2,12 +2,17 @@
 
 * ``GET /api/oauth2/auth`` checks the client id and the redirect URI (byte-equal to a registered
   one), then shows a consent page (or consents at once in auto-consent mode) and redirects with
-  ``code`` and ``state``. Codes contain ``!`` (sent as ``%21``), live 3 minutes and work once.
-* ``POST /api/oauth2/token`` (form-encoded, client secret in the body) answers the code and
-  refresh grants with ``expires_in`` as the *string* ``"600"``. Refresh tokens rotate and are
-  single-use: presenting an old one answers 401 "Old refresh token used." and revokes the whole
-  family (every token descended from that consent). A refresh within 570 s of the family's last
-  grant answers 400 ``access_denied`` with ``Reason: TooEarlyToRefreshTokens…`` and rotates
+  ``code`` and ``state``. Codes contain ``!`` (sent as ``%21``), live 3 minutes and work once: a
+  second use answers a plain-text 400 "Bad Request" (recorded, picqer #96). ``response_type=token``
+  is the implicit flow (API-FACTS §1 "Grant types"): the redirect carries ``access_token``,
+  ``token_type``, ``expires_in`` and ``state`` in its fragment, and no refresh token.
+* ``POST /api/oauth2/token`` (form-encoded; client credentials in the body or as HTTP Basic, see
+  :mod:`~exact_connector.sandbox.token_requests`) answers the code and refresh grants with
+  ``expires_in`` as the *string* ``"600"``. Unknown client credentials answer the bare
+  ``{"error":"invalid_request"}`` Exact was recorded giving (picqer #553). Refresh tokens rotate
+  and are single-use: presenting an old one answers 401 "Old refresh token used." and revokes the
+  whole family (every token descended from that consent). A refresh within 570 s of the family's
+  last grant answers 400 ``access_denied`` with ``Reason: TooEarlyToRefreshTokens…`` and rotates
   nothing. A refresh token unused for 30 days has expired.
 * Issuing a new access token revokes the family's previous one (``revoke_previous_access``,
   default on): a third-party report (Flowgear) says Exact keeps one access token per client, and
@@ -23,13 +28,20 @@ import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from exact_connector.clock import Clock
 from exact_connector.sandbox.consent import consent_page, error_page
 from exact_connector.sandbox.counters import Counters
+from exact_connector.sandbox.token_requests import (
+    OAuthError,
+    TokenQuota,
+    basic_credentials,
+    form_pairs,
+    single_values,
+)
 from exact_connector.sandbox.wire import html_response, json_response
 
 __all__ = ["AccessGrant", "Family", "OAuthServer", "SandboxApp"]
@@ -93,27 +105,6 @@ class _Code:
     used: bool = False
 
 
-class OAuthError(Exception):
-    """A token-endpoint refusal: ``{"error": …, "error_description": …}``."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        description: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(error)
-        self.status, self.error, self.description = status, error, description
-        self.headers = dict(headers or {})
-
-    def response(self) -> httpx.Response:
-        body = {"error": self.error}
-        if self.description:
-            body["error_description"] = self.description
-        return json_response(self.status, body, {"Cache-Control": "no-store", **self.headers})
-
-
 #: Called with every secret the sandbox mints or is configured with (tokens, codes, client
 #: secrets), so a test suite's secret scanner can look for them in logs and output.
 SECRET_OBSERVERS: list[Callable[[str], object]] = []
@@ -138,31 +129,6 @@ def _exact_time(moment: float) -> str:
     return f"{when.month}/{when.day}/{when.year} {hour}:{when.minute:02d}:{when.second:02d} {half}"
 
 
-def _pairs(request: httpx.Request) -> list[tuple[str, str]]:
-    if (
-        request.headers.get("content-type", "").split(";")[0].strip()
-        != "application/x-www-form-urlencoded"
-    ):
-        raise OAuthError(
-            400, "invalid_request", "The body must be application/x-www-form-urlencoded."
-        )
-    try:
-        return parse_qsl(
-            request.content.decode("utf-8"), keep_blank_values=True, strict_parsing=False
-        )
-    except UnicodeDecodeError:
-        raise OAuthError(400, "invalid_request", "The body is not valid UTF-8.") from None
-
-
-def _single(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name in values:
-            raise OAuthError(400, "invalid_request", f"Parameter '{name}' was sent more than once.")
-        values[name] = value
-    return values
-
-
 class OAuthServer:
     """The authorization and token endpoints, and the access-token check of every API call."""
 
@@ -175,8 +141,10 @@ class OAuthServer:
         auto_consent: bool | Collection[int] = False,
         revoke_previous_access: bool = True,
         refresh_grace: bool = False,
+        token_calls_per_day: int | None = None,
     ) -> None:
         self.clock = clock
+        self.quota = TokenQuota(clock, token_calls_per_day)
         self.apps = {app.client_id: app for app in apps}
         self.divisions = dict(divisions)
         self.counters = counters
@@ -194,7 +162,7 @@ class OAuthServer:
         """``/api/oauth2/auth``: the consent page (GET) and the user's answer to it (POST)."""
         try:
             pairs = (
-                _pairs(request)
+                form_pairs(request)
                 if request.method == "POST"
                 else list(request.url.params.multi_items())
             )
@@ -210,25 +178,26 @@ class OAuthServer:
                 400, error_page("The redirect_uri is not registered for this app.")
             )
         state = params.get("state")
-        if params.get("response_type") != "code":
+        if params.get("response_type") not in ("code", "token"):
             return self._back(redirect_uri, {"error": "unsupported_response_type"}, state)
+        implicit = params.get("response_type") == "token"
         if request.method == "GET":
             if self.auto_consent is False:
                 return html_response(200, self._page(app, params))
             chosen = (
                 tuple(self.divisions) if self.auto_consent is True else tuple(self.auto_consent)
             )
-            return self._consent(app, redirect_uri, chosen, state)
+            return self._consent(app, redirect_uri, chosen, state, implicit)
         if params.get("decision") == "deny":
             self.counters.log(self.clock.now(), "consent", "deny")
-            return self._back(redirect_uri, {"error": "access_denied"}, state)
+            return self._back(redirect_uri, {"error": "access_denied"}, state, implicit)
         picked = {value for name, value in pairs if name == "division"}
         chosen = tuple(code for code in self.divisions if str(code) in picked)
         if params.get("decision") != "allow" or not chosen:
             return html_response(
                 200, self._page(app, params, "Choose at least one administration.")
             )
-        return self._consent(app, redirect_uri, chosen, state)
+        return self._consent(app, redirect_uri, chosen, state, implicit)
 
     def authorize_url(
         self, base: str, app: SandboxApp, state: str, redirect_uri: str | None = None
@@ -251,20 +220,30 @@ class OAuthServer:
         return consent_page(app.name, hidden, self.divisions, problem)
 
     def _consent(
-        self, app: SandboxApp, redirect_uri: str, divisions: tuple[int, ...], state: str | None
+        self,
+        app: SandboxApp,
+        redirect_uri: str,
+        divisions: tuple[int, ...],
+        state: str | None,
+        implicit: bool = False,
     ) -> httpx.Response:
+        self.counters.log(self.clock.now(), "consent", "allow")
+        if implicit:  # the tokens themselves, in the fragment; no refresh token
+            answer = self._grant(self._new_family(app, divisions), "implicit", refresh=False)
+            return self._back(redirect_uri, answer, state, implicit)
         code = _token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 36)
         self._codes[code] = _Code(app, redirect_uri, divisions, self.clock.now())
-        self.counters.log(self.clock.now(), "consent", "allow")
         return self._back(redirect_uri, {"code": code}, state)
 
     @staticmethod
-    def _back(redirect_uri: str, params: dict[str, str], state: str | None) -> httpx.Response:
+    def _back(
+        redirect_uri: str, params: dict[str, str], state: str | None, implicit: bool = False
+    ) -> httpx.Response:
         if state is not None:
             params["state"] = state
         query = urlencode(params, quote_via=quote, safe="")
-        location = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{query}"
-        return httpx.Response(302, headers={"Location": location}, content=b"")
+        joint = "#" if implicit else "&" if "?" in redirect_uri else "?"
+        return httpx.Response(302, headers={"Location": f"{redirect_uri}{joint}{query}"})
 
     # -- the token endpoint ----------------------------------------------------------------------
 
@@ -274,8 +253,12 @@ class OAuthServer:
         try:
             if request.method != "POST":
                 raise OAuthError(405, "invalid_request", "The token endpoint accepts POST only.")
-            form = _single(_pairs(request))
-            app = self._client(form)
+            form = single_values(form_pairs(request))
+            app = self._client(request, form)
+            wait = self.quota.take(app.client_id)
+            if wait is not None:
+                description = "Rate limit exceeded: too many token requests today."
+                raise OAuthError(429, "access_denied", description, {"Retry-After": str(wait)})
             grants = {"authorization_code": self._exchange, "refresh_token": self._refresh_grant}
             grant = grants.get(form.get("grant_type", ""))
             if grant is None:
@@ -290,11 +273,19 @@ class OAuthServer:
         family = self._new_family(app, tuple(divisions))
         return self._grant(family, "issued")
 
-    def _client(self, form: Mapping[str, str]) -> SandboxApp:
-        app = self.apps.get(form.get("client_id", ""))
-        secret = form.get("client_secret", "")
+    def _client(self, request: httpx.Request, form: Mapping[str, str]) -> SandboxApp:
+        try:
+            basic = basic_credentials(request)
+        except ValueError:
+            raise OAuthError(400, "invalid_request") from None
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if basic is not None:
+            if (client_id and client_id != basic[0]) or (secret and secret != basic[1]):
+                raise OAuthError(400, "invalid_request")
+            client_id, secret = basic
+        app = self.apps.get(client_id)
         if app is None or not hmac.compare_digest(app.client_secret.encode(), secret.encode()):
-            raise OAuthError(400, "invalid_client", "The client id or client secret is not valid.")
+            raise OAuthError(400, "invalid_request")  # bare, as recorded (picqer #553)
         return app
 
     def _exchange(self, app: SandboxApp, form: Mapping[str, str]) -> dict[str, str]:
@@ -303,7 +294,7 @@ class OAuthServer:
         if code is None or code.app is not app:
             raise OAuthError(400, "invalid_grant", "The authorization code is not valid.")
         if code.used:
-            raise OAuthError(400, "invalid_grant", "The authorization code has already been used.")
+            raise OAuthError(400, "invalid_grant", plain="Bad Request")
         if now > code.issued_at + CODE_TTL:
             raise OAuthError(400, "invalid_grant", "The authorization code has expired.")
         if form.get("redirect_uri") != code.redirect_uri:
@@ -358,21 +349,21 @@ class OAuthServer:
         self._families += 1
         return Family(f"G{self._families}", app, divisions)
 
-    def _grant(self, family: Family, grant_type: str) -> dict[str, str]:
+    def _grant(self, family: Family, grant_type: str, refresh: bool = True) -> dict[str, str]:
         now = self.clock.now()
         family.generation += 1
         family.issued_at = now
         family.current_used = False
         access = _token("AAEAA", 96)
-        refresh = _token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 96)
-        self._refresh[refresh] = (family, family.generation)
         self._access[access] = AccessGrant(family, family.generation, now + ACCESS_TTL)
         answer = {
             "access_token": access,
             "token_type": "bearer",
             "expires_in": str(int(ACCESS_TTL)),
-            "refresh_token": refresh,
         }
+        if refresh:
+            answer["refresh_token"] = _token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 96)
+            self._refresh[answer["refresh_token"]] = (family, family.generation)
         family.last_answer = answer
         if grant_type != "issued":
             self.counters.token_grants[grant_type] += 1

@@ -1,8 +1,9 @@
 """The OData query options of a list or read: ``$select``, ``$filter``, ``$orderby``, ``$top``,
 ``$skiptoken``, ``$inlinecount``, ``$expand``, checked strictly against the endpoint's fields.
 
-Unknown ``$`` options, ``$skip`` (Exact's newer endpoints page with ``$skiptoken`` only), unknown
-properties and malformed values answer 400 as Exact does; bulk and sync lists need ``$select``.
+Unknown ``$`` options, ``$skip`` where the endpoint does not take it (those released after 1 March
+2017 page with ``$skiptoken`` only: :mod:`~exact_connector.sandbox.history`), unknown properties
+and malformed values answer 400 as Exact does; bulk and sync lists need ``$select``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Options:
     inlinecount: bool = False
     expand: frozenset[str] = frozenset()
     params: tuple[tuple[str, str], ...] = field(default=())
+    skip: int = 0
 
 
 def _names(text: str) -> list[str]:
@@ -79,6 +81,7 @@ def parse_options(
     type_name: str,
     *,
     require_select: bool = False,
+    skip_allowed: bool = False,
 ) -> Options:
     """Check and parse the ``$`` options; ``fields`` maps scalar names to Edm types."""
     seen: dict[str, str] = {}
@@ -94,8 +97,10 @@ def parse_options(
         if name in seen:
             raise SandboxError(400, f"Query option '{name}' was specified more than once.")
         seen[name] = value
-    if "$skip" in seen:
+    if "$skip" in seen and not skip_allowed:
         raise SandboxError(400, "$skip is not supported on this endpoint. Use $skiptoken to page.")
+    if not re.fullmatch(r"[0-9]{1,9}", seen.get("$skip", "0")):
+        raise syntax_error()
     if seen.get("$format", "json") != "json":
         raise SandboxError(400, "Only $format=json is supported.")
     select = None
@@ -135,4 +140,5 @@ def parse_options(
         count == "allpages",
         expand,
         tuple(params),
+        int(seen.get("$skip", "0")),
     )

@@ -8,11 +8,12 @@ as OData v2 writes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from exact_connector.catalog import Endpoint
+from exact_connector.sandbox.links import singular
 from exact_connector.sandbox.store import Key, Row, TableSpec, edm_type
 
 __all__ = ["Readable", "Renderer", "next_link", "type_name", "uri_literal"]
@@ -44,19 +45,9 @@ class Readable(Protocol):
     def scan(self, by_timestamp: bool, start: Any = None, inclusive: bool = False) -> Any: ...
 
 
-def _singular(word: str) -> str:
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us")):
-        return word[:-1]
-    return word
-
-
 def type_name(endpoint: Endpoint) -> str:
     """``Exact.Web.Api.Models.Account`` for crm/Accounts, and so on."""
-    name = _TYPE_NAMES.get(endpoint.id.lower()) or _singular(endpoint.name.split("/")[-1])
+    name = _TYPE_NAMES.get(endpoint.id.lower()) or singular(endpoint.name.split("/")[-1])
     return _MODELS + name
 
 
@@ -70,8 +61,10 @@ def uri_literal(value: Any, edm: str) -> str:
 
 
 def next_link(base: str, params: Sequence[tuple[str, str]], skiptoken: str, top: int | None) -> str:
-    """The absolute ``__next``: the same query, ``$skiptoken`` added, ``$top`` reduced."""
-    kept = [(name, value) for name, value in params if name not in ("$skiptoken", "$top")]
+    """The absolute ``__next``: the same query, ``$skiptoken`` added, ``$top`` reduced (``$skip``
+    is spent: the skiptoken already stands past the skipped rows)."""
+    dropped = ("$skiptoken", "$top", "$skip")
+    kept = [(name, value) for name, value in params if name not in dropped]
     if top is not None:
         kept.append(("$top", str(top)))
     kept.append(("$skiptoken", skiptoken))
@@ -87,7 +80,7 @@ class Renderer:
         table: Readable,
         collection_uri: str,
         select: Sequence[str] | None = None,
-        expand: frozenset[str] = frozenset(),
+        expanded: Mapping[str, Callable[[Row], list[dict[str, Any]]]] | None = None,
     ) -> None:
         self.type_name = type_name(endpoint)
         self.collection_uri = collection_uri
@@ -98,9 +91,12 @@ class Renderer:
                 continue
             kind = edm_type(field)
             how = _DATE if kind == "Edm.DateTime" else _PLAIN
+            read = table.getter(field.name)
             if not kind:
-                how = _EXPANDED if field.name in expand else _DEFERRED
-            plan.append((field.name, how, table.getter(field.name)))
+                how = _DEFERRED
+                if expanded is not None and field.name in expanded:
+                    how, read = _EXPANDED, expanded[field.name]
+            plan.append((field.name, how, read))
         self._plan = plan
         key_name = endpoint.primary_key if isinstance(endpoint.primary_key, str) else None
         key_field = endpoint.field(key_name) if key_name else None

@@ -3,12 +3,23 @@ delete over the store, answered in Exact's envelopes.
 
 Lists page 60 rows (1000 on bulk and sync endpoints) in key order (Timestamp order on sync ones);
 :mod:`~exact_connector.sandbox.listing` finds the page. ``current/Me`` and the division lists are
-derived from the sandbox's settings (:mod:`~exact_connector.sandbox.system`) and read-only.
+derived from the sandbox's settings (:mod:`~exact_connector.sandbox.system`) and read-only;
+function endpoints answer from their parameters (:mod:`~exact_connector.sandbox.functions`).
+
+``$expand`` lists a parent's lines from their own table (:mod:`~exact_connector.sandbox.links`), and
+a POST may carry new lines inline (Exact's deep insert): they are checked with the parent, before
+anything is stored. Sync endpoints take only a ``Timestamp gt`` filter (API-FACTS, "Sync feed").
+
+Two switches model what the facts leave open. ``mandatory_filter``: Exact demands a ``$filter`` on
+lists of the regular and bulk endpoints that have a sync API (API-FACTS §3, KB "API limits"), but
+the fields of the docs' "Filter" column were not captured, so which lists fail cannot be known;
+when on, a list without any ``$filter`` there answers 400 (off by default). ``bare_arrays``: Exact
+sometimes answers ``{"d":[…]}`` (recorded for a logistics/Items record; API-FACTS §4 "Envelope"),
+when is not documented; when on, every answer without ``__next`` or ``__count`` takes that form.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,60 +30,24 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock
 from exact_connector.sandbox.counters import Counters
 from exact_connector.sandbox.domain import REFERENCES
-from exact_connector.sandbox.filters import predicate
+from exact_connector.sandbox.filters import predicate, timestamp_only
+from exact_connector.sandbox.functions import function_table, single_result
+from exact_connector.sandbox.history import takes_skip
+from exact_connector.sandbox.links import Link, child_links, group_by
 from exact_connector.sandbox.listing import count, page
+from exact_connector.sandbox.negotiate import count_acceptable, read_payload
 from exact_connector.sandbox.oauth import AccessGrant
 from exact_connector.sandbox.query import Options, parse_key, parse_options
 from exact_connector.sandbox.render import Readable, Renderer, next_link, type_name, uri_literal
+from exact_connector.sandbox.routes import Route
 from exact_connector.sandbox.store import Key, Row, Store, Table, edm_type, table_spec
 from exact_connector.sandbox.system import FixedTable, division_record, me_record
 from exact_connector.sandbox.wire import SandboxError, empty_response, json_response
 from exact_connector.sandbox.writes import check_write
 
-__all__ = ["Rest", "Route", "route"]
+__all__ = ["Rest"]
 
-_PATH = re.compile(r"/api/v1/(?:(?P<beta>beta)/)?(?:(?P<division>[0-9]{1,10})/)?(?P<rest>.+)")
-_KEYED = re.compile(r"(?P<name>[^()]+)\((?P<key>.*)\)(?:/(?P<tail>[A-Za-z]+))?")
 _DIVISION_LISTS = frozenset({"system/divisions", "system/alldivisions", "hrm/divisions"})
-
-
-@dataclass(frozen=True)
-class Route:
-    """What an API path names: division, endpoint, key literal, and ``$count`` or a navigation."""
-
-    division: int | None
-    beta: bool
-    name: str
-    key: str | None = None
-    tail: str | None = None
-
-
-def route(path: str) -> Route | None:
-    """Parse ``/api/v1/[beta/][division/]service/Endpoint[(key)][/tail]``; None if it is not one."""
-    match = _PATH.fullmatch(path)
-    if match is None:
-        return None
-    rest, key, tail = match["rest"], None, None
-    keyed = _KEYED.fullmatch(rest)
-    if keyed is not None:
-        rest, key, tail = keyed["name"], keyed["key"], keyed["tail"]
-    elif rest.endswith("/$count"):
-        rest, tail = rest[: -len("/$count")], "$count"
-    division = int(match["division"]) if match["division"] else None
-    return Route(division, bool(match["beta"]), rest, key, tail)
-
-
-def resolve(where: Route) -> Endpoint:
-    """The catalog endpoint a route names, or 404 as Exact answers an unknown resource."""
-    endpoint = catalog().get(where.name)
-    if (
-        endpoint is None
-        or endpoint.beta != where.beta
-        or endpoint.division_in_path != (where.division is not None)
-    ):
-        segment = where.name.rsplit("/", 1)[-1]
-        raise SandboxError(404, f"Resource not found for the segment '{segment}'.")
-    return endpoint
 
 
 @dataclass(frozen=True)
@@ -96,12 +71,21 @@ class Rest:
     """Generic CRUD over the store for every catalog endpoint, plus the derived system lists."""
 
     def __init__(
-        self, store: Store, clock: Clock, counters: Counters, current_division: int
+        self,
+        store: Store,
+        clock: Clock,
+        counters: Counters,
+        current_division: int,
+        *,
+        mandatory_filter: bool = False,
+        bare_arrays: bool = False,
     ) -> None:
         self.store = store
         self.clock = clock
         self.counters = counters
         self.current_division = current_division
+        self.mandatory_filter = mandatory_filter
+        self.bare_arrays = bare_arrays
 
     def handle(
         self, request: httpx.Request, where: Route, endpoint: Endpoint, grant: AccessGrant
@@ -115,15 +99,33 @@ class Rest:
             allow = ", ".join(sorted(endpoint.methods))
             message = f"The HTTP method '{method}' is not allowed on this address."
             raise SandboxError(405, message, headers={"Allow": allow})
-        table = self._table(endpoint, where.division, grant)
+        params = list(request.url.params.multi_items())
+        arguments = dict(params)
+        if (single := single_result(endpoint, arguments)) is not None:
+            return self._envelope({"d": single})
+        table = self._table(endpoint, where.division, grant, arguments)
         if method != "GET" and not isinstance(table, Table):
             raise SandboxError(403, "The sandbox's administrations and user cannot be changed.")
+        collection = f"{self._api_base(request, where)}/{endpoint.id}"
+        return action(self, Call(request, where, endpoint, table, collection, params))
+
+    @staticmethod
+    def _api_base(request: httpx.Request, where: Route) -> str:
         beta = "/beta" if where.beta else ""
         division = f"/{where.division}" if where.division is not None else ""
         base = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
-        collection = f"{base}/api/v1{beta}{division}/{endpoint.id}"
-        params = list(request.url.params.multi_items())
-        return action(self, Call(request, where, endpoint, table, collection, params))
+        return f"{base}/api/v1{beta}{division}"
+
+    def _envelope(self, payload: dict[str, Any], status: int = 200) -> httpx.Response:
+        """``{"d":…}``; in bare-array mode a record or a page without ``__next``/``__count``
+        becomes ``{"d":[…]}``."""
+        body = payload["d"]
+        if self.bare_arrays and isinstance(body, dict) and not {"__next", "__count"} & set(body):
+            if isinstance(body.get("results"), list):
+                payload = {"d": body["results"]}
+            elif "__metadata" in body:
+                payload = {"d": [body]}
+        return json_response(status, payload)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -134,12 +136,53 @@ class Rest:
         navigation = frozenset(f.name for f in endpoint.fields if not edm_type(f))
         needs_select = listing and endpoint.kind in ("bulk", "sync")
         return parse_options(
-            call.params, fields, navigation, type_name(endpoint), require_select=needs_select
+            call.params,
+            fields,
+            navigation,
+            type_name(endpoint),
+            require_select=needs_select,
+            skip_allowed=takes_skip(endpoint),
         )
+
+    def _check_filter(self, endpoint: Endpoint, options: Options) -> None:
+        if endpoint.kind == "sync" and options.filter is not None:
+            if not timestamp_only(options.filter):
+                message = "Sync endpoints can only be filtered with 'Timestamp gt <timestamp>'."
+                raise SandboxError(400, message)
+        elif (
+            self.mandatory_filter
+            and options.filter is None
+            and catalog().sync_api(endpoint) is not None
+        ):
+            message = "A $filter is mandatory on this endpoint. Add a $filter to the query string."
+            raise SandboxError(400, message)
+
+    def _expanded(self, call: Call, names: frozenset[str]) -> dict[str, Any]:
+        """For each expanded property, a reader of a row's lines as records."""
+        table = call.table
+        expanded: dict[str, Any] = {}
+        for name in names:
+            link = child_links(table.spec.id).get(name)
+            if link is None:  # not a table of its own: the lines a write stored, if any
+                read = table.getter(name)
+                expanded[name] = lambda row, read=read: list(read(row) or [])
+                continue
+            child = catalog().lookup(link.child)
+            lines = self.store.table_by_id(call.division, link.child)
+            render = Renderer(
+                child, lines, f"{self._api_base(call.request, call.where)}/{child.id}"
+            )
+            groups = group_by(lines.scan(False), lines.getter(link.field))
+            key = table.getter(table.spec.key_field or "")
+            expanded[name] = lambda row, g=groups, r=render, k=key: [
+                r(x) for x in g.get(k(row), [])
+            ]
+        return expanded
 
     def _list(self, call: Call) -> httpx.Response:
         options = self._options(call, listing=True)
         table, endpoint = call.table, call.endpoint
+        self._check_filter(endpoint, options)
         by_ts = endpoint.kind == "sync"
         order_edm = "Edm.Int64" if by_ts or table.spec.key_field is None else table.spec.key_type
         test = predicate(options.filter, table.getter) if options.filter is not None else None
@@ -153,17 +196,19 @@ class Rest:
             orderby=options.orderby,
             start=start,
             limit=limit,
+            skip=options.skip,
         )
         body: dict[str, Any] = {}
         if options.inlinecount:
             body["__count"] = str(count(table, by_ts, test))
-        render = Renderer(endpoint, table, call.collection, options.select, options.expand)
+        expanded = self._expanded(call, options.expand)
+        render = Renderer(endpoint, table, call.collection, options.select, expanded)
         body["results"] = [render(row) for _, row in found.rows]
         top_left = None if options.top is None else options.top - len(found.rows)
         if found.more and (top_left is None or top_left > 0):
             skiptoken = uri_literal(found.last, order_edm)
             body["__next"] = next_link(call.collection, options.params, skiptoken, top_left)
-        return json_response(200, {"d": body})
+        return self._envelope({"d": body})
 
     @staticmethod
     def _find(call: Call) -> tuple[Key, Row]:
@@ -187,13 +232,14 @@ class Rest:
     def _get(self, call: Call) -> httpx.Response:
         options = self._options(call, listing=False)
         _, row = self._find(call)
-        table, collection = call.table, call.collection
-        render = Renderer(call.endpoint, table, collection, options.select, options.expand)
-        return json_response(200, {"d": render(row)})
+        expanded = self._expanded(call, options.expand)
+        render = Renderer(call.endpoint, call.table, call.collection, options.select, expanded)
+        return self._envelope({"d": render(row)})
 
     def _tail(self, call: Call) -> httpx.Response:
         tail, endpoint = call.where.tail, call.endpoint
         if tail == "$count" and call.where.key is None:
+            count_acceptable(call.request)
             options = self._options(call, listing=False)
             table = call.table
             test = predicate(options.filter, table.getter) if options.filter is not None else None
@@ -203,8 +249,8 @@ class Rest:
         if call.where.key is None or field is None or field.name != tail or edm_type(field):
             raise SandboxError(404, f"Resource not found for the segment '{tail}'.")
         _, row = self._find(call)
-        lines = call.table.getter(field.name)(row) or []
-        return json_response(200, {"d": {"results": list(lines)}})
+        lines = self._expanded(call, frozenset({field.name}))[field.name](row)
+        return self._envelope({"d": {"results": lines}})
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -222,13 +268,17 @@ class Rest:
     def _create(self, call: Call) -> httpx.Response:
         table = call.table
         assert isinstance(table, Table)  # handle() lets only stored tables be written
-        body, name = call.request.content, type_name(call.endpoint)
-        values = check_write(call.endpoint, body, name, creating=True)
+        payload = read_payload(call.request, call.endpoint)
+        values = check_write(call.endpoint, payload, type_name(call.endpoint), creating=True)
         self._references(call, values)
         key_field = table.spec.key_field
         if key_field in values and table.get(values[key_field]) is not None:
             raise SandboxError(400, "A record with this key already exists.")
-        key = table.insert(values, self._now_ms())
+        lines = self._new_lines(call, values)
+        now = self._now_ms()
+        key = table.insert(values, now)
+        for link, line in lines:
+            self.store.table_by_id(call.division, link.child).insert({**line, link.field: key}, now)
         self.counters.records_created[call.endpoint.id] += 1
         row = table.get(key)
         assert row is not None  # just inserted
@@ -241,12 +291,27 @@ class Rest:
         table = call.table
         assert isinstance(table, Table)
         key, _ = self._find(call)
+        payload = read_payload(call.request, call.endpoint)
         values = check_write(
-            call.endpoint, call.request.content, type_name(call.endpoint), key=key, creating=False
+            call.endpoint, payload, type_name(call.endpoint), key=key, creating=False
         )
         self._references(call, values)
         table.update(key, values, self._now_ms())
         return empty_response(204)
+
+    def _new_lines(self, call: Call, values: dict[str, Any]) -> list[tuple[Link, dict[str, Any]]]:
+        """Lines given inline with a new parent, checked as their own endpoint checks them."""
+        lines = []
+        for name, link in child_links(call.table.spec.id).items():
+            given = values.pop(name, None) or []
+            child = catalog().lookup(link.child)
+            for line in given:
+                # The parent's key is not known yet: a placeholder passes the link's checks.
+                with_link = {**line, link.field: _PLACEHOLDER_KEY}
+                checked = check_write(child, with_link, type_name(child), creating=True)
+                checked.pop(link.field)
+                lines.append((link, checked))
+        return lines
 
     def _delete(self, call: Call) -> httpx.Response:
         table = call.table
@@ -257,7 +322,16 @@ class Rest:
 
     # -- the derived system lists ----------------------------------------------------------------
 
-    def _table(self, endpoint: Endpoint, division: int | None, grant: AccessGrant) -> Readable:
+    def _table(
+        self,
+        endpoint: Endpoint,
+        division: int | None,
+        grant: AccessGrant,
+        arguments: dict[str, str],
+    ) -> Readable:
+        computed = function_table(endpoint, self.store, division or 0, arguments)
+        if computed is not None:
+            return computed
         name = endpoint.id.lower()
         world, current = self.store.world, self.current_division
         if name == "current/me":
@@ -273,6 +347,8 @@ class Rest:
             return FixedTable(table_spec(endpoint), records)
         return self.store.table(division if division is not None else 0, endpoint)
 
+
+_PLACEHOLDER_KEY = "00000000-0000-0000-0000-000000000000"
 
 #: (method, addressed by key) -> what answers it.
 _ACTIONS: dict[tuple[str, bool], Callable[[Rest, Call], httpx.Response]] = {

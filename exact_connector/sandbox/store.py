@@ -24,8 +24,11 @@ from exact_connector.sandbox.domain import (
     INHERIT,
     LOOKUPS,
     NORMALIZE,
+    PADDED,
     generator_for,
+    pad,
 )
+from exact_connector.sandbox.links import child_links, link_generator, parent_link
 from exact_connector.sandbox.seed import (
     BY_TYPE,
     FieldContext,
@@ -142,6 +145,7 @@ class Table:
         self._stored = [
             n for n in spec.fields if n not in self._lookups and n not in self._computed
         ]
+        self._padded = {n: w for n, w in PADDED.items() if spec.fields.get(n) == "Edm.String"}
         self._generators: dict[str, Generator] | None = None
         self._getters: dict[str, Getter] = {}
 
@@ -203,8 +207,7 @@ class Table:
         """Create a record from validated values; returns its key."""
         table, world = self.spec.id, self._store.world
         row: dict[str, Any] = {name: BY_TYPE.get(self.spec.fields[name]) for name in self._stored}
-        row |= CREATE_DEFAULTS.get(table, {})
-        row |= self._normalized(values)
+        row |= self._normalized({**CREATE_DEFAULTS.get(table, {}), **values})
         for name, (link, other, there) in INHERIT.get(table, {}).items():
             if row.get(name) is None:
                 row[name] = self._store.table_by_id(self.division, other).value(row[link], there)
@@ -250,7 +253,12 @@ class Table:
         self._ts_key[timestamp] = key
 
     def delete(self, key: Key, now_ms: int) -> None:
-        """Remove a record; sync/Deleted learns of it."""
+        """Remove a record and its lines; sync/Deleted learns of each."""
+        for link in child_links(self.spec.id).values():
+            lines = self._link(link.child)
+            read = lines.getter(link.field)
+            for line_key in [k for k, row in lines.scan(False) if read(row) == key]:
+                lines.delete(line_key, now_ms)
         row = self._rows.pop(key)
         del self._order[bisect_left(self._order, key)]
         self._drop_timestamp(self.getter("Timestamp")(row))
@@ -268,9 +276,13 @@ class Table:
 
     def _normalized(self, values: Mapping[str, Any]) -> dict[str, Any]:
         rules = NORMALIZE.get(self.spec.id, {})
-        return {
+        normalized = {
             name: rules[name](value) if name in rules else value for name, value in values.items()
         }
+        for name, width in self._padded.items():
+            if isinstance(normalized.get(name), str):
+                normalized[name] = normalized[name].ljust(width)
+        return normalized
 
     def _materialize(self, key: Key) -> dict[str, Any]:
         row = self._rows[key]
@@ -317,21 +329,28 @@ class Table:
         generate = self._generators_by_name().get(name)
         if generate is None:
             return lambda row: None if isinstance(row, int) else row.get(name)
+        width = self._padded.get(name)
+        if width is not None:
+            unpadded = generate
+            generate = lambda i: pad(unpadded(i), width)  # noqa: E731
         return lambda row: generate(row) if isinstance(row, int) else row.get(name)
 
     def _generators_by_name(self) -> dict[str, Generator]:
         if self._generators is None:
             specs = _layout()[0]
-            self._generators = {
-                name: generator_for(
-                    FieldContext(
-                        self._store.world, self.division, self.spec.id, name, kind, self._link
-                    ),
-                    specs,
+            generators: dict[str, Generator] = {}
+            for name, kind in self.spec.fields.items():
+                if name not in self._stored:
+                    continue
+                parent = parent_link(self.spec.id, name)
+                if parent is not None:  # a line belongs to a parent of the same division
+                    generators[name] = link_generator(self._link(parent))
+                    continue
+                context = FieldContext(
+                    self._store.world, self.division, self.spec.id, name, kind, self._link
                 )
-                for name, kind in self.spec.fields.items()
-                if name in self._stored
-            }
+                generators[name] = generator_for(context, specs)
+            self._generators = generators
         return self._generators
 
     def _link(self, table_id: str) -> Table:

@@ -1,7 +1,7 @@
 """How the sandbox answers: Exact-shaped JSON bodies and errors, the rare HTML page.
 
 Handlers raise :class:`SandboxError` wherever Exact would refuse a request; the app renders it once,
-as ``{"error":{"code":"","message":{"lang":"en-US","value":…}}}`` with Exact's status, reason
+as ``{"error":{"code":"","message":{"lang":"","value":…}}}`` with Exact's status, reason
 phrase and headers (``Reason`` on some 403s, ``Allow`` on 405s).
 """
 
@@ -74,7 +74,7 @@ def json_response(
 
 def error_body(message: str) -> dict[str, Any]:
     """Exact's error envelope around one message."""
-    return {"error": {"code": "", "message": {"lang": "en-US", "value": message}}}
+    return {"error": {"code": "", "message": {"lang": "", "value": message}}}
 
 
 def error_response(error: SandboxError, headers: Mapping[str, str] | None = None) -> httpx.Response:

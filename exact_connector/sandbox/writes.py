@@ -7,7 +7,6 @@ Exact-style message naming the property, never echoing the value.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -16,14 +15,13 @@ from typing import Any
 
 from exact_connector.catalog import Endpoint, Field
 from exact_connector.odata import DATE_PATTERN
+from exact_connector.sandbox.domain import WRITABLE_VALUES
+from exact_connector.sandbox.negotiate import BAD_BODY
 from exact_connector.sandbox.store import edm_type
 from exact_connector.sandbox.wire import SandboxError
 
 __all__ = ["check_write"]
 
-_BAD_BODY = (
-    "Error processing request stream. The request should be a valid top-level resource object."
-)
 _SERVER_KEPT = frozenset({"Timestamp"})
 _RANGES = {
     "Edm.Byte": (0, 255),
@@ -92,21 +90,21 @@ def _field(endpoint: Endpoint, name: str, type_name: str) -> Field:
 
 
 def check_write(
-    endpoint: Endpoint, body: bytes, type_name: str, *, key: Any = None, creating: bool
+    endpoint: Endpoint, payload: Any, type_name: str, *, key: Any = None, creating: bool
 ) -> dict[str, Any]:
     """The validated, converted values of a POST (``creating``) or PUT body."""
-    try:
-        payload = json.loads(body) if body.strip() else None
-    except ValueError:
-        payload = None
     if not isinstance(payload, dict):
-        raise _refuse(_BAD_BODY)
+        raise _refuse(BAD_BODY)
     values: dict[str, Any] = {}
+    allowed = WRITABLE_VALUES.get(endpoint.id, {})
     for name, value in payload.items():
         if name == "__metadata":
             continue
         field = _field(endpoint, name, type_name)
         values[name] = _checked(field, value, key, creating)
+        if name in allowed and value is not None and value not in allowed[name]:
+            choices = ", ".join(f"{v} ({label})" for v, label in allowed[name].items())
+            raise _refuse(f"Property '{name}' must be one of {choices}.")
     for field in endpoint.fields:
         required = field.mandatory or (creating and field.key and edm_type(field) == "Edm.String")
         # A create must carry every mandatory field; an update may leave one out, not empty it.

@@ -13,6 +13,8 @@ from exact_connector.sandbox import Sandbox
 HOST = "https://start.exactonline.nl"
 DIVISION = 100001
 RECORDED = Path(__file__).parent / "recorded"
+#: What every Exact client must send to get JSON rather than Atom/XML (API-FACTS §4 "Headers").
+ACCEPT_JSON = {"Accept": "application/json"}
 
 
 def recorded(name: str) -> Any:
@@ -22,7 +24,7 @@ def recorded(name: str) -> Any:
 
 def client_for(sandbox: Sandbox, access_token: str | None = None, **kwargs: Any) -> httpx.Client:
     """An httpx client whose transport is the sandbox itself (no sockets)."""
-    headers = {"Accept": "application/json"}
+    headers = dict(ACCEPT_JSON)
     if access_token:
         headers["Authorization"] = f"Bearer {access_token}"
     return httpx.Client(

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sandbox_harness import ACCEPT_JSON
 
 pytestmark = pytest.mark.e2e
 FIELDS = ("base_url", "client_id", "client_secret", "redirect_uri")
@@ -51,7 +52,7 @@ def test_it_prints_the_connection_details_one_per_line() -> None:
 def test_it_serves_until_stopped_and_exits_0(stop: signal.Signals) -> None:
     """The printed app signs in with auto-consent; a signal ends the process with status 0."""
     with _running("--auto-consent", "--limits", "off", "--rows", "7") as (process, printed):
-        with httpx.Client(base_url=printed["base_url"], timeout=5) as http:
+        with httpx.Client(base_url=printed["base_url"], headers=ACCEPT_JSON, timeout=5) as http:
             params = {
                 "client_id": printed["client_id"],
                 "redirect_uri": printed["redirect_uri"],

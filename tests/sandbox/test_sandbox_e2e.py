@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION
+from sandbox_harness import ACCEPT_JSON, DIVISION
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox, serve
@@ -28,13 +28,14 @@ def served(sb: Sandbox) -> Iterator[str]:
 
 def _signed_in(base_url: str, sandbox: Sandbox) -> httpx.Client:
     token = sandbox.issue_tokens()["access_token"]
-    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    headers = {"Authorization": f"Bearer {token}", **ACCEPT_JSON}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=5)
 
 
 def test_code_flow_over_loopback(sb: Sandbox, served: str) -> None:
     """Consent page, allow, redirect with code, token exchange, then an API call."""
     app = sb.demo_app
-    with httpx.Client(base_url=served, timeout=5) as browser:
+    with httpx.Client(base_url=served, headers=ACCEPT_JSON, timeout=5) as browser:
         page = browser.get(sb.authorize_url(state="e2e", base_url=served).removeprefix(served))
         assert page.status_code == 200 and "Allow" in page.text
         form = {

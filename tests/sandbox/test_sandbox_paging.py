@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, all_pages, client_for
+from sandbox_harness import ACCEPT_JSON, DIVISION, all_pages, client_for
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -59,7 +59,9 @@ def test_next_is_absolute_on_the_request_host_and_keeps_the_query(
     """__next uses the caller's scheme and host and keeps $select, $filter and $orderby."""
     params = {"$select": "ID,Quantity", "$filter": "Quantity ge 1", "$orderby": "Quantity desc"}
     with httpx.Client(
-        transport=httpx.MockTransport(sb), base_url="https://start.exactonline.be"
+        transport=httpx.MockTransport(sb),
+        base_url="https://start.exactonline.be",
+        headers=ACCEPT_JSON,
     ) as client:
         client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
         link = client.get(TT, params=params).json()["d"]["__next"]

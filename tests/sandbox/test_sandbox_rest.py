@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, all_pages
+from sandbox_harness import DIVISION, all_pages, client_for
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -67,10 +67,7 @@ def test_me_employee_is_a_real_employee(api: httpx.Client) -> None:
 def test_divisions_lists_the_granted_divisions(sb: Sandbox) -> None:
     """system/Divisions lists what the token was granted; AllDivisions lists all."""
     tokens = sb.issue_tokens(divisions=[100002, 100003])
-    with httpx.Client(
-        transport=httpx.MockTransport(sb), base_url="https://start.exactonline.nl"
-    ) as client:
-        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+    with client_for(sb, tokens["access_token"]) as client:
         granted = client.get("/api/v1/100002/system/Divisions").json()["d"]["results"]
         everything = client.get("/api/v1/100002/system/AllDivisions").json()["d"]["results"]
     assert [d["Code"] for d in granted] == [100002, 100003]
@@ -381,11 +378,22 @@ def test_collections_are_deferred_and_can_be_expanded(api: httpx.Client) -> None
 
 
 def test_count_segment_answers_a_bare_number(api: httpx.Client) -> None:
-    """Endpoint/$count returns the (filtered) number of records as text."""
-    answer = api.get(
-        f"/api/v1/{DIVISION}/logistics/Items/$count", params={"$filter": "IsTime eq 1"}
+    """Endpoint/$count returns the (filtered) number of records as text, to a request without
+    an Accept header (API-FACTS §4: "$count … returns a bare integer, send no Accept header")."""
+    url = f"/api/v1/{DIVISION}/logistics/Items/$count"
+    del api.headers["Accept"]
+    answer = api.get(url, params={"$filter": "IsTime eq 1"})
+    assert (answer.status_code, answer.headers["content-type"], answer.text) == (
+        200,
+        "text/plain",
+        "6",
     )
-    assert (answer.status_code, answer.text) == (200, "6")
+
+
+def test_count_segment_refuses_an_accept_of_json_only(api: httpx.Client) -> None:
+    """Accept: application/json cannot be met by a bare number: 415, as the facts warn."""
+    answer = api.get(f"/api/v1/{DIVISION}/logistics/Items/$count")
+    assert answer.status_code == 415
 
 
 def test_every_catalog_endpoint_answers(clock: ManualClock) -> None:
@@ -394,10 +402,7 @@ def test_every_catalog_endpoint_answers(clock: ManualClock) -> None:
 
     sandbox = Sandbox(clock=clock, limits=False, rows=3)
     statuses: dict[int, int] = {}
-    with httpx.Client(
-        transport=httpx.MockTransport(sandbox), base_url="https://start.exactonline.nl"
-    ) as client:
-        client.headers["Authorization"] = f"Bearer {sandbox.issue_tokens()['access_token']}"
+    with client_for(sandbox, sandbox.issue_tokens()["access_token"]) as client:
         for endpoint in catalog():
             answer = client.get(
                 endpoint.path.replace("{division}", str(DIVISION)), params={"$top": "1"}
