@@ -162,7 +162,8 @@ def as_atom(response: httpx.Response, now: float) -> httpx.Response:
         root, kind = _error(payload["error"]), "application/xml"
     else:
         root, kind = _document(payload.get("d"), updated)
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    dropped = ("content-length", "content-type")
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in dropped}
     headers["Content-Type"] = kind + ";charset=utf-8"
     content = b'<?xml version="1.0" encoding="utf-8" standalone="yes"?>' + ET.tostring(root)
     return httpx.Response(

@@ -224,11 +224,9 @@ class Table:
         }  # fmt: skip
         row |= {name: value for name, value in audit.items() if name in self.spec.fields}
         timestamp = self._take_timestamp()
-        key = (
-            self._new_key(timestamp)
-            if self.spec.key_field is None
-            else row.get(self.spec.key_field)
-        )
+        # A Timestamp key (sync/Deleted) is the row version just taken, never a default 0.
+        given = self.spec.key_field not in (None, "Timestamp")
+        key = row.get(self.spec.key_field) if given and self.spec.key_field else None
         if key is None:
             key = self._new_key(timestamp)
         if self.spec.key_field is not None:

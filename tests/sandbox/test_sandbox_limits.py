@@ -236,3 +236,35 @@ def test_the_date_header_is_the_sandbox_clock(api: httpx.Client, clock: ManualCl
     """Date and the reset headers come from one clock, so a client can compare them."""
     answer = _call(api)
     assert answer.headers["date"] == "Thu, 01 Jan 2026 00:00:00 GMT"
+
+
+# -- sizes (API-FACTS §3 "Sizes") ----------------------------------------------------------------
+
+
+def test_a_url_over_6000_characters_is_refused_before_anything_else(
+    api: httpx.Client, sb: Sandbox
+) -> None:
+    """6,000 characters after encoding pass; 6,001 answer 414 before the rate limits count it."""
+    prefix = f"https://start.exactonline.nl{ITEMS}?$filter=Code%20eq%20'"
+    fits, over = (prefix + "a" * (size - len(prefix) - 1) + "'" for size in (6000, 6001))
+    assert (len(str(httpx.URL(fits))), len(str(httpx.URL(over)))) == (6000, 6001)
+    assert api.get(httpx.URL(fits)).status_code == 200
+    refused = api.get(httpx.URL(over))
+    assert refused.status_code == 414
+    assert "at most 6000" in refused.json()["error"]["message"]["value"]
+    assert "x-ratelimit-remaining" not in refused.headers
+    assert sb.counters.calls(status=414) == 1
+
+
+def test_a_body_over_10_mb_is_refused_and_creates_nothing(api: httpx.Client, sb: Sandbox) -> None:
+    """10,000,000 bytes is the most Exact accepts ("10 MB"): one byte more answers 413."""
+    url = f"/api/v1/{DIVISION}/crm/Accounts"
+    before = sb.count(DIVISION, "crm/Accounts")
+    shell = b'{"Name":"Big B.V.","Remarks":"'
+    body, too_big = (shell + b"x" * (size - len(shell) - 2) + b'"}' for size in (10**7, 10**7 + 1))
+    assert (len(body), len(too_big)) == (10_000_000, 10_000_001)
+    refused = api.post(url, content=too_big, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413
+    assert sb.count(DIVISION, "crm/Accounts") == before
+    accepted = api.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert accepted.status_code == 201

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, token_call
+from sandbox_harness import DIVISION, client_for, recorded, token_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox, SandboxApp
@@ -153,10 +153,25 @@ def test_unregistered_client_or_redirect_gets_an_error_page_not_a_redirect(
     assert message in answer.text
 
 
-def test_implicit_flow_is_refused_by_redirect(auto: Sandbox) -> None:
-    """response_type=token comes back as unsupported_response_type."""
+def test_implicit_flow_redirects_with_the_tokens_in_the_fragment(auto: Sandbox) -> None:
+    """response_type=token (API-FACTS §1 "Grant types": Exact supports the implicit flow): an
+    access token, its type and lifetime and the state in the fragment; no code, no refresh token."""
     with client_for(auto) as client:
         answer = _authorize(client, auto, response_type="token")
+    location = answer.headers["location"]
+    base, _, fragment = location.partition("#")
+    granted = {name: values[0] for name, values in parse_qs(fragment).items()}
+    assert base == auto.demo_app.redirect_uris[0]
+    assert set(granted) == {"access_token", "token_type", "expires_in", "state"}
+    assert (granted["expires_in"], granted["state"]) == ("600", "s-123")
+    with client_for(auto, granted["access_token"]) as api:
+        assert api.get("/api/v1/current/Me").status_code == 200
+
+
+def test_an_unknown_response_type_is_refused_by_redirect(auto: Sandbox) -> None:
+    """Neither code nor token comes back as unsupported_response_type."""
+    with client_for(auto) as client:
+        answer = _authorize(client, auto, response_type="id_token")
     assert _query(answer.headers["location"])["error"] == "unsupported_response_type"
 
 
@@ -175,7 +190,7 @@ def test_code_exchange_answers_like_exact(auto: Sandbox) -> None:
 
 
 def test_a_code_works_once(auto: Sandbox) -> None:
-    """Reusing a code answers 400 invalid_grant."""
+    """Reusing a code answers 400 with the plain text "Bad Request", as recorded (picqer #96)."""
     with client_for(auto) as client:
         code = _query(_authorize(client, auto).headers["location"])["code"]
         form = {
@@ -185,8 +200,13 @@ def test_a_code_works_once(auto: Sandbox) -> None:
         }
         assert token_call(client, auto, **form).status_code == 200
         again = token_call(client, auto, **form)
-    assert again.status_code == 400
-    assert again.json()["error"] == "invalid_grant"
+    reused = next(
+        case
+        for case in recorded("oauth_token_errors_observed.json")
+        if case["case"].startswith("authorization code reused")
+    )
+    assert (again.status_code, again.text) == (reused["status"], reused["body_text"])
+    assert again.headers["content-type"].startswith("text/plain")
 
 
 def test_a_code_expires_after_three_minutes(auto: Sandbox, clock: ManualClock) -> None:
@@ -223,10 +243,11 @@ def test_the_redirect_uri_must_match_the_one_authorized(auto: Sandbox) -> None:
     [{"client_secret": "wrong"}, {"client_id": "nobody"}, {"client_secret": ""}],
     ids=["wrong-secret", "unknown-client", "empty-secret"],
 )
-def test_bad_client_credentials_are_invalid_client(
+def test_bad_client_credentials_are_a_bare_invalid_request(
     auto: Sandbox, credentials: dict[str, str]
 ) -> None:
-    """A wrong secret or unknown client id answers 400 invalid_client."""
+    """A wrong secret or unknown client id answers 400 {"error":"invalid_request"}, as recorded
+    (picqer #553), with no description."""
     tokens = auto.issue_tokens()
     with client_for(auto) as client:
         form = {
@@ -237,8 +258,12 @@ def test_bad_client_credentials_are_invalid_client(
             **credentials,
         }
         answer = client.post("/api/oauth2/token", data=form)
-    assert answer.status_code == 400
-    assert answer.json()["error"] == "invalid_client"
+    generic = next(
+        case
+        for case in recorded("oauth_token_errors_observed.json")
+        if case["case"].startswith("generic invalid token request")
+    )
+    assert (answer.status_code, answer.json()) == (generic["status"], generic["body"])
 
 
 def test_the_token_endpoint_wants_a_form_body(auto: Sandbox) -> None:
@@ -461,3 +486,80 @@ def test_events_show_a_refresh_before_the_call_that_used_it(
     ]
     times = [e.time for e in sb.events if e.kind in ("token", "api")]
     assert times == sorted(times)
+
+
+# -- client authentication and the daily cap -----------------------------------------------------
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def test_client_credentials_may_come_as_http_basic(sb: Sandbox, clock: ManualClock) -> None:
+    """RFC 6749 §2.3.1 Basic auth instead of the form's client_id/client_secret is accepted."""
+    tokens = sb.issue_tokens()
+    clock.advance(600)
+    app = sb.demo_app
+    with client_for(sb) as client:
+        answer = client.post(
+            "/api/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            headers=_basic(app.client_id, app.client_secret),
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expires_in"] == "600"
+
+
+@pytest.mark.parametrize(
+    ("basic", "form"),
+    [(("app", "wrong"), {}), (("app", "secret"), {"client_secret": "other"})],
+    ids=["wrong-secret", "basic-and-form-disagree"],
+)
+def test_bad_basic_credentials_are_a_bare_invalid_request(
+    sb: Sandbox, basic: tuple[str, str], form: dict[str, str]
+) -> None:
+    """A wrong Basic secret, or Basic and form naming different secrets: invalid_request."""
+    app = sb.demo_app
+    secret = app.client_secret if basic[1] == "secret" else basic[1]
+    with client_for(sb) as client:
+        answer = client.post(
+            "/api/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": "x", **form},
+            headers=_basic(app.client_id, secret),
+        )
+    assert (answer.status_code, answer.json()) == (400, {"error": "invalid_request"})
+
+
+def test_the_daily_token_call_cap_is_off_by_default(sb: Sandbox) -> None:
+    """The 200-a-day cap is low confidence: without the switch 201 calls are all answered."""
+    with client_for(sb) as client:
+        statuses = {
+            token_call(client, sb, grant_type="refresh_token", refresh_token="x").status_code
+            for _ in range(201)
+        }
+    assert statuses == {400}
+
+
+def test_with_the_switch_calls_past_the_daily_cap_wait_for_utc_midnight(
+    clock: ManualClock,
+) -> None:
+    """token_calls_per_day=3: the 4th call answers 429 with Retry-After to the next UTC
+    midnight; every call counts, whatever its grant; the next day starts afresh."""
+    sandbox = Sandbox(clock=clock, token_calls_per_day=3)
+    tokens = sandbox.issue_tokens()
+    clock.advance(3600)
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    with client_for(sandbox) as client:
+        first = token_call(client, sandbox, **form)
+        failures = [token_call(client, sandbox, grant_type="nope") for _ in range(2)]
+        again = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+        capped = token_call(client, sandbox, **again)
+        clock.advance(86_400 - clock.now() % 86_400)
+        next_day = token_call(client, sandbox, **again)
+    assert first.status_code == 200 and [f.status_code for f in failures] == [400, 400]
+    assert capped.status_code == 429
+    assert capped.json()["error"] == "access_denied"
+    assert int(capped.headers["retry-after"]) == 86_400 - 3600
+    assert next_day.status_code == 200

@@ -6,8 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, all_pages
+from sandbox_harness import DIVISION, all_pages, client_for
 
+from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
 
 ACCOUNTS = f"/api/v1/{DIVISION}/crm/Accounts"
@@ -186,11 +187,41 @@ def test_bulk_and_sync_require_select_or_top_1(api: httpx.Client, endpoint: str)
     assert api.get(url, params={"$top": "2"}).status_code == 400
 
 
-def test_skip_is_refused(api: httpx.Client) -> None:
-    """$skip is not supported on modern endpoints; clients must page with $skiptoken."""
-    answer = api.get(TT, params={"$skip": "60"})
+@pytest.mark.parametrize(
+    "endpoint",
+    ["expensemanagement/Expenses", "bulk/CRM/Accounts", "sync/CRM/Accounts"],
+    ids=["regular-2017-or-later", "bulk", "sync"],
+)
+def test_skip_is_refused_on_endpoints_released_after_march_2017(
+    api: httpx.Client, endpoint: str
+) -> None:
+    """API-FACTS §4: $skip is not supported on endpoints released after 1 March 2017."""
+    answer = api.get(f"/api/v1/{DIVISION}/{endpoint}", params={"$skip": "60", "$select": "ID"})
     assert answer.status_code == 400
     assert "$skiptoken" in answer.json()["error"]["message"]["value"]
+
+
+def test_skip_skips_rows_on_endpoints_released_before_march_2017(api: httpx.Client) -> None:
+    """project/TimeTransactions is in Exact's 2016 SDK service list: $skip=60 starts where the
+    second page starts, and its own __next drops $skip (the skiptoken is past those rows)."""
+    first = api.get(TT, params={"$select": "ID"}).json()["d"]
+    second = api.get(first["__next"]).json()["d"]
+    skipped = api.get(TT, params={"$select": "ID", "$skip": "60"}).json()["d"]
+    assert [r["ID"] for r in skipped["results"]] == [r["ID"] for r in second["results"]]
+    assert "$skip=" not in skipped["__next"]
+
+
+def test_skip_counts_after_filter_and_order(api: httpx.Client) -> None:
+    """$skip passes over the first matching rows of the ordered list."""
+    params = {"$select": "ID", "$filter": "Quantity ge 2", "$orderby": "Quantity desc"}
+    every = all_pages(api, TT, params)
+    skipped = all_pages(api, TT, {**params, "$skip": "5"})
+    assert [r["ID"] for r in skipped] == [r["ID"] for r in every[5:]]
+
+
+def test_skip_must_be_a_whole_number(api: httpx.Client) -> None:
+    """$skip=-1 is a query syntax error."""
+    assert api.get(TT, params={"$skip": "-1"}).status_code == 400
 
 
 @pytest.mark.parametrize("option", ["$search", "$foo"])
@@ -250,3 +281,67 @@ def test_select_star_means_every_field(api: httpx.Client, sb: Sandbox) -> None:
     star = api.get(TT, params={"$select": "*", "$top": "1"}).json()["d"]["results"][0]
     plain = api.get(TT, params={"$top": "1"}).json()["d"]["results"][0]
     assert star == plain
+
+
+# -- filters Exact demands or refuses ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["Name eq 'x'", "Timestamp ge 5", "Timestamp gt 5 and Name eq 'x'", "5 lt Timestamp"],
+    ids=["other-field", "other-operator", "combined", "mirrored"],
+)
+def test_sync_endpoints_take_only_a_timestamp_gt_filter(api: httpx.Client, expression: str) -> None:
+    """API-FACTS "Sync feed": only Timestamp may be filtered, with gt."""
+    answer = api.get(
+        f"/api/v1/{DIVISION}/sync/CRM/Accounts",
+        params={"$select": "ID", "$filter": expression},
+    )
+    assert answer.status_code == 400
+    assert "Timestamp gt" in answer.json()["error"]["message"]["value"]
+
+
+def test_a_sync_timestamp_gt_filter_is_accepted(api: httpx.Client) -> None:
+    """Timestamp gt 1 (the first call of a feed) lists from the start."""
+    answer = api.get(
+        f"/api/v1/{DIVISION}/sync/CRM/Accounts",
+        params={"$select": "ID", "$filter": "Timestamp gt 1L"},
+    )
+    assert answer.status_code == 200 and len(answer.json()["d"]["results"]) == 150
+
+
+@pytest.fixture
+def strict(clock: ManualClock) -> Sandbox:
+    """A sandbox that enforces the mandatory $filter on endpoints with a sync API."""
+    return Sandbox(seed=1, clock=clock, mandatory_filter=True)
+
+
+@pytest.mark.parametrize("endpoint", ["crm/Accounts", "bulk/CRM/Accounts"], ids=["regular", "bulk"])
+def test_with_the_switch_on_an_unfiltered_list_with_a_sync_api_is_refused(
+    strict: Sandbox, endpoint: str
+) -> None:
+    """KB "API limits": a $filter is mandatory where a sync API exists (sync/CRM/Accounts)."""
+    with client_for(strict, strict.issue_tokens()["access_token"]) as api:
+        url = f"/api/v1/{DIVISION}/{endpoint}"
+        refused = api.get(url, params={"$select": "ID"})
+        filtered = api.get(url, params={"$select": "ID", "$filter": "Name ne ''"})
+    assert refused.status_code == 400
+    assert "$filter is mandatory" in refused.json()["error"]["message"]["value"]
+    assert filtered.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["sync/CRM/Accounts", "project/TimeTransactions"],
+    ids=["the-sync-api-itself", "no-sync-api"],
+)
+def test_with_the_switch_on_other_lists_need_no_filter(strict: Sandbox, endpoint: str) -> None:
+    """A sync endpoint, and an endpoint without a sync twin, list unfiltered."""
+    with client_for(strict, strict.issue_tokens()["access_token"]) as api:
+        answer = api.get(f"/api/v1/{DIVISION}/{endpoint}", params={"$select": "ID"})
+    assert answer.status_code == 200
+
+
+def test_the_mandatory_filter_is_off_by_default(api: httpx.Client) -> None:
+    """Which endpoints demand a filter is not in the catalog: by default none is refused."""
+    assert api.get(f"/api/v1/{DIVISION}/crm/Accounts").status_code == 200

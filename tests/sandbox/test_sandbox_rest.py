@@ -230,6 +230,28 @@ def test_post_refuses_bad_properties(
     assert fragment in answer.json()["error"]["message"]["value"]
 
 
+@pytest.mark.parametrize("status", [0, 11, 20, 3], ids=["zero", "read-only-11", "final-20", "3"])
+def test_hour_status_takes_only_draft_rejected_or_submitted(api: httpx.Client, status: int) -> None:
+    """API-FACTS §5: HourStatus on POST/PUT is 1, 2 or 10; 20 (Final) and the rest are refused."""
+    answer = api.post(TT, json=_new_hours(api, HourStatus=status))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"]["value"] == (
+        "Property 'HourStatus' must be one of 1 (Draft), 2 (Rejected), 10 (Submitted)."
+    )
+
+
+@pytest.mark.parametrize("status", [1, 2, 10])
+def test_hour_status_1_2_and_10_are_written(api: httpx.Client, status: int) -> None:
+    """The three writable statuses create and update."""
+    created = api.post(
+        TT, json=_new_hours(api, HourStatus=status), headers={"Prefer": "return=representation"}
+    )
+    assert created.status_code == 201 and created.json()["d"]["HourStatus"] == status
+    key = f"{TT}(guid'{created.json()['d']['ID']}')"
+    assert api.put(key, json={"HourStatus": 20}).status_code == 400
+    assert api.put(key, json={"HourStatus": 10}).status_code == 204
+
+
 def test_the_server_keeps_timestamp(api: httpx.Client) -> None:
     """Timestamp is the server's row version: writing it is refused even where it is listed."""
     answer = api.post(f"/api/v1/{DIVISION}/crm/Accounts", json={"Name": "X B.V.", "Timestamp": 5})
@@ -363,7 +385,8 @@ def test_an_update_moves_the_row_to_the_end_of_the_sync_feed(api: httpx.Client) 
 
 
 def test_collections_are_deferred_and_can_be_expanded(api: httpx.Client) -> None:
-    """Navigation properties appear as __deferred links, or {"results": []} with $expand."""
+    """Navigation properties appear as __deferred links; $expand and the navigation segment
+    list the account's records of crm/BankAccounts (those whose Account is its ID)."""
     plain = api.get(f"/api/v1/{DIVISION}/crm/Accounts", params={"$top": "1"}).json()["d"][
         "results"
     ][0]
@@ -371,10 +394,24 @@ def test_collections_are_deferred_and_can_be_expanded(api: httpx.Client) -> None
     assert plain["BankAccounts"] == {"__deferred": {"uri": f"{uri}/BankAccounts"}}
     expanded = api.get(
         f"/api/v1/{DIVISION}/crm/Accounts", params={"$top": "1", "$expand": "BankAccounts"}
+    ).json()["d"]["results"][0]["BankAccounts"]["results"]
+    theirs = all_pages(
+        api,
+        f"/api/v1/{DIVISION}/crm/BankAccounts",
+        {"$filter": f"Account eq guid'{plain['ID']}'"},
     )
-    assert expanded.json()["d"]["results"][0]["BankAccounts"] == {"results": []}
+    assert [line["ID"] for line in expanded] == [line["ID"] for line in theirs] != []
     followed = api.get(f"{uri.split('/api/v1', 1)[1].join(['/api/v1', ''])}/BankAccounts")
-    assert followed.json() == {"d": {"results": []}}
+    assert followed.json() == {"d": {"results": expanded}}
+
+
+def test_a_collection_without_a_table_of_its_own_expands_empty(api: httpx.Client) -> None:
+    """project/Projects' BudgetedHoursPerHourType names no endpoint: {"results": []}."""
+    expanded = api.get(
+        f"/api/v1/{DIVISION}/project/Projects",
+        params={"$top": "1", "$expand": "BudgetedHoursPerHourType"},
+    )
+    assert expanded.json()["d"]["results"][0]["BudgetedHoursPerHourType"] == {"results": []}
 
 
 def test_count_segment_answers_a_bare_number(api: httpx.Client) -> None:
@@ -396,6 +433,13 @@ def test_count_segment_refuses_an_accept_of_json_only(api: httpx.Client) -> None
     assert answer.status_code == 415
 
 
+#: The parameters of the function endpoints the sandbox computes (the others list their table).
+FUNCTION_ARGUMENTS = {
+    "users/UserHasRights": {"endpoint": "'crm/Accounts'", "action": "'GET'"},
+    "read/project/HoursByDate": {"checkDate": "datetime'2025-11-30'"},
+}
+
+
 def test_every_catalog_endpoint_answers(clock: ManualClock) -> None:
     """All 455 endpoints: GET-able ones list records with __metadata, the others answer 405."""
     from exact_connector.catalog import catalog
@@ -404,13 +448,17 @@ def test_every_catalog_endpoint_answers(clock: ManualClock) -> None:
     statuses: dict[int, int] = {}
     with client_for(sandbox, sandbox.issue_tokens()["access_token"]) as client:
         for endpoint in catalog():
+            arguments = FUNCTION_ARGUMENTS.get(endpoint.id, {})
             answer = client.get(
-                endpoint.path.replace("{division}", str(DIVISION)), params={"$top": "1"}
+                endpoint.path.replace("{division}", str(DIVISION)),
+                params={"$top": "1", **arguments},
             )
             statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
             if endpoint.supports("GET"):
                 assert answer.status_code == 200, (endpoint.id, answer.text)
-                assert all("__metadata" in record for record in answer.json()["d"]["results"])
+                body = answer.json()["d"]
+                records = body.get("results", []) if "UserHasRights" not in body else []
+                assert all("__metadata" in record for record in records)
             else:
                 assert answer.status_code == 405, endpoint.id
     assert sum(statuses.values()) == len(catalog()) == 455

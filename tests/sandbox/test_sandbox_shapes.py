@@ -216,3 +216,44 @@ def test_rate_limit_headers_have_the_recorded_form(api: httpx.Client) -> None:
     assert refused.headers["x-ratelimit-minutely-remaining"] == str(
         on_429["minutelyLimitRemaining"]
     )
+
+
+def test_fixed_width_fields_are_padded_as_recorded(api: httpx.Client) -> None:
+    """Country "NL " and Language "NL        " on accounts, Unit on items: the widths of the
+    recorded answers, trailing spaces kept."""
+    real_account = recorded("crm_account_single_object.json")["d"]
+    real_item = recorded("get_logistics_items_list.json")["d"]["results"][0]
+    account = api.get(f"/api/v1/{DIVISION}/crm/Accounts", params={"$top": "1"}).json()["d"][
+        "results"
+    ][0]
+    item = api.get(
+        f"/api/v1/{DIVISION}/logistics/Items", params={"$top": "1", "$filter": "IsTime eq 1"}
+    ).json()["d"]["results"][0]
+    assert account["Country"] == real_account["Country"] == "NL "
+    assert len(account["Language"]) == len(real_account["Language"]) == 10
+    assert account["Language"].rstrip() == real_account["Language"].rstrip() == "NL"
+    assert len(item["Unit"]) == len(real_item["Unit"]) == 8
+    assert item["Unit"] == "uur     " and item["UnitDescription"] == "Uur"
+
+
+def test_a_filter_on_a_padded_field_ignores_the_padding(api: httpx.Client) -> None:
+    """Country eq 'NL' finds the 'NL ' accounts, as SQL Server compares char columns."""
+    url = f"/api/v1/{DIVISION}/crm/Accounts"
+    every = api.get(url, params={"$select": "ID", "$inlinecount": "allpages"}).json()["d"]
+    dutch = api.get(
+        url,
+        params={"$select": "ID", "$inlinecount": "allpages", "$filter": "Country eq 'NL'"},
+    ).json()["d"]
+    assert dutch["__count"] == every["__count"] == "150"
+
+
+def test_a_written_fixed_width_field_is_stored_padded(api: httpx.Client) -> None:
+    """POST Country "BE": it reads back "BE " like every other account's country."""
+    created = api.post(
+        f"/api/v1/{DIVISION}/crm/Accounts",
+        json={"Name": "Padding B.V.", "Country": "BE"},
+        headers={"Prefer": "return=representation"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["d"]["Country"] == "BE "
+    assert created.json()["d"]["CountryName"] == "Belgium"
