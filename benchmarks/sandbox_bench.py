@@ -59,7 +59,8 @@ def main() -> int:
     start = time.perf_counter()
     assert sandbox.count(DIVISION, ENDPOINT) == rows
     seeded = time.perf_counter() - start
-    headers = {"Authorization": f"Bearer {sandbox.issue_tokens()['access_token']}"}
+    token = sandbox.issue_tokens()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
     results = []
     base = "https://start.exactonline.nl"

@@ -1,7 +1,8 @@
 """Exact Online's API by hand: raw httpx against the sandbox on loopback.
 
 Runs the whole life of an Exact integration with no connector code, to show what the connector
-has to get right: the authorization-code flow, paging with ``__next``, create/update/delete,
+has to get right: the authorization-code flow, ``Accept: application/json`` (without it Exact
+answers Atom/XML), paging with ``__next``, create/update/delete,
 refresh-token rotation (an early refresh and a reused token are both refused), and the
 60-calls-a-minute limit. The sandbox runs on a manual clock so ten minutes pass in no time.
 
@@ -66,6 +67,16 @@ def refresh(http: httpx.Client, sandbox: Sandbox, refresh_token: str) -> httpx.R
         "client_secret": app.client_secret,
     }
     return http.post("/api/oauth2/token", data=form)
+
+
+def accept_json(http: httpx.Client, url: str, bearer: dict[str, str]) -> None:
+    """Exact answers JSON only to Accept: application/json; without it, an Atom feed."""
+    token_only = {"Authorization": bearer["Authorization"]}
+    atom = http.get(url, params={"$top": "1"}, headers=token_only)
+    check(atom.headers["content-type"].startswith("application/atom+xml"), "no Atom without Accept")
+    json_answer = http.get(url, params={"$top": "1"}, headers=bearer)
+    check(json_answer.headers["content-type"].startswith("application/json"), "no JSON")
+    print("accept: without Accept: application/json the answer is Atom XML; with it, JSON")
 
 
 def list_all(http: httpx.Client, url: str, bearer: dict[str, str]) -> None:
@@ -159,6 +170,7 @@ def main() -> int:
         ]
         print(f"current division: {division}")
         hours = f"/api/v1/{division}/project/TimeTransactions"
+        accept_json(http, hours, bearer)
         list_all(http, hours, bearer)
         create_update_delete(http, division, bearer)
         rotation(http, sandbox, clock, tokens["refresh_token"])

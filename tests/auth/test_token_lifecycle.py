@@ -544,3 +544,32 @@ def test_token_policy_is_the_manifests() -> None:
     """600 s access tokens, refresh from 570 s, inside the last 30 s."""
     policy = TokenPolicy.declared()
     assert (policy.access_ttl, policy.min_refresh_age, policy.refresh_window) == (600, 570, 30)
+
+
+def test_the_daily_token_call_cap_is_a_wait_until_midnight_not_a_sign_in(tmp_path: object) -> None:
+    """With the sandbox's 200-a-day switch (low confidence, API-FACTS §1) the cap is reached:
+    a due refresh answering 429 keeps the live token in use, and once it has expired the call is
+    a TransientError to retry at UTC midnight; stored tokens and credential are untouched."""
+    world = make_world(tmp_path / "v", token_calls_per_day=1)  # type: ignore[operator]
+    try:
+        with httpx.Client(transport=httpx.MockTransport(world.app), base_url=EXACT) as other:
+            app = world.sb.demo_app
+            form = {
+                "grant_type": "x",
+                "client_id": app.client_id,
+                "client_secret": app.client_secret,
+            }
+            assert other.post("/api/oauth2/token", data=form).status_code == 400
+        before = _stored(world)
+        advance(world.clock, 590)
+        assert get_accounts(world.client()).status_code == 200  # the current token still works
+        advance(world.clock, 11)
+        with pytest.raises(TransientError) as caught:
+            get_accounts(world.client())
+        assert caught.value.retry_at is not None
+        assert caught.value.retry_at.timestamp() == (world.clock.now() // DAY + 1) * DAY
+        assert _stored(world) == before
+        assert world.credential().status == "active"
+        assert len(world.app.api_calls()) == 1
+    finally:
+        world.close()

@@ -74,6 +74,7 @@ class Recorder:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.api: list[tuple[str, str]] = []
+        self.api_headers: list[httpx.Headers] = []  # of each REST request, in order
         self.token = 0
         self._lock = threading.Lock()
 
@@ -86,6 +87,7 @@ class Recorder:
         with self._lock:
             if request.url.path.startswith("/api/v1/"):
                 self.api.append((request.method, request.url.path))
+                self.api_headers.append(request.headers)
             elif request.url.path == "/api/oauth2/token":
                 self.token += 1
         response = self.sandbox(request)
@@ -103,6 +105,7 @@ class Recorder:
         """Forget what was seen so far (sign-in and Test Connect traffic)."""
         with self._lock:
             self.api.clear()
+            self.api_headers.clear()
             self.token = 0
 
     def api_calls(self, method: str | None = None) -> int:

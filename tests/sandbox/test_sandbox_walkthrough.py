@@ -35,7 +35,8 @@ def test_the_example_uses_no_connector_code() -> None:
 
 @pytest.mark.e2e
 def test_the_walkthrough_exits_0_and_reports_each_step() -> None:
-    """Authorize, page, create/update/delete, early refresh and reuse refused, a 429 at call 61."""
+    """Authorize, Atom without Accept JSON, page, create/update/delete, early refresh and reuse
+    refused, a 429 at call 61."""
     done = subprocess.run(
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120, check=False
     )
@@ -43,6 +44,7 @@ def test_the_walkthrough_exits_0_and_reports_each_step() -> None:
     lines = done.stdout.splitlines()
     expected = [
         "authorized: code exchanged, expires_in='600'",
+        "accept: without Accept: application/json the answer is Atom XML; with it, JSON",
         "listed: 150 time transactions in 3 pages via __next",
         "created: ",
         "updated: Quantity 3.0",
