@@ -3,6 +3,9 @@
 What stripe-mock is to Stripe: the demo runs on it, every end-to-end test talks to it, and a user
 can build workflows against it before touching a real administration. It imports nothing from the
 runtime but the endpoint catalog, the OData helpers and the clock, so it is an independent oracle.
+It follows ``API-FACTS.md`` and the recorded answers; where the facts leave a behaviour open, the
+module that models it says which choice it made, and the doubtful ones are switches on
+:class:`Sandbox`. Like Exact it answers JSON only to ``Accept: application/json``.
 
     from exact_connector.sandbox import Sandbox, serve
     sb = Sandbox(seed=1, auto_consent=True)
