@@ -243,7 +243,8 @@ class OAuthServer:
             params["state"] = state
         query = urlencode(params, quote_via=quote, safe="")
         joint = "#" if implicit else "&" if "?" in redirect_uri else "?"
-        return httpx.Response(302, headers={"Location": f"{redirect_uri}{joint}{query}"})
+        location = f"{redirect_uri}{joint}{query}"
+        return httpx.Response(302, headers={"Location": location}, content=b"")
 
     # -- the token endpoint ----------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class Rest:
         base = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
         return f"{base}/api/v1{beta}{division}"
 
-    def _envelope(self, payload: dict[str, Any], status: int = 200) -> httpx.Response:
+    def _envelope(self, payload: dict[str, Any]) -> httpx.Response:
         """``{"d":…}``; in bare-array mode a record or a page without ``__next``/``__count``
         becomes ``{"d":[…]}``."""
         body = payload["d"]
@@ -125,7 +125,7 @@ class Rest:
                 payload = {"d": body["results"]}
             elif "__metadata" in body:
                 payload = {"d": [body]}
-        return json_response(status, payload)
+        return json_response(200, payload)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -157,27 +157,22 @@ class Rest:
             message = "A $filter is mandatory on this endpoint. Add a $filter to the query string."
             raise SandboxError(400, message)
 
-    def _expanded(self, call: Call, names: frozenset[str]) -> dict[str, Any]:
+    def _expanded(self, call: Call, names: frozenset[str]) -> dict[str, Lines]:
         """For each expanded property, a reader of a row's lines as records."""
-        table = call.table
-        expanded: dict[str, Any] = {}
-        for name in names:
-            link = child_links(table.spec.id).get(name)
-            if link is None:  # not a table of its own: the lines a write stored, if any
-                read = table.getter(name)
-                expanded[name] = lambda row, read=read: list(read(row) or [])
-                continue
-            child = catalog().lookup(link.child)
-            lines = self.store.table_by_id(call.division, link.child)
-            render = Renderer(
-                child, lines, f"{self._api_base(call.request, call.where)}/{child.id}"
-            )
-            groups = group_by(lines.scan(False), lines.getter(link.field))
-            key = table.getter(table.spec.key_field or "")
-            expanded[name] = lambda row, g=groups, r=render, k=key: [
-                r(x) for x in g.get(k(row), [])
-            ]
-        return expanded
+        links = child_links(call.table.spec.id)
+        return {
+            name: self._lines(call, links[name]) if name in links else _stored(call.table, name)
+            for name in names
+        }
+
+    def _lines(self, call: Call, link: Link) -> Lines:
+        """A parent row's lines, read from the child table (grouped once per request)."""
+        child = catalog().lookup(link.child)
+        lines = self.store.table_by_id(call.division, link.child)
+        render = Renderer(child, lines, f"{self._api_base(call.request, call.where)}/{child.id}")
+        groups = group_by(lines.scan(False), lines.getter(link.field))
+        key = call.table.getter(call.table.spec.key_field or "")
+        return lambda row: [render(line) for line in groups.get(key(row), [])]
 
     def _list(self, call: Call) -> httpx.Response:
         options = self._options(call, listing=True)
@@ -349,6 +344,15 @@ class Rest:
 
 
 _PLACEHOLDER_KEY = "00000000-0000-0000-0000-000000000000"
+#: A parent row -> its lines, as records.
+Lines = Callable[[Row], list[dict[str, Any]]]
+
+
+def _stored(table: Readable, name: str) -> Lines:
+    """Lines a collection without a table of its own holds: what a write stored, if anything."""
+    read = table.getter(name)
+    return lambda row: list(read(row) or [])
+
 
 #: (method, addressed by key) -> what answers it.
 _ACTIONS: dict[tuple[str, bool], Callable[[Rest, Call], httpx.Response]] = {

@@ -8,10 +8,10 @@ client depends on Basic, so the sandbox accepts both; a request whose two sets d
 
 The cap: at most 200 token-endpoint calls per app, user and day (API-FACTS §1 "Other token-endpoint
 limits", from Invantive's summary of the July 2021 changes; not in the KB, low confidence). It is a
-switch, off by default (``token_calls_per_day``). When on, every call an app makes counts (the
-sandbox has one user), days are UTC days like the API's daily limit, and the call past the cap
-answers 429 with ``Retry-After`` until the next UTC midnight: the facts record no answer for it,
-and 429 is HTTP's answer to a rate limit.
+switch, off by default (``token_calls_per_day``). When on, every call that authenticates as the
+app counts, whatever its grant and outcome (the sandbox has one user); days are UTC days like the
+API's daily limit; the call past the cap answers 429 with ``Retry-After`` until the next UTC
+midnight: the facts record no answer for it, and 429 is HTTP's answer to a rate limit.
 """
 
 from __future__ import annotations
