@@ -185,7 +185,9 @@ FIELDS = "fields"
 FIELD = "field"
 #: A date-time as a browser's datetime-local input gives it: the wall-clock time, no zone.
 LOCAL_DATE_TIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,3})?)?$"
-_INPUT_DATE_TIME = re.compile(r"([0-9-]+T[0-9:]+(?:\.[0-9]+)?)(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?", re.A)
+_INPUT_DATE_TIME = re.compile(
+    r"([0-9-]+T[0-9:]+(?:\.[0-9]+)?)(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?", re.A
+)
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 """A field in a form: its schema and its uiSchema."""
@@ -233,9 +235,7 @@ def picker_form(data: dict[str, Any], fields: dict[str, Pair]) -> Pair:
     }
     if not required and data.get("minProperties"):
         rows["minItems"] = data["minProperties"]
-    schema = {
-        key: data[key] for key in ("title", "description", "x-ui") if key in data
-    } | {
+    schema = {key: data[key] for key in ("title", "description", "x-ui") if key in data} | {
         "type": "object",
         "required": [*required, FIELDS] if rows.get("minItems") else required,
         "properties": {**{name: fields[name][0] for name in required}, FIELDS: rows},

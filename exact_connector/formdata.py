@@ -40,10 +40,11 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
     if not isinstance(form_data, dict):
         raise InputError("The form data is not valid.", errors=errors)
     properties = dict(hints.ordered(schema))
+    reported = {error["path"] for error in errors}
     errors += [
-        {"path": json_path([key]), "code": "unknown", "message": "is not a field of this form"}
-        for key in form_data
-        if key not in properties
+        {"path": path, "code": "unknown", "message": "is not a field of this form"}
+        for path in (json_path([key]) for key in form_data if key not in properties)
+        if path not in reported  # a closed form's schema has said so already
     ]
     if errors:
         raise InputError("The form data is not valid.", errors=_sorted(errors))

@@ -171,9 +171,7 @@ def rjsf(
     return rjsf_form.document(schema, offered, chosen, warnings)
 
 
-def to_input(
-    name: str, form_data: Any, manifest: Manifest | None = None
-) -> dict[str, Any]:
+def to_input(name: str, form_data: Any, manifest: Manifest | None = None) -> dict[str, Any]:
     """What a person submitted in the RJSF form ``name`` -> the action's (or credential's) input.
 
     The one documented transform: Data Manager rows become fields, datetime-local values get
@@ -183,9 +181,7 @@ def to_input(
     return formdata.to_input(_schema(name, manifest or load_manifest()), form_data)
 
 
-def to_form_data(
-    name: str, inputs: Any, manifest: Manifest | None = None
-) -> dict[str, Any]:
+def to_form_data(name: str, inputs: Any, manifest: Manifest | None = None) -> dict[str, Any]:
     """An action's (valid) input as the RJSF form's data, to edit it: the inverse of to_input."""
     manifest = manifest or load_manifest()
     errors = validate(name, inputs, manifest)

@@ -144,9 +144,7 @@ def _object(
 
 def _picker(prop: dict[str, Any], options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     required = set(prop.get("required", []))
-    fields = {
-        name: _field(field, options, name in required) for name, field in hints.ordered(prop)
-    }
+    fields = {name: _field(field, options, name in required) for name, field in hints.ordered(prop)}
     form, ui = datamanager.picker_form(prop, fields)
     form.pop("x-ui", None)
     form["description"] = hints.help_text(prop)

@@ -174,9 +174,7 @@ class Connector:
         ``values`` chosen so far; ``search`` narrows a live list by source name (``projects``).
         """
         with self._lookup(credential) as lookup:
-            return forms.form_spec(
-                name, self.manifest, values=values, lookup=lookup, search=search
-            )
+            return forms.form_spec(name, self.manifest, values=values, lookup=lookup, search=search)
 
     def rjsf_form(
         self,
