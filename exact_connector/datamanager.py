@@ -13,8 +13,8 @@ import re
 from typing import Any, NamedTuple
 
 from exact_connector.catalog import Endpoint, catalog
-from exact_connector.hints import ordered as _ordered
 from exact_connector.exceptions import FieldError
+from exact_connector.hints import ordered as _ordered
 from exact_connector.schemas import SCHEMA_BASE
 from exact_connector.validation import json_path
 

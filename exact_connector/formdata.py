@@ -56,7 +56,7 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
         hidden = condition is not None and form_data.get(condition[0]) != condition[1]
         if name not in form_data or hidden or (name not in required and value in _EMPTY):
             continue
-        if hints.is_picker(prop):
+        if hints.is_picker(prop) and isinstance(value, dict):
             value, found = datamanager.to_input(value, prop, json_path([name]))
             errors += found
         result[name] = value

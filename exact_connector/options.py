@@ -14,13 +14,13 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import catalog
+from exact_connector.datamanager import data_manager_schema
 from exact_connector.exceptions import (
     ConfigError,
     DivisionNotAllowed,
     ExactConnectorError,
     InputError,
 )
-from exact_connector.datamanager import data_manager_schema
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
 

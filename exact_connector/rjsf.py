@@ -5,7 +5,8 @@ Built from a form's bundled schema and its ``x-ui`` hints, with these choices:
 
 - ``ui:widget`` holds only RJSF's own widget names; the connector's hints (its own widget
   vocabulary, option sources, groups) stay under ``x-ui`` in the uiSchema, where RJSF never reads.
-- A field with alternatives (``anyOf``, several types) is drawn as its first: division is an integer.
+- A field with alternatives (``anyOf``, several types) is drawn as its first: division is an
+  integer.
 - Labelled choices are ``oneOf`` of ``{const, title}`` (RJSF draws a dropdown); choices whose label
   is their value are ``examples`` (RJSF draws a text input with suggestions, so typing still works).
 - A field shown only for another field's value (``depends_on``) lives in an ``if``/``then`` clause:

@@ -109,21 +109,20 @@ def _search(pairs: list[str]) -> dict[str, str]:
 
 def _show_form(args: argparse.Namespace) -> int:
     manifest = _manifest(args)
-    hydration = {"values": _form_values(args.values), "search": _search(args.search)}
+    values, search = _form_values(args.values), _search(args.search)
     if args.credential is not None:
         connector = Connector(vault=open_vault(args), manifest=manifest)
         try:
-            if args.rjsf:
-                print_json(connector.rjsf_form(args.name, credential=args.credential, **hydration))
-                return 0
-            spec = connector.form_spec(args.name, credential=args.credential, **hydration)
+            build = connector.rjsf_form if args.rjsf else connector.form_spec
+            spec = build(args.name, credential=args.credential, values=values, search=search)
         finally:
             connector.vault.close()
-    elif args.rjsf:
-        print_json(forms.rjsf(args.name, manifest, **hydration))
-        return 0
     else:
-        spec = forms.form_spec(args.name, manifest, **hydration)
+        build_static = forms.rjsf if args.rjsf else forms.form_spec
+        spec = build_static(args.name, manifest, values=values, search=search)
+    if args.rjsf:
+        print_json(spec)
+        return 0
     if args.json:
         print_json(spec)
         return 0
