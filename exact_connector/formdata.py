@@ -18,7 +18,6 @@ from exact_connector.validation import FORMAT_CHECKER, Validator, field_errors, 
 
 __all__ = ["to_form_data", "to_input"]
 
-_EMPTY: tuple[Any, ...] = (None, "", [])
 #: The static form schema's validator for each input schema seen (manifests are loaded once).
 _validators: dict[int, tuple[dict[str, Any], Any]] = {}
 
@@ -36,6 +35,9 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
 
     Raises :class:`InputError` listing every problem, each at its path in the form data.
     """
+    required = set(schema.get("required", [])) | hints.conditionally_required(schema)
+    if isinstance(form_data, dict):  # what an empty input leaves behind is not a value
+        form_data = {k: v for k, v in form_data.items() if k in required or not _empty(v)}
     errors = field_errors(_validator(schema).iter_errors(form_data))
     if not isinstance(form_data, dict):
         raise InputError("The form data is not valid.", errors=errors)
@@ -48,13 +50,12 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
     ]
     if errors:
         raise InputError("The form data is not valid.", errors=_sorted(errors))
-    required = set(schema.get("required", [])) | hints.conditionally_required(schema)
     result: dict[str, Any] = {}
     for name, prop in properties.items():
         value = form_data.get(name)
         condition = hints.depends_on(prop)
         hidden = condition is not None and form_data.get(condition[0]) != condition[1]
-        if name not in form_data or hidden or (name not in required and value in _EMPTY):
+        if name not in form_data or hidden:
             continue
         if hints.is_picker(prop) and isinstance(value, dict):
             value, found = datamanager.to_input(value, prop, json_path([name]))
@@ -72,6 +73,10 @@ def to_form_data(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, An
         for name, prop in hints.ordered(schema)
         if name in inputs
     }
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
 
 
 def _sorted(errors: list[FieldError]) -> list[FieldError]:

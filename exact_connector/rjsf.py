@@ -191,7 +191,8 @@ def _field(
         widget = _RJSF_WIDGET.get(ours)
     if widget:
         ui["ui:widget"] = widget
-    if placeholder := prop.get("x-ui", {}).get("placeholder"):
+    placeholder = prop.get("x-ui", {}).get("placeholder")
+    if placeholder and (widget != "select" or labels):  # a typing hint, not a list's first line
         ui["ui:placeholder"] = placeholder
     if ours in _RJSF_OPTIONS and widget != "select":
         ui["ui:options"] = dict(_RJSF_OPTIONS[ours])

@@ -20,7 +20,7 @@ export function humanErrors(errorMessages) {
       });
 }
 
-function FormHost({ Form, validator, form, formData, onSubmit }) {
+function FormHost({ Form, validator, form, formData, onSubmit, onError }) {
   const [data, setData] = useState(formData);
   return createElement(Form, {
     schema: form.schema,
@@ -32,12 +32,15 @@ function FormHost({ Form, validator, form, formData, onSubmit }) {
     noHtml5Validate: true,
     onChange: (event) => setData(event.formData),
     onSubmit: (event) => onSubmit(event.formData),
+    // The form shows the errors; handling them here keeps RJSF from logging them as a failure.
+    onError,
   });
 }
 
 // Mount a form into `element`; `onSubmit(formData)` gets what a person submitted.
-export function mount(Form, validator, element, form, { formData, onSubmit = () => {} } = {}) {
+export function mount(Form, validator, element, form, options = {}) {
+  const { formData, onSubmit = () => {}, onError = () => {} } = options;
   const root = createRoot(element);
-  root.render(createElement(FormHost, { Form, validator, form, formData, onSubmit }));
+  root.render(createElement(FormHost, { Form, validator, form, formData, onSubmit, onError }));
   return () => root.unmount();
 }
