@@ -196,6 +196,8 @@ def _field(
         ui["ui:placeholder"] = placeholder
     if ours in _RJSF_OPTIONS and widget != "select":
         ui["ui:options"] = dict(_RJSF_OPTIONS[ours])
+    if form.get("type") == "array":  # each item is one input; "Select Fields-1" says nothing more
+        ui["items"] = {"ui:options": {"label": False}}
     ui["x-ui"] = _connector_hints(prop)
     return form, ui
 

@@ -14,9 +14,8 @@ export function humanErrors(errorMessages) {
     errors
       .filter((error) => error.name !== 'if')
       .map((error) => {
-        const where = (error.schemaPath || '').replace(/\/[^/]*$/, '');
-        const message = errorMessages[where];
-        return message ? { ...error, message, stack: `${error.property} ${message}`.trim() } : error;
+        const message = errorMessages[(error.schemaPath || '').replace(/\/[^/]*$/, '')];
+        return message ? { ...error, message, stack: error.stack.replace(error.message, message) } : error;
       });
 }
 
