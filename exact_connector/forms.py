@@ -110,11 +110,12 @@ def form_spec(
     """
     manifest = manifest or load_manifest()
     schema = _schema(name, manifest)
-    offered, _, _ = _resolve(schema, values or {}, lookup, search or {})
+    offered, chosen, _ = _resolve(schema, values or {}, lookup, search or {})
     required = set(schema.get("required", [])) | hints.conditionally_required(schema)
     fields = []
     for field_name, prop in hints.ordered(schema):
         field = _field(field_name, prop, field_name in required, _offered(prop, offered))
+        field["default"] = chosen.get(field_name, field["default"])
         if hints.is_picker(prop) and field["options"]:
             field["options"] = [_with_lookup(option, offered) for option in field["options"]]
         fields.append(field)

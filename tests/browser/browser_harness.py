@@ -11,10 +11,17 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Browser, Page
+
+from exact_connector.cli._callback import browser_get
+from exact_connector.runtime import Connector
+from exact_connector.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "frontend"
@@ -32,6 +39,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 RJSF_VERSIONS = ("6", "5")
+DIVISION = 100001
 _SOURCES = ("package.json", "package-lock.json", "build.mjs", "src", "rjsf5")
 #: Text a person must never read: the catalog's raw notes, regular expressions, ajv's internals.
 FORBIDDEN = re.compile(
@@ -148,3 +156,24 @@ class FormPage:
 
     def close(self) -> None:
         self.page.close()
+
+
+@dataclass
+class World:
+    """A sandbox on loopback, its URL, and a connector with an active credential for it."""
+
+    sb: Sandbox
+    base_url: str
+    connector: Connector
+    credential: str
+
+    def sign_in(self, credential: str, scanner: ModuleType) -> None:
+        """The authorization-code flow, the test playing the person's browser; then activate."""
+        url = self.connector.authorization_url(credential, "browser-state-1")
+        status, location = browser_get(url)
+        assert status == 302, status
+        query = {k: v[0] for k, v in parse_qs(urlsplit(str(location)).query).items()}
+        scanner.register_secret(query["code"])
+        self.connector.complete_authorization(credential, query["code"], query["state"])
+        assert self.connector.test_connect(credential)["ok"]
+        self.connector.credentials.activate(credential)

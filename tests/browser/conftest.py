@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one Chromium for the session, the form host built, and a
+"""Fixtures for the browser tests: one Chromium for the module, the form host built, and a
 signed-in connector on a sandbox served on 127.0.0.1.
 
 ``EXACT_CONNECTOR_SKIP_BROWSER=1`` (or ``-m "not browser"``) skips them on a machine without
@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_harness import CHROMIUM, CHROMIUM_FLAGS, build_bundle
+from browser_harness import CHROMIUM, CHROMIUM_FLAGS, World, build_bundle
 from playwright.sync_api import Browser, sync_playwright
 
-from exact_connector.cli._callback import browser_get
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
@@ -26,7 +23,6 @@ from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
 
 _ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-DIVISION = 100001
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,9 +45,13 @@ def scanner(pytestconfig: pytest.Config) -> ModuleType:
     raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, one for the whole session; the form host built for it."""
+    """Debian's Chromium, headless, one for the module; the form host built for it.
+
+    Not session-wide: Playwright's sync API holds an event loop on the main thread while it
+    runs, and other modules' tests call ``asyncio.run``.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"Chromium is not at {CHROMIUM}: apt-get install chromium (or set "
@@ -67,28 +67,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@dataclass
-class World:
-    """A sandbox on loopback, its URL, and a connector with an active credential for it."""
-
-    sb: Sandbox
-    base_url: str
-    connector: Connector
-    credential: str
-
-    def sign_in(self, credential: str, scanner: ModuleType) -> None:
-        """The authorization-code flow, the test playing the person's browser; then activate."""
-        url = self.connector.authorization_url(credential, "browser-state-1")
-        status, location = browser_get(url)
-        assert status == 302, status
-        query = {k: v[0] for k, v in parse_qs(urlsplit(str(location)).query).items()}
-        scanner.register_secret(query["code"])
-        self.connector.complete_authorization(credential, query["code"], query["state"])
-        assert self.connector.test_connect(credential)["ok"]
-        self.connector.credentials.activate(credential)
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, scanner: ModuleType) -> Iterator[World]:
     """One sandbox and one vault for the session; the sandbox and connector share a clock."""
     clock = ManualClock()

@@ -6,14 +6,12 @@ Screenshots of every form, static and filled, go to ``tests/browser/screenshots/
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
-from browser_harness import FORBIDDEN, RJSF_VERSIONS, FormPage
-from conftest import DIVISION, World
+from browser_harness import DIVISION, FORBIDDEN, RJSF_VERSIONS, FormPage, World
 from playwright.sync_api import Browser
 
 from exact_connector import forms
@@ -254,13 +252,13 @@ def test_list_form_minimal_then_with_fields(page: FormPage, world: World) -> Non
     assert_reads_well(page)
 
 
-@pytest.mark.parametrize("name", FORMS[1:])
+@pytest.mark.parametrize("name", FORMS)
 def test_hydrated_forms_render_as_emitted(page: FormPage, world: World, name: str) -> None:
-    """Every action form, hydrated for the sandbox credential, renders without a console error."""
+    """Every form, hydrated for the sandbox credential, renders without a console error."""
     document = world.connector.rjsf_form(name, credential=world.credential)
     assert document["warnings"] == []
     page.show(document)
-    assert page.options("#root_division")[0].startswith(f"{DIVISION} — ")
+    if "division" in document["schema"]["properties"]:
+        assert page.options("#root_division")[0] == f"{DIVISION} — Sandbox Consultancy B.V."
     page.screenshot(f"{name}-hydrated")
     assert_reads_well(page)
-    assert json.dumps(document).count("ui:widget") > 0
