@@ -1,8 +1,9 @@
 """Dynamic dropdowns: what ``options_from`` in a form spec resolves to.
 
-Static sources come from the catalog; live sources (projects, employees, hour types, accounts)
-ask Exact Online for one page of matches in the chosen division. Every option is
-``{"value": …, "label": …}`` plus an optional ``description``.
+Static sources come from the catalog; live sources (divisions, projects, employees, hour types,
+accounts, and the records of an endpoint) ask Exact Online: one call, at most ``LIVE_LIMIT``
+options, narrowed by ``search``. Every option is ``{"value": …, "label": …}`` plus an optional
+``description``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,25 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import catalog
+from exact_connector.datamanager import data_manager_schema
 from exact_connector.exceptions import (
     ConfigError,
     DivisionNotAllowed,
     ExactConnectorError,
     InputError,
 )
-from exact_connector.forms import data_manager_schema
-from exact_connector.odata import canonical_integer, filter_literal
+from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
 
 if TYPE_CHECKING:
     from exact_connector.client import ExactClient
     from exact_connector.vault import Credential
 
-__all__ = ["LIVE_SOURCES", "serve_options"]
+__all__ = ["LIVE_LIMIT", "LIVE_SOURCES", "STATIC_SOURCES", "serve_options"]
 
 Option = dict[str, Any]
-_LIMIT = 60  # one page of a regular endpoint: a lookup costs one API call
+LIVE_LIMIT = 60
+"""The most options a live source gives: one page of a regular endpoint, so one API call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +43,21 @@ class _Live:
     label_fields: tuple[str, ...]
     search_field: str
     fixed_filter: str | None = None
+    order_by: str | None = None
 
 
 #: Live lookups by source name, for the Data Manager's GUID fields.
 LIVE_SOURCES: dict[str, _Live] = {
-    "accounts": _Live("crm/Accounts", ("Code", "Name"), "Name"),
-    "employees": _Live("payroll/Employees", ("Code", "FullName"), "FullName"),
-    "hour_types": _Live("logistics/Items", ("Code", "Description"), "Description", "IsTime eq 1"),
-    "projects": _Live("project/Projects", ("Code", "Description"), "Description"),
+    "accounts": _Live("crm/Accounts", ("Code", "Name"), "Name", order_by="Name"),
+    "employees": _Live("payroll/Employees", ("Code", "FullName"), "FullName", order_by="FullName"),
+    "hour_types": _Live(
+        "logistics/Items", ("Code", "Description"), "Description", "IsTime eq 1", "Code"
+    ),
+    "projects": _Live("project/Projects", ("Code", "Description"), "Description", order_by="Code"),
 }
+#: How a record of an endpoint is named in a dropdown: these fields, where the endpoint has them.
+_RECORD_LABELS = ("Code", "Name", "FullName", "Description", "Date", "ProjectCode", "Quantity")
+_RECORD_LABEL_COUNT = 3
 
 
 def _endpoints(params: dict[str, Any]) -> list[Option]:
@@ -80,10 +88,15 @@ def _fields_of(endpoint_id: str, writable_only: bool) -> list[Option]:
 
 
 def _time_transaction_fields(params: dict[str, Any]) -> list[Option]:
-    """The Data Manager's fields, each with the schema (and widget hints) it is filled with."""
+    """The Data Manager's fields with their labels, help and the schema each is filled with."""
     properties = data_manager_schema()["$defs"]["fields"]["properties"]
     return [
-        {**option, "schema": properties[option["value"]]}
+        {
+            "value": option["value"],
+            "label": properties[option["value"]]["title"],
+            "description": properties[option["value"]]["description"],
+            "schema": properties[option["value"]],
+        }
         for option in _fields_of("project/TimeTransactions", writable_only=True)
     ]
 
@@ -93,6 +106,8 @@ _STATIC: dict[str, Callable[[dict[str, Any]], list[Option]]] = {
     "endpoint_fields": lambda p: _fields_of(str(p.get("endpoint", "")), writable_only=False),
     "time_transaction_fields": _time_transaction_fields,
 }
+STATIC_SOURCES = frozenset(_STATIC)
+"""Sources served from the catalog alone: no credential, no API call."""
 
 
 def serve_options(
@@ -112,12 +127,14 @@ def serve_options(
     if client is None or credential is None:
         raise ConfigError(
             f"The options '{name}' need a credential."
-            if name in ("divisions", *LIVE_SOURCES)
+            if name in ("divisions", "records", *LIVE_SOURCES)
             else "Unknown options source.",
             details={"source": name},
         )
     if name == "divisions":
         return _divisions(client, credential)
+    if name == "records":
+        return _records(client, credential, params)
     if name in LIVE_SOURCES:
         return _live(LIVE_SOURCES[name], client, credential, params)
     raise ConfigError("Unknown options source.", details={"source": name})
@@ -146,9 +163,7 @@ def _divisions(client: ExactClient, credential: Credential) -> list[Option]:
     ]
 
 
-def _live(
-    source: _Live, client: ExactClient, credential: Credential, params: dict[str, Any]
-) -> list[Option]:
+def _division(credential: Credential, params: dict[str, Any]) -> int:
     division = params.get("division", credential.default_division)
     if division is None:
         raise ConfigError("Run Test Connect first: no division is known for this connection.")
@@ -158,7 +173,12 @@ def _live(
             "This connection was not granted that division.",
             errors=[{"path": "$.division", "code": "not_allowed", "message": "not granted"}],
         )
-    endpoint = catalog().lookup(source.endpoint)
+    return division
+
+
+def _live(
+    source: _Live, client: ExactClient, credential: Credential, params: dict[str, Any]
+) -> list[Option]:
     filters = [source.fixed_filter] if source.fixed_filter else []
     search = params.get("search")
     if search:
@@ -167,11 +187,39 @@ def _live(
     query = {"$select": ",".join(("ID", *source.label_fields))}
     if filters:
         query["$filter"] = " and ".join(filters)
+    if source.order_by:
+        query["$orderby"] = source.order_by
+    rows = _page(client, _division(credential, params), source.endpoint, query)
+    return [{"value": row.get("ID"), "label": _label(row, source.label_fields)} for row in rows]
+
+
+def _records(client: ExactClient, credential: Credential, params: dict[str, Any]) -> list[Option]:
+    """The newest records of an endpoint, to pick a primary key by what the record says."""
+    endpoint = catalog().lookup(str(params.get("endpoint", "")))
+    key = endpoint.primary_key
+    if not isinstance(key, str):
+        raise ConfigError("Records of this endpoint cannot be picked from a list.")
+    names = {f.name for f in endpoint.fields}
+    labels = tuple(n for n in _RECORD_LABELS if n in names and n != key)[:_RECORD_LABEL_COUNT]
+    query = {"$select": ",".join((key, *labels))}
+    if "Modified" in names:
+        query["$orderby"] = "Modified desc"
+    rows = _page(client, _division(credential, params), endpoint.id, query)
+    return [{"value": row.get(key), "label": _label(row, labels or (key,))} for row in rows]
+
+
+def _page(client: ExactClient, division: int, endpoint_id: str, query: dict[str, str]) -> Any:
+    endpoint = catalog().lookup(endpoint_id)
     url = client.url(endpoint, division, None, query)
-    return [
-        {
-            "value": row.get("ID"),
-            "label": " — ".join(str(row.get(f) or "").strip() for f in source.label_fields),
-        }
-        for row in islice(Pager(client, endpoint, division, url, page_cap=1), _LIMIT)
-    ]
+    return islice(Pager(client, endpoint, division, url, page_cap=1), LIVE_LIMIT)
+
+
+def _label(row: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """A record's fields joined for a person: Exact's /Date(ms)/ as the day, codes unpadded."""
+    parts = []
+    for name in fields:
+        value = row.get(name)
+        if isinstance(value, str) and value.startswith("/Date("):
+            value = (parse_date(value) or value)[:10]
+        parts.append(str(value if value is not None else "").strip())
+    return " — ".join(part for part in parts if part) or "(no description)"

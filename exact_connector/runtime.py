@@ -12,11 +12,12 @@ async engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -159,9 +160,47 @@ class Connector:
             self._manifest = load_manifest()
         return self._manifest
 
-    def form_spec(self, name: str) -> dict[str, Any]:
-        """The form ``credentials`` or an action id's input form, as ordered fields."""
-        return forms.form_spec(name, self.manifest)
+    def form_spec(
+        self,
+        name: str,
+        *,
+        credential: CredentialRef | None = None,
+        values: Mapping[str, Any] | None = None,
+        search: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The form ``credentials`` or an action id's input form, as ordered fields.
+
+        With a ``credential``, its dynamic options (divisions, projects, …) are resolved for the
+        ``values`` chosen so far; ``search`` narrows a live list by source name (``projects``).
+        """
+        with self._lookup(credential) as lookup:
+            return forms.form_spec(name, self.manifest, values=values, lookup=lookup, search=search)
+
+    def rjsf_form(
+        self,
+        name: str,
+        *,
+        credential: CredentialRef | None = None,
+        values: Mapping[str, Any] | None = None,
+        search: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The form for react-jsonschema-form, hydrated as :meth:`form_spec` is.
+
+        ``{schema, uiSchema, errorMessages, warnings}``; what a person submits becomes the
+        action's input through ``forms.to_input(name, form_data)``.
+        """
+        with self._lookup(credential) as lookup:
+            return forms.rjsf(name, self.manifest, values=values, lookup=lookup, search=search)
+
+    @contextlib.contextmanager
+    def _lookup(self, ref: CredentialRef | None) -> Iterator[forms.Lookup | None]:
+        """Option lookups for one form: one client for all of its lists."""
+        if ref is None:
+            yield None
+            return
+        credential = self.credentials.get(ref)
+        with self.client(credential) as client:
+            yield lambda source, params: serve_options(source, client, credential, params)
 
     # -- state -------------------------------------------------------------------------------
 

@@ -72,13 +72,13 @@ def connector(
 
 
 def options_sources(ui_schema: Any) -> Iterator[str]:
-    """Every ``options_from`` in an rjsf uiSchema, nested fields included."""
+    """Every ``options_from`` in an rjsf uiSchema (the connector's ``x-ui`` hints), nested too."""
     if isinstance(ui_schema, dict):
-        source = ui_schema.get("ui:options", {}).get("options_from")
+        source = ui_schema.get("x-ui", {}).get("options_from")
         if isinstance(source, str):
             yield source
         for key, value in ui_schema.items():
-            if key != "ui:options":
+            if key != "x-ui":
                 yield from options_sources(value)
 
 
@@ -104,10 +104,13 @@ def consent_redirect(url: str) -> str:
 
 
 def check_submission(name: str, data: dict[str, Any]) -> None:
-    """The filled form passes both the connector's validation and the rjsf schema itself."""
+    """The input passes the connector's validation, and as form data the rjsf schema itself."""
     assert forms.validate(name, data) == [], (name, forms.validate(name, data))
     schema = forms.rjsf(name)["schema"]
-    assert not list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(data))
+    form_data = forms.to_form_data(name, data)
+    checker = Draft202012Validator(schema, format_checker=FormatChecker())
+    assert not list(checker.iter_errors(form_data))
+    assert forms.to_input(name, form_data) == data
 
 
 # -- the test ----------------------------------------------------------------------------------------
@@ -185,6 +188,8 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
         "employees?division={division}",
         "hour_types?division={division}",
         "accounts?division={division}",
+        "records?endpoint={endpoint}&division={division}",
+        "records?endpoint=project/TimeTransactions&division={division}",
     }
     values = {source: [o["value"] for o in offered] for source, offered in resolved.items()}
 
@@ -202,11 +207,10 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
         return data
 
     example_data = first_example(field_of(specs["create_project_time_transaction"], "data"))
-    picker = rjsf["create_project_time_transaction"]["uiSchema"]["data"]
     looked_up = {
-        name: values[hints["ui:options"]["options_from"]][0]
-        for name, hints in picker.items()
-        if isinstance(hints, dict) and "options_from" in hints.get("ui:options", {})
+        option["value"]: values[option["schema"]["x-ui"]["options_from"]][0]
+        for option in resolved["time_transaction_fields"]
+        if "options_from" in option["schema"].get("x-ui", {})
     }
     assert set(example_data) <= set(values["time_transaction_fields"])
     created = connector.execute(

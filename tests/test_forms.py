@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from exact_connector import forms
 from exact_connector.catalog import catalog
@@ -219,7 +218,7 @@ def test_delete_and_update_forms() -> None:
     update = forms.form_spec("update_project_time_transaction")["fields"]
     assert [(f["label"], f["widget"]) for f in update] == [
         ("Division", "select"),
-        ("Time Transaction ID", "guid"),
+        ("Time Transaction ID", "combobox"),
         ("Data Manager", "field-picker"),
     ]
     assert update[2]["options_from"] == "time_transaction_fields"
@@ -358,6 +357,7 @@ def test_every_field_has_the_full_set_of_keys(name: str) -> None:
         "default",
         "options",
         "options_from",
+        "options_note",
         "secret",
         "visible_when",
         "advanced",
@@ -413,54 +413,6 @@ def test_validate_reports_every_error_not_only_the_first() -> None:
         ("$.connector_name", "required"),
         ("$.server_url", "required"),
     ]
-
-
-# --- react-jsonschema-form ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", FORMS)
-def test_rjsf_schema_is_self_contained_2020_12(name: str) -> None:
-    """The rjsf schema is valid 2020-12, has no $ref and no x- hints left."""
-    output = forms.rjsf(name)
-    Draft202012Validator.check_schema(output["schema"])
-    text = json.dumps(output["schema"])
-    assert '"$ref"' not in text and '"x-ui"' not in text and '"x-error-message"' not in text
-
-
-@pytest.mark.parametrize("name", FORMS)
-def test_rjsf_ui_order_is_the_form_order(name: str) -> None:
-    """ui:order lists every property in the form spec's order."""
-    output = forms.rjsf(name)
-    assert output["uiSchema"]["ui:order"] == [f["name"] for f in forms.form_spec(name)["fields"]]
-    assert set(output["uiSchema"]["ui:order"]) == set(output["schema"]["properties"])
-
-
-def test_rjsf_credentials_ui_schema() -> None:
-    """Secrets render as password, selects carry their labels, help and placeholders pass through."""
-    ui = forms.rjsf("credentials")["uiSchema"]
-    assert ui["client_secret"]["ui:widget"] == "password"
-    assert ui["refresh_token"]["ui:widget"] == "password"
-    assert ui["server_url"]["ui:enumNames"][0] == "Netherlands"
-    assert ui["redirect_uri"]["ui:options"]["depends_on"] == {
-        "auth_type": "oauth2_authorization_code"
-    }
-    assert ui["connector_name"]["ui:placeholder"] == "Exact Online (production)"
-    assert "ui:help" in ui["client_secret"]
-
-
-def test_rjsf_schema_validates_like_ours() -> None:
-    """A stock validator on the rjsf schema accepts and rejects what forms.validate does."""
-    schema = forms.rjsf("credentials")["schema"]
-    stock = Draft202012Validator(schema)
-    assert stock.is_valid(CODE_FLOW) and stock.is_valid(REFRESH_FLOW)
-    assert not stock.is_valid({**CODE_FLOW, "auth_type": "oauth2_refresh_token"})
-
-
-def test_rjsf_nests_data_manager_hints() -> None:
-    """The Data Manager's HourStatus select keeps its labels inside the nested uiSchema."""
-    ui = forms.rjsf("create_project_time_transaction")["uiSchema"]
-    assert ui["data"]["HourStatus"]["ui:enumNames"] == ["Draft", "Rejected", "Submitted"]
-    assert ui["data"]["ui:options"]["options_from"] == "time_transaction_fields"
 
 
 # --- the Data Manager ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Commands that read the declarations: ``manifest``, ``form``, ``validate`` and ``endpoints``.
 
-None of them needs a vault or the network. ``--manifest-root DIR`` reads ``connector.yaml`` and
-``schemas/`` from another directory (to check a manifest being edited, or a test fixture).
+None of them needs a vault or the network, except ``form --credential``, which fills the form's
+dropdowns from Exact Online. ``--manifest-root DIR`` reads ``connector.yaml`` and ``schemas/`` from
+another directory (to check a manifest being edited, or a test fixture).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 from exact_connector import forms
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.cli._output import print_json, print_table
+from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import InputError
 from exact_connector.manifest import Manifest, load_manifest
+from exact_connector.options import LIVE_LIMIT
+from exact_connector.runtime import Connector
 
 __all__ = ["register"]
 
@@ -66,18 +70,59 @@ def _notes(field: dict[str, Any]) -> str:
         condition = field["visible_when"]
         notes.append(f"shown when {condition['field']} = {condition['equals']}")
     if field["options_from"]:
-        notes.append(f"options from {field['options_from']}")
+        listed = f", {len(field['options'])} listed" if field["options"] else ""
+        notes.append(f"options from {field['options_from']}{listed}")
+    if field["options_note"]:
+        notes.append(field["options_note"])
     if field["advanced"]:
         notes.append("advanced")
     return "; ".join(notes)
 
 
+def _form_values(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        values = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        values = None
+    if not isinstance(values, dict):
+        raise InputError(
+            "--values must be a JSON object of the values chosen so far.",
+            errors=[{"path": "$.values", "code": "type", "message": "is not a JSON object"}],
+        )
+    return values
+
+
+def _search(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        source, equals, text = pair.partition("=")
+        if not (equals and source and text):
+            raise InputError(
+                "--search takes SOURCE=TEXT, e.g. projects=warehouse.",
+                errors=[{"path": "$.search", "code": "format", "message": "is not SOURCE=TEXT"}],
+            )
+        found[source] = text
+    return found
+
+
 def _show_form(args: argparse.Namespace) -> int:
     manifest = _manifest(args)
+    values, search = _form_values(args.values), _search(args.search)
+    if args.credential is not None:
+        connector = Connector(vault=open_vault(args), manifest=manifest)
+        try:
+            build = connector.rjsf_form if args.rjsf else connector.form_spec
+            spec = build(args.name, credential=args.credential, values=values, search=search)
+        finally:
+            connector.vault.close()
+    else:
+        build_static = forms.rjsf if args.rjsf else forms.form_spec
+        spec = build_static(args.name, manifest, values=values, search=search)
     if args.rjsf:
-        print_json(forms.rjsf(args.name, manifest))
+        print_json(spec)
         return 0
-    spec = forms.form_spec(args.name, manifest)
     if args.json:
         print_json(spec)
         return 0
@@ -180,12 +225,33 @@ def register(subparsers: Any) -> None:
     )
     manifest.set_defaults(handler=_show_manifest)
 
-    form = subparsers.add_parser("form", parents=[root], help="show a generated form")
+    form = subparsers.add_parser(
+        "form", parents=[root, vault_options()], help="show a generated form"
+    )
     form.add_argument("name", help="credentials, or an action id")
     output = form.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="the form spec as JSON")
     output.add_argument(
-        "--rjsf", action="store_true", help="schema + uiSchema for react-jsonschema-form"
+        "--rjsf",
+        action="store_true",
+        help="schema, uiSchema and errorMessages for react-jsonschema-form",
+    )
+    form.add_argument(
+        "--credential",
+        metavar="NAME",
+        help="fill the dropdowns (divisions, projects, …) from Exact Online for this credential",
+    )
+    form.add_argument(
+        "--values",
+        metavar="JSON",
+        help='the values chosen so far, e.g. \'{"division": 123456, "endpoint": "crm/Accounts"}\'',
+    )
+    form.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="SOURCE=TEXT",
+        help=f"narrow a live list, e.g. projects=warehouse (lists show at most {LIVE_LIMIT})",
     )
     form.set_defaults(handler=_show_form)
 
