@@ -1,65 +1,45 @@
-"""The vault's SQLite file: private files, a connection per thread and process, exact transactions.
+"""The vault's SQLite backend: one file per home, and every SQL statement of the vault.
 
-``<home>`` (``$EXACT_CONNECTOR_HOME``, else the platform's per-user data directory) is 0700 and
-holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could create them
-0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh token
-survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN IMMEDIATE``
+``<home>`` holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could
+create them 0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh
+token survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN IMMEDIATE``
 transaction, so a compare-and-swap is exact across processes. A forked child opens its own
 connections and never touches its parent's. Every SQLite failure becomes the vault's own error
-through one table, without SQLite's text.
+through one table, without SQLite's text. The refresh lease is a ``flock`` on a lock file
+(:mod:`exact_connector.vault.locks`).
 
-Test-only crash hook: ``EXACT_CONNECTOR_CRASH_AT=<point>[:n]`` exits with status 137 the n-th time
-``<point>`` is reached. Points: ``<op>.before_commit`` and ``<op>.after_commit`` for op in begin,
-activate, tokens, status, divisions, remove, rotate_start, rotate (once per record), rotate_end,
-retire, rewrap; and ``keyfile.before_replace``.
+:class:`SQLiteStore` implements :class:`~exact_connector.vault.store.VaultStore` and
+:class:`SQLiteSession` implements :class:`~exact_connector.vault.store.StoreSession`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import os
 import sqlite3
-import sys
 import threading
-import time
-import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from exact_connector import sealing
-from exact_connector._vault_keys import DataKeys, corrupt_hint
-from exact_connector.clock import Clock
+from exact_connector import _sqlite
 from exact_connector.exceptions import (
     ExactConnectorError,
     VaultBusy,
     VaultCorrupt,
-    VaultIntegrityError,
     VaultIOError,
-    VaultKeyMismatch,
-    VaultKeyUnknown,
     VaultPermissions,
 )
-from exact_connector.sealing import PRIVATE_OPEN, KeyRing
+from exact_connector.vault._files import check_private_file, ensure_dir
+from exact_connector.vault.locks import credential_lock
+from exact_connector.vault.store import Initializer, Row, corrupt_hint, crash_point
 
-__all__ = [
-    "DB_NAME",
-    "Store",
-    "absolute_home",
-    "crash_point",
-    "default_home",
-    "ensure_dir",
-    "sqlite_errors",
-]
+__all__ = ["DB_NAME", "SQLiteSession", "SQLiteStore", "sqlite_errors"]
 
-HOME_ENV = "EXACT_CONNECTOR_HOME"
 DB_NAME = "vault.db"
 SCHEMA_VERSION = "1"
-CRASH_ENV = "EXACT_CONNECTOR_CRASH_AT"
-_CRASH_AT = os.environ.get(CRASH_ENV) or None
-_crash_hits: dict[str, int] = {}
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -111,103 +91,216 @@ _SQLITE_ERRORS: dict[int, tuple[type[ExactConnectorError], str]] = {
     sqlite3.SQLITE_ERROR: (VaultCorrupt, "does not have the expected structure"),
     sqlite3.SQLITE_CONSTRAINT: (VaultCorrupt, "violates its own constraints"),
 }
-_ABANDONED: list[sqlite3.Connection] = []  # inherited over fork(): the child must never close them
-_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_CREDENTIAL_COLUMNS = (
+    "id",
+    "workspace",
+    "connector_name",
+    "auth_type",
+    "server_url",
+    "client_id",
+    "redirect_uri",
+    "status",
+    "allowed_divisions",
+    "default_division",
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "access_token_issued_at",
+    "access_token_expires_at",
+    "refresh_token_issued_at",
+    "version",
+    "created_at",
+    "updated_at",
+    "status_reason",
+)
+_INSERT = (
+    f"INSERT INTO credentials ({', '.join(_CREDENTIAL_COLUMNS)})"  # noqa: S608 (fixed names)
+    f" VALUES (:{', :'.join(_CREDENTIAL_COLUMNS)})"
+)
+_SWAP = (
+    f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _CREDENTIAL_COLUMNS)}"  # noqa: S608
+    " WHERE id = :id AND version = :expected_version"
+)
+_RESEAL = (
+    "UPDATE credentials SET client_secret = :client_secret, refresh_token = :refresh_token,"
+    " access_token = :access_token WHERE id = :id"
+)
 
 
-def crash_point(name: str) -> None:
-    """Test-only: exit abruptly at ``name`` when EXACT_CONNECTOR_CRASH_AT asks for it."""
-    if _CRASH_AT is None:
-        return
-    point, _, nth = _CRASH_AT.partition(":")
-    if point == name:
-        _crash_hits[name] = _crash_hits.get(name, 0) + 1
-        if _crash_hits[name] >= int(nth or 1):
-            os._exit(137)
-
-
-def default_home() -> Path:
-    """``$EXACT_CONNECTOR_HOME``, else the platform's per-user data directory."""
-    if configured := os.environ.get(HOME_ENV):
-        return Path(configured).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME", "")
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "exact-connector"
-
-
-def absolute_home(home: str | os.PathLike[str] | None) -> Path:
-    """``home`` (else the default) as an absolute path, symlinks left as they are."""
-    # abspath, not resolve(): resolving would follow the very symlink we must refuse.
-    return Path(os.path.abspath(os.fspath(home) if home is not None else default_home()))
-
-
-@contextmanager
-def sqlite_errors(path: Path) -> Iterator[None]:
-    """Translate every sqlite3 error into the vault's own, without SQLite's text or traceback."""
-    try:
-        yield
-    except sqlite3.Error as error:
-        code = getattr(error, "sqlite_errorcode", None)
+def _translate(path: Path) -> Callable[[Exception], Exception]:
+    def make(error: Exception) -> Exception:
         name = getattr(error, "sqlite_errorname", None) or type(error).__name__
-        cls, what = _SQLITE_ERRORS.get((code or 0) & 0xFF, (VaultIOError, "failed unexpectedly"))
-        hint = corrupt_hint(path) if cls is VaultCorrupt else None
+        unexpected = (VaultIOError, "failed unexpectedly")
+        cls, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
+        hint = corrupt_hint(str(path)) if cls is VaultCorrupt else None
         details = {"path": str(path), "sqlite_error": name}
-        raise cls(f"vault database {path} {what}", details=details, hint=hint) from None
+        return cls(f"vault database {path} {what}", details=details, hint=hint)
+
+    return make
 
 
-class Store:
-    """One open vault file: its connections (per process and thread), keys and transactions."""
+def sqlite_errors(path: Path) -> AbstractContextManager[None]:
+    """Translate every sqlite3 error into the vault's own, without SQLite's text or traceback."""
+    return _sqlite.translated(_translate(path))
 
-    def __init__(self, home: Path, ring: KeyRing, clock: Clock, busy_timeout: float) -> None:
-        self.home, self.path, self.clock = home, home / DB_NAME, clock
+
+class SQLiteSession:
+    """One transaction on the vault file: rows in, rows out (see ``StoreSession``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, query: str, *args: Any) -> dict[str, Any] | None:
+        row = self._conn.execute(query, args).fetchone()
+        return None if row is None else dict(row)
+
+    def _all(self, query: str, *args: Any) -> list[Row]:
+        return [dict(row) for row in self._conn.execute(query, args)]
+
+    def _column(self, query: str, *args: Any) -> list[Any]:
+        return [row[0] for row in self._conn.execute(query, args)]
+
+    def credential(self, credential_id: str, workspace: str | None = None) -> Row | None:
+        if workspace is None:
+            return self._one("SELECT * FROM credentials WHERE id = ?", credential_id)
+        query = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
+        return self._one(query, credential_id, workspace)
+
+    def credential_by_name(self, workspace: str, connector_name: str) -> Row | None:
+        query = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
+        return self._one(query, connector_name, workspace)
+
+    def credentials(self, workspace: str | None) -> list[Row]:
+        if workspace is None:
+            return self._all("SELECT * FROM credentials ORDER BY workspace, connector_name")
+        query = "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name"
+        return self._all(query, workspace)
+
+    def credential_ids(self) -> list[str]:
+        return self._column("SELECT id FROM credentials ORDER BY rowid")
+
+    def insert_credential(self, row: Row) -> None:
+        self._conn.execute(_INSERT, dict(row))
+
+    def swap_credential(self, row: Row, expected_version: int) -> bool:
+        cursor = self._conn.execute(_SWAP, {**row, "expected_version": expected_version})
+        return cursor.rowcount == 1
+
+    def reseal_credential(self, credential_id: str, blobs: Mapping[str, bytes | None]) -> None:
+        self._conn.execute(_RESEAL, {**blobs, "id": credential_id})
+
+    def delete_credential(self, credential_id: str) -> None:
+        self._conn.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
+
+    def put_sign_in(self, credential_id: str, state_digest: str, expires_at: float) -> None:
+        query = "INSERT OR REPLACE INTO sign_ins VALUES (?, ?, ?)"
+        self._conn.execute(query, (credential_id, state_digest, expires_at))
+
+    def sign_in(self, credential_id: str) -> Row | None:
+        query = "SELECT state_digest, expires_at FROM sign_ins WHERE credential_id = ?"
+        return self._one(query, credential_id)
+
+    def delete_sign_in(self, credential_id: str) -> None:
+        self._conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (credential_id,))
+
+    def append_audit(
+        self,
+        at: float,
+        workspace: str | None,
+        credential_id: str | None,
+        event: str,
+        detail: str,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO audit (at, workspace, credential_id, event, detail) VALUES (?,?,?,?,?)",
+            (at, workspace, credential_id, event, detail),
+        )
+
+    def audit(self, workspace: str, credential_id: str | None) -> list[Row]:
+        query = "SELECT * FROM audit WHERE (workspace = ? OR workspace IS NULL)"
+        if credential_id is None:
+            return self._all(query + " ORDER BY seq", workspace)
+        return self._all(query + " AND credential_id = ? ORDER BY seq", workspace, credential_id)
+
+    def header(self) -> dict[str, str]:
+        rows = self._conn.execute("SELECT name, value FROM meta WHERE name != 'schema_version'")
+        return {str(name): str(value) for name, value in rows}
+
+    def set_header(self, name: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def insert_data_key(self, kid: str, purpose: str, created_at: float) -> None:
+        self._conn.execute("INSERT INTO data_keys VALUES (?, ?, ?)", (kid, purpose, created_at))
+
+    def data_key_purpose(self, kid: str) -> str | None:
+        found = self._column("SELECT purpose FROM data_keys WHERE kid = ?", kid)
+        return str(found[0]) if found else None
+
+    def data_keys(self) -> list[Row]:
+        return self._all("SELECT kid, purpose FROM data_keys ORDER BY created_at")
+
+    def delete_data_key(self, kid: str) -> None:
+        self._conn.execute("DELETE FROM data_keys WHERE kid = ?", (kid,))  # wraps cascade
+
+    def put_wrap(self, data_kid: str, master_kid: str, blob: bytes) -> None:
+        query = "INSERT OR REPLACE INTO key_wraps VALUES (?, ?, ?)"
+        self._conn.execute(query, (data_kid, master_kid, blob))
+
+    def wraps(self, data_kid: str) -> dict[str, bytes]:
+        rows = self._conn.execute(
+            "SELECT master_kid, blob FROM key_wraps WHERE data_kid = ?", (data_kid,)
+        )
+        return {str(master_kid): blob for master_kid, blob in rows}
+
+    def master_kids(self) -> list[str]:
+        return self._column("SELECT DISTINCT master_kid FROM key_wraps ORDER BY 1")
+
+    def delete_wraps(self, master_kid: str) -> None:
+        self._conn.execute("DELETE FROM key_wraps WHERE master_kid = ?", (master_kid,))
+
+
+class SQLiteStore:
+    """One open vault file: a connection per process and thread, and exact transactions."""
+
+    def __init__(self, home: Path, busy_timeout: float) -> None:
+        self.home, self.path = home, home / DB_NAME
+        self.where = str(self.path)
         self.busy_timeout = busy_timeout
-        self.keys = DataKeys(ring, self.path, clock, self.read)
         self.closed = False
-        self._reset_connections()
-        _STORES.add(self)
+        self.reset_after_fork()
+        _sqlite.reset_after_fork(self)
 
-    @property
-    def vault_id(self) -> str:
-        """The random id every blob in this file is bound to."""
-        return self.keys.vault_id
-
-    def _reset_connections(self) -> None:
-        # After fork() the parent's connections must be neither used nor closed by the child.
-        self._pid = os.getpid()
+    def reset_after_fork(self) -> None:
+        """Forget the parent's connections (never close them): they are not this process's."""
+        _sqlite.abandon(getattr(self, "_connections", ()))
         self._guard = threading.Lock()
         self._local = threading.local()
-        _ABANDONED.extend(getattr(self, "_connections", ()))
         self._connections: list[sqlite3.Connection] = []
 
     @classmethod
-    def open(cls, home: Path, ring: KeyRing, clock: Clock, busy_timeout: float) -> Store:
-        """Open (or create) ``<home>/vault.db``, check it, and unlock its keys with ``ring``."""
+    def open(cls, home: Path, busy_timeout: float, initialize: Initializer) -> SQLiteStore:
+        """Open (or create) ``<home>/vault.db`` and check it; ``initialize`` writes a new header."""
         ensure_dir(home)
-        store = cls(home, ring, clock, busy_timeout)
-        fresh = not sealing.check_private_file(store.path, "vault database")
+        store = cls(home, busy_timeout)
+        fresh = not check_private_file(store.path, "vault database")
         for suffix in ("-wal", "-shm"):
             sibling = Path(f"{store.path}{suffix}")
             if fresh:
                 _precreate(sibling)
             else:
-                sealing.check_private_file(sibling, "vault database file")
+                check_private_file(sibling, "vault database file")
         if fresh:
             _precreate(store.path)
         elif not os.access(store.path, os.R_OK | os.W_OK):  # fail at start-up, not at a refresh
             raise VaultPermissions(f"vault database {store.path} is not writable by this user")
         try:
-            store._open_database()
+            store._open_database(initialize)
         except BaseException:
             store.close()
             raise
         return store
 
-    def _open_database(self) -> None:
+    def _open_database(self, initialize: Initializer) -> None:
         conn = self.connection()
         with sqlite_errors(self.path):
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
@@ -215,68 +308,39 @@ class Store:
                 raise VaultCorrupt(
                     f"vault database {self.path} failed its integrity check",
                     details={"path": str(self.path), "problems": problems[:5]},
-                    hint=corrupt_hint(self.path),
+                    hint=corrupt_hint(self.where),
                 )
             if not self._tables(conn):
-                self._initialize(conn)
+                self._initialize(conn, initialize)
             if "sign_ins" not in self._tables(conn):
                 conn.execute(_ADDED)
             if not _TABLES >= self._tables(conn) >= _TABLES - {"sqlite_sequence"}:
                 raise VaultCorrupt(
                     f"{self.path} is not an exact-connector vault (unexpected tables)",
-                    hint=corrupt_hint(self.path),
+                    hint=corrupt_hint(self.where),
                 )
-            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        header = {"vault_id", "fingerprint_key", "primary_data_key"}
-        if meta.get("schema_version") != SCHEMA_VERSION or not header <= meta.keys():
+            version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'")
+            schema = next((row[0] for row in version), None)
+        if schema != SCHEMA_VERSION:
             raise VaultCorrupt(
-                f"vault {self.path} has no readable header (schema {meta.get('schema_version')!r})",
-                hint=corrupt_hint(self.path),
+                f"vault {self.path} has no readable header (schema {schema!r})",
+                hint=corrupt_hint(self.where),
             )
-        keys = self.keys
-        keys.vault_id = meta["vault_id"]
-        try:
-            keys.fingerprint_key = keys.get(meta["fingerprint_key"])
-            keys.primary_kid = meta["primary_data_key"]
-            keys.get(keys.primary_kid)
-        except (VaultIntegrityError, VaultKeyUnknown) as error:
-            culprit = error.details.get("master_key") or ", ".join(keys.ring.kids)
-            sealed = ", ".join(keys.master_kids()) or "none"
-            raise VaultKeyMismatch(
-                f"the configured vault key {culprit} does not open {self.path}; "
-                f"it is sealed under: {sealed}",
-                details={"path": str(self.path), "configured": list(keys.ring.kids)},
-            ) from None
 
     @staticmethod
     def _tables(conn: sqlite3.Connection) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
-    def _initialize(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    def _initialize(self, conn: sqlite3.Connection, initialize: Initializer) -> None:
+        with _sqlite.immediate(conn):
             if not self._tables(conn):  # another process may have won the race
                 for statement in _SCHEMA.split(";"):  # executescript() would COMMIT first
                     conn.execute(statement)
-                self.keys.vault_id = os.urandom(16).hex()
-                meta = {
-                    "schema_version": SCHEMA_VERSION,
-                    "vault_id": self.keys.vault_id,
-                    "fingerprint_key": self.keys.create(conn, "fingerprint"),
-                    "primary_data_key": self.keys.create(conn, "data"),
-                    "created_at": repr(self.clock.now()),
-                }
-                conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+                initialize(SQLiteSession(conn))
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection; a forked child transparently opens its own."""
-        if self._pid != os.getpid():
-            self._reset_connections()
+        """This thread's connection (a forked child opens its own)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self.closed:
@@ -295,7 +359,7 @@ class Store:
             conn.row_factory = sqlite3.Row
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                journal = _enable_wal(conn, time.monotonic() + self.busy_timeout)
+                journal = _sqlite.enable_wal(conn, self.busy_timeout)
                 for pragma in _PRAGMAS:
                     conn.execute(pragma)
                 synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
@@ -310,49 +374,28 @@ class Store:
         return conn
 
     @contextmanager
-    def write(self, op: str) -> Iterator[sqlite3.Connection]:
+    def write(self, op: str) -> Iterator[SQLiteSession]:
         """A ``BEGIN IMMEDIATE`` transaction: all or nothing, serialized across processes."""
         conn = self.connection()
-        with sqlite_errors(self.path):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.keys.follow_primary(conn)
-                yield conn
-                crash_point(f"{op}.before_commit")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+        before_commit = functools.partial(crash_point, f"{op}.before_commit")
+        with sqlite_errors(self.path), _sqlite.immediate(conn, before_commit):
+            yield SQLiteSession(conn)
         crash_point(f"{op}.after_commit")
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reads, with SQLite errors translated."""
+    def read(self) -> Iterator[SQLiteSession]:
+        """A session for reads, with SQLite errors translated."""
         conn = self.connection()
         with sqlite_errors(self.path):
-            yield conn
+            yield SQLiteSession(conn)
 
-    def audit(
-        self,
-        conn: sqlite3.Connection,
-        event: str,
-        workspace: str | None,
-        credential_id: str | None,
-        detail: Mapping[str, Any],
-    ) -> None:
-        """Append one audit event inside the caller's transaction."""
-        conn.execute(
-            "INSERT INTO audit (at, workspace, credential_id, event, detail) VALUES (?,?,?,?,?)",
-            (self.clock.now(), workspace, credential_id, event, json.dumps(detail)),
-        )
+    def lease(self, credential_id: str, timeout: float) -> AbstractContextManager[None]:
+        """The credential's refresh lease: a thread mutex plus ``flock`` on its lock file."""
+        return credential_lock(self.home, credential_id, timeout)
 
     def close(self) -> None:
         """Close every connection of this process; later use raises VaultIOError."""
         self.closed = True
-        if self._pid != os.getpid():
-            return
         with self._guard:
             connections, self._connections = self._connections, []
         for conn in connections:
@@ -361,45 +404,11 @@ class Store:
         self._local = threading.local()
 
 
-def _enable_wal(conn: sqlite3.Connection, deadline: float) -> str:
-    # Switching the journal mode answers SQLITE_BUSY at once, without the busy handler.
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as error:
-            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def ensure_dir(path: Path) -> None:
-    """Create the vault directory 0700 if needed; refuse one that is not private."""
-    try:
-        os.makedirs(path.parent, exist_ok=True)
-        os.mkdir(path, 0o700)
-        os.chmod(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as error:
-        raise VaultPermissions(f"cannot create vault directory {path}: {error.strerror}") from None
-    sealing.check_private_dir(path)
-
-
 def _precreate(path: Path) -> None:
     # SQLite would create the file 0644 under umask 022; an O_EXCL 0600 file comes first.
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN, 0o600))
-    except FileExistsError:
-        sealing.check_private_file(path, "vault database file")
+        created = _sqlite.create_private_file(path)
     except OSError as error:
         raise VaultPermissions(f"cannot create {path}: {error.strerror}") from None
-
-
-def _after_fork() -> None:
-    for store in list(_STORES):
-        store._reset_connections()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    if not created:
+        check_private_file(path, "vault database file")
