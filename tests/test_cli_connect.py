@@ -41,19 +41,9 @@ pytestmark = pytest.mark.e2e
 
 DIVISION = 100001
 TIME_TRANSACTIONS = "project/TimeTransactions"
-ROOT_CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 
 
 # -- the world: a sandbox on loopback, a vault, a signed-in credential ----------------------------------
-
-
-@pytest.fixture
-def scanner(pytestconfig: pytest.Config) -> ModuleType:
-    """The lead's conftest module as pytest loaded it: its secret set is the one scanned."""
-    for plugin in pytestconfig.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").resolve() == ROOT_CONFTEST:
-            return plugin  # type: ignore[no-any-return]
-    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
 
 
 def _free_port() -> int:
