@@ -21,7 +21,13 @@ from exact_connector.sealing import KEY_ENV, KEY_FILE_NAME, KeyRing, MasterKey, 
 from exact_connector.sealing import write_private_file as _write_private_file
 from exact_connector.vault import Credential, RotationReport, Vault, crash_point, default_home
 
-__all__ = ["credentials_subparsers", "open_vault", "register", "vault_options"]
+__all__ = [
+    "credential_summary",
+    "credentials_subparsers",
+    "open_vault",
+    "register",
+    "vault_options",
+]
 
 _CREDENTIALS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _FAILED = EXIT_CODES[Category.SYSTEM]
@@ -239,7 +245,8 @@ def _when(epoch: float | None) -> str | None:
     )
 
 
-def _summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+def credential_summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+    """What ``credentials show`` prints (and the UI's Vault page shows): secrets as fingerprints."""
     secrets = {
         field: None if (secret := getattr(credential, field)) is None else vault.fingerprint(secret)
         for field in ("client_secret", "refresh_token", "access_token")
@@ -271,7 +278,7 @@ def _list(args: argparse.Namespace) -> int:
         entries = []
         for result in vault.verify():  # one unreadable record must not hide the others
             if result.ok:
-                entries.append(_summary(vault, vault.get(result.id)))
+                entries.append(credential_summary(vault, vault.get(result.id)))
             else:
                 entries.append(
                     {
@@ -300,7 +307,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     with open_vault(args) as vault:
-        summary = _summary(vault, vault.get(args.name))
+        summary = credential_summary(vault, vault.get(args.name))
     if args.json:
         print_json(summary)
         return 0
