@@ -1,8 +1,8 @@
 """``exact-connector ui``: the Vault page and the step runner in a browser, on 127.0.0.1.
 
-With ``--sandbox`` (the default when no vault exists yet) it starts the embedded sandbox and a
-throw-away vault, as ``demo`` does, so it works with no Exact account; the sandbox shows its
-consent page, as Exact would. Otherwise it serves the vault at ``--home``.
+With ``--sandbox`` (the default when ``--home`` holds no vault and no key file yet) it starts the
+embedded sandbox and a throw-away vault, as ``demo`` does, so it works with no Exact account; the
+sandbox shows its consent page, as Exact would. Otherwise it serves the vault at ``--home``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from exact_connector.cli.demo import sandbox_workspace
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError
 from exact_connector.runtime import Connector
+from exact_connector.sealing import KEY_FILE_NAME
 
 __all__ = ["register"]
 
@@ -57,7 +58,8 @@ def _ui(args: argparse.Namespace) -> int:
 
     if bundle_dir() is None:
         raise ConfigError("The UI's page is not built.", hint=BUILD_HINT)
-    sandbox = args.sandbox or not (absolute_home(args.home) / DB_NAME).exists()
+    home = absolute_home(args.home)
+    sandbox = args.sandbox or not any((home / name).exists() for name in (DB_NAME, KEY_FILE_NAME))
     sock = bind(args.port)
     port = sock.getsockname()[1]
     settings = UiSettings(origin=f"http://127.0.0.1:{port}", token=new_token())

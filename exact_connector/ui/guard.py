@@ -22,9 +22,11 @@ __all__ = ["CSRF_HEADER", "Guard", "new_token"]
 CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: No framing, no third-party anything, and no Referer: the callback URL carries a one-time code.
+#: 'unsafe-eval' because Ajv (the forms' validator) compiles each schema into a function.
 _HEADERS = {
     "content-security-policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; script-src 'self' 'unsafe-eval'; img-src 'self' data:; "
+        "style-src 'self' 'unsafe-inline'; "
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "x-frame-options": "DENY",

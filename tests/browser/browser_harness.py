@@ -1,5 +1,5 @@
-"""The browser side of the form tests: the bundled form host, headless Chromium, and a page that
-renders one connector form the way an engine's front end does.
+"""The browser side of the form tests: the bundled form host (and the ``exact-connector ui`` app),
+headless Chromium, and a page that renders one connector form the way an engine's front end does.
 
 The host (``frontend/``) is built with npm and esbuild when its bundle is missing or older than
 its sources, so plain ``pytest`` works on a fresh clone (``.ci/run`` installs Chromium and Node).
@@ -63,7 +63,8 @@ def build_bundle() -> None:
         FRONTEND / "package-lock.json"
     ):
         _run([npm, "ci", "--no-audit", "--no-fund"])
-    bundles = [FRONTEND / "dist" / f"rjsf{v}.js" for v in RJSF_VERSIONS]
+    names = [f"rjsf{v}.js" for v in RJSF_VERSIONS] + ["app.js", "app.css"]
+    bundles = [FRONTEND / "dist" / name for name in names]
     sources = max(_newest(FRONTEND / name) for name in _SOURCES)
     if not all(b.exists() and b.stat().st_mtime >= sources for b in bundles):
         _run(["node", "build.mjs"])
