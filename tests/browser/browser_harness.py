@@ -11,13 +11,14 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from exact_connector.cli._callback import browser_get
 from exact_connector.runtime import Connector
@@ -76,19 +77,26 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
 
 
+def watch(page: Page, ignore: Callable[[ConsoleMessage], bool] = lambda _: False) -> list[str]:
+    """The page's errors and console errors and warnings, as they come (``ignore`` aside)."""
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning") and not ignore(message):
+            problems.append(f"console {message.type}: {message.text[:500]}")
+
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", console)
+    return problems
+
+
 class FormPage:
     """One browser page showing one form, with what the console said and what was submitted."""
 
     def __init__(self, browser: Browser, version: str) -> None:
         self.version = version
         self.page: Page = browser.new_page(viewport={"width": 900, "height": 800})
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("console", self._console)
-
-    def _console(self, message: Any) -> None:
-        if message.type in ("error", "warning"):
-            self.problems.append(f"console {message.type}: {message.text}")
+        self.problems = watch(self.page)
 
     def show(self, document: dict[str, Any], form_data: dict[str, Any] | None = None) -> None:
         """Load the host and mount the form, as an engine would with the connector's document."""

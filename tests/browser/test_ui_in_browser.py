@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from browser_harness import SCREENSHOTS
+from browser_harness import SCREENSHOTS, watch
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from exact_connector.cli.demo import SandboxWorkspace, sandbox_workspace
@@ -55,22 +55,18 @@ def served(scanner: ModuleType) -> Iterator[Served]:
     sock.close()
 
 
+def _favicon(message: ConsoleMessage) -> bool:
+    """The sandbox's consent page has no icon; Chromium's request for /favicon.ico is not ours."""
+    return str(message.location.get("url", "")).endswith("/favicon.ico")
+
+
 class UiPage:
     """One browser tab on the app, collecting what the console and the page reported."""
 
     def __init__(self, browser: Browser, origin: str) -> None:
         self.origin = origin
         self.page: Page = browser.new_page(viewport={"width": 1100, "height": 800})
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("console", self._console)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        # The sandbox's consent page has no icon; Chromium's request for /favicon.ico is not ours.
-        if message.type == "error" and message.location.get("url", "").endswith("/favicon.ico"):
-            return
-        if message.type in ("error", "warning"):
-            self.problems.append(f"console {message.type}: {message.text[:300]}")
+        self.problems = watch(self.page, ignore=_favicon)
 
     def shot(self, name: str) -> None:
         SCREENSHOTS.mkdir(exist_ok=True)
