@@ -20,7 +20,13 @@ from exact_connector.exceptions import EXIT_CODES, Category, InputError, VaultKe
 from exact_connector.vault import Credential, RotationReport, Vault, default_home, save_key_file
 from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME, KeyRing, MasterKey, generate_key
 
-__all__ = ["credentials_subparsers", "open_vault", "register", "vault_options"]
+__all__ = [
+    "credential_summary",
+    "credentials_subparsers",
+    "open_vault",
+    "register",
+    "vault_options",
+]
 
 _CREDENTIALS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _FAILED = EXIT_CODES[Category.SYSTEM]
@@ -229,7 +235,8 @@ def _when(epoch: float | None) -> str | None:
     )
 
 
-def _summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+def credential_summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+    """What ``credentials show`` prints (and the UI's Vault page shows): secrets as fingerprints."""
     secrets = {
         field: None if (secret := getattr(credential, field)) is None else vault.fingerprint(secret)
         for field in ("client_secret", "refresh_token", "access_token")
@@ -261,7 +268,7 @@ def _list(args: argparse.Namespace) -> int:
         entries = []
         for result in vault.verify():  # one unreadable record must not hide the others
             if result.ok:
-                entries.append(_summary(vault, vault.get(result.id)))
+                entries.append(credential_summary(vault, vault.get(result.id)))
             else:
                 entries.append(
                     {
@@ -290,7 +297,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     with open_vault(args) as vault:
-        summary = _summary(vault, vault.get(args.name))
+        summary = credential_summary(vault, vault.get(args.name))
     if args.json:
         print_json(summary)
         return 0
