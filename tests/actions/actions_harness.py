@@ -9,32 +9,30 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from exact_connector.clock import ManualClock
-from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
-from exact_connector.testing import connect
+from exact_connector.testing import Connected, connect
 
 
-@dataclass
-class Bench:
-    """A signed-in, active credential on an in-process sandbox."""
-
-    clock: ManualClock
-    sb: Sandbox
-    connector: Connector
-    credential_id: str
+class Bench(Connected):
+    """A signed-in, active credential on an in-process sandbox on a manual clock."""
 
     @property
-    def divisions(self) -> list[int]:
-        return list(self.connector.credentials.get(self.credential_id).allowed_divisions)
+    def sb(self) -> Sandbox:
+        return self.sandbox
+
+    @property
+    def clock(self) -> ManualClock:
+        clock = self.sandbox.clock
+        assert isinstance(clock, ManualClock)
+        return clock
 
     @property
     def calls(self) -> int:
         """How many requests have reached the sandbox so far."""
-        return len(self.sb.requests)
+        return len(self.sandbox.requests)
 
 
 @contextlib.contextmanager
@@ -43,4 +41,4 @@ def signed_in_bench(home: Path) -> Iterator[Bench]:
     clock = ManualClock()
     sb = Sandbox(clock=clock, auto_consent=True, limits=False)
     with connect(sb, home, name="properties") as connected:
-        yield Bench(clock, sb, connected.connector, connected.credential_id)
+        yield Bench(**vars(connected))
