@@ -16,15 +16,10 @@ from playwright.sync_api import Browser
 
 from exact_connector import forms
 from exact_connector.catalog import catalog
+from exact_connector.manifest import load_manifest
 from exact_connector.options import LIVE_LIMIT
 
-FORMS = [
-    "credentials",
-    "create_project_time_transaction",
-    "delete_endpoint_record",
-    "list_or_get_endpoint",
-    "update_project_time_transaction",
-]
+FORMS = ["credentials", *sorted(action.id for action in load_manifest().actions)]
 TIME_TRANSACTIONS = "project/TimeTransactions"
 
 

@@ -140,6 +140,10 @@ class World:
 
     # -- valid inputs for every action ---------------------------------------------------------------
 
+    def run_valid(self, action: str) -> dict[str, Any]:
+        """:meth:`run` with :meth:`valid_inputs`."""
+        return self.run(action, self.valid_inputs(action))
+
     def valid_inputs(self, action: str) -> dict[str, Any]:
         """An input each action accepts and Exact (the sandbox) carries out."""
         record = self.time_transaction()
