@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from exact_connector import redaction
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock, SystemClock
+from exact_connector.redaction import remember
 from exact_connector.sandbox.counters import Counters, Event
 from exact_connector.sandbox.faults import Faults, damage, respond
 from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits, oversized
@@ -114,7 +114,7 @@ class Sandbox:
         token_calls_per_day: int | None = None,
         mandatory_filter: bool = False,
         bare_arrays: bool = False,
-        on_secret: SecretHook | None = redaction.remember,
+        on_secret: SecretHook | None = remember,
     ) -> None:
         codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
         if not codes or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in codes):
