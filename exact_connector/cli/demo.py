@@ -28,8 +28,8 @@ from exact_connector.clock import SystemClock
 from exact_connector.exceptions import EXIT_CODES, Category
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 __all__ = ["SandboxWorkspace", "register", "run_demo", "sandbox_workspace"]
 
