@@ -194,27 +194,13 @@ def test_c3_no_space_is_vault_io_and_the_previous_row_survives(
     conn = capped_vault._store.connection()  # the page cap is per connection: the vault's own
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    huge = SecretStr("x" * 60_000)
+    huge = "x" * 60_000
     with pytest.raises(VaultIOError) as caught:
-        capped_vault.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=huge,
-            refresh_token=huge,
-            issued_at=5.0,
-            expires_at=605.0,
-        )
+        put_tokens(capped_vault, credential.id, credential.version, huge, issued_at=5.0)
     assert "no space" in caught.value.message
     assert secret_values(capped_vault.get(credential.id)) == secret_values(credential)
     conn.execute("PRAGMA max_page_count = 1073741823")
-    retried = capped_vault.update_tokens(
-        credential.id,
-        expected_version=credential.version,
-        access_token=huge,
-        refresh_token=huge,
-        issued_at=5.0,
-        expires_at=605.0,
-    )
+    retried = put_tokens(capped_vault, credential.id, credential.version, huge, issued_at=5.0)
     assert retried.version == credential.version + 1
 
 

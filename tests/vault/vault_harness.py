@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -221,11 +221,7 @@ def cas_worker(args: tuple[str, str, str, int, int]) -> dict[str, object]:
             with guard:
                 failures[name] = failures.get(name, 0) + 1
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    _run_threads(work, threads)
     vault.close()
     return {"successes": successes, "failures": failures}
 
@@ -245,9 +241,14 @@ def bracket_worker(args: tuple[str, str, str, int, int]) -> None:
                 with log.open("a") as handle:
                     handle.write(f">{me}\n")
 
+    _run_threads(work, threads)
+    vault.close()
+
+
+def _run_threads(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(0)`` … ``work(threads - 1)`` in threads at once and wait for all of them."""
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    vault.close()
