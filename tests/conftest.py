@@ -1,6 +1,9 @@
-"""Suite-wide: the package's pytest plugin, and its secret scanner watching every test."""
+"""Suite-wide: the package's pytest plugin, its secret scanner watching every test, readable ids."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import pytest
 
@@ -18,3 +21,14 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _every_test_is_scanned(secret_scanner: None) -> None:
     """Every test runs under the secret scanner."""
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A readable id for a value pytest would only number (a list, a dict, None, an object)."""
+    if isinstance(val, str | int | float | bool):
+        return None  # pytest shows these as they are
+    try:
+        text = json.dumps(val, sort_keys=True, default=repr)
+    except ValueError:
+        text = repr(val)
+    return re.sub(r"[^A-Za-z0-9_.:=+/-]+", "_", text).strip("_")[:40] or argname
