@@ -228,6 +228,24 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     assert tab.problems == []
 
 
+def test_reauthorize_then_remove(tab: UiPage, served: Served) -> None:
+    """Reauthorize signs in again through the consent page; Remove (confirmed) deletes it."""
+    add_credential(tab, served, "Short-lived B.V.")
+    page = tab.page
+    page.click("button:text-is('Reauthorize')")
+    page.click("button:text-is('Allow')")
+    page.wait_for_selector("text=Test Connect: passed")
+    assert page.url.startswith(served.origin + "/#/credentials/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:text-is('Remove')")
+    page.wait_for_url(served.origin + "/#/vault")
+    page.wait_for_selector("table.credentials")
+    assert "Short-lived B.V." not in page.locator("table.credentials").inner_text()
+    names = [c.connector_name for c in served.workspace.connector.credentials.list()]
+    assert "Short-lived B.V." not in names
+    assert tab.problems == []
+
+
 def test_bad_input_shows_the_field_error_and_sends_nothing(tab: UiPage, served: Served) -> None:
     """Hours left empty: the form shows the error at Hours and no request reaches the sandbox."""
     if not any(c.status == "active" for c in served.workspace.connector.credentials.list()):
