@@ -215,10 +215,20 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     tab.shot("step-deleted")
     tab.choose_action("List or Get Endpoint")
     page.fill("#root_endpoint", TIME_TRANSACTIONS)
-    page.fill("#root_order_by", "Modified desc")
+    page.fill("#root_filter", f"ID eq guid'{record_id}'")
     page.locator("button[type=submit]").click()
-    page.wait_for_selector(f"{RESULT} table.records")
-    assert record_id not in page.locator(f"{RESULT} table.records").inner_text()
+    page.wait_for_selector(f"{RESULT} >> text=0 records")
+
+    # Exact's refusal reads as the connector's error: code, category, message and hint.
+    page.fill("#root_filter", "NoSuchField eq 1")
+    page.locator("button[type=submit]").click()
+    failed = page.locator(f"{RESULT}[data-ok=false]")
+    failed.wait_for()
+    text = failed.inner_text()
+    assert "exact_rejected · user" in text
+    assert "No property 'NoSuchField'" in text
+    assert "correct the data and run the step again" in text
+    tab.shot("step-error")
     gone = served.workspace.connector.execute(
         "list_or_get_endpoint",
         "Acme B.V.",
