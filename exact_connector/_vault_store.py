@@ -84,9 +84,22 @@ _ADDED = """
 CREATE TABLE IF NOT EXISTS sign_ins (
     credential_id TEXT PRIMARY KEY REFERENCES credentials(id) ON DELETE CASCADE,
     state_digest TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trigger_checkpoints (
+    key TEXT PRIMARY KEY,
+    credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL, state TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 _TABLES = frozenset(
-    {"meta", "data_keys", "key_wraps", "credentials", "audit", "sign_ins", "sqlite_sequence"}
+    {
+        "meta",
+        "data_keys",
+        "key_wraps",
+        "credentials",
+        "audit",
+        "sign_ins",
+        "trigger_checkpoints",
+        "sqlite_sequence",
+    }
 )
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # WAL + NORMAL may lose a committed refresh token on power loss
@@ -219,8 +232,9 @@ class Store:
                 )
             if not self._tables(conn):
                 self._initialize(conn)
-            if "sign_ins" not in self._tables(conn):
-                conn.execute(_ADDED)
+            if not {"sign_ins", "trigger_checkpoints"} <= self._tables(conn):
+                for statement in filter(str.strip, _ADDED.split(";")):
+                    conn.execute(statement)
             if not _TABLES >= self._tables(conn) >= _TABLES - {"sqlite_sequence"}:
                 raise VaultCorrupt(
                     f"{self.path} is not an exact-connector vault (unexpected tables)",

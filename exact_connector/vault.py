@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from exact_connector import _vault_rotation, sealing
+from exact_connector._vault_checkpoints import VaultCheckpoints
 from exact_connector._vault_locks import credential_lock
 from exact_connector._vault_records import (
     INSERT,
@@ -359,6 +360,10 @@ class Vault:
     def key_info(self) -> builtins.list[KeyInfo]:
         """Every master and data key of the vault, with the number of records under each."""
         return _vault_rotation.key_info(self._store)
+
+    def checkpoints(self) -> VaultCheckpoints:
+        """Trigger checkpoints kept in this vault file (removed with their credential)."""
+        return VaultCheckpoints(self._store)
 
     def close(self) -> None:
         """Close the vault's connections (every view of this file)."""
