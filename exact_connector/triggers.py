@@ -98,11 +98,11 @@ class Triggers:
         return self.store.reset(str(self._question(trigger, ref, inputs).key))
 
     def wake(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The polls a verified webhook event asks for ("poll now"), as trigger + inputs."""
-        content = event.get("content", event)
-        division, action = content.get("Division"), content.get("Action")
+        """The polls a verified webhook event (``verify_and_parse(...).event``) asks for: "poll
+        now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll."""
+        division, action = event.get("division"), event.get("action")
         polls = []
-        for found in feeds_for_topic(content.get("Topic", "")):
+        for found in feeds_for_topic(event.get("topic", "")):
             inputs = {"division": division, "endpoint": found.name}
             polls.append({"trigger": "record_changed", "inputs": inputs})
             if found.deletions and action == "Delete":

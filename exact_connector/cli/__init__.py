@@ -19,7 +19,14 @@ from exact_connector.exceptions import ExactConnectorError
 __all__ = ["main"]
 
 #: Command-group modules, in the order their commands are listed by ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("declarations", "vault", "connect", "sandbox", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "declarations",
+    "vault",
+    "connect",
+    "trigger",
+    "sandbox",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

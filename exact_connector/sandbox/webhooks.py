@@ -65,7 +65,7 @@ class SandboxWebhooks:
     ) -> None:
         self.clock = clock
         self._secret_for = secret_for
-        self._http = httpx.Client(transport=transport, timeout=_TIMEOUT, trust_env=False)
+        self._transport = transport
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -124,10 +124,6 @@ class SandboxWebhooks:
                     raise TimeoutError("webhook deliveries are still queued")
                 self._queue.all_tasks_done.wait(remaining)
 
-    def close(self) -> None:
-        """Stop delivering."""
-        self._http.close()
-
     def _start(self) -> None:
         with self._guard:
             if self._worker is None:
@@ -147,8 +143,10 @@ class SandboxWebhooks:
                 self._queue.task_done()
 
     def _post(self, url: str, body: bytes) -> int:
+        # A client per request: no pooled connection to a callback outlives its delivery.
         headers = {"Content-Type": "application/json"} if body else {}
         try:
-            return self._http.post(url, content=body, headers=headers).status_code
+            with httpx.Client(transport=self._transport, timeout=_TIMEOUT, trust_env=False) as http:
+                return http.post(url, content=body, headers=headers).status_code
         except httpx.HTTPError:
             return 0
