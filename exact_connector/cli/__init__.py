@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trigger",
     "sandbox",
     "demo",
+    "ui",
 )
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 from typing import Any
 
-from exact_connector._vault_store import crash_point
 from exact_connector.budget import DEFAULT_INTERVAL, check_interval
 from exact_connector.checkpoints import FileCheckpoints
 from exact_connector.cli._output import print_json
@@ -25,6 +24,7 @@ from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import EXIT_CODES, Category, ConcurrentUpdate
 from exact_connector.runtime import Connector
 from exact_connector.triggers import Triggers
+from exact_connector.vault.store import crash_point
 
 __all__ = ["register"]
 

@@ -20,7 +20,7 @@ from e2e_harness import DIVISION, TIME_TRANSACTIONS, World, loopback_world, regi
 from exact_connector.clock import ManualClock
 from exact_connector.receiver import verify_and_parse
 from exact_connector.sandbox import serve
-from exact_connector.sealing import KeyRing, generate_key
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 
 from exact_connector.checkpoints import CheckpointStore, FileCheckpoints
 from exact_connector.exceptions import ConfigError
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 
 @pytest.fixture
