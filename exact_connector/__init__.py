@@ -36,6 +36,7 @@ __all__ = [
     "Sandbox",
     "Vault",
     "__version__",
+    "verify_and_parse",
 ]
 
 _LAZY = {
@@ -46,6 +47,7 @@ _LAZY = {
     "RateGovernor": "exact_connector.limits",
     "Sandbox": "exact_connector.sandbox",
     "Vault": "exact_connector.vault",
+    "verify_and_parse": "exact_connector.receiver",
 }
 
 

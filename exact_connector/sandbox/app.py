@@ -44,6 +44,7 @@ from exact_connector.sandbox.seed import (
     salt_of,
 )
 from exact_connector.sandbox.store import Row, Store, Table, edm_type, table_spec
+from exact_connector.sandbox.webhooks import SandboxWebhooks, webhook_secret
 from exact_connector.sandbox.wire import (
     SandboxError,
     empty_response,
@@ -65,6 +66,8 @@ _DIVISION_NAMES = (
 )
 _ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _MAX_ROWS = 1_000_000
+#: Where row versions restart after a division moves database: below every seeded one.
+_MOVED_TIMESTAMP_BASE = 500
 
 
 def _secret(seed: int) -> str:
@@ -96,6 +99,7 @@ class Sandbox:
     :mod:`~exact_connector.sandbox.rest`). All are off by default but ``revoke_previous_access``.
     ``on_secret`` is told every secret this sandbox mints or holds (tokens, codes, app secrets); by
     default they join the package's redaction registry, where the test scanner also looks.
+    ``webhook_transport`` reaches webhook callbacks (default: real HTTP, for loopback callbacks).
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class Sandbox:
         mandatory_filter: bool = False,
         bare_arrays: bool = False,
         on_secret: SecretHook | None = remember,
+        webhook_transport: httpx.BaseTransport | None = None,
     ) -> None:
         codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
         if not codes or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in codes):
@@ -162,6 +167,11 @@ class Sandbox:
             token_calls_per_day,
             on_secret,
         )
+        secrets = {app.client_id: webhook_secret(seed, app) for app in self.apps}
+        for secret in secrets.values():
+            if on_secret is not None:
+                on_secret(secret)
+        self.webhooks = SandboxWebhooks(self.clock, secrets.get, webhook_transport)
         self.rest = Rest(
             self.store,
             self.clock,
@@ -169,6 +179,7 @@ class Sandbox:
             self.current_division,
             mandatory_filter=mandatory_filter,
             bare_arrays=bare_arrays,
+            webhooks=self.webhooks,
         )
         self.rate_limits = RateLimits(self.clock)
         self.error_budget = ErrorBudget(self.clock)
@@ -333,6 +344,18 @@ class Sandbox:
         return self.oauth.authorize_url(
             base_url.rstrip("/"), app or self.demo_app, state, redirect_uri
         )
+
+    def webhook_secret(self, app: SandboxApp | None = None) -> str:
+        """The secret an app's webhook deliveries are signed with (the demo app's by default)."""
+        return webhook_secret(self.seed, app or self.demo_app)
+
+    def move_division(self, division: int) -> None:
+        """Move a division to another database: its ``DivisionMoveDate`` is now and its row
+        versions restart lower than any it had (API-FACTS, "Sync feed")."""
+        if division not in self.divisions:
+            raise ValueError("division must be one of the sandbox's divisions")
+        with self._lock:
+            self.store.move(division, int(self.clock.now() * 1000), base=_MOVED_TIMESTAMP_BASE)
 
     def records(self, division: int, endpoint: str) -> list[dict[str, Any]]:
         """Every record of an endpoint in a division, as Exact's JSON without ``__metadata``."""

@@ -41,6 +41,7 @@ from exact_connector.vault._files import (
     check_private_dir,
     default_home,
 )
+from exact_connector.vault.checkpoints import VaultCheckpoints
 from exact_connector.vault.keyfile import create_key_file, load_key_ring, save_key_file
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.records import (
@@ -363,6 +364,10 @@ class Vault:
     def key_info(self) -> builtins.list[KeyInfo]:
         """Every master and data key of the vault, with the number of records under each."""
         return rotation.key_info(self._keys)
+
+    def checkpoints(self) -> VaultCheckpoints:
+        """Trigger checkpoints kept in this vault file (removed with their credential)."""
+        return VaultCheckpoints(self._store, self._keys.clock)
 
     def close(self) -> None:
         """Close the vault's connections (every view of this file)."""
