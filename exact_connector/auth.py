@@ -29,7 +29,7 @@ from exact_connector.exceptions import (
     TransientError,
 )
 from exact_connector.manifest import load_manifest
-from exact_connector.tokens import TOKEN_TEXT, Grant, TokenService, TooEarly
+from exact_connector.oauth import TOKEN_TEXT, Grant, TokenService, TooEarly
 
 if TYPE_CHECKING:
     from exact_connector.vault import Credential, Vault

@@ -25,18 +25,21 @@ from exact_connector.exceptions import (
     HostNotAllowed,
     RequestTimeout,
 )
-from exact_connector.hosts import Origin, check_request_url, default_transport, parse_server_url
 from exact_connector.limits import RateGovernor
-from exact_connector.request_parts import (
+from exact_connector.oauth import TokenService
+from exact_connector.retries import MAX_ATTEMPTS, Attempt
+from exact_connector.urls import (
     MAX_BODY_BYTES,
+    Origin,
+    check_request_url,
     checked_key,
     checked_length,
+    default_transport,
     division_segment,
     encode_body,
+    parse_server_url,
     query_options,
 )
-from exact_connector.retries import MAX_ATTEMPTS, Attempt
-from exact_connector.tokens import TokenService
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

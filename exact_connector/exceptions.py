@@ -21,11 +21,11 @@ Families are grouped by what the caller should do next, and each family is a *ca
     │   ├── CredentialNotFound
     │   ├── CredentialExists
     │   ├── AccessDenied                Exact answered 403 (scope, licence, blocked user)
+    │   ├── VaultPermissions            a vault file or directory is unsafe or unreadable
     │   └── VaultKeyError
     │       ├── VaultLocked
     │       ├── VaultKeyMismatch
-    │       ├── VaultKeyUnknown
-    │       └── VaultPermissions
+    │       └── VaultKeyUnknown
     ├── TransientError                  transient: retry later, possibly at ``retry_at``
     │   ├── RateLimited
     │   │   └── DailyRateLimited
@@ -102,7 +102,6 @@ __all__ = [
     "VaultLocked",
     "VaultPermissions",
     "VaultUnsupportedFormat",
-    "exit_code_for",
 ]
 
 
@@ -173,11 +172,6 @@ class ExactConnectorError(Exception):
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
-def exit_code_for(error: BaseException) -> int:
-    """The CLI exit code for any exception: 1 for anything that is not ours."""
-    return error.exit_code if isinstance(error, ExactConnectorError) else 1
-
-
 # --- user: fix the input -----------------------------------------------------------------------
 
 
@@ -233,7 +227,7 @@ class DivisionNotAllowed(InputError):
 
 
 class NotFound(InputError):
-    """Raised when Exact answers 404 for a record (or a credential lookup misses)."""
+    """Raised when Exact answers 404 for a record (a missing credential is CredentialNotFound)."""
 
     code = "not_found"
     hint = "Check the ID and the division; the record may have been deleted."
@@ -367,7 +361,7 @@ class VaultKeyUnknown(VaultKeyError):
     hint = "Distribute the new key to every process before rotating (see vault rotate-key)."
 
 
-class VaultPermissions(VaultKeyError):
+class VaultPermissions(ConfigError):
     """Raised when the vault, its directory or the key file is unsafe or unreadable."""
 
     code = "vault_permissions"

@@ -35,10 +35,10 @@ __all__ = [
     "Action",
     "ApiPaths",
     "AuthType",
-    "Check",
+    "DeclaredCheck",
+    "DeclaredTokenPolicy",
     "Manifest",
     "ServerUrl",
-    "TokenPolicy",
     "Trigger",
     "check_schemas",
     "load_manifest",
@@ -56,7 +56,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
-class TokenPolicy(_Model):
+class DeclaredTokenPolicy(_Model):
     """Exact's token rules: seconds unless the name says days."""
 
     access_ttl: int
@@ -93,7 +93,7 @@ class AuthType(_Model):
     fields: tuple[str, ...]
 
 
-class Check(_Model):
+class DeclaredCheck(_Model):
     """One check Test Connect performs."""
 
     id: str
@@ -139,10 +139,10 @@ class Manifest(_Model):
     icon: str | None = None
     credentials_schema: dict[str, Any]
     auth_types: tuple[AuthType, ...]
-    token_policy: TokenPolicy
+    token_policy: DeclaredTokenPolicy
     server_urls: tuple[ServerUrl, ...]
     api_paths: ApiPaths
-    test_connect: tuple[Check, ...]
+    test_connect: tuple[DeclaredCheck, ...]
     actions: tuple[Action, ...]
     triggers: tuple[Trigger, ...] = ()
     _schemas: SchemaSet = PrivateAttr()

@@ -21,7 +21,6 @@ __all__ = [
     "canonical_guid",
     "canonical_integer",
     "filter_literal",
-    "format_date",
     "key_literal",
     "normalize",
     "parse_date",
@@ -172,15 +171,6 @@ def _iso_from_milliseconds(milliseconds: int) -> str:
     minutes, seconds = divmod(rest, 60)
     text = f"{_iso_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
     return f"{text}.{milli:03d}" if milli else text
-
-
-def format_date(value: datetime | str) -> str:
-    """ISO 8601 (naive = Exact wall-clock) as ``/Date(ms)/``."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    milliseconds = (moment - _EPOCH) // timedelta(milliseconds=1)
-    return f"/Date({milliseconds})/"
 
 
 class Page:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -39,17 +39,14 @@ from exact_connector.exceptions import (
     InputError,
     InvalidServerUrl,
 )
-from exact_connector.hosts import Origin, parse_server_url, sandbox_allowed_by_env
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
+from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.options import serve_options
-from exact_connector.probe import run_test_connect
-from exact_connector.tokens import TokenService, authorization_url
+from exact_connector.testconnect import run_test_connect
 from exact_connector.triggers import Triggers
+from exact_connector.urls import Origin, parse_server_url, sandbox_allowed_by_env
 from exact_connector.vault import Credential, Vault
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Connector", "CredentialRef"]
 

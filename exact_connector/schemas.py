@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,6 @@ __all__ = [
     "declarations_root",
     "merge",
     "problem",
-    "schema_set",
     "uri_for",
 ]
 
@@ -238,13 +236,3 @@ def _inline(node: Any, resolver: Resolver[Any], depth: int) -> Any:
         for key, value in node.items()
         if key not in skip
     }
-
-
-@cache
-def _default_set() -> SchemaSet:
-    return SchemaSet.load(declarations_root())
-
-
-def schema_set(root: Traversable | None = None) -> SchemaSet:
-    """The schemas of ``root`` (default: this package's declarations, loaded once)."""
-    return _default_set() if root is None else SchemaSet.load(root)

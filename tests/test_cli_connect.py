@@ -41,19 +41,9 @@ pytestmark = pytest.mark.e2e
 
 DIVISION = 100001
 TIME_TRANSACTIONS = "project/TimeTransactions"
-ROOT_CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 
 
 # -- the world: a sandbox on loopback, a vault, a signed-in credential ----------------------------------
-
-
-@pytest.fixture
-def scanner(pytestconfig: pytest.Config) -> ModuleType:
-    """The lead's conftest module as pytest loaded it: its secret set is the one scanned."""
-    for plugin in pytestconfig.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").resolve() == ROOT_CONFTEST:
-            return plugin  # type: ignore[no-any-return]
-    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
 
 
 def _free_port() -> int:
@@ -107,6 +97,11 @@ class CliWorld:
             code = main([*argv, "--home", str(self.home)])
         self.scanner.assert_no_secrets(out.getvalue() + err.getvalue(), "CLI output")
         return code, out.getvalue(), err.getvalue()
+
+    def run(self, action: str, inputs: dict[str, Any], *flags: str) -> tuple[int, str, str]:
+        """``exact-connector run ACTION --credential cli --input - FLAGS`` with ``inputs`` on stdin."""
+        argv = ("run", action, "--credential", "cli", "--input", "-", *flags)
+        return self.cli(*argv, stdin=json.dumps(inputs))
 
     def vault(self) -> Vault:
         return Vault.open(self.home)
@@ -346,16 +341,7 @@ def test_run_ndjson_streams_every_record_of_a_list(signed_in: CliWorld) -> None:
     """--ndjson prints each record as one JSON line, across pages, without holding the list."""
     inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID", "Modified"]}
 
-    code, out, _ = signed_in.cli(
-        "run",
-        "list_or_get_endpoint",
-        "--credential",
-        "cli",
-        "--input",
-        "-",
-        "--ndjson",
-        stdin=json.dumps(inputs),
-    )
+    code, out, _ = signed_in.run("list_or_get_endpoint", inputs, "--ndjson")
 
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0
@@ -370,16 +356,7 @@ def test_run_ndjson_refuses_anything_but_a_list(signed_in: CliWorld) -> None:
     record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
     inputs = {"division": DIVISION, "endpoint": TIME_TRANSACTIONS, "id": record["ID"]}
 
-    code, out, err = signed_in.cli(
-        "run",
-        "list_or_get_endpoint",
-        "--credential",
-        "cli",
-        "--input",
-        "-",
-        "--ndjson",
-        stdin=json.dumps(inputs),
-    )
+    code, out, err = signed_in.run("list_or_get_endpoint", inputs, "--ndjson")
 
     assert code == 3 and out == "" and "--ndjson streams lists" in err
     assert signed_in.api_requests() == 0
@@ -390,16 +367,7 @@ def test_run_json_reads_stdin_and_prints_the_envelope(signed_in: CliWorld) -> No
     record = signed_in.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
     inputs = {"division": DIVISION, "id": record["ID"], "data": {"Notes": "from the CLI"}}
 
-    code, out, _ = signed_in.cli(
-        "run",
-        "update_project_time_transaction",
-        "--credential",
-        "cli",
-        "--input",
-        "-",
-        "--json",
-        stdin=json.dumps(inputs),
-    )
+    code, out, _ = signed_in.run("update_project_time_transaction", inputs, "--json")
 
     envelope = json.loads(out)
     assert code == 0 and envelope["ok"] is True

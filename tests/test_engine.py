@@ -30,17 +30,7 @@ from exact_connector.vault.sealing import generate_key
 
 pytestmark = pytest.mark.e2e
 
-ROOT_CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 _TEMPLATE = re.compile(r"\{([a-z_]+)\}")
-
-
-@pytest.fixture
-def scanner(pytestconfig: pytest.Config) -> ModuleType:
-    """The lead's conftest module as pytest loaded it: its secret set is the one scanned."""
-    for plugin in pytestconfig.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").resolve() == ROOT_CONFTEST:
-            return plugin  # type: ignore[no-any-return]
-    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
 
 
 @pytest.fixture

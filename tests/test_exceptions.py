@@ -13,7 +13,6 @@ from exact_connector.exceptions import (
     InputError,
     OutcomeUnknown,
     RateLimited,
-    exit_code_for,
 )
 
 ALL = [
@@ -41,9 +40,8 @@ def test_codes_are_unique() -> None:
 def test_categories_map_to_distinct_exit_codes() -> None:
     """The CLI exit code is decided by category alone."""
     assert InputError("x").exit_code == 3
-    assert exit_code_for(RateLimited("x")) == 5
-    assert exit_code_for(OutcomeUnknown("x")) == 6
-    assert exit_code_for(ValueError("x")) == 1
+    assert RateLimited("x").exit_code == 5
+    assert OutcomeUnknown("x").exit_code == 6
 
 
 def test_to_dict_is_the_engine_error_object() -> None:

@@ -15,13 +15,7 @@ from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.runtime import Connector
 
 REPO = Path(__file__).resolve().parent.parent
-FORMS = [
-    "credentials",
-    "create_project_time_transaction",
-    "delete_endpoint_record",
-    "list_or_get_endpoint",
-    "update_project_time_transaction",
-]
+FORMS = ["credentials", *sorted(action.id for action in load_manifest().actions)]
 GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 SECRET = "Zx9-VERY-SECRET-client-secret-value"
 MARKER = "MARKER" * 200

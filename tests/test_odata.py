@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from exact_connector.exceptions import ExactError, InputError
 from exact_connector.odata import (
     filter_literal,
-    format_date,
     key_literal,
     normalize,
     parse_date,
@@ -108,6 +107,15 @@ def test_filter_literals_by_type() -> None:
     assert filter_literal(None, "Edm.String") == "null"
     assert filter_literal("2017-05-31", "Edm.DateTime") == "datetime'2017-05-31T00:00:00'"
     assert filter_literal(GUID.upper(), "Edm.Guid") == f"guid'{GUID}'"
+
+
+def format_date(value: datetime | str) -> str:
+    """The inverse of parse_date: ISO 8601 (naive = Exact wall-clock) as ``/Date(ms)/``."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    milliseconds = (moment - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+    return f"/Date({milliseconds})/"
 
 
 def test_date_round_trip() -> None:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from exact_connector.redaction import redact
-from tests.conftest import find_secrets, register_secret
+from exact_connector.testing import find_secrets, register_secret
 
 
 @pytest.mark.parametrize(

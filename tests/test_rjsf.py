@@ -20,19 +20,14 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from exact_connector import forms
 from exact_connector.clock import ManualClock
+from exact_connector.manifest import load_manifest
 from exact_connector.options import LIVE_LIMIT
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
-FORMS = [
-    "credentials",
-    "create_project_time_transaction",
-    "delete_endpoint_record",
-    "list_or_get_endpoint",
-    "update_project_time_transaction",
-]
+FORMS = ["credentials", *sorted(action.id for action in load_manifest().actions)]
 DIVISION = 100001
 #: The widget names RJSF resolves, by the field's type (@rjsf/utils ``getWidget``, 5 and 6).
 RJSF_WIDGETS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from exact_connector.schemas import (
     SchemaSet,
     declarations_root,
     merge,
-    schema_set,
     uri_for,
 )
 from exact_connector.validation import ecma_pattern, json_path
@@ -25,6 +25,12 @@ from exact_connector.validation import ecma_pattern, json_path
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_FILES = sorted(str(p.relative_to(REPO)) for p in (REPO / "schemas").rglob("*.json"))
 DIVISION = "schemas/defs/division.json"
+
+
+@functools.cache
+def schema_set() -> SchemaSet:
+    """The package's own schemas, loaded once."""
+    return SchemaSet.load(declarations_root())
 
 
 def test_declarations_root_holds_the_manifest_and_schemas() -> None:

@@ -19,8 +19,8 @@ from exact_connector.cli._callback import CallbackListener, is_loopback_redirect
 from exact_connector.cli._output import print_json
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
+from exact_connector.oauth import new_state
 from exact_connector.runtime import Connector
-from exact_connector.tokens import new_state
 from exact_connector.vault import Credential
 
 __all__ = ["complete_sign_in", "read_input", "register"]

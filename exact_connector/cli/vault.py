@@ -18,7 +18,8 @@ from typing import Any
 from exact_connector.cli._output import print_json, print_table
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, VaultKeyError
 from exact_connector.vault import Credential, RotationReport, Vault, default_home, save_key_file
-from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME, KeyRing, MasterKey, generate_key
+from exact_connector.vault.keyfile import load_key_ring
+from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME, MasterKey, generate_key
 
 __all__ = [
     "credential_summary",
@@ -172,7 +173,7 @@ def _rotate(args: argparse.Namespace) -> int:
 def _rotate_master(args: argparse.Namespace) -> int:
     home = Path(os.path.abspath(args.home or default_home()))
     from_env = bool(os.environ.get(KEY_ENV))
-    ring = KeyRing.load(home)
+    ring = load_key_ring(home)
     with Vault.open(home, keys=ring) as vault:
         wrapped = {key.kid for key in vault.key_info() if key.kind == "master"}
         new_key: bytes | None = None

@@ -25,11 +25,12 @@ import httpx
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock, SystemClock
+from exact_connector.redaction import remember
 from exact_connector.sandbox.counters import Counters, Event
 from exact_connector.sandbox.faults import Faults, damage, respond
 from exact_connector.sandbox.limits import ERROR_STATUSES, ErrorBudget, RateLimits, oversized
 from exact_connector.sandbox.negotiate import accepts_json, as_atom, check_accept
-from exact_connector.sandbox.oauth import OAuthServer, SandboxApp, announce_secret
+from exact_connector.sandbox.oauth import OAuthServer, SandboxApp, SecretHook
 from exact_connector.sandbox.render import Renderer
 from exact_connector.sandbox.rest import Rest
 from exact_connector.sandbox.routes import Route, resolve, route
@@ -96,6 +97,8 @@ class Sandbox:
     Exact does not document (see :mod:`~exact_connector.sandbox.oauth`); ``mandatory_filter`` and
     ``bare_arrays`` are REST behaviours the facts leave open (see
     :mod:`~exact_connector.sandbox.rest`). All are off by default but ``revoke_previous_access``.
+    ``on_secret`` is told every secret this sandbox mints or holds (tokens, codes, app secrets); by
+    default they join the package's redaction registry, where the test scanner also looks.
     ``webhook_transport`` reaches webhook callbacks (default: real HTTP, for loopback callbacks).
     """
 
@@ -115,6 +118,7 @@ class Sandbox:
         token_calls_per_day: int | None = None,
         mandatory_filter: bool = False,
         bare_arrays: bool = False,
+        on_secret: SecretHook | None = remember,
         webhook_transport: httpx.BaseTransport | None = None,
     ) -> None:
         codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
@@ -146,7 +150,8 @@ class Sandbox:
             raise ValueError("at least one app must be registered")
         self.demo_app = self.apps[0]
         for registered in self.apps:
-            announce_secret(registered.client_secret)
+            if on_secret is not None:
+                on_secret(registered.client_secret)
         self.counters = Counters()
         self.faults = Faults()
         self.limits_enabled = limits
@@ -160,8 +165,12 @@ class Sandbox:
             revoke_previous_access,
             refresh_grace,
             token_calls_per_day,
+            on_secret,
         )
         secrets = {app.client_id: webhook_secret(seed, app) for app in self.apps}
+        for secret in secrets.values():
+            if on_secret is not None:
+                on_secret(secret)
         self.webhooks = SandboxWebhooks(self.clock, secrets.get, webhook_transport)
         self.rest = Rest(
             self.store,
@@ -175,6 +184,8 @@ class Sandbox:
         self.rate_limits = RateLimits(self.clock)
         self.error_budget = ErrorBudget(self.clock)
         self._lock = threading.RLock()
+        #: Every request this sandbox answered, in order (its body already read).
+        self.requests: list[httpx.Request] = []
 
     def __repr__(self) -> str:
         return (
@@ -194,8 +205,10 @@ class Sandbox:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         """Answer one request, as Exact Online would."""
+        request.read()
         fired = self.faults.firing(request.method, request.url.path)
         with self._lock:
+            self.requests.append(request)
             for fault in fired:
                 self.counters.faults_fired[fault.kind] += 1
                 self.counters.log(self.clock.now(), "fault", fault.kind)

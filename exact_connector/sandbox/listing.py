@@ -17,13 +17,13 @@ from exact_connector.sandbox.filters import lower_bound
 from exact_connector.sandbox.render import Readable
 from exact_connector.sandbox.store import Key, Row
 
-__all__ = ["Page", "count", "page"]
+__all__ = ["ListPage", "count", "page"]
 
 Test = Callable[[Row], bool] | None
 
 
 @dataclass(frozen=True)
-class Page:
+class ListPage:
     """The rows of one page, whether more rows match, and the last row's position (skiptoken)."""
 
     rows: list[tuple[Key, Row]]
@@ -46,12 +46,12 @@ def page(
     start: Any,
     limit: int,
     skip: int = 0,
-) -> Page:
+) -> ListPage:
     """The page after ``start`` (a key, or a Timestamp when ``by_timestamp``), ``skip`` matching
     rows further on (``$skip``)."""
     position = _position(table, by_timestamp)
     if limit == 0:
-        return Page([], False, None)
+        return ListPage([], False, None)
     if orderby:
         return _sorted(table, by_timestamp, test, orderby, start, limit + skip, position, skip)
     order_name = "Timestamp" if by_timestamp else table.spec.key_field
@@ -67,9 +67,9 @@ def page(
             skip -= 1
             continue
         if len(rows) == limit:
-            return Page(rows, True, position(rows[-1]))
+            return ListPage(rows, True, position(rows[-1]))
         rows.append((key, row))
-    return Page(rows, False, position(rows[-1]) if rows else None)
+    return ListPage(rows, False, position(rows[-1]) if rows else None)
 
 
 def _position(table: Readable, by_timestamp: bool) -> Callable[[tuple[Key, Row]], Any]:
@@ -93,7 +93,7 @@ def _sorted(
     limit: int,
     position: Callable[[tuple[Key, Row]], Any],
     skip: int = 0,
-) -> Page:
+) -> ListPage:
     rows = [(key, row) for key, row in table.scan(by_timestamp) if test is None or test(row)]
     for name, descending in reversed(orderby):
         read = table.getter(name)
@@ -103,4 +103,4 @@ def _sorted(
         positions = [position(pair) for pair in rows]
         first = positions.index(start) + 1 if start in positions else len(rows)
     chosen = rows[first + skip : first + limit]
-    return Page(chosen, first + limit < len(rows), position(chosen[-1]) if chosen else None)
+    return ListPage(chosen, first + limit < len(rows), position(chosen[-1]) if chosen else None)

@@ -105,20 +105,8 @@ class _Code:
     used: bool = False
 
 
-#: Called with every secret the sandbox mints or is configured with (tokens, codes, client
-#: secrets), so a test suite's secret scanner can look for them in logs and output.
-SECRET_OBSERVERS: list[Callable[[str], object]] = []
-
-
-def announce_secret(value: str) -> str:
-    """Tell every observer about a secret; returns it."""
-    for observer in SECRET_OBSERVERS:
-        observer(value)
-    return value
-
-
-def _token(prefix: str, size: int) -> str:
-    return announce_secret(prefix + secrets.token_urlsafe(size))
+#: Told every secret a sandbox mints or is configured with (tokens, codes, client secrets).
+SecretHook = Callable[[str], object]
 
 
 def _exact_time(moment: float) -> str:
@@ -142,8 +130,10 @@ class OAuthServer:
         revoke_previous_access: bool = True,
         refresh_grace: bool = False,
         token_calls_per_day: int | None = None,
+        on_secret: SecretHook | None = None,
     ) -> None:
         self.clock = clock
+        self.on_secret = on_secret
         self.quota = TokenQuota(clock, token_calls_per_day)
         self.apps = {app.client_id: app for app in apps}
         self.divisions = dict(divisions)
@@ -231,7 +221,7 @@ class OAuthServer:
         if implicit:  # the tokens themselves, in the fragment; no refresh token
             answer = self._grant(self._new_family(app, divisions), "implicit", refresh=False)
             return self._back(redirect_uri, answer, state, implicit)
-        code = _token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 36)
+        code = self._token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 36)
         self._codes[code] = _Code(app, redirect_uri, divisions, self.clock.now())
         return self._back(redirect_uri, {"code": code}, state)
 
@@ -350,12 +340,18 @@ class OAuthServer:
         self._families += 1
         return Family(f"G{self._families}", app, divisions)
 
+    def _token(self, prefix: str, size: int) -> str:
+        token = prefix + secrets.token_urlsafe(size)
+        if self.on_secret is not None:
+            self.on_secret(token)
+        return token
+
     def _grant(self, family: Family, grant_type: str, refresh: bool = True) -> dict[str, str]:
         now = self.clock.now()
         family.generation += 1
         family.issued_at = now
         family.current_used = False
-        access = _token("AAEAA", 96)
+        access = self._token("AAEAA", 96)
         self._access[access] = AccessGrant(family, family.generation, now + ACCESS_TTL)
         answer = {
             "access_token": access,
@@ -363,7 +359,7 @@ class OAuthServer:
             "expires_in": str(int(ACCESS_TTL)),
         }
         if refresh:
-            answer["refresh_token"] = _token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 96)
+            answer["refresh_token"] = self._token(secrets.token_urlsafe(3)[:4] + "!IAAAA", 96)
             self._refresh[answer["refresh_token"]] = (family, family.generation)
         family.last_answer = answer
         if grant_type != "issued":

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from exact_connector.clock import Clock
-from exact_connector.sandbox.oauth import SandboxApp, announce_secret
+from exact_connector.sandbox.oauth import SandboxApp
 from exact_connector.sandbox.seed import salt_of
 from exact_connector.sandbox.wire import SandboxError
 
@@ -51,7 +51,7 @@ _TIMEOUT = 5.0
 def webhook_secret(seed: int, app: SandboxApp) -> str:
     """An app's webhook secret, fixed per sandbox seed (Exact shows it in the App Center)."""
     digest = hmac.new(str(salt_of(seed, "webhook")).encode(), app.client_id.encode(), "sha256")
-    return announce_secret(digest.hexdigest()[:32])
+    return digest.hexdigest()[:32]
 
 
 class SandboxWebhooks:

@@ -30,43 +30,42 @@ from pydantic import SecretStr
 
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
-    ConcurrentUpdate,
     ConfigError,
     CredentialExists,
     CredentialNotFound,
     InputError,
-    VaultKeyError,
 )
 from exact_connector.vault import rotation, sealing
 from exact_connector.vault._files import (
     absolute_home,
     check_private_dir,
-    check_private_file,
     default_home,
-    ensure_dir,
-    write_private_file,
 )
 from exact_connector.vault.checkpoints import VaultCheckpoints
+from exact_connector.vault.keyfile import create_key_file, load_key_ring, save_key_file
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.records import (
     AuditEntry,
+    Change,
     Credential,
     VerifyResult,
     audit,
+    audit_credential,
     canonical_id,
     check_workspace,
     decode,
     encode,
     find_row,
+    fingerprints,
+    mutate,
     one_line,
     pending,
-    validate,
 )
 from exact_connector.vault.records import verify as verify_records
 from exact_connector.vault.rotation import KeyInfo, RotationReport
-from exact_connector.vault.sealing import KEY_FILE_NAME, KeyRing, MasterKey
+from exact_connector.vault.sealing import KeyRing, MasterKey
 from exact_connector.vault.sqlite import DB_NAME, SQLiteStore
-from exact_connector.vault.store import Initializer, StoreSession, VaultStore, crash_point
+from exact_connector.vault.store import Initializer, VaultStore, crash_point
 
 __all__ = [
     "AuditEntry",
@@ -119,7 +118,7 @@ class Vault:
         path = absolute_home(home)
         if os.path.lexists(path):
             check_private_dir(path)
-        ring = keys if keys is not None else KeyRing.load(path)
+        ring = keys if keys is not None else load_key_ring(path)
         data_keys = DataKeys(ring, clock or SystemClock())
         store = SQLiteStore.open(path, busy_timeout, data_keys.initialize)
         return cls._unlocked(data_keys, store, path, workspace)
@@ -156,19 +155,7 @@ class Vault:
     def init(home: str | os.PathLike[str] | None = None) -> Path:
         """Create the vault directory and a key file if there is none; returns the key file path."""
         path = absolute_home(home)
-        ensure_dir(path)
-        key_path = path / KEY_FILE_NAME
-        for stale in path.glob(f".{KEY_FILE_NAME}.*.tmp"):  # left by a crash mid-write
-            stale.unlink()
-        if check_private_file(key_path, "key file"):
-            return key_path
-        if os.path.lexists(path / DB_NAME):
-            raise VaultKeyError(
-                f"a vault exists at {path / DB_NAME} but its key file is missing",
-                hint=f"Set {sealing.KEY_ENV} to its key, or restore {key_path} from a backup.",
-            )
-        save_key_file(path, KeyRing.from_bytes(sealing.generate_key()), replace=False)
-        return key_path
+        return create_key_file(path, path / DB_NAME)
 
     def in_workspace(self, workspace: str) -> Vault:
         """The same vault file seen from another workspace."""
@@ -206,12 +193,8 @@ class Vault:
                     details={"connector_name": connector_name, "workspace": self.workspace},
                 )
             session.insert_credential(encode(self._keys, draft))
-            self._audit(
-                session,
-                "created",
-                draft,
-                self._fingerprints(draft, "client_secret", "refresh_token"),
-            )
+            created = fingerprints(self._keys, draft, "client_secret", "refresh_token")
+            audit_credential(self._keys, session, "created", draft, created)
         return draft
 
     def activate(self, credential_id: str) -> Credential:
@@ -413,7 +396,7 @@ class Vault:
         op: str,
         credential_id: str,
         expected_version: int | None,
-        change: Any,
+        change: Change,
         event: str,
     ) -> Credential:
         if expected_version is not None and (
@@ -427,61 +410,4 @@ class Vault:
             row = find_row(session, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
-            if expected_version is not None and row["version"] != expected_version:
-                raise _moved_on(row["id"], expected_version, row["version"])
-            current = decode(self._keys, row)
-            updates = change(current)
-            new = validate(
-                {
-                    **current.model_dump(),
-                    **updates,
-                    "version": current.version + 1,
-                    "updated_at": self._keys.clock.now(),
-                }
-            )
-            if not session.swap_credential(encode(self._keys, new), current.version):
-                raise _moved_on(row["id"], current.version, None)  # a backend's weaker isolation
-            detail: dict[str, Any] = {"version": new.version}
-            if event == "tokens_updated":
-                detail.update(self._fingerprints(new, "refresh_token", "access_token"))
-            elif event in ("status", "activated"):
-                detail.update(status=new.status, previous=current.status, reason=new.status_reason)
-            elif event == "divisions":
-                detail.update(allowed=list(new.allowed_divisions), default=new.default_division)
-            self._audit(session, event, new, detail)
-        return new
-
-    def _fingerprints(self, credential: Credential, *fields: str) -> dict[str, str]:
-        return {
-            field: self.fingerprint(secret)
-            for field in fields
-            if (secret := getattr(credential, field)) is not None
-        }
-
-    def _audit(
-        self, session: StoreSession, event: str, credential: Credential, detail: dict[str, Any]
-    ) -> None:
-        detail = {"connector_name": credential.connector_name, **detail}
-        audit(self._keys, session, event, credential.workspace, credential.id, detail)
-
-
-def _moved_on(credential_id: str, expected: int, current: int | None) -> ConcurrentUpdate:
-    now = "another version" if current is None else f"version {current}"
-    return ConcurrentUpdate(
-        f"credential {credential_id} is at {now}, not {expected}",
-        details={
-            "credential_id": credential_id,
-            "expected_version": expected,
-            "current_version": current,
-        },
-    )
-
-
-def save_key_file(home: Path, ring: KeyRing, *, replace: bool = True) -> None:
-    """Write ``ring`` as ``<home>/vault.key``, atomically and 0600 (``replace=False``: only new)."""
-    write_private_file(
-        home / KEY_FILE_NAME,
-        ring.to_text().encode("ascii"),
-        replace=replace,
-        before_replace=lambda: crash_point("keyfile.before_replace"),
-    )
+            return mutate(self._keys, session, row, expected_version, change, event)

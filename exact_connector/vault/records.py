@@ -11,26 +11,38 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from exact_connector.exceptions import InputError, VaultCorrupt, VaultIntegrityError, VaultKeyError
+from exact_connector.exceptions import (
+    ConcurrentUpdate,
+    InputError,
+    VaultCorrupt,
+    VaultIntegrityError,
+    VaultKeyError,
+)
+from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.store import Row, StoreSession, corrupt_hint
 
 __all__ = [
     "SECRET_FIELDS",
     "AuditEntry",
+    "Change",
     "Credential",
     "VerifyResult",
     "audit",
+    "audit_credential",
     "canonical_id",
     "check_workspace",
     "decode",
     "encode",
     "find_row",
+    "fingerprints",
+    "moved_on",
+    "mutate",
     "one_line",
     "pending",
     "validate",
@@ -303,3 +315,85 @@ def audit(
 ) -> None:
     """Append one audit event inside the caller's transaction."""
     session.append_audit(keys.clock.now(), workspace, credential_id, event, json.dumps(detail))
+
+
+#: A change to a record: the current credential -> the fields to replace.
+Change = Callable[[Credential], Mapping[str, Any]]
+_Detail = Callable[[DataKeys, Credential, Credential], Mapping[str, Any]]
+
+
+def _status_detail(_: DataKeys, old: Credential, new: Credential) -> Mapping[str, Any]:
+    return {"status": new.status, "previous": old.status, "reason": new.status_reason}
+
+
+#: What each kind of change adds to its audit event (secrets only as fingerprints).
+_AUDIT_DETAIL: dict[str, _Detail] = {
+    "tokens_updated": lambda keys, _, new: fingerprints(keys, new, "refresh_token", "access_token"),
+    "status": _status_detail,
+    "activated": _status_detail,
+    "divisions": lambda _, __, new: {
+        "allowed": list(new.allowed_divisions),
+        "default": new.default_division,
+    },
+}
+
+
+def mutate(
+    keys: DataKeys,
+    session: StoreSession,
+    row: Row,
+    expected_version: int | None,
+    change: Change,
+    event: str,
+) -> Credential:
+    """Compare-and-swap ``change`` into the record in ``row``, audited in the same transaction."""
+    if expected_version is not None and row["version"] != expected_version:
+        raise moved_on(row["id"], expected_version, row["version"])
+    current = decode(keys, row)
+    new = validate(
+        {
+            **current.model_dump(),
+            **change(current),
+            "version": current.version + 1,
+            "updated_at": keys.clock.now(),
+        }
+    )
+    if not session.swap_credential(encode(keys, new), current.version):
+        raise moved_on(row["id"], current.version, None)  # a backend's weaker isolation
+    detail = {"version": new.version, **_AUDIT_DETAIL[event](keys, current, new)}
+    audit_credential(keys, session, event, new, detail)
+    return new
+
+
+def moved_on(credential_id: str, expected: int, current: int | None) -> ConcurrentUpdate:
+    """The error for a record that is no longer at the version the caller read."""
+    now = "another version" if current is None else f"version {current}"
+    return ConcurrentUpdate(
+        f"credential {credential_id} is at {now}, not {expected}",
+        details={
+            "credential_id": credential_id,
+            "expected_version": expected,
+            "current_version": current,
+        },
+    )
+
+
+def fingerprints(keys: DataKeys, credential: Credential, *fields: str) -> dict[str, str]:
+    """HMAC fingerprints of the named secret fields that are set."""
+    return {
+        field: sealing.fingerprint(keys.fingerprint_key, secret.get_secret_value())
+        for field in fields
+        if (secret := getattr(credential, field)) is not None
+    }
+
+
+def audit_credential(
+    keys: DataKeys,
+    session: StoreSession,
+    event: str,
+    credential: Credential,
+    detail: Mapping[str, Any],
+) -> None:
+    """Append an event about ``credential`` (its name first) inside the caller's transaction."""
+    detail = {"connector_name": credential.connector_name, **detail}
+    audit(keys, session, event, credential.workspace, credential.id, dict(detail))

@@ -25,7 +25,6 @@ import hmac
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,10 +34,8 @@ from exact_connector.exceptions import (
     VaultIntegrityError,
     VaultKeyError,
     VaultLocked,
-    VaultPermissions,
     VaultUnsupportedFormat,
 )
-from exact_connector.vault._files import PRIVATE_OPEN, check_private_file
 
 __all__ = [
     "FORMAT_VERSION",
@@ -145,35 +142,6 @@ class KeyRing:
         return cls(
             [_parse_entry(entry, f"{source} entry {n}") for n, entry in enumerate(entries, 1)]
         )
-
-    @classmethod
-    def load(cls, home: Path) -> KeyRing:
-        """The ring from ``EXACT_CONNECTOR_VAULT_KEY``, else ``<home>/vault.key``; else locked."""
-        env = os.environ.get(KEY_ENV)
-        if env is not None:
-            if not env.strip():
-                raise VaultKeyError(
-                    f"{KEY_ENV} is set but empty",
-                    hint=f"Unset {KEY_ENV} to use the key file, or put the vault key in it.",
-                )
-            return cls.parse(env, source=KEY_ENV)
-        path = home / KEY_FILE_NAME
-        if not check_private_file(path, "key file"):
-            raise VaultLocked(
-                f"no vault key: {KEY_ENV} is not set and there is no key file at {path}",
-                hint=f"Set {KEY_ENV}, or create a key: exact-connector vault init --home {home}",
-            )
-        try:
-            fd = os.open(path, os.O_RDONLY | PRIVATE_OPEN)
-            with os.fdopen(fd, "rb") as handle:
-                raw = handle.read(64 * 1024)
-        except OSError as error:
-            raise VaultPermissions(f"cannot read key file {path}: {error.strerror}") from None
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise VaultKeyError(f"key file {path} is not ASCII text") from None
-        return cls.parse(text, source=f"key file {path}")
 
     @property
     def primary(self) -> MasterKey:

@@ -9,7 +9,7 @@ from actions_harness import Bench, signed_in_bench
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Bench]:
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     """One sandbox, vault and connector for a whole module (property tests run many examples)."""
-    with signed_in_bench(tmp_path_factory.mktemp("actions") / "vault", pytestconfig) as made:
+    with signed_in_bench(tmp_path_factory.mktemp("actions") / "vault") as made:
         yield made

@@ -49,7 +49,7 @@ def test_a_stream_of_an_endpoint_exact_lacks_raises_unknown_endpoint(bench: Benc
 
 def test_plan_shows_the_request_with_the_token_masked_and_sends_nothing(bench: Bench) -> None:
     """Dry run: the first request as it would be sent; the transport sees nothing."""
-    before = bench.transport.calls
+    before = bench.calls
     record = bench.sb.records(DIVISION, "project/TimeTransactions")[0]
 
     plan = bench.connector.plan(
@@ -64,7 +64,7 @@ def test_plan_shows_the_request_with_the_token_masked_and_sends_nothing(bench: B
     )
     assert plan["headers"]["Authorization"] == "Bearer ********"
     assert plan["json"] == {"Quantity": 2}
-    assert bench.transport.calls == before
+    assert bench.calls == before
 
 
 def test_the_async_twins_give_what_the_sync_core_gives(bench: Bench) -> None:

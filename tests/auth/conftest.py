@@ -9,6 +9,6 @@ from pathlib import Path
 # directory on the import path itself (spawned children inherit the path).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
-from client_harness import pytest_configure, wire, world
+from client_harness import wire, world
 
-__all__ = ["pytest_configure", "wire", "world"]
+__all__ = ["wire", "world"]

@@ -19,7 +19,6 @@ from client_harness import (
     issue_tokens,
     make_world,
     register_secret,
-    scanner,
     store_tokens,
 )
 from pydantic import SecretStr
@@ -31,10 +30,11 @@ from exact_connector.exceptions import (
     TokenResponseInvalid,
     TransientError,
 )
-from exact_connector.hosts import parse_server_url
-from exact_connector.probe import run_test_connect
+from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.sandbox import DEMO_REDIRECT_URI
-from exact_connector.tokens import TokenService, authorization_url
+from exact_connector.testconnect import run_test_connect
+from exact_connector.testing import find_secrets
+from exact_connector.urls import parse_server_url
 
 DAY = 86_400.0
 
@@ -505,7 +505,7 @@ def test_e11_test_connect_with_a_valid_token_makes_no_token_call(world: World) -
     assert checks["divisions"].detail["allowed"] == world.sb.divisions
     assert checks["rate_limit"].detail["minutely_remaining"] is not None
     assert checks["rate_limit"].detail["daily_remaining"] is not None
-    assert scanner().find_secrets(json.dumps(report.to_dict())) == []
+    assert find_secrets(json.dumps(report.to_dict())) == []
     assert world.credential().allowed_divisions == tuple(world.sb.divisions)
 
 

@@ -22,8 +22,6 @@ from exact_connector.sandbox import Sandbox, serve
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test here is a browser test; the developer's switch skips them all."""
@@ -34,15 +32,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
             if skip:
                 item.add_marker(pytest.mark.skip(reason="EXACT_CONNECTOR_SKIP_BROWSER=1"))
-
-
-@pytest.fixture(scope="session")
-def scanner(pytestconfig: pytest.Config) -> ModuleType:
-    """The lead's conftest module as pytest loaded it: its secret set is the one scanned."""
-    for plugin in pytestconfig.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").resolve() == _ROOT_CONFTEST:
-            return plugin  # type: ignore[no-any-return]
-    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
 
 
 @pytest.fixture(scope="module")

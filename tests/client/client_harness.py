@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +32,7 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.client import ExactClient
 from exact_connector.clock import Clock, ManualClock, ScaledClock
 from exact_connector.sandbox import Sandbox, serve
+from exact_connector.testing import register_secret
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
@@ -43,46 +43,6 @@ ACCOUNTS = "crm/Accounts"
 App = Callable[[httpx.Request], httpx.Response]
 #: ``tamper(request, call_app)``: an answer to use instead (None: the app's own answer).
 Tamper = Callable[[httpx.Request, Callable[[], httpx.Response]], "httpx.Response | None"]
-
-# -- the suite's secret scanner --------------------------------------------------------------------
-
-_scanner: ModuleType | None = None
-
-
-def bind_scanner(module: ModuleType) -> None:
-    """Remember the lead's ``tests/conftest.py`` module, the one whose scanner actually runs.
-
-    ``from tests.conftest import register_secret`` imports a *second* copy of that file (pytest
-    loaded it as ``conftest``), whose secret set no fixture ever scans; so the conftests of these
-    directories find the loaded module through pytest's plugin manager and bind it here.
-    """
-    global _scanner
-    _scanner = module
-
-
-def scanner() -> ModuleType:
-    """The bound scanner module (fails loudly when unbound: a silent scanner protects nothing)."""
-    if _scanner is None:
-        raise RuntimeError("the secret scanner is not bound; see tests/client/conftest.py")
-    return _scanner
-
-
-_LEAD_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Bind the scanner module pytest actually loaded (the conftests import this hook)."""
-    for plugin in config.pluginmanager.get_plugins():
-        module_file = getattr(plugin, "__file__", None)
-        if module_file and Path(module_file).resolve() == _LEAD_CONFTEST:
-            bind_scanner(plugin)
-
-
-def register_secret(value: str) -> str:
-    """Register ``value`` with the suite's secret scanner."""
-    result: str = scanner().register_secret(value)
-    return result
-
 
 # -- a recording sandbox ---------------------------------------------------------------------------
 

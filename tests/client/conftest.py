@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from client_harness import pytest_configure, wire, world
+from client_harness import wire, world
 
-__all__ = ["pytest_configure", "wire", "world"]
+__all__ = ["wire", "world"]

@@ -25,7 +25,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.odata import filter_literal, key_literal
 from exact_connector.pagination import Pager
-from exact_connector.probe import run_test_connect
+from exact_connector.testconnect import run_test_connect
 
 pytestmark = pytest.mark.e2e
 

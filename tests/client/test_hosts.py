@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from exact_connector.exceptions import HostNotAllowed, InvalidServerUrl
-from exact_connector.hosts import Origin, check_request_url, parse_server_url, regional_hosts
+from exact_connector.urls import Origin, check_request_url, parse_server_url, regional_hosts
 
 
 @pytest.mark.parametrize("host", sorted(regional_hosts()))

@@ -14,9 +14,9 @@ import pytest
 
 from exact_connector.clock import ManualClock
 from exact_connector.exceptions import ConfigError
-from exact_connector.hosts import PROXY_ENV, configured_proxy
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
+from exact_connector.urls import PROXY_ENV, configured_proxy
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 

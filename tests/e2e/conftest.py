@@ -1,4 +1,4 @@
-"""Fixtures for the end-to-end tests: the secret scanner bound, and a signed-in loopback world."""
+"""Fixtures for the end-to-end tests: a signed-in loopback world."""
 
 from __future__ import annotations
 
@@ -6,19 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness import World, bind_scanner, loopback_world
-
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-@pytest.fixture(autouse=True)
-def _scanner(pytestconfig: pytest.Config) -> None:
-    """Bind the lead's conftest module as pytest loaded it: its secret set is the one scanned."""
-    for plugin in pytestconfig.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").resolve() == _ROOT_CONFTEST:
-            bind_scanner(plugin)
-            return
-    raise RuntimeError("tests/conftest.py is not loaded; the secret scanner would be silent")
+from e2e_harness import World, loopback_world
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +24,7 @@ from exact_connector.cli._callback import browser_get
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
+from exact_connector.testing import assert_no_secrets, register_secret
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
@@ -38,32 +38,6 @@ ACTIONS = (
     "delete_endpoint_record",
     "list_or_get_endpoint",
 )
-
-# -- the suite's secret scanner ----------------------------------------------------------------------
-
-_scanner: ModuleType | None = None
-
-
-def bind_scanner(module: ModuleType) -> None:
-    """Remember the lead's ``tests/conftest.py`` as pytest loaded it (the copy whose set is scanned)."""
-    global _scanner
-    _scanner = module
-
-
-def register_secret(value: str) -> str:
-    """Register ``value`` with the suite's secret scanner."""
-    if _scanner is None:
-        raise RuntimeError("the secret scanner is not bound; see tests/e2e/conftest.py")
-    _scanner.register_secret(value)
-    return value
-
-
-def assert_no_secrets(text: str, where: str = "output") -> None:
-    """Fail if ``text`` holds a registered secret."""
-    if _scanner is None:
-        raise RuntimeError("the secret scanner is not bound; see tests/e2e/conftest.py")
-    _scanner.assert_no_secrets(text, where)
-
 
 # -- a sandbox that reports what it saw -------------------------------------------------------------
 
@@ -165,6 +139,10 @@ class World:
         }
 
     # -- valid inputs for every action ---------------------------------------------------------------
+
+    def run_valid(self, action: str) -> dict[str, Any]:
+        """:meth:`run` with :meth:`valid_inputs`."""
+        return self.run(action, self.valid_inputs(action))
 
     def valid_inputs(self, action: str) -> dict[str, Any]:
         """An input each action accepts and Exact (the sandbox) carries out."""

@@ -25,13 +25,7 @@ def test_a_used_refresh_token_answers_reauth_required(world: World, action: str)
     """reauth_required (config, not retryable); no API call reached Exact; the credential says so."""
     _revoke(world)
 
-    assert_error(
-        world.run(action, world.valid_inputs(action)),
-        "reauth_required",
-        "config",
-        retryable=False,
-        api_calls=0,
-    )
+    _assert_reauth_required(world, action)
 
     assert world.recorder.api_calls() == 0
     assert world.recorder.token == 1
@@ -43,26 +37,26 @@ def test_a_used_refresh_token_answers_reauth_required(world: World, action: str)
 def test_after_reauth_required_nothing_is_sent_until_sign_in(world: World, action: str) -> None:
     """A credential marked needs_reauth fails at once: no token call, no API call."""
     _revoke(world)
-    world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    world.run_valid("list_or_get_endpoint")
     world.recorder.reset()
 
-    assert_error(
-        world.run(action, world.valid_inputs(action)),
-        "reauth_required",
-        "config",
-        retryable=False,
-        api_calls=0,
-    )
+    _assert_reauth_required(world, action)
     assert (world.recorder.token, world.recorder.api_calls()) == (0, 0)
 
 
 def test_signing_in_again_restores_the_connection(world: World) -> None:
     """Reconnect: a new consent makes the same credential work again."""
     _revoke(world)
-    world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    world.run_valid("list_or_get_endpoint")
 
     world.sign_in()
-    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    result = world.run_valid("list_or_get_endpoint")
 
     assert result["ok"] is True, result
     assert world.credential.status == "active"
+
+
+def _assert_reauth_required(world: World, action: str) -> None:
+    """The action failed as reauth_required (config, not retryable) before any API call."""
+    error = ("reauth_required", "config")
+    assert_error(world.run_valid(action), *error, retryable=False, api_calls=0)

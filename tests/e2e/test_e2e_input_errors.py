@@ -170,7 +170,7 @@ def test_exact_refusing_the_method_is_method_not_supported(
     before = world.sb.records(DIVISION, TIME_TRANSACTIONS)
 
     assert_error(
-        world.run(action, world.valid_inputs(action)),
+        world.run_valid(action),
         "method_not_supported",
         "user",
         retryable=False,

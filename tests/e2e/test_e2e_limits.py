@@ -30,7 +30,7 @@ def test_a_spent_day_answers_rate_limited_daily_with_retry_at(world: World, acti
     records = world.sb.records(DIVISION, TIME_TRANSACTIONS)
 
     error = assert_error(
-        world.run(action, world.valid_inputs(action)),
+        world.run_valid(action),
         "rate_limited_daily",
         "transient",
         retryable=True,
@@ -47,11 +47,11 @@ def test_the_next_step_on_a_spent_day_sends_nothing(world: World, action: str) -
     """Once the connector knows the day is spent, a step fails at once without a call."""
     world.sb.rate_limits.daily = 150
     world.spend("daily")
-    world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    world.run_valid("list_or_get_endpoint")
     calls = world.recorder.api_calls()
 
     assert_error(
-        world.run(action, world.valid_inputs(action)),
+        world.run_valid(action),
         "rate_limited_daily",
         "transient",
         retryable=True,
@@ -84,7 +84,7 @@ def test_a_spent_minute_with_time_left_waits_for_the_next_window(world: World, a
     """With the default deadline the step waits for the minute to refill, then succeeds."""
     world.spend("minutely")
 
-    result = world.run(action, world.valid_inputs(action))
+    result = world.run_valid(action)
 
     assert result["ok"] is True, result
     assert world.clock.now() >= NEXT_MINUTE.timestamp()

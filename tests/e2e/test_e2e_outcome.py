@@ -70,10 +70,10 @@ def test_a_delete_whose_answer_is_lost_is_repeated_and_counts_as_done(world: Wor
 
 def test_a_list_whose_answer_is_lost_is_repeated_and_succeeds(world: World) -> None:
     """GET is safe: the page is fetched again and the list is complete."""
-    expected = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    expected = world.run_valid("list_or_get_endpoint")
     world.sb.faults.add("drop", method="GET", path_contains="crm/Accounts")
 
-    result = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    result = world.run_valid("list_or_get_endpoint")
 
     assert result["ok"] is True, result
     assert result["data"]["records"] == expected["data"]["records"]

@@ -61,7 +61,7 @@ def test_delete_removes_the_record(world: World) -> None:
 
 def test_list_returns_a_page_and_a_cursor_that_continues_it(world: World) -> None:
     """list_or_get_endpoint: a limit stops early with next_cursor; the cursor resumes exactly."""
-    first = world.run("list_or_get_endpoint", world.valid_inputs("list_or_get_endpoint"))
+    first = world.run_valid("list_or_get_endpoint")
     both = world.run(
         "list_or_get_endpoint", {**world.valid_inputs("list_or_get_endpoint"), "limit": 10}
     )

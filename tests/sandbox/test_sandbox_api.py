@@ -24,11 +24,20 @@ def test_exported_names_are_pinned() -> None:
 
 
 def test_sandbox_imports_only_catalog_odata_and_clock_from_the_runtime() -> None:
-    """The sandbox is an independent oracle: no runtime module but catalog, odata, clock."""
+    """The sandbox is an independent oracle: no runtime module but catalog, odata, clock.
+
+    And redaction: the registry its secrets are reported to (so logs and the test scanner know
+    them), which holds no logic the sandbox could share by mistake.
+    """
     import ast
     from pathlib import Path
 
-    allowed = {"exact_connector.catalog", "exact_connector.odata", "exact_connector.clock"}
+    allowed = {
+        "exact_connector.catalog",
+        "exact_connector.odata",
+        "exact_connector.clock",
+        "exact_connector.redaction",
+    }
     package = Path(sandbox.__file__).parent
     imported = set()
     for module in package.glob("*.py"):

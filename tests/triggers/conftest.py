@@ -17,7 +17,7 @@ from actions_harness import Bench, signed_in_bench
 
 
 @pytest.fixture
-def bench(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Bench]:
+def bench(tmp_path: Path) -> Iterator[Bench]:
     """One sandbox (no limits, manual clock), vault and signed-in connector."""
-    with signed_in_bench(tmp_path / "vault", pytestconfig) as made:
+    with signed_in_bench(tmp_path / "vault") as made:
         yield made

@@ -119,13 +119,13 @@ def test_bad_trigger_input_is_refused_before_any_call(
 ) -> None:
     """Input that cannot be polled is an input error naming the field; nothing is sent."""
     trigger = str(inputs.pop("trigger", "record_changed"))
-    before = bench.transport.calls
+    before = bench.calls
     result = bench.connector.triggers.poll(
         trigger, bench.credential_id, {"division": DIVISION, **inputs}
     )
     assert result["ok"] is False
     assert [(e["path"], e["code"]) for e in result["error"]["details"]["errors"]] == [(path, code)]
-    assert bench.transport.calls == before
+    assert bench.calls == before
 
 
 def test_a_damaged_checkpoint_is_refused(bench: Bench) -> None:

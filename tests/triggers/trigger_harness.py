@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 from actions_harness import Bench
 
+from exact_connector.testing import register_secret
+
 DIVISION = 100001
 ACCOUNTS = "crm/Accounts"
 TIME_TRANSACTIONS = "project/TimeTransactions"
@@ -18,7 +20,7 @@ class Exact:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         token = bench.sb.issue_tokens()["access_token"]
-        bench.transport.scanner.register_secret(token)
+        register_secret(token)
         self._http = httpx.Client(
             transport=httpx.MockTransport(bench.sb),
             base_url=f"https://start.exactonline.nl/api/v1/{DIVISION}/",

@@ -15,7 +15,7 @@ from exact_connector.cli import build_parser, main
 from exact_connector.cli.vault import credentials_subparsers
 from exact_connector.exceptions import VaultKeyMismatch
 from exact_connector.vault import Vault
-from exact_connector.vault.sealing import KeyRing
+from exact_connector.vault.keyfile import load_key_ring
 
 
 @pytest.fixture
@@ -141,17 +141,17 @@ def test_master_key_rotation_updates_the_key_file_and_retires_the_old_key(
     cli_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--master puts a new key first in vault.key; --retire-old drops the old one everywhere."""
-    old_ring = KeyRing.load(cli_home)
+    old_ring = load_key_ring(cli_home)
     with Vault.open(cli_home) as vault:
         credential = add_credential(vault, "a")
     with raw_db(cli_home) as conn:
         blobs = conn.execute("SELECT client_secret, refresh_token FROM credentials").fetchall()
     assert _run(capsys, "vault", "rotate-key", "--master")[0] == 0
-    ring = KeyRing.load(cli_home)
+    ring = load_key_ring(cli_home)
     assert ring.kids[1:] == old_ring.kids and len(ring) == 2
     code, out, _ = _run(capsys, "vault", "rotate-key", "--retire-old")
     assert code == 0 and old_ring.primary.kid in out
-    assert KeyRing.load(cli_home).kids == ring.kids[:1]
+    assert load_key_ring(cli_home).kids == ring.kids[:1]
     with raw_db(cli_home) as conn:  # master rotation never touches record blobs
         assert (
             conn.execute("SELECT client_secret, refresh_token FROM credentials").fetchall() == blobs

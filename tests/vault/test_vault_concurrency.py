@@ -16,6 +16,7 @@ from vault_harness import (
     bracket_worker,
     cas_worker,
     key_env,
+    put_tokens,
     secret_values,
     start_child,
 )
@@ -140,14 +141,7 @@ def test_f10_forked_child_opens_its_own_connection(vault: Vault) -> None:
         try:
             fresh = vault._store.connection() is not parent_connection
             current = vault.get(credential.id)
-            vault.update_tokens(
-                credential.id,
-                expected_version=current.version,
-                access_token=SecretStr("from-child"),
-                refresh_token=SecretStr("from-child"),
-                issued_at=1.0,
-                expires_at=601.0,
-            )
+            put_tokens(vault, credential.id, current.version, "from-child")
             code = 0 if fresh else 2
         finally:
             os.write(write_end, bytes([code]))

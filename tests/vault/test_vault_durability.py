@@ -20,6 +20,7 @@ from vault_harness import (
     files_under,
     find_secrets,
     key_env,
+    put_tokens,
     raw_db,
     run_child,
     secret_values,
@@ -174,14 +175,7 @@ def test_c2_vault_half_crash_before_commit_keeps_the_old_refresh_token(
         assert (marked.status, marked.version) == ("needs_reauth", before.version + 1)
         assert marked.refresh_token == before.refresh_token  # kept until re-auth succeeds
         with pytest.raises(ConcurrentUpdate) as caught:  # a late writer holding the old version
-            vault.update_tokens(
-                before.id,
-                expected_version=restarted.version,
-                access_token=SecretStr("late"),
-                refresh_token=SecretStr("late"),
-                issued_at=3.0,
-                expires_at=603.0,
-            )
+            put_tokens(vault, before.id, restarted.version, "late", issued_at=3.0)
         assert caught.value.details["current_version"] == marked.version
 
 
@@ -200,27 +194,13 @@ def test_c3_no_space_is_vault_io_and_the_previous_row_survives(
     conn = capped_vault._store.connection()  # the page cap is per connection: the vault's own
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    huge = SecretStr("x" * 60_000)
+    huge = "x" * 60_000
     with pytest.raises(VaultIOError) as caught:
-        capped_vault.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=huge,
-            refresh_token=huge,
-            issued_at=5.0,
-            expires_at=605.0,
-        )
+        put_tokens(capped_vault, credential.id, credential.version, huge, issued_at=5.0)
     assert "no space" in caught.value.message
     assert secret_values(capped_vault.get(credential.id)) == secret_values(credential)
     conn.execute("PRAGMA max_page_count = 1073741823")
-    retried = capped_vault.update_tokens(
-        credential.id,
-        expected_version=credential.version,
-        access_token=huge,
-        refresh_token=huge,
-        issued_at=5.0,
-        expires_at=605.0,
-    )
+    retried = put_tokens(capped_vault, credential.id, credential.version, huge, issued_at=5.0)
     assert retried.version == credential.version + 1
 
 
@@ -466,13 +446,8 @@ def test_c9_restored_backup_opens_with_its_older_tokens(
     backup = tmp_path / "backup.db"
     shutil.copy2(home / "vault.db", backup)
     with Vault.open(home, keys=ring) as vault:
-        newer = vault.update_tokens(
-            old.id,
-            expected_version=old.version,
-            access_token=SecretStr("access-newer"),
-            refresh_token=SecretStr("refresh-newer"),
-            issued_at=9.0,
-            expires_at=609.0,
+        newer = put_tokens(
+            vault, old.id, old.version, "access-newer", "refresh-newer", issued_at=9.0
         )
     shutil.copy2(backup, home / "vault.db")
     with Vault.open(home, keys=ring) as vault:

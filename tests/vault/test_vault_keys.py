@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from vault_harness import (
     add_credential,
     key_env,
+    put_tokens,
     raw_db,
     read_blob,
     run_child,
@@ -334,13 +335,13 @@ def test_b5_refresh_cas_that_read_before_a_rotation_still_commits(vault: Vault, 
     credential = add_credential(vault, "busy")
     read = vault.get(credential.id)
     vault.rotate_key()
-    written = vault.update_tokens(
+    written = put_tokens(
+        vault,
         credential.id,
-        expected_version=read.version,
-        access_token=SecretStr("access-after-rotation"),
-        refresh_token=SecretStr("refresh-after-rotation"),
+        read.version,
+        "access-after-rotation",
+        "refresh-after-rotation",
         issued_at=10.0,
-        expires_at=610.0,
     )
     assert written.version == read.version + 1
     assert vault.get(credential.id).refresh_token == SecretStr("refresh-after-rotation")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
-from vault_harness import add_credential, make_secret, raw_db, secret_values
+from vault_harness import add_credential, make_secret, put_tokens, raw_db, secret_values
 
 from exact_connector.clock import ManualClock
 from exact_connector.exceptions import (
@@ -72,14 +72,7 @@ def test_credentials_are_invisible_from_other_workspaces(vault: Vault) -> None:
         with pytest.raises(CredentialNotFound):
             other.get(key)
     with pytest.raises(CredentialNotFound):
-        other.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=SecretStr("a"),
-            refresh_token=SecretStr("r"),
-            issued_at=1.0,
-            expires_at=601.0,
-        )
+        put_tokens(other, credential.id, credential.version, "a", "r")
     for action in (other.remove, other.activate):
         with pytest.raises(CredentialNotFound):
             action(credential.id)
@@ -98,27 +91,14 @@ def test_list_is_sorted_by_name_within_the_workspace(vault: Vault) -> None:
 def test_update_tokens_is_a_compare_and_swap(vault: Vault) -> None:
     """Right version: +1 and the new tokens; stale version: ConcurrentUpdate, nothing written."""
     credential = add_credential(vault, "a")
-    new = vault.update_tokens(
-        credential.id,
-        expected_version=credential.version,
-        access_token=SecretStr("access-2"),
-        refresh_token=SecretStr("refresh-2"),
-        issued_at=1000.0,
-        expires_at=1600.0,
+    new = put_tokens(
+        vault, credential.id, credential.version, "access-2", "refresh-2", issued_at=1000.0
     )
     assert new.version == credential.version + 1
     assert (new.access_token_issued_at, new.access_token_expires_at) == (1000.0, 1600.0)
     assert new.refresh_token_issued_at == 1000.0  # a refresh token comes with its access token
     with pytest.raises(ConcurrentUpdate) as caught:
-        vault.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=SecretStr("stale"),
-            refresh_token=SecretStr("stale"),
-            issued_at=1.0,
-            expires_at=601.0,
-            refresh_issued_at=0.5,
-        )
+        put_tokens(vault, credential.id, credential.version, "stale", refresh_issued_at=0.5)
     assert caught.value.details == {
         "credential_id": credential.id,
         "expected_version": credential.version,

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,15 +43,32 @@ def add_credential(vault: Vault, name: str, *, tokens: bool = True) -> Credentia
         refresh_token=SecretStr(make_secret("refresh")),
     )
     if tokens:
-        credential = vault.update_tokens(
-            credential.id,
-            expected_version=credential.version,
-            access_token=SecretStr(make_secret("access")),
-            refresh_token=SecretStr(make_secret("refresh")),
-            issued_at=1_767_225_600.0,
-            expires_at=1_767_226_200.0,
-        )
+        access, refresh = make_secret("access"), make_secret("refresh")
+        credential = put_tokens(vault, credential.id, 1, access, refresh, issued_at=1_767_225_600.0)
     return vault.activate(credential.id)
+
+
+def put_tokens(
+    vault: Vault,
+    credential_id: str,
+    version: int,
+    access: str,
+    refresh: str | None = None,
+    *,
+    issued_at: float = 1.0,
+    refresh_issued_at: float | None = None,
+) -> Credential:
+    """``update_tokens`` at ``version``: an access token valid 600 s, and a refresh token
+    (``refresh``, else the access token's text)."""
+    return vault.update_tokens(
+        credential_id,
+        expected_version=version,
+        access_token=SecretStr(access),
+        refresh_token=SecretStr(refresh if refresh is not None else access),
+        issued_at=issued_at,
+        expires_at=issued_at + 600.0,
+        refresh_issued_at=refresh_issued_at,
+    )
 
 
 def secret_values(credential: Credential) -> dict[str, str]:
@@ -204,11 +221,7 @@ def cas_worker(args: tuple[str, str, str, int, int]) -> dict[str, object]:
             with guard:
                 failures[name] = failures.get(name, 0) + 1
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    _run_threads(work, threads)
     vault.close()
     return {"successes": successes, "failures": failures}
 
@@ -228,9 +241,14 @@ def bracket_worker(args: tuple[str, str, str, int, int]) -> None:
                 with log.open("a") as handle:
                     handle.write(f">{me}\n")
 
+    _run_threads(work, threads)
+    vault.close()
+
+
+def _run_threads(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(0)`` … ``work(threads - 1)`` in threads at once and wait for all of them."""
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    vault.close()

@@ -30,11 +30,11 @@ from exact_connector.exceptions import (
     TokenResponseInvalid,
     TransientError,
 )
-from exact_connector.hosts import default_transport
 from exact_connector.retries import clamp_wait, retry_after, tls_refused
+from exact_connector.urls import default_transport
 
 if TYPE_CHECKING:
-    from exact_connector.hosts import Origin
+    from exact_connector.urls import Origin
     from exact_connector.vault import Credential
 
 __all__ = [
