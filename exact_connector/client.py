@@ -11,6 +11,7 @@ time never trips them. So bodies are read in chunks against the step's deadline.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +48,14 @@ if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
     from exact_connector.vault import Vault
 
-__all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "CallStats", "ExactClient", "request_headers"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "MAX_BODY_BYTES",
+    "CallStats",
+    "ExactClient",
+    "request_headers",
+    "result_meta",
+]
 
 DEFAULT_DEADLINE = 120.0
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
@@ -319,3 +327,15 @@ def request_headers(method: str) -> dict[str, str]:
     if method == "POST":
         headers["Prefer"] = "return=representation"  # else Exact fills only the new key
     return headers
+
+
+def result_meta(client: ExactClient | None, started: float) -> dict[str, Any]:
+    """The ``meta`` of a result envelope: what the client's calls cost since ``started``
+    (a ``time.monotonic()`` reading)."""
+    stats = client.stats if client is not None else None
+    return {
+        "api_calls": stats.api_calls if stats else 0,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "rate_limit": dict(stats.rate_limit) if stats else {},
+        "request_id": stats.request_id if stats else None,
+    }

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
 from exact_connector.auth import store_grant
-from exact_connector.client import DEFAULT_DEADLINE, ExactClient
+from exact_connector.client import DEFAULT_DEADLINE, ExactClient, result_meta
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.dryrun import PlanningClient, first_request
 from exact_connector.exceptions import (
@@ -414,13 +414,7 @@ def _sandbox_origin(value: object, allowed: bool) -> Origin | None:
 
 
 def _meta(step: Step | None, started: float) -> dict[str, Any]:
-    stats = step.client.stats if step is not None else None
-    return {
-        "api_calls": stats.api_calls if stats else 0,
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "rate_limit": dict(stats.rate_limit) if stats else {},
-        "request_id": stats.request_id if stats else None,
-    }
+    return result_meta(step.client if step is not None else None, started)
 
 
 def _audit(event: str, credential: Credential, step: Step | None = None, **extra: Any) -> None:

@@ -27,6 +27,7 @@ from exact_connector.budget import DEFAULT_INTERVAL, MOVE_CHECK_SECONDS, check_i
 from exact_connector.catalog import catalog
 from exact_connector.changefeed import FIRST_TIMESTAMP, Batch, division_move_date, read_since
 from exact_connector.checkpoints import CheckpointKey, CheckpointStore
+from exact_connector.client import result_meta
 from exact_connector.exceptions import ExactConnectorError, InputError
 from exact_connector.feeds import DELETED, Feed, feed, feeds_for_topic
 
@@ -122,13 +123,18 @@ class Triggers:
             ref, job = work()
             with self._connector.client(ref) as client:
                 data = job(client)
-            return {"ok": True, "trigger": trigger, "data": data, "meta": _meta(client, started)}
+            return {
+                "ok": True,
+                "trigger": trigger,
+                "data": data,
+                "meta": result_meta(client, started),
+            }
         except ExactConnectorError as error:
             return {
                 "ok": False,
                 "trigger": trigger,
                 "error": error.to_dict(),
-                "meta": _meta(client, started),
+                "meta": result_meta(client, started),
             }
 
     def _webhook(
@@ -249,13 +255,3 @@ def _decode(token: object) -> tuple[str, int, dict[str, Any]]:
     ):
         raise damaged
     return data["k"], data["v"], data["s"]
-
-
-def _meta(client: ExactClient | None, started: float) -> dict[str, Any]:
-    stats = client.stats if client is not None else None
-    return {
-        "api_calls": stats.api_calls if stats else 0,
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "rate_limit": dict(stats.rate_limit) if stats else {},
-        "request_id": stats.request_id if stats else None,
-    }

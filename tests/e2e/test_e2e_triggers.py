@@ -136,6 +136,58 @@ def test_each_change_is_handed_over_once_across_a_crash_before_ack(
         assert cli_poll(world, env_key, trigger, endpoint) == (0, [])
 
 
+ENGINE = """
+import json, sys
+from exact_connector.runtime import Connector
+from exact_connector.vault import Vault
+connector = Connector(vault=Vault.open(sys.argv[1]), allow_sandbox=True)
+inputs = {"division": int(sys.argv[2]), "endpoint": "crm/Accounts"}
+result = connector.triggers.poll("record_changed", "e2e", inputs)
+print(json.dumps([event["id"] for event in result["data"]["events"]]), flush=True)
+sys.stdin.readline()  # the workflows run until the engine is told to acknowledge
+print(json.dumps(connector.triggers.ack("e2e", result["data"]["checkpoint"])), flush=True)
+"""
+
+
+def engine(world: World, env_key: str) -> subprocess.Popen[str]:
+    """An engine process polling through the Python API, waiting before it acknowledges."""
+    env = {**os.environ, "EXACT_CONNECTOR_VAULT_KEY": env_key}
+    home = str(world.connector.vault.home)
+    return subprocess.Popen(
+        [sys.executable, "-c", ENGINE, home, str(DIVISION)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_an_engine_killed_by_sigkill_between_poll_and_ack_loses_nothing(
+    keyed_world: tuple[World, str],
+) -> None:
+    """kill -9 after the poll handed events over and before the ack: the next engine gets the
+    same events, acknowledges them, and the one after gets none."""
+    world, env_key = keyed_world
+    first = world.connector.triggers.poll(
+        "record_changed", world.credential_id, {"division": DIVISION, "endpoint": ACCOUNTS}
+    )
+    assert world.connector.triggers.ack(world.credential_id, first["data"]["checkpoint"])
+    created = OtherUser(world).create("Killed Engine B.V.")
+    killed = engine(world, env_key)
+    assert killed.stdout is not None and killed.stdin is not None
+    handed = json.loads(killed.stdout.readline())
+    killed.kill()  # SIGKILL: no cleanup, no acknowledgement
+    killed.communicate(timeout=60)
+    assert killed.returncode == -9
+    assert len(handed) == 1 and handed[0].split(":")[2] == created
+    for expected in (handed, []):
+        again = engine(world, env_key)
+        out, err = again.communicate("\n", timeout=120)
+        ids, acknowledged = (json.loads(line) for line in out.splitlines())
+        assert (ids, acknowledged) == (expected, True), err
+
+
 def test_a_state_file_keeps_the_checkpoint_for_the_cli(
     keyed_world: tuple[World, str], tmp_path: Path
 ) -> None:
@@ -157,6 +209,11 @@ def test_a_state_file_keeps_the_checkpoint_for_the_cli(
     )
     assert [json.loads(line)["key"] for line in second.stdout.splitlines()] == [key]
     assert json.loads(state.read_text())["checkpoints"]
+    looped = [*command[:4], "run", *command[5:], "--polls", "1"]
+    other = OtherUser(world).create("Looped B.V.")
+    ran = subprocess.run(looped, input=inputs, capture_output=True, text=True, env=env, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert [json.loads(line)["key"] for line in ran.stdout.splitlines()] == [other]
     stored = world.connector.triggers.store.load(
         f"{world.credential_id}/record_changed/{DIVISION}/crm/accounts"
     )
@@ -206,7 +263,8 @@ class Receiver:
 
 def test_webhooks_wake_the_poll_and_forgeries_are_refused(world: World) -> None:
     """Subscribe (twice: one subscription), a change is delivered signed and wakes a poll that
-    reads it; a forged delivery is refused; unsubscribe twice is one removal."""
+    reads it; a forged delivery is refused; a lost one is caught by the next poll; unsubscribe
+    twice is one removal."""
     secret = register_secret(world.sb.webhook_secret())
     receiver = Receiver(world, secret)
     triggers = world.connector.triggers
@@ -236,6 +294,13 @@ def test_webhooks_wake_the_poll_and_forgeries_are_refused(world: World) -> None:
         answer = httpx.post(f"{hook_base}/hook", content=forged)
         assert (answer.status_code, answer.json()) == (401, {"error": "invalid signature"})
         assert receiver.refused == 1 and len(receiver.events) == 1
+
+        world.sb.webhooks.drop_next = 1  # Exact loses a delivery now and then (API-FACTS)
+        missed = OtherUser(world).create("Undelivered B.V.")
+        world.sb.webhooks.drain()
+        assert len(receiver.events) == 1, "the lost delivery never arrived"
+        caught = triggers.poll("record_changed", world.credential_id, poll_inputs)
+        assert [e["key"] for e in caught["data"]["events"]] == [key, missed]
 
         gone = triggers.unsubscribe(world.credential_id, inputs)
         still_gone = triggers.unsubscribe(world.credential_id, inputs)
