@@ -38,6 +38,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.hosts import Origin, check_request_url, default_transport, parse_server_url
 from exact_connector.limits import RateGovernor, backoff_delay
+from exact_connector.progress import CallMade, Progress, RateLimitWait, emit
 from exact_connector.request_parts import (
     MAX_BODY_BYTES,
     checked_key,
@@ -127,6 +128,9 @@ class ExactClient:
         self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
         self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
         self.stats = CallStats()
+        #: Told of every call and every wait (see :mod:`exact_connector.progress`).
+        self.progress: Progress | None = None
+        self._endpoint_id = ""
         self._timeout = timeout
         # trust_env=False: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
         # bearer token nor widen which certificates are trusted; verification stays on.
@@ -159,6 +163,7 @@ class ExactClient:
                 details={"host": request.url.host},
             )
         self.stats.api_calls += 1
+        emit(self.progress, CallMade(request.method, self._endpoint_id, self.stats.api_calls))
 
     # -- building ------------------------------------------------------------------------------
 
@@ -209,10 +214,15 @@ class ExactClient:
         paced_division = division if endpoint.division_in_path else None
         paced = paced_division is not None
         maybe_processed = timed_out = False
+        self._endpoint_id = endpoint.id
+
+        def waiting(until: float) -> None:
+            emit(self.progress, RateLimitWait(endpoint.id, division, _utc(until), "minute"))
+
         for attempt in range(_MAX_ATTEMPTS):
             if paced_division is not None:
                 self.governor.acquire(
-                    self.client_id, paced_division, endpoint.id, deadline=deadline
+                    self.client_id, paced_division, endpoint.id, deadline=deadline, on_wait=waiting
                 )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
@@ -352,6 +362,9 @@ class ExactClient:
                 details={"endpoint": endpoint.id, "attempts": attempt + 1},
                 retry_at=_utc(self.clock.now() + delay) if hinted is not None else None,
             )
+        if hinted is not None:
+            until = _utc(self.clock.now() + delay)
+            emit(self.progress, RateLimitWait(endpoint.id, None, until, "retry"))
         self.clock.sleep(delay)
 
     def _error_for(self, response: httpx.Response, endpoint: Endpoint) -> ExactConnectorError:

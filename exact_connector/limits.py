@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,9 +173,18 @@ class RateGovernor:
         self._db: sqlite3.Connection | None = None
 
     def acquire(
-        self, client_id: str, division: int, endpoint: str, *, deadline: float | None
+        self,
+        client_id: str,
+        division: int,
+        endpoint: str,
+        *,
+        deadline: float | None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
-        """Reserve one call, waiting for the minute to refill; raise if the wait is not possible."""
+        """Reserve one call, waiting for the minute to refill; raise if the wait is not possible.
+
+        ``on_wait`` hears when (epoch seconds) the wait will end, before each wait.
+        """
         while True:
             with self._transaction() as db:
                 now = self._clock.now()
@@ -203,6 +212,8 @@ class RateGovernor:
                     details={"division": division, "endpoint": endpoint, "limit": minute.limit},
                     retry_at=_utc(opens),
                 )
+            if on_wait is not None:
+                on_wait(opens)
             self._clock.sleep(opens - now)
 
     def observe(

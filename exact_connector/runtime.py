@@ -44,6 +44,7 @@ from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.probe import run_test_connect
+from exact_connector.progress import Progress
 from exact_connector.tokens import TokenService, authorization_url
 from exact_connector.vault import Credential, Vault
 
@@ -289,8 +290,13 @@ class Connector:
         inputs: dict[str, Any],
         *,
         deadline_seconds: float | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Run one action; the ActionResult envelope for success and for every expected failure."""
+        """Run one action; the ActionResult envelope for success and for every expected failure.
+
+        ``progress`` hears of every call, page and rate-limit wait as it happens
+        (:mod:`exact_connector.progress`).
+        """
         started = time.monotonic()
         step: Step | None = None
         credential: Credential | None = None
@@ -299,6 +305,7 @@ class Connector:
             credential, division = self._check(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
             with self.client(credential) as client:
+                client.progress = progress
                 step = Step(client, division, deadline)
                 data = ACTIONS[action](step, inputs)
             if step.warnings:
@@ -339,16 +346,19 @@ class Connector:
         inputs: dict[str, Any],
         *,
         deadline_seconds: float | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``list_or_get_endpoint``'s records one at a time, for lists too large to hold.
 
         Typed errors are raised, not enveloped. Without ``deadline_seconds`` for the whole stream,
         each page request has its own: a long list is paced by Exact's 60 calls a minute, and the
-        consumer's time between pages is not the stream's to spend.
+        consumer's time between pages is not the stream's to spend. ``progress`` is as for
+        :meth:`execute`.
         """
         credential, division = self._check("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self.client(credential) as client:
+            client.progress = progress
             yield from iter_list(Step(client, division, deadline), inputs)
 
     def _check(

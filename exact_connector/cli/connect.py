@@ -11,14 +11,17 @@ import getpass
 import json
 import sys
 import webbrowser
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from exact_connector.cli._callback import CallbackListener, is_loopback_redirect
 from exact_connector.cli._output import print_json
+from exact_connector.cli._progress import progress_on_stderr
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
+from exact_connector.progress import Progress, SignInWait, emit
 from exact_connector.runtime import Connector
 from exact_connector.tokens import new_state
 from exact_connector.vault import Credential
@@ -152,8 +155,12 @@ def complete_sign_in(
     open_url: Any = None,
     timeout: float = 300.0,
     announce: Any = None,
+    progress: Progress | None = None,
 ) -> Credential:
-    """Run the browser sign-in: listen on the redirect URI, show the URL, trade the code."""
+    """Run the browser sign-in: listen on the redirect URI, show the URL, trade the code.
+
+    ``progress`` hears a :class:`SignInWait` while the listener waits for the browser.
+    """
     redirect = credential.redirect_uri or ""
     state = new_state()
     url = connector.authorization_url(credential, state)
@@ -167,6 +174,8 @@ def complete_sign_in(
                 announce(url)
             if open_url is not None:
                 open_url(url)
+            until = datetime.now(UTC) + timedelta(seconds=timeout)
+            emit(progress, SignInWait(credential.connector_name, until))
             query = listener.wait(timeout)
     if "error" in query:
         raise InputError(
@@ -201,9 +210,15 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
             sys.stderr.flush()
 
         opener = None if args.no_browser else webbrowser.open
-        credential = complete_sign_in(
-            connector, credential, open_url=opener, timeout=args.timeout, announce=announce
-        )
+        with progress_on_stderr(f"sign-in {credential.connector_name}") as progress:
+            credential = complete_sign_in(
+                connector,
+                credential,
+                open_url=opener,
+                timeout=args.timeout,
+                announce=announce,
+                progress=progress,
+            )
     report = connector.test_connect(credential)
     _print_report(report, args.json)
     if not report["ok"]:
@@ -267,10 +282,12 @@ def _run(args: argparse.Namespace) -> int:
                 "--ndjson streams lists: use it with list_or_get_endpoint and no id.",
                 errors=[{"path": "$.id", "code": "ndjson", "message": "only for lists"}],
             )
-        for record in connector.stream(args.credential, inputs):
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        with progress_on_stderr(args.action) as progress:
+            for record in connector.stream(args.credential, inputs, progress=progress):
+                sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         return 0
-    result = connector.execute(args.action, args.credential, inputs)
+    with progress_on_stderr(args.action) as progress:
+        result = connector.execute(args.action, args.credential, inputs, progress=progress)
     if args.json or not result["ok"]:
         print_json(result)
     else:
