@@ -261,6 +261,18 @@ class RateGovernor:
             day_reset=_utc(day.end),
         )
 
+    def reset_errors(self, client_id: str, endpoint: str | None = None) -> int:
+        """Forget the app's counted errors (on one endpoint, or all); returns how many.
+
+        For development: after a run of mistyped filters the hold lasts an hour. Exact's own
+        count is not reset by this, so in production waiting for ``retry_at`` is the safe way.
+        """
+        query, args = "DELETE FROM errors WHERE client_id = ?", [client_id]
+        if endpoint is not None:
+            query, args = f"{query} AND endpoint = ?", [client_id, endpoint.lower()]
+        with self._transaction() as db:
+            return db.execute(query, args).rowcount
+
     def close(self) -> None:
         """Close the state database; in-memory state is dropped, a file is reopened on next use."""
         with self._lock:

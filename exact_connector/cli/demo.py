@@ -23,6 +23,7 @@ from exact_connector.cli._callback import browser_get
 from exact_connector.cli.connect import complete_sign_in
 from exact_connector.clock import SystemClock
 from exact_connector.exceptions import EXIT_CODES, Category
+from exact_connector.results import ActionResult
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
 from exact_connector.sealing import KeyRing, generate_key
@@ -72,11 +73,10 @@ class _StepFailed(Exception):
         self.error = error
 
 
-def _ok(title: str, result: dict[str, Any]) -> dict[str, Any]:
+def _ok(title: str, result: ActionResult) -> dict[str, Any]:
     if not result["ok"]:
-        raise _StepFailed(title, result["error"])
-    data: dict[str, Any] = result["data"]
-    return data
+        raise _StepFailed(title, dict(result["error"]))
+    return result["data"]
 
 
 def run_demo(story: _Story, seed: int = 1) -> int:
@@ -173,7 +173,7 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
             },
         },
     )
-    record = _ok("Create", created)
+    record = _ok("Create", created)["record"]
     story.tell(
         "Create",
         f"time transaction {record['ID']}\n{record['Quantity']} h on "
