@@ -49,9 +49,9 @@ from exact_connector.options import serve_options
 from exact_connector.probe import load_divisions, run_test_connect
 from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta, RateLimit, rate_limit
-from exact_connector.sealing import KEY_ENV
 from exact_connector.tokens import TokenService, authorization_url
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KEY_ENV
 
 if TYPE_CHECKING:
     pass
