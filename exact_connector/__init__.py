@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         TransientError,
     )
     from exact_connector.progress import ProgressEvent
+    from exact_connector.receiver import verify_and_parse
     from exact_connector.results import ActionError, ActionResult, Meta, RateLimit
     from exact_connector.runtime import Connector
     from exact_connector.vault import Credential
@@ -47,6 +48,7 @@ __all__ = [
     "SystemError_",
     "TransientError",
     "__version__",
+    "verify_and_parse",
 ]
 
 _LAZY = {
@@ -62,6 +64,7 @@ _LAZY = {
     "RateLimit": "exact_connector.results",
     "SystemError_": "exact_connector.exceptions",
     "TransientError": "exact_connector.exceptions",
+    "verify_and_parse": "exact_connector.receiver",
 }
 
 

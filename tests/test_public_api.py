@@ -18,6 +18,7 @@ PUBLIC = [
     "SystemError_",
     "TransientError",
     "__version__",
+    "verify_and_parse",
 ]
 
 

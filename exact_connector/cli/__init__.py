@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vault",
     "connect",
     "develop",
+    "trigger",
     "sandbox",
     "demo",
     "ui",
