@@ -187,7 +187,11 @@ def create_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     body = _wall_clock(endpoint, data["data"])
     record = unwrap_record(read_json(_send(step, "POST", endpoint, json=body)))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID"))
-    return _shape(record, bool(data.get("raw")))
+    return {
+        "id": record.get("ID"),
+        "created": True,
+        "record": _shape(record, bool(data.get("raw"))),
+    }
 
 
 def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +209,12 @@ def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
-    """DELETE {service}/{endpoint}({key}); a retried DELETE that finds nothing counts as done."""
+    """DELETE {service}/{endpoint}({key}); a record already gone counts as deleted.
+
+    An engine retries a step whose answer it lost, so the second DELETE must succeed: a 404 from
+    a catalog endpoint means the record is absent (``already_absent``). A typed endpoint's 404
+    may mean the endpoint does not exist, so it stays ``not_found``.
+    """
     endpoint = resolve_endpoint(data["endpoint"], "DELETE", step)
     if not endpoint.is_record_endpoint:
         raise MethodNotSupported(
@@ -213,10 +222,15 @@ def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
             errors=[{"path": "$.endpoint", "code": "key", "message": "no single primary key"}],
         )
     key = _key(endpoint, data["id"])
-    response = _send(step, "DELETE", endpoint, key)
-    step.audit.update(endpoint=endpoint.id, id=data["id"])
-    result: dict[str, Any] = {"endpoint": endpoint.id, "id": data["id"], "deleted": True}
-    if response.status_code == 404:
+    try:
+        absent = _send(step, "DELETE", endpoint, key).status_code == 404
+    except NotFound:
+        if catalog().get(endpoint.id) is None:
+            raise
+        absent = True
+    step.audit.update(endpoint=endpoint.id, id=data["id"], already_absent=absent)
+    result: dict[str, Any] = {"id": data["id"], "endpoint": endpoint.id, "deleted": True}
+    if absent:
         result["already_absent"] = True
     return result
 
@@ -356,7 +370,7 @@ Handler = Callable[[Step, dict[str, Any]], dict[str, Any]]
 #: Action id -> handler. Titles, schemas and behaviour flags live in connector.yaml.
 ACTIONS: dict[str, Handler] = {
     "create_project_time_transaction": create_time_transaction,
+    "update_project_time_transaction": update_time_transaction,
     "delete_endpoint_record": delete_record,
     "list_or_get_endpoint": list_or_get,
-    "update_project_time_transaction": update_time_transaction,
 }

@@ -29,6 +29,7 @@ ENDPOINT_PATTERN = re.compile(r"[A-Za-z]{1,40}(/[A-Za-z]{1,60}){1,3}", re.ASCII)
 
 _PAGE_SIZE: dict[str, int] = {"regular": 60, "function": 60, "bulk": 1000, "sync": 1000}
 _TWIN_PREFIXES = ("bulk", "sync")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,11 @@ class Endpoint:
     def id(self) -> str:
         """Canonical ``service/Endpoint``."""
         return f"{self.service}/{self.name}"
+
+    @property
+    def title(self) -> str:
+        """The name in words, as a person searches for it: ``Time Transactions``."""
+        return _CAMEL.sub(" ", self.name.replace("/", " ")).strip()
 
     @property
     def page_size(self) -> int:
@@ -186,14 +192,14 @@ class Catalog:
         functions; for POST it also admits POST actions.
         """
         result = []
-        needle = (search or "").lower()
+        words = (search or "").lower().split()
         for endpoint in self._endpoints:
             if method is not None:
                 if not endpoint.supports(method):
                     continue
                 if method.upper() in ("PUT", "DELETE") and not endpoint.is_record_endpoint:
                     continue
-            if needle and needle not in endpoint.id.lower():
+            if words and not _matches(endpoint, words):
                 continue
             result.append(endpoint)
         return result
@@ -215,6 +221,12 @@ class Catalog:
         if endpoint.kind not in _TWIN_PREFIXES:
             return None
         return self._by_id.get(endpoint.name.lower())
+
+
+def _matches(endpoint: Endpoint, words: list[str]) -> bool:
+    """Every word of a search occurs in the endpoint's id or title (``time transactions``)."""
+    haystack = f"{endpoint.id} {endpoint.title}".lower()
+    return all(word in haystack for word in words)
 
 
 @cache

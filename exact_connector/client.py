@@ -28,6 +28,8 @@ from exact_connector.exceptions import (
 )
 from exact_connector.limits import RateGovernor
 from exact_connector.oauth import TokenService
+from exact_connector.progress import CallMade, Progress, RateLimitWait, emit
+from exact_connector.results import Meta, RateLimit, rate_limit
 from exact_connector.retries import MAX_ATTEMPTS, Attempt
 from exact_connector.urls import (
     MAX_BODY_BYTES,
@@ -103,6 +105,9 @@ class ExactClient:
         self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
         self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
         self.stats = CallStats()
+        #: Told of every call and every wait (see :mod:`exact_connector.progress`).
+        self.progress: Progress | None = None
+        self._endpoint_id = ""
         self._timeout = timeout
         # trust_env=False: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
         # bearer token nor widen which certificates are trusted; verification stays on.
@@ -135,6 +140,7 @@ class ExactClient:
                 details={"host": request.url.host},
             )
         self.stats.api_calls += 1
+        emit(self.progress, CallMade(request.method, self._endpoint_id, self.stats.api_calls))
 
     # -- building ------------------------------------------------------------------------------
 
@@ -185,10 +191,18 @@ class ExactClient:
         headers = request_headers(method)
         paced_division = division if endpoint.division_in_path else None
         maybe_processed = timed_out = False
+        self._endpoint_id = endpoint.id
+
+        def waiting(until: float) -> None:
+            emit(
+                self.progress,
+                RateLimitWait(endpoint.id, division, datetime.fromtimestamp(until, UTC), "minute"),
+            )
+
         for number in range(MAX_ATTEMPTS):
             if paced_division is not None:
                 self.governor.acquire(
-                    self.client_id, paced_division, endpoint.id, deadline=deadline
+                    self.client_id, paced_division, endpoint.id, deadline=deadline, on_wait=waiting
                 )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
@@ -316,6 +330,9 @@ class ExactClient:
                     else None
                 ),
             )
+        if hinted is not None:
+            until = datetime.fromtimestamp(self.clock.now() + delay, UTC)
+            emit(self.progress, RateLimitWait(endpoint.id, None, until, "retry"))
         self.clock.sleep(delay)
 
 
@@ -329,13 +346,15 @@ def request_headers(method: str) -> dict[str, str]:
     return headers
 
 
-def result_meta(client: ExactClient | None, started: float) -> dict[str, Any]:
+def result_meta(client: ExactClient | None, started: float) -> Meta:
     """The ``meta`` of a result envelope: what the client's calls cost since ``started``
     (a ``time.monotonic()`` reading)."""
     stats = client.stats if client is not None else None
-    return {
-        "api_calls": stats.api_calls if stats else 0,
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "rate_limit": dict(stats.rate_limit) if stats else {},
-        "request_id": stats.request_id if stats else None,
-    }
+    meta = Meta(
+        api_calls=stats.api_calls if stats else 0,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        rate_limit=rate_limit(stats.rate_limit) if stats else RateLimit(),
+    )
+    if stats is not None and stats.request_id is not None:
+        meta["request_id"] = stats.request_id
+    return meta

@@ -20,6 +20,8 @@ Families are grouped by what the caller should do next, and each family is a *ca
     │   ├── ReauthRequired
     │   ├── CredentialNotFound
     │   ├── CredentialExists
+    │   │   └── CredentialPending       the name's sign-in never finished
+    │   ├── CredentialNotActive         an action on a credential not yet activated
     │   ├── AccessDenied                Exact answered 403 (scope, licence, blocked user)
     │   ├── VaultPermissions            a vault file or directory is unsafe or unreadable
     │   └── VaultKeyError
@@ -64,7 +66,9 @@ __all__ = [
     "ConcurrentUpdate",
     "ConfigError",
     "CredentialExists",
+    "CredentialNotActive",
     "CredentialNotFound",
+    "CredentialPending",
     "DailyRateLimited",
     "DivisionNotAllowed",
     "ErrorBudgetExhausted",
@@ -308,16 +312,14 @@ class ReauthRequired(ConfigError):
     """Raised when the refresh token is dead; only a new sign-in (consent) can fix it."""
 
     code = "reauth_required"
-    hint = (
-        "Sign in again: exact-connector credentials reauthorize NAME (or Reconnect in the engine)."
-    )
+    hint = "Sign in again to the credential (re-authorize it; Reconnect in an engine)."
 
 
 class CredentialNotFound(ConfigError):
     """Raised when no credential with that id or name exists in this workspace."""
 
     code = "credential_not_found"
-    hint = "List credentials with: exact-connector credentials list."
+    hint = "Check the name or id against the workspace's credentials."
 
 
 class CredentialExists(ConfigError):
@@ -325,6 +327,20 @@ class CredentialExists(ConfigError):
 
     code = "credential_exists"
     hint = "Connector names are unique per workspace; choose another name or remove the old one."
+
+
+class CredentialPending(CredentialExists):
+    """Raised when the name belongs to a credential whose sign-in never finished."""
+
+    code = "credential_pending"
+    hint = "Finish that credential's sign-in (re-authorize it) instead of adding it again."
+
+
+class CredentialNotActive(ConfigError):
+    """Raised when an action runs on a credential that has not finished sign-in and activation."""
+
+    code = "credential_not_active"
+    hint = "Finish the sign-in and Test Connect, then activate the credential (Connect & Create)."
 
 
 class AccessDenied(ConfigError):
@@ -338,7 +354,7 @@ class VaultKeyError(ConfigError):
     """Base for problems with the vault's master key."""
 
     code = "vault_key_error"
-    hint = "Set EXACT_CONNECTOR_VAULT_KEY or run: exact-connector vault init."
+    hint = "Set EXACT_CONNECTOR_VAULT_KEY, or create the vault's key file first."
 
 
 class VaultLocked(VaultKeyError):
@@ -398,7 +414,10 @@ class ErrorBudgetExhausted(TransientError):
     """Raised locally before Exact's 10-errors-per-endpoint-per-hour lockout would trigger."""
 
     code = "error_budget_protect"
-    hint = "Too many failed calls on this endpoint this hour; fix the cause, retry after retry_at."
+    hint = (
+        "Too many failed calls on this endpoint this hour; fix the cause and retry after "
+        "retry_at (in development, reset the local count: RateGovernor.reset_errors)."
+    )
 
 
 class RequestTimeout(TransientError):

@@ -27,7 +27,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,9 +168,18 @@ class RateGovernor:
         _sqlite.reset_after_fork(self)
 
     def acquire(
-        self, client_id: str, division: int, endpoint: str, *, deadline: float | None
+        self,
+        client_id: str,
+        division: int,
+        endpoint: str,
+        *,
+        deadline: float | None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
-        """Reserve one call, waiting for the minute to refill; raise if the wait is not possible."""
+        """Reserve one call, waiting for the minute to refill; raise if the wait is not possible.
+
+        ``on_wait`` hears when (epoch seconds) the wait will end, before each wait.
+        """
         while True:
             with self._transaction() as db:
                 now = self._clock.now()
@@ -198,6 +207,8 @@ class RateGovernor:
                     details={"division": division, "endpoint": endpoint, "limit": minute.limit},
                     retry_at=_utc(opens),
                 )
+            if on_wait is not None:
+                on_wait(opens)
             self._clock.sleep(opens - now)
 
     def observe(
@@ -242,6 +253,18 @@ class RateGovernor:
             day_remaining=max(0, day.limit - day.used),
             day_reset=_utc(day.end),
         )
+
+    def reset_errors(self, client_id: str, endpoint: str | None = None) -> int:
+        """Forget the app's counted errors (on one endpoint, or all); returns how many.
+
+        For development: after a run of mistyped filters the hold lasts an hour. Exact's own
+        count is not reset by this, so in production waiting for ``retry_at`` is the safe way.
+        """
+        query, args = "DELETE FROM errors WHERE client_id = ?", [client_id]
+        if endpoint is not None:
+            query, args = f"{query} AND endpoint = ?", [client_id, endpoint.lower()]
+        with self._transaction() as db:
+            return db.execute(query, args).rowcount
 
     def close(self) -> None:
         """Close the state database; in-memory state is dropped, a file is reopened on next use."""

@@ -129,12 +129,23 @@ def serve_options(
     credential: Credential | None,
     params: dict[str, Any],
 ) -> list[Option]:
-    """The options of ``source`` (a name, optionally with ``?key=value`` parameters)."""
+    """The options of ``source`` (a name, optionally with ``?key=value`` parameters).
+
+    A ``{placeholder}`` left in the query must be given in ``params``; it never falls back to a
+    default (a list of the wrong division looks right and is not).
+    """
     name, _, query = source.partition("?")
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
-        if not (value.startswith("{") and value.endswith("}")):  # a placeholder left unfilled
+        if not (value.startswith("{") and value.endswith("}")):
             params = {key: value, **params}
+        elif params.get(key) in (None, ""):
+            raise InputError(
+                f"The options '{name}' need {key}: fill {value} or pass {key}=….",
+                errors=[
+                    {"path": f"$.{key}", "code": "required", "message": "placeholder unfilled"}
+                ],
+            )
     if name in _STATIC:
         return _STATIC[name](params)
     if client is None or credential is None:

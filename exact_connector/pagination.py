@@ -23,6 +23,7 @@ from exact_connector.exceptions import (
     PaginationLinkRejected,
 )
 from exact_connector.odata import unwrap_page
+from exact_connector.progress import PageFetched, emit
 
 if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
@@ -120,6 +121,7 @@ class Pager:
         self._page: tuple[httpx.URL | None, httpx.URL | None, int] = (url, url, skip + 1)
         self._taken = skip
         self.pages = 0
+        self.rows = 0
         self.count: int | None = None
 
     @classmethod
@@ -170,6 +172,9 @@ class Pager:
                 self.count = page.count
             next_url = _validate_link(page.next, self._first, seen) if page.next else None
             records = page.records
+            self.rows += len(records)
+            event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
+            emit(self._client.progress, event)
             self._page, self._taken = (url, next_url, len(records)), skip
             for record in records[skip:] if skip else records:
                 self._taken += 1

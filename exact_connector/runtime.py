@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import SecretStr
@@ -34,6 +34,9 @@ from exact_connector.clock import Clock, SystemClock
 from exact_connector.dryrun import PlanningClient, first_request
 from exact_connector.exceptions import (
     ConfigError,
+    CredentialExists,
+    CredentialNotActive,
+    CredentialPending,
     DivisionNotAllowed,
     ExactConnectorError,
     InputError,
@@ -43,10 +46,13 @@ from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.options import serve_options
-from exact_connector.testconnect import run_test_connect
+from exact_connector.progress import Progress
+from exact_connector.results import ActionError, ActionResult, Meta
+from exact_connector.testconnect import load_divisions, run_test_connect
 from exact_connector.triggers import Triggers
 from exact_connector.urls import Origin, parse_server_url, sandbox_allowed_by_env
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KEY_ENV
 
 __all__ = ["Connector", "CredentialRef"]
 
@@ -54,6 +60,10 @@ CredentialRef = Credential | str
 """A credential, or its id or connector name."""
 
 audit_log = logging.getLogger("exact_connector.audit")
+
+#: Statuses on which no action runs: a sign-in not finished (or not confirmed by Test Connect and
+#: activation), and a credential switched off. ``needs_reauth`` may run: its actions say so.
+_NOT_RUNNABLE = frozenset({"pending", "disabled"})
 
 
 class Credentials:
@@ -73,12 +83,29 @@ class Credentials:
         sandbox = _sandbox_origin(form_data.get("server_url"), self._connector.allow_sandbox)
         if sandbox is not None:  # the form lists Exact's regions; a permitted sandbox stands in
             checked["server_url"] = manifest.server_urls[0].url
+        elif _sandbox_origin(form_data.get("server_url"), True) is not None:
+            parse_server_url(form_data["server_url"])  # refused, naming the switch that allows it
         errors = forms.validate("credentials", checked, manifest)
         if errors:
             raise InputError("The credential form has errors.", errors=errors)
         origin = sandbox or parse_server_url(form_data["server_url"])
         refresh = form_data.get("refresh_token")
-        credential = self._vault.begin(
+        try:
+            credential = self._begin(form_data, origin, refresh)
+        except CredentialExists as error:
+            existing = self._vault.list()
+            name = form_data["connector_name"]
+            if any(c.connector_name == name and c.status == "pending" for c in existing):
+                raise CredentialPending(
+                    f"A credential named {name!r} was added, but its sign-in never finished.",
+                    details=error.details,
+                ) from None
+            raise
+        _audit("credential.begin", credential)
+        return credential
+
+    def _begin(self, form_data: dict[str, Any], origin: Origin, refresh: Any) -> Credential:
+        return self._vault.begin(
             connector_name=form_data["connector_name"],
             auth_type=form_data["auth_type"],
             server_url=origin.url,
@@ -87,8 +114,6 @@ class Credentials:
             redirect_uri=form_data.get("redirect_uri"),
             refresh_token=SecretStr(refresh) if refresh else None,
         )
-        _audit("credential.begin", credential)
-        return credential
 
     def get(self, ref: CredentialRef) -> Credential:
         """The stored credential by object, id or connector name (this workspace only)."""
@@ -143,10 +168,20 @@ class Connector:
         home: str | os.PathLike[str] | None = None,
         *,
         workspace: str = "default",
+        create: bool = False,
+        allow_sandbox: bool | None = None,
         **options: Any,
     ) -> Connector:
-        """A connector on the vault at ``home`` (default: $EXACT_CONNECTOR_HOME or the data dir)."""
-        connector = cls(home=home, workspace=workspace, **options)
+        """A connector on the vault at ``home`` (default: $EXACT_CONNECTOR_HOME or the data dir).
+
+        ``create=True`` makes the vault directory and its key file when neither exists and no
+        key is in ``$EXACT_CONNECTOR_VAULT_KEY`` (back the key file up: without it the vault
+        cannot be opened). ``allow_sandbox`` lets credentials point at the loopback sandbox
+        (default: ``$EXACT_CONNECTOR_ALLOW_SANDBOX``). Other options are the constructor's.
+        """
+        if create and not os.environ.get(KEY_ENV):
+            Vault.init(home)
+        connector = cls(home=home, workspace=workspace, allow_sandbox=allow_sandbox, **options)
         _ = connector.vault  # fail now, not at the first action, if the vault cannot be opened
         return connector
 
@@ -262,6 +297,9 @@ class Connector:
         credential = store_grant(self.vault, credential, grant)
         if credential.status == "needs_reauth":
             credential = self.vault.set_status(credential.id, "active", reason=None)
+        with self.client(credential) as client:
+            load_divisions(client, self.vault)
+        credential = self.vault.get(credential.id)
         _audit("credential.authorized", credential)
         return credential
 
@@ -288,8 +326,13 @@ class Connector:
         inputs: dict[str, Any],
         *,
         deadline_seconds: float | None = None,
-    ) -> dict[str, Any]:
-        """Run one action; the ActionResult envelope for success and for every expected failure."""
+        progress: Progress | None = None,
+    ) -> ActionResult:
+        """Run one action; the ActionResult envelope for success and for every expected failure.
+
+        ``progress`` hears of every call, page and rate-limit wait as it happens
+        (:mod:`exact_connector.progress`).
+        """
         started = time.monotonic()
         step: Step | None = None
         credential: Credential | None = None
@@ -298,13 +341,14 @@ class Connector:
             credential, division = self.checked(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
             with self.client(credential) as client:
+                client.progress = progress
                 step = Step(client, division, deadline)
                 data = ACTIONS[action](step, inputs)
             if step.warnings:
                 data["warnings"] = step.warnings
             if not declared.read_only:
                 _audit(f"action.{action}", credential, step, ok=True)
-            return {"ok": True, "action": action, "data": data, "meta": _meta(step, started)}
+            return ActionResult(ok=True, action=action, data=data, meta=_meta(step, started))
         except ExactConnectorError as error:
             if (
                 credential is not None
@@ -312,12 +356,12 @@ class Connector:
                 and not self.manifest.action(action).read_only
             ):
                 _audit(f"action.{action}", credential, step, ok=False, code=error.code)
-            return {
-                "ok": False,
-                "action": action,
-                "error": error.to_dict(),
-                "meta": _meta(step, started),
-            }
+            return ActionResult(
+                ok=False,
+                action=action,
+                error=cast("ActionError", error.to_dict()),
+                meta=_meta(step, started),
+            )
 
     def plan(self, action: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
         """The first request ``execute`` would send, with the token masked; nothing is sent."""
@@ -338,16 +382,19 @@ class Connector:
         inputs: dict[str, Any],
         *,
         deadline_seconds: float | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``list_or_get_endpoint``'s records one at a time, for lists too large to hold.
 
         Typed errors are raised, not enveloped. Without ``deadline_seconds`` for the whole stream,
         each page request has its own: a long list is paced by Exact's 60 calls a minute, and the
-        consumer's time between pages is not the stream's to spend.
+        consumer's time between pages is not the stream's to spend. ``progress`` is as for
+        :meth:`execute`.
         """
         credential, division = self.checked("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self.client(credential) as client:
+            client.progress = progress
             yield from iter_list(Step(client, division, deadline), inputs)
 
     def checked(
@@ -361,11 +408,15 @@ class Connector:
         if errors:
             raise InputError("The action input is not valid.", errors=errors)
         credential = self.credentials.get(ref)
+        if credential.status in _NOT_RUNNABLE:
+            raise CredentialNotActive(
+                f"The credential {credential.connector_name} is {credential.status}; actions run "
+                "only on an active credential.",
+                details={"status": credential.status},
+            )
         division = int(inputs["division"])
         if division not in credential.allowed_divisions:
-            hint = (
-                None if credential.allowed_divisions else "Run Test Connect to load the divisions."
-            )
+            hint = None if credential.allowed_divisions else "Run Test Connect to load them."
             raise DivisionNotAllowed(
                 "This connection was not granted that division.",
                 errors=[{"path": "$.division", "code": "not_allowed", "message": "not granted"}],
@@ -378,7 +429,7 @@ class Connector:
 
     async def aexecute(
         self, action: str, ref: CredentialRef, inputs: dict[str, Any], **kw: Any
-    ) -> dict[str, Any]:
+    ) -> ActionResult:
         """:meth:`execute` in a worker thread."""
         return await asyncio.to_thread(self.execute, action, ref, inputs, **kw)
 
@@ -413,7 +464,7 @@ def _sandbox_origin(value: object, allowed: bool) -> Origin | None:
     return origin if origin.is_sandbox else None
 
 
-def _meta(step: Step | None, started: float) -> dict[str, Any]:
+def _meta(step: Step | None, started: float) -> Meta:
     return result_meta(step.client if step is not None else None, started)
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from exact_connector.client import ExactClient
     from exact_connector.vault import Vault
 
-__all__ = ["Check", "Report", "run_test_connect"]
+__all__ = ["Check", "Report", "load_divisions", "run_test_connect"]
 
 _DAY = 86400.0
 
@@ -35,6 +35,7 @@ class Check:
     warning: str | None = None
     remediation: str | None = None
     code: str | None = None
+    category: str | None = None
 
 
 @dataclass
@@ -68,6 +69,7 @@ def _failed(name: str, error: ExactConnectorError) -> Check:
         detail=dict(error.details),
         remediation=error.hint,
         code=error.code,
+        category=error.category.value,
     )
 
 
@@ -97,6 +99,20 @@ def run_test_connect(client: ExactClient, vault: Vault) -> Report:
     _check_rate_limit(client, report)
     report.checks.append(_refresh_token_age(client, credential.refresh_token_issued_at))
     return report
+
+
+def load_divisions(client: ExactClient, vault: Vault) -> bool:
+    """Store the accessible divisions right after sign-in; False (and nothing stored) on failure.
+
+    Test Connect does the same and reports why it failed; sign-in only wants the list, so that
+    forms and actions can use the credential before anyone runs Test Connect.
+    """
+    credential = vault.get(client.credential_id)
+    scratch = Report(credential.id, credential.connector_name)
+    current = _check_user(client, scratch)
+    if current is not None:
+        _check_divisions(client, vault, scratch, current)
+    return bool(scratch.checks) and all(check.ok for check in scratch.checks)
 
 
 def _check_user(client: ExactClient, report: Report) -> int | None:
@@ -195,8 +211,9 @@ def _refresh_token_age(client: ExactClient, issued_at: float | None) -> Check:
             False,
             "The refresh token has expired from disuse.",
             detail=detail,
-            remediation="Sign in again: exact-connector credentials reauthorize NAME.",
+            remediation="Sign in again (reauthorize the credential).",
             code="reauth_required",
+            category="config",
         )
     warning = None
     if left < policy.refresh_warning / _DAY:

@@ -177,7 +177,10 @@ def parse_server_url(value: object, *, allow_sandbox: bool = False) -> Origin:
             raise refuse("the port is out of range")
         return Origin(scheme, host, port)
     if _is_loopback(host):
-        raise refuse("the sandbox is only reachable when explicitly allowed")
+        raise refuse(
+            "the sandbox is only reachable when allowed: set EXACT_CONNECTOR_ALLOW_SANDBOX=1 "
+            "(or pass allow_sandbox=True)"
+        )
     raise refuse("the host is not one of Exact Online's regional hosts")
 
 

@@ -231,6 +231,7 @@ def test_credentials_add_signs_in_through_the_loopback_redirect(world: CliWorld)
     assert process.returncode == 0, err
     assert json.loads(out)["ok"] is True
     assert "Credential cli is active." in err
+    assert "sign-in cli: waiting for the sign-in until " in err  # not silent while it waits
     assert url.startswith(f"{world.base_url}/api/oauth2/auth?client_id={world.app.client_id}")
     vault = world.vault()
     try:
@@ -446,17 +447,61 @@ def test_run_exits_with_the_error_categorys_code(
     exit_code: int,
     error_code: str,
 ) -> None:
-    """A failed step prints the envelope (even without --json) and exits 3/4/5/6 by category."""
+    """A failed step: nothing on stdout, one error line and a hint on stderr, exit 3/4/5/6."""
     inputs = setup(signed_in)
 
-    code, out, _ = signed_in.cli(
+    code, out, err = signed_in.cli(
         "run", action, "--credential", credential, "--input", _input_file(signed_in, inputs)
+    )
+
+    assert (code, out) == (exit_code, "")
+    assert err.startswith(f"error[{error_code}]: ")
+    assert "\nhint: " in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("inputs", "credential", "error_code", "exit_code"),
+    [
+        ({"division": DIVISION, "endpoint": "crm/Accounts", "limit": 0}, "cli", "invalid_input", 3),
+        ({"division": DIVISION, "endpoint": "crm/Accounts"}, "nobody", "credential_not_found", 4),
+    ],
+    ids=["user", "config"],
+)
+def test_run_json_prints_the_envelope_of_a_failure_too(
+    signed_in: CliWorld, inputs: dict[str, Any], credential: str, error_code: str, exit_code: int
+) -> None:
+    """With --json the envelope is on stdout whether the step worked or not; the line on stderr."""
+    code, out, err = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        credential,
+        "--input",
+        _input_file(signed_in, inputs),
+        "--json",
     )
 
     envelope = json.loads(out)
     assert code == exit_code
     assert envelope["ok"] is False
-    assert (envelope["error"]["code"], envelope["error"]["category"]) == (error_code, category)
+    assert envelope["action"] == "list_or_get_endpoint"
+    assert envelope["error"]["code"] == error_code
+    assert err.startswith(f"error[{error_code}]: ")
+
+
+def test_run_input_file_that_does_not_exist_says_so(signed_in: CliWorld, tmp_path: Path) -> None:
+    """A missing --input file is named as missing, not as unreadable JSON."""
+    missing = str(tmp_path / "nonexistent.json")
+    code, out, err = signed_in.cli(
+        "run", "list_or_get_endpoint", "--credential", "cli", "--input", missing
+    )
+
+    assert (code, out) == (3, "")
+    assert err.splitlines()[0] == (
+        "error[invalid_input]: The input file cannot be read: no such file or directory."
+    )
+    assert "Traceback" not in err
 
 
 def test_run_with_unreadable_input_is_a_user_error(signed_in: CliWorld) -> None:

@@ -17,9 +17,9 @@ from exact_connector.cli import main
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_manifest"
 TITLES = [
     "Create Project Time Transactions",
+    "Update Project Time Transaction",
     "Delete Endpoint with ID",
     "List or Get Endpoint",
-    "Update Project Time Transaction",
 ]
 SECRET = "Zx9-VERY-SECRET-client-secret-value"
 USER_ERROR = 3
@@ -196,10 +196,12 @@ def test_validate_refuses_huge_documents(
 
 
 def test_validate_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A file that cannot be read is a user error."""
+    """A file that cannot be read is a user error that says why."""
     code, _, err = run(capsys, "validate", "credentials", str(tmp_path / "absent.json"))
     assert code == USER_ERROR
-    assert "cannot be read" in err
+    assert err.startswith(
+        "error[invalid_input]: The document cannot be read: no such file or directory."
+    )
 
 
 # --- endpoints ------------------------------------------------------------------------------------

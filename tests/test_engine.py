@@ -112,7 +112,7 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
     """Entry point to four successful actions, using only what the forms declare."""
     sb, base_url = sandbox_url
     names = connector.manifest.form_names()
-    actions = sorted(a.id for a in connector.manifest.actions)
+    actions = [a.id for a in connector.manifest.actions]
     assert names == ("credentials", *actions, "record_changed", "record_deleted", "webhook")
 
     # Render every form, twice: the specs are deterministic JSON, the rjsf schemas valid 2020-12.
@@ -212,8 +212,8 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
         fill("create_project_time_transaction", data={**example_data, **looked_up}),
     )
     assert created["ok"] is True, created
-    record_id = created["data"]["ID"]
-    assert created["data"]["Project"] == looked_up["Project"]
+    record_id = created["data"]["id"]
+    assert created["data"]["record"]["Project"] == looked_up["Project"]
 
     update_example = first_example(field_of(specs["update_project_time_transaction"], "data"))
     updated = connector.execute(

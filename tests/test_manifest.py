@@ -18,11 +18,16 @@ from exact_connector.manifest import Manifest, load_manifest
 REPO = Path(__file__).resolve().parent.parent
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_manifest"
 
-ACTIONS = [
+ACTIONS = [  # in the product's order, as the manifest lists them
     (
         "create_project_time_transaction",
         "Create Project Time Transactions",
         "This action will create a time transaction for project.",
+    ),
+    (
+        "update_project_time_transaction",
+        "Update Project Time Transaction",
+        "This action will update a time transaction for project.",
     ),
     (
         "delete_endpoint_record",
@@ -33,11 +38,6 @@ ACTIONS = [
         "list_or_get_endpoint",
         "List or Get Endpoint",
         "This action will either list all the endpoints or a single one of them.",
-    ),
-    (
-        "update_project_time_transaction",
-        "Update Project Time Transaction",
-        "This action will update a time transaction for project.",
     ),
 ]
 REGIONS = [
@@ -290,7 +290,7 @@ def test_invalid_sample_is_reported_in_the_manifest(tmp_path: Path) -> None:
     assert problems(root) == [
         {
             "file": "connector.yaml",
-            "path": "$.actions[1].sample.deleted",
+            "path": "$.actions[2].sample.deleted",
             "code": "required",
             "message": "is required",
         }
@@ -325,7 +325,7 @@ def test_missing_schema_file_is_reported(tmp_path: Path) -> None:
     root = copy_declarations(tmp_path)
     (root / "schemas" / "actions" / "delete_endpoint_record.output.json").unlink()
     assert [(p["file"], p["path"], p["code"]) for p in problems(root)] == [
-        ("connector.yaml", "$.actions[1].output_schema", "missing")
+        ("connector.yaml", "$.actions[2].output_schema", "missing")
     ]
 
 

@@ -14,9 +14,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TITLES = [
     "Create Project Time Transactions",
+    "Update Project Time Transaction",
     "Delete Endpoint with ID",
     "List or Get Endpoint",
-    "Update Project Time Transaction",
 ]
 PROBE = """
 import json, importlib.metadata, exact_connector

@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 from exact_connector.exceptions import ConfigError, RequestTimeout
 
 __all__ = ["CallbackListener", "browser_get", "is_loopback_redirect"]
@@ -34,6 +36,21 @@ def browser_get(url: str) -> tuple[int, str | None]:
         return answer.status, answer.getheader("Location")
     finally:
         connection.close()
+
+
+def sandbox_refusal(authorization_url: str) -> str | None:
+    """Whether the loopback sandbox refuses this sign-in outright (unknown app or redirect URI).
+
+    Asked with an unsupported ``response_type``: a sandbox that knows the app and its redirect URI
+    sends the browser back with an error (and mints no code), one that does not answers 400 at
+    once. So a wrong redirect URI is reported now rather than after the sign-in wait times out.
+    """
+    url = httpx.URL(authorization_url)
+    probe = url.copy_set_param("response_type", "none")
+    status, _ = browser_get(str(probe))
+    if status == 400:
+        return "The sandbox does not know this app's client id and redirect URI together."
+    return None
 
 
 def is_loopback_redirect(redirect_uri: str) -> bool:

@@ -1,15 +1,38 @@
-"""Printing for the CLI: JSON for machines, aligned text for people, errors as one line."""
+"""Printing for the CLI: data on stdout, errors as one line plus a hint on stderr.
+
+The contract every command keeps: stdout carries data only (JSON with ``--json``, a table or
+text otherwise); a failure prints ``error[code]: message``, its field errors and a hint on
+stderr, and exits with its category's code; with ``--json`` the envelope
+``{ok, error}`` is on stdout as well. A reader that closes the pipe early ends the command
+quietly with exit 141, as a shell reports a process ended by SIGPIPE.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exact_connector.exceptions import ExactConnectorError
+from exact_connector.exceptions import EXIT_CODES, Category, ExactConnectorError
 
-__all__ = ["fail", "print_json", "print_table"]
+__all__ = ["CLOSED_PIPE", "closed_pipe", "fail", "fail_with", "print_json", "print_table"]
+
+#: 128 + SIGPIPE: what a shell reports for a writer whose reader went away.
+CLOSED_PIPE = 141
+
+#: The command that fixes an error, by code: the library's hints name no CLI command.
+CLI_FIXES = {
+    "reauth_required": "exact-connector credentials reauthorize NAME",
+    "credential_not_active": "exact-connector credentials reauthorize NAME",
+    "credential_pending": "exact-connector credentials reauthorize NAME",
+    "credential_not_found": "exact-connector credentials list",
+    "vault_key_error": "exact-connector vault init",
+    "vault_locked": "exact-connector vault init",
+    "error_budget_protect": "exact-connector limits reset --credential NAME",
+    "division_not_allowed": "exact-connector test-connect NAME",
+}
 
 
 def print_json(data: Any) -> None:
@@ -28,10 +51,31 @@ def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> Non
 
 def fail(error: ExactConnectorError) -> int:
     """Print an error as ``error[code]: message``, its field errors, and a hint; return its code."""
-    sys.stderr.write(f"error[{error.code}]: {error.message}\n")
-    for item in error.details.get("errors", []):
+    return fail_with(error.to_dict())
+
+
+def fail_with(error: Mapping[str, Any]) -> int:
+    """:func:`fail` for an error already in its envelope form (``ExactConnectorError.to_dict``)."""
+    sys.stderr.write(f"error[{error['code']}]: {error['message']}\n")
+    listed = error.get("details", {}).get("errors")
+    for item in listed if isinstance(listed, list) else []:  # a count elsewhere (error budget)
         where = " ".join(str(item[key]) for key in ("file", "path") if item.get(key))
         code = f" [{item['code']}]" if item.get("code") else ""
         sys.stderr.write(f"  {where or '$'}: {item.get('message', '')}{code}\n")
-    sys.stderr.write(f"hint: {error.hint}\n")
-    return error.exit_code
+    if error.get("retry_at"):
+        sys.stderr.write(f"retry at: {error['retry_at']}\n")
+    sys.stderr.write(f"hint: {error['hint']}\n")
+    if (command := CLI_FIXES.get(error["code"])) is not None:
+        sys.stderr.write(f"run: {command}\n")
+    return EXIT_CODES[Category(error["category"])]
+
+
+def closed_pipe() -> int:
+    """The reader of stdout is gone: drop what is still buffered, say nothing, exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout was never a real file (captured in-process)
+        pass
+    return CLOSED_PIPE

@@ -11,16 +11,24 @@ import getpass
 import json
 import sys
 import webbrowser
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from exact_connector.cli._callback import CallbackListener, is_loopback_redirect
-from exact_connector.cli._output import print_json
+from exact_connector.cli._callback import (
+    CallbackListener,
+    is_loopback_redirect,
+    sandbox_refusal,
+)
+from exact_connector.cli._output import fail_with, print_json
+from exact_connector.cli._progress import progress_on_stderr
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
-from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
+from exact_connector.exceptions import Category, ConfigError, InputError, ReauthRequired
 from exact_connector.oauth import new_state
+from exact_connector.progress import Progress, SignInWait, emit
 from exact_connector.runtime import Connector
+from exact_connector.urls import parse_server_url
 from exact_connector.vault import Credential
 
 __all__ = ["complete_sign_in", "read_input", "register"]
@@ -48,12 +56,22 @@ def register(subparsers: Any) -> None:
     )
     add.add_argument("--server-url", required=True, help="e.g. https://start.exactonline.nl")
     add.add_argument("--client-id", required=True)
-    add.add_argument("--redirect-uri", help="registered redirect URI (authorization code only)")
+    add.add_argument(
+        "--redirect-uri",
+        help="the app's registered redirect URI; required for oauth2_authorization_code",
+    )
+    add.add_argument(
+        "--secrets-stdin",
+        action="store_true",
+        help='read {"client_secret": …, "refresh_token": …} as JSON from standard input',
+    )
     _sign_in_options(add)
     add.set_defaults(handler=_add)
 
     again = credentials.add_parser(
-        "reauthorize", parents=[scoped], help="sign in again for an existing credential"
+        "reauthorize",
+        parents=[scoped],
+        help="sign in again for an existing credential (also one left pending)",
     )
     again.add_argument("name", help="connector name or credential id")
     _sign_in_options(again)
@@ -72,11 +90,14 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--input", required=True, metavar="FILE", help="JSON input file, or - for stdin"
     )
-    run.add_argument("--json", action="store_true", help="print the whole result envelope")
     run.add_argument(
         "--dry-run", action="store_true", help="print the request it would send, and stop"
     )
-    run.add_argument(
+    shape = run.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json", action="store_true", help="print the whole result envelope, on success or not"
+    )
+    shape.add_argument(
         "--ndjson",
         action="store_true",
         help="list_or_get_endpoint: print records as they arrive, one JSON object a line",
@@ -85,11 +106,6 @@ def register(subparsers: Any) -> None:
 
 
 def _sign_in_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--secrets-stdin",
-        action="store_true",
-        help='read {"client_secret": …, "refresh_token": …} as JSON from standard input',
-    )
     parser.add_argument(
         "--no-browser", action="store_true", help="print the sign-in URL without opening it"
     )
@@ -118,6 +134,18 @@ def _secrets(args: argparse.Namespace, wanted: tuple[str, ...]) -> dict[str, str
 
 
 def _add(args: argparse.Namespace) -> int:
+    if args.auth_type == "oauth2_authorization_code" and not args.redirect_uri:
+        raise InputError(
+            "The browser sign-in needs the redirect URI registered for the app.",
+            errors=[{"path": "$.redirect_uri", "code": "required", "message": "is required"}],
+            hint="Pass --redirect-uri (for the sandbox: the redirect_uri it prints).",
+        )
+    if args.secrets_stdin and not is_loopback_redirect(args.redirect_uri or "http://127.0.0.1"):
+        raise InputError(
+            "With --secrets-stdin, standard input is not free for pasting the sign-in address.",
+            errors=[{"path": "$.redirect_uri", "code": "not_loopback", "message": "not loopback"}],
+            hint="Use an http://127.0.0.1:PORT/… redirect URI, or type the secret at a terminal.",
+        )
     connector = _connector(args)
     wanted = _SECRET_FIELDS if args.auth_type == "oauth2_refresh_token" else _SECRET_FIELDS[:1]
     form: dict[str, Any] = {
@@ -152,21 +180,43 @@ def complete_sign_in(
     open_url: Any = None,
     timeout: float = 300.0,
     announce: Any = None,
+    progress: Progress | None = None,
 ) -> Credential:
-    """Run the browser sign-in: listen on the redirect URI, show the URL, trade the code."""
+    """Run the browser sign-in: listen on the redirect URI, show the URL, trade the code.
+
+    ``progress`` hears a :class:`SignInWait` while the listener waits for the browser.
+    """
     redirect = credential.redirect_uri or ""
     state = new_state()
     url = connector.authorization_url(credential, state)
+    if parse_server_url(credential.server_url, allow_sandbox=True).is_sandbox:
+        refused = sandbox_refusal(url)
+        if refused is not None:
+            raise ConfigError(
+                refused,
+                details={"errors": [{"path": "$.redirect_uri", "code": "not_registered"}]},
+                hint="Use the redirect_uri and client_id that `exact-connector sandbox` prints.",
+            )
     if not is_loopback_redirect(redirect):
         if announce is not None:
             announce(url)
-        query = _pasted_query(input("Paste the full address your browser was sent to: "))
+        try:
+            pasted = input("Paste the full address your browser was sent to: ")
+        except EOFError:
+            raise InputError(
+                "Standard input ended before the sign-in address was pasted.",
+                errors=[{"path": "$.redirect", "code": "missing", "message": "nothing pasted"}],
+                hint="Run the command at a terminal, or use a loopback redirect URI.",
+            ) from None
+        query = _pasted_query(pasted)
     else:
         with CallbackListener(redirect) as listener:
             if announce is not None:
                 announce(url)
             if open_url is not None:
                 open_url(url)
+            until = datetime.now(UTC) + timedelta(seconds=timeout)
+            emit(progress, SignInWait(credential.connector_name, until))
             query = listener.wait(timeout)
     if "error" in query:
         raise InputError(
@@ -201,13 +251,19 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
             sys.stderr.flush()
 
         opener = None if args.no_browser else webbrowser.open
-        credential = complete_sign_in(
-            connector, credential, open_url=opener, timeout=args.timeout, announce=announce
-        )
+        with progress_on_stderr(f"sign-in {credential.connector_name}") as progress:
+            credential = complete_sign_in(
+                connector,
+                credential,
+                open_url=opener,
+                timeout=args.timeout,
+                announce=announce,
+                progress=progress,
+            )
     report = connector.test_connect(credential)
     _print_report(report, args.json)
     if not report["ok"]:
-        return EXIT_CODES[Category.CONFIG]
+        return _report_exit(report)
     connector.credentials.activate(credential)
     sys.stderr.write(f"Credential {credential.connector_name} is active.\n")
     return 0
@@ -216,7 +272,22 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
 def _test_connect(args: argparse.Namespace) -> int:
     report = _connector(args).test_connect(args.name)
     _print_report(report, args.json)
-    return 0 if report["ok"] else EXIT_CODES[Category.CONFIG]
+    return _report_exit(report)
+
+
+def _report_exit(report: dict[str, Any]) -> int:
+    """0, or the first failed check as one error line on stderr and its category's exit code."""
+    failed = next((check for check in report["checks"] if not check["ok"]), None)
+    if failed is None:
+        return 0
+    return fail_with(
+        {
+            "code": failed["code"] or "test_connect_failed",
+            "category": failed.get("category") or Category.CONFIG.value,
+            "message": f"Test Connect failed at {failed['name']}: {failed['summary']}",
+            "hint": failed["remediation"] or "See the report above.",
+        }
+    )
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -236,8 +307,18 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
 def read_input(source: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read(_MAX_INPUT + 1) if source == "-" else _read_file(source)
+    except OSError as error:
+        reason = (error.strerror or "unreadable").lower()
+        raise InputError(
+            f"The input file cannot be read: {reason}.",
+            errors=[{"path": "$", "code": "file", "message": reason}],
+            hint="Pass an existing JSON file with --input, or - to read standard input.",
+        ) from None
+    except ValueError:
+        text = ""
+    try:
         data = json.loads(text)
-    except (OSError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         raise InputError(
             "The input is not readable JSON.",
             errors=[{"path": "$", "code": "json", "message": "not a JSON document"}],
@@ -267,14 +348,14 @@ def _run(args: argparse.Namespace) -> int:
                 "--ndjson streams lists: use it with list_or_get_endpoint and no id.",
                 errors=[{"path": "$.id", "code": "ndjson", "message": "only for lists"}],
             )
-        for record in connector.stream(args.credential, inputs):
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        with progress_on_stderr(args.action) as progress:
+            for record in connector.stream(args.credential, inputs, progress=progress):
+                sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         return 0
-    result = connector.execute(args.action, args.credential, inputs)
-    if args.json or not result["ok"]:
+    with progress_on_stderr(args.action) as progress:
+        result = connector.execute(args.action, args.credential, inputs, progress=progress)
+    if args.json:
         print_json(result)
-    else:
+    elif result["ok"]:
         print_json(result["data"])
-    if result["ok"]:
-        return 0
-    return EXIT_CODES[Category(result["error"]["category"])]
+    return 0 if result["ok"] else fail_with(result["error"])

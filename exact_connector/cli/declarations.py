@@ -142,8 +142,9 @@ def _read_document(source: str) -> Any:
         else:
             with open(source, "rb") as handle:
                 text = handle.read(MAX_DOCUMENT_BYTES + 1)
-    except OSError:
-        raise _bad_document("cannot be read") from None
+    except OSError as error:
+        reason = (error.strerror or "unreadable").lower()
+        raise _bad_document(f"cannot be read: {reason}") from None
     if len(text) > MAX_DOCUMENT_BYTES:
         raise _bad_document(f"is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB")
     try:
@@ -185,25 +186,48 @@ def _key_text(key: str | tuple[str, ...] | None) -> str:
     return key or "-"
 
 
+def _summary(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "methods": _methods(endpoint),
+        "kind": endpoint.kind,
+        "key": endpoint.primary_key,
+        "key_type": endpoint.key_type,
+        "page_size": endpoint.page_size,
+    }
+
+
 def _endpoints(args: argparse.Namespace) -> int:
     found = catalog().options(method=args.method, search=args.search)
     if args.json:
-        print_json(
-            [
-                {
-                    "id": e.id,
-                    "methods": _methods(e),
-                    "kind": e.kind,
-                    "key": e.primary_key,
-                    "key_type": e.key_type,
-                    "page_size": e.page_size,
-                }
-                for e in found
-            ]
-        )
+        print_json([_summary(e) for e in found])
         return 0
     rows = [(e.id, " ".join(_methods(e)), e.kind, _key_text(e.primary_key)) for e in found]
     print_table(rows, ["ENDPOINT", "METHODS", "KIND", "KEY"])
+    return 0
+
+
+def _show_endpoint(args: argparse.Namespace) -> int:
+    endpoint = catalog().lookup(args.endpoint)
+    fields = [
+        {
+            "name": f.name,
+            "type": f.type,
+            "key": f.key,
+            "mandatory": f.mandatory,
+            "readonly": f.readonly,
+            "collection": f.collection,
+        }
+        for f in endpoint.fields
+    ]
+    if args.json:
+        print_json({**_summary(endpoint), "title": endpoint.title, "fields": fields})
+        return 0
+    print(f"{endpoint.id} ({endpoint.title}): {' '.join(_methods(endpoint))}, {endpoint.kind}")
+    print(f"key: {_key_text(endpoint.primary_key)}; {endpoint.page_size} rows a page\n")
+    flags = ("key", "mandatory", "readonly", "collection")
+    rows = [(f["name"], f["type"], ", ".join(n for n in flags if f[n])) for f in fields]
+    print_table(rows, ["FIELD", "TYPE", "NOTES"])
     return 0
 
 
@@ -264,10 +288,21 @@ def register(subparsers: Any) -> None:
     validate.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
     validate.set_defaults(handler=_validate)
 
-    endpoints = subparsers.add_parser("endpoints", help="list catalog endpoints")
+    endpoints = subparsers.add_parser(
+        "endpoints", help="list catalog endpoints, or show one's fields (endpoints show ID)"
+    )
     endpoints.add_argument(
         "--method", type=str.upper, choices=_METHOD_ORDER, help="only endpoints supporting it"
     )
-    endpoints.add_argument("--search", metavar="TEXT", help="only endpoints whose id contains TEXT")
+    endpoints.add_argument(
+        "--search",
+        metavar="WORDS",
+        help='only endpoints whose id or title has every word, e.g. "time transactions"',
+    )
     endpoints.add_argument("--json", action="store_true", help="a JSON list")
     endpoints.set_defaults(handler=_endpoints)
+    shown = endpoints.add_subparsers(dest="endpoints_command", metavar="ACTION")
+    show = shown.add_parser("show", help="one endpoint: methods, key, and fields with types")
+    show.add_argument("endpoint", metavar="SERVICE/ENDPOINT", help="e.g. crm/Accounts")
+    show.add_argument("--json", action="store_true", help="as JSON")
+    show.set_defaults(handler=_show_endpoint)

@@ -26,6 +26,7 @@ from exact_connector.cli._callback import browser_get
 from exact_connector.cli.connect import complete_sign_in
 from exact_connector.clock import SystemClock
 from exact_connector.exceptions import EXIT_CODES, Category
+from exact_connector.results import ActionResult
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
 from exact_connector.vault import Vault
@@ -75,11 +76,10 @@ class _StepFailed(Exception):
         self.error = error
 
 
-def _ok(title: str, result: dict[str, Any]) -> dict[str, Any]:
+def _ok(title: str, result: ActionResult) -> dict[str, Any]:
     if not result["ok"]:
-        raise _StepFailed(title, result["error"])
-    data: dict[str, Any] = result["data"]
-    return data
+        raise _StepFailed(title, dict(result["error"]))
+    return result["data"]
 
 
 @dataclass
@@ -211,7 +211,7 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
             },
         },
     )
-    record = _ok("Create", created)
+    record = _ok("Create", created)["record"]
     story.tell(
         "Create",
         f"time transaction {record['ID']}\n{record['Quantity']} h on "

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                     pass
             except KeyboardInterrupt:
                 pass
+    except BrokenPipeError:
+        raise  # the reader of stdout left: the CLI ends quietly
     except OSError as error:
         reason = error.strerror or "unavailable"
         raise ConfigError(

@@ -59,7 +59,9 @@ def open_vault(args: argparse.Namespace) -> Vault:
 def credentials_subparsers(subparsers: Any) -> Any:
     """The ``credentials`` group's subparsers, created on first use: add subcommands to it."""
     if subparsers not in _CREDENTIALS:
-        group = subparsers.add_parser("credentials", help="list, show and remove credentials")
+        group = subparsers.add_parser(
+            "credentials", help="add, reauthorize, list, show and remove credentials"
+        )
         _CREDENTIALS[subparsers] = group.add_subparsers(
             dest="credentials_command", metavar="ACTION"
         )

@@ -53,11 +53,13 @@ from exact_connector.sandbox.wire import (
     json_response,
 )
 
-__all__ = ["DEMO_REDIRECT_URI", "Sandbox"]
+__all__ = ["DEMO_REDIRECT_URI", "RESET_PATH", "Sandbox"]
 
 #: Where the demo app sends the browser back: the CLI's credential flow listens here.
 DEMO_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 DEFAULT_DIVISIONS = (100001, 100002, 100003)
+#: The sandbox's own route (not Exact's) that resets an app's error budget: POST ?client_id=….
+RESET_PATH = "/api/sandbox/reset-limits"
 _DIVISION_NAMES = (
     "Sandbox Consultancy B.V.",
     "Sandbox Installatietechniek B.V.",
@@ -247,6 +249,8 @@ class Sandbox:
             return self.oauth.authorize(request), "oauth2/auth"
         if path == "/api/oauth2/token":
             return self.oauth.token(request), "oauth2/token"
+        if path == RESET_PATH and request.method == "POST":
+            return self._reset_errors(request), "sandbox/reset"
         where = route(path)
         if where is None:
             return error_response(SandboxError(404, "The resource cannot be found.")), path
@@ -254,6 +258,15 @@ class Sandbox:
         if accepts_json(request):
             return response, label
         return as_atom(response, self.clock.now()), label
+
+    def _reset_errors(self, request: httpx.Request) -> httpx.Response:
+        """Not Exact's: forget an app's counted errors and blocks, as a developer may want to."""
+        client_id = request.url.params.get("client_id", "")
+        if all(app.client_id != client_id for app in self.apps):
+            return error_response(SandboxError(400, "client_id is not a registered app."))
+        reset = self.error_budget.reset(client_id)
+        self.counters.log(self.clock.now(), "reset", "error budget", client_id)
+        return httpx.Response(200, json={"client_id": client_id, "scopes_reset": reset})
 
     def _api(self, request: httpx.Request, where: Route) -> tuple[httpx.Response, str]:
         label = self._label(request.url.path)

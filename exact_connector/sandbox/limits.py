@@ -154,6 +154,15 @@ class ErrorBudget:
         errors.clear()
         return True
 
+    def reset(self, client_id: str) -> int:
+        """Forget an app's errors and lift its blocks (``exact-connector limits reset``)."""
+        scopes = {s for s in (*self._errors, *self._blocked_until) if s[0] == client_id}
+        for scope in scopes:
+            self._errors.pop(scope, None)
+            self._blocked_until.pop(scope, None)
+            self._blocks.pop(scope, None)
+        return len(scopes)
+
     def _recent(self, scope: tuple[str, int, str]) -> deque[float]:
         errors = self._errors.setdefault(scope, deque())
         horizon = self.clock.now() - self.window

@@ -201,7 +201,9 @@ def _mutated(action: str) -> st.SearchStrategy[Any]:
 def _assert_envelope(action: str, result: Any) -> None:
     assert isinstance(result, dict) and result["action"] == action
     assert isinstance(result["ok"], bool)
-    assert set(result["meta"]) >= {"api_calls", "duration_ms", "rate_limit", "request_id"}
+    assert {"api_calls", "duration_ms", "rate_limit"} <= set(result["meta"])
+    assert set(result["meta"]) <= {"api_calls", "duration_ms", "rate_limit", "request_id"}
+    assert all(isinstance(v, int | str) for v in result["meta"]["rate_limit"].values())
     if result["ok"]:
         assert "data" in result and "error" not in result
         return

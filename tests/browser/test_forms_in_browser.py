@@ -165,7 +165,8 @@ def test_create_form_with_the_data_manager(page: FormPage, world: World) -> None
     p.select_option(f"#{row}_HourStatus", label="Submitted")
     result = run(world, "create_project_time_transaction", page.submit())
     page.screenshot("create_project_time_transaction-filled")
-    record = result["data"]
+    record = result["data"]["record"]
+    assert result["data"]["id"] == record["ID"]
     assert (record["Quantity"], record["HourStatus"]) == (2.5, 10)
     assert record["StartTime"] == "2026-05-04T09:30:00"
     assert record["Notes"] == f"Workshop (RJSF {page.version})"

@@ -183,10 +183,7 @@ def test_exact_refusing_the_method_is_method_not_supported(
 # -- not found ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "action",
-    ["update_project_time_transaction", "delete_endpoint_record", "list_or_get_endpoint"],
-)
+@pytest.mark.parametrize("action", ["update_project_time_transaction", "list_or_get_endpoint"])
 def test_a_missing_record_is_not_found(world: World, action: str) -> None:
     """A well-formed key Exact does not have: one call, a 404, ``not_found``."""
     inputs = {**world.valid_inputs(action), "id": MISSING_ID}
@@ -198,6 +195,17 @@ def test_a_missing_record_is_not_found(world: World, action: str) -> None:
     )
 
     assert error["details"]["status"] == 404
+
+
+def test_deleting_a_missing_record_succeeds_as_already_absent(world: World) -> None:
+    """The delete is idempotent: a key Exact does not have (404) is the state asked for."""
+    inputs = {**world.valid_inputs("delete_endpoint_record"), "id": MISSING_ID}
+
+    result = world.run("delete_endpoint_record", inputs)
+
+    assert result["ok"] is True, result
+    assert result["data"]["already_absent"] is True
+    assert result["meta"]["api_calls"] == 1
 
 
 def test_create_answered_404_is_not_found(world: World) -> None:
@@ -239,10 +247,30 @@ def test_a_division_the_connection_was_not_granted_is_refused_unsent(
     assert world.recorder.api_calls() == calls
 
 
-def test_a_division_withdrawn_at_a_later_consent_is_access_denied(world: World) -> None:
-    """Re-consented for fewer divisions (no Test Connect since): Exact's 403 is access_denied."""
+def test_a_division_withdrawn_at_a_later_consent_is_refused_unsent(world: World) -> None:
+    """Re-consented for fewer divisions: sign-in stores the new list, so nothing is sent."""
     world.sb.oauth.auto_consent = (DIVISION,)
     world.sign_in()
+    inputs = {**world.valid_inputs("list_or_get_endpoint"), "division": 100002}
+
+    error = assert_error(
+        world.run("list_or_get_endpoint", inputs),
+        "division_not_allowed",
+        "user",
+        retryable=False,
+        api_calls=0,
+    )
+
+    assert error["details"]["allowed"] == [DIVISION]
+
+
+def test_a_division_withdrawn_in_exact_since_sign_in_is_access_denied(world: World) -> None:
+    """Exact's own 403 for a division no longer granted (the stored list is stale) is
+    access_denied with Exact's reason."""
+    world.sb.oauth.auto_consent = (DIVISION,)
+    world.sign_in()
+    credential = world.connector.credentials.get(world.credential_id)
+    world.connector.vault.set_divisions(credential.id, [DIVISION, 100002], DIVISION)
     inputs = {**world.valid_inputs("list_or_get_endpoint"), "division": 100002}
 
     error = assert_error(

@@ -17,7 +17,9 @@ def test_create_posts_one_time_transaction_and_returns_it_normalised(world: Worl
     result = world.run("create_project_time_transaction", inputs)
 
     assert result["ok"] is True, result
-    record = result["data"]
+    assert result["data"]["created"] is True
+    record = result["data"]["record"]
+    assert result["data"]["id"] == record["ID"]
     assert record["Quantity"] == 1.5
     assert record["Project"] == inputs["data"]["Project"]
     assert record["Date"] == "2026-01-01T00:00:00"
@@ -26,7 +28,7 @@ def test_create_posts_one_time_transaction_and_returns_it_normalised(world: Worl
     stored = world.sb.record(DIVISION, TIME_TRANSACTIONS, record["ID"])
     assert stored is not None and stored["Notes"] == "e2e"
     assert result["meta"]["api_calls"] == 1 == world.recorder.api_calls("POST")
-    assert result["meta"]["rate_limit"]["x-ratelimit-minutely-limit"] == "60"
+    assert result["meta"]["rate_limit"]["minute_limit"] == 60
 
 
 def test_update_puts_the_fields_and_reads_the_record_back(world: World) -> None:

@@ -119,7 +119,7 @@ def test_each_change_is_handed_over_once_across_a_crash_before_ack(
     expected = {
         ("record_changed", ACCOUNTS): {(created, "new"), (seeded, "updated")},
         ("record_changed", TIME_TRANSACTIONS): {
-            (made["data"]["ID"], "new"),
+            (made["data"]["id"], "new"),
             (changed["data"]["id"], "updated"),
         },
         ("record_deleted", ACCOUNTS): {(doomed, "deleted")},

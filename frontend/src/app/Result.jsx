@@ -54,12 +54,11 @@ function Data({ data, onNext }) {
   );
 }
 
-// Exact's rate-limit headers as headroom: calls left of the minute's and the day's allowance.
-function headroom(headers) {
-  const get = (name) => Object.entries(headers).find(([k]) => k.toLowerCase() === `x-ratelimit-${name}`)?.[1];
+// The step's rate limit (meta.rate_limit: numbers) as headroom: calls left of the minute and day.
+function headroom(limit) {
   const parts = [];
-  if (get('minutely-remaining') !== undefined) parts.push(`${get('minutely-remaining')} of ${get('minutely-limit')} calls left this minute`);
-  if (get('remaining') !== undefined) parts.push(`${get('remaining')} of ${get('limit')} today`);
+  if (limit.minute_remaining !== undefined) parts.push(`${limit.minute_remaining} of ${limit.minute_limit} calls left this minute`);
+  if (limit.day_remaining !== undefined) parts.push(`${limit.day_remaining} of ${limit.day_limit} today`);
   return parts;
 }
 
