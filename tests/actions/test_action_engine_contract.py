@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from actions_harness import Bench, root_conftest, signed_in_bench
+from actions_harness import Bench, signed_in_bench
 
 from exact_connector import Connector, Credential
 from exact_connector.exceptions import CredentialPending, InputError, VaultKeyError
@@ -19,15 +19,10 @@ TIME_TRANSACTIONS = "project/TimeTransactions"
 
 
 @pytest.fixture
-def bench(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Bench]:
+def bench(tmp_path: Path) -> Iterator[Bench]:
     """A bench of its own: these tests add credentials and delete records."""
-    with signed_in_bench(tmp_path / "vault", pytestconfig) as made:
+    with signed_in_bench(tmp_path / "vault") as made:
         yield made
-
-
-@pytest.fixture
-def scanner(pytestconfig: pytest.Config) -> ModuleType:
-    return root_conftest(pytestconfig)
 
 
 def _begin(bench: Bench, scanner: ModuleType, name: str) -> Credential:
@@ -76,7 +71,7 @@ def test_a_pending_credential_runs_no_action(bench: Bench, scanner: ModuleType) 
     """Signed in but never activated: execute answers credential_not_active and sends nothing."""
     credential = _sign_in(bench, scanner, _begin(bench, scanner, "unconfirmed"))
     assert credential.status == "pending"
-    before = bench.transport.calls
+    before = bench.calls
     inputs = {"division": bench.divisions[0], "endpoint": "crm/Accounts", "limit": 1}
 
     result = bench.connector.execute("list_or_get_endpoint", credential, inputs)
@@ -85,7 +80,7 @@ def test_a_pending_credential_runs_no_action(bench: Bench, scanner: ModuleType) 
     assert result["error"]["code"] == "credential_not_active"
     assert result["error"]["category"] == "config"
     assert "exact-connector" not in result["error"]["hint"]  # library hints name no CLI command
-    assert bench.transport.calls == before
+    assert bench.calls == before
     bench.connector.credentials.activate(credential)
     assert bench.connector.execute("list_or_get_endpoint", credential, inputs)["ok"] is True
 

@@ -17,9 +17,9 @@ LIST = {"endpoint": "project/Projects", "order_by": "Code"}
 
 
 @pytest.fixture
-def bench(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Bench]:
+def bench(tmp_path: Path) -> Iterator[Bench]:
     """A bench of its own: one test changes the connector's rate governor."""
-    with signed_in_bench(tmp_path / "vault", pytestconfig) as made:
+    with signed_in_bench(tmp_path / "vault") as made:
         yield made
 
 
