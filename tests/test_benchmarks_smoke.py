@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
+        ("step_bench.py", ["warm steps", "8 threads", "cli --version / python -c pass"]),
     ],
 )
 def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> None:
