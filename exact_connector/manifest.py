@@ -396,12 +396,12 @@ def _manifest_problems(
     return shape or ([] if schema_problems else _cross_checks(raw, schemas))
 
 
-def _load(root: Traversable) -> Manifest:
+def _load(root: Traversable, *, check: bool = True) -> Manifest:
     schemas = SchemaSet.load(root)
-    schema_problems = check_schemas(schemas)
+    schema_problems = check_schemas(schemas) if check else []
     raw, yaml_problems = _read_yaml(root)
     problems = schema_problems + yaml_problems
-    if raw is not None:
+    if raw is not None and check:
         problems += _manifest_problems(raw, schemas, schema_problems)
     if problems:
         count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
@@ -411,14 +411,16 @@ def _load(root: Traversable) -> Manifest:
 
 @cache
 def _default_manifest() -> Manifest:
-    return _load(declarations_root())
+    # This package's own declarations are checked by the test suite (test_manifest.py) and before
+    # a release, not at every start: they cannot change after installation.
+    return _load(declarations_root(), check=False)
 
 
 def load_manifest(root: Traversable | str | None = None) -> Manifest:
     """The validated manifest of ``root`` (a directory holding connector.yaml and schemas/).
 
-    The default, this package's own declarations, is loaded once per process. Raises
-    :class:`ManifestError` listing every problem found.
+    The default, this package's own declarations, is loaded once per process (and checked by the
+    test suite, not at every start). Raises :class:`ManifestError` listing every problem found.
     """
     if root is None:
         return _default_manifest()
