@@ -393,7 +393,7 @@ def main() -> int:
             processes = process_figures(bench, args.processes)
         finally:
             bench.raw.close()
-            bench.connector.governor.close()
+            bench.connector.close()
             bench.connector.vault.close()
     report(steps, threads, processes, args.calls, args.per_thread)
     return 0

@@ -16,7 +16,9 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -39,7 +41,12 @@ from exact_connector.exceptions import (
     InputError,
     InvalidServerUrl,
 )
-from exact_connector.hosts import Origin, parse_server_url, sandbox_allowed_by_env
+from exact_connector.hosts import (
+    Origin,
+    default_transport,
+    parse_server_url,
+    sandbox_allowed_by_env,
+)
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
@@ -137,6 +144,11 @@ class Connector:
         self.allow_sandbox = sandbox_allowed_by_env() if allow_sandbox is None else allow_sandbox
         self.deadline_seconds = deadline_seconds
         self.credentials = Credentials(self)
+        # One connection pool per (credential, origin), kept alive across steps and threads;
+        # closed by close(), or when the Connector is collected (an engine may never close it).
+        self._pools: dict[tuple[str, str], httpx.BaseTransport] = {}
+        self._pools_lock = threading.Lock()
+        weakref.finalize(self, _close_pools, self._pools)
 
     @classmethod
     def open(
@@ -199,7 +211,7 @@ class Connector:
             yield None
             return
         credential = self.credentials.get(ref)
-        with self.client(credential) as client:
+        with self._client(credential) as client:
             yield lambda source, params: serve_options(source, client, credential, params)
 
     # -- state -------------------------------------------------------------------------------
@@ -217,16 +229,47 @@ class Connector:
         return RateGovernor(self.vault.home / "limits.db", clock=self.clock)
 
     def client(self, ref: CredentialRef) -> ExactClient:
-        """An :class:`ExactClient` for one credential (close it, or use it as a context manager)."""
-        credential = self.credentials.get(ref)
+        """An :class:`ExactClient` for one credential (close it, or use it as a context manager).
+
+        Its connections come from the Connector's pool for the credential's origin, which stays
+        open when the client closes (keep-alive across steps) until :meth:`close`.
+        """
+        return self._client(self.credentials.get(ref))
+
+    def _client(self, credential: Credential) -> ExactClient:
+        """A client for a credential read from the vault moments ago (it is not read again)."""
         return ExactClient(
             self.vault,
             credential.id,
-            transport=self.transport,
+            transport=self._transport(credential),
             clock=self.clock,
             governor=self.governor,
             allow_sandbox=self.allow_sandbox,
+            credential=credential,
         )
+
+    def _transport(self, credential: Credential) -> httpx.BaseTransport:
+        if self.transport is not None:
+            return self.transport
+        key = (credential.id, credential.server_url)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = default_transport()
+            return pool
+
+    def close(self) -> None:
+        """Close the connection pools and the rate-limit state (the vault stays open)."""
+        with self._pools_lock:
+            _close_pools(self._pools)
+        if "governor" in self.__dict__:
+            self.governor.close()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- sign-in -----------------------------------------------------------------------------
 
@@ -279,8 +322,9 @@ class Connector:
         """Choices for a dynamic dropdown (``options_from`` in the form spec)."""
         if ref is None:
             return serve_options(source, None, None, params)
-        with self.client(ref) as client:
-            return serve_options(source, client, self.credentials.get(ref), params)
+        credential = self.credentials.get(ref)
+        with self._client(credential) as client:
+            return serve_options(source, client, credential, params)
 
     def execute(
         self,
@@ -298,7 +342,7 @@ class Connector:
             declared = self.manifest.action(action)
             credential, division = self._check(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
-            with self.client(credential) as client:
+            with self._client(credential) as client:
                 step = Step(client, division, deadline)
                 data = ACTIONS[action](step, inputs)
             if step.warnings:
@@ -348,7 +392,7 @@ class Connector:
         """
         credential, division = self._check("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
-        with self.client(credential) as client:
+        with self._client(credential) as client:
             yield from iter_list(Step(client, division, deadline), inputs)
 
     def _check(
@@ -399,6 +443,11 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
+
+
+def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:
+    while pools:
+        pools.popitem()[1].close()
 
 
 def _sandbox_origin(value: object, allowed: bool) -> Origin | None:

@@ -16,6 +16,7 @@ import secrets
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -128,16 +129,23 @@ class TokenService:
     ) -> None:
         self._url = origin.join("/api/oauth2/token")
         self._clock = clock or SystemClock()
-        self._http = httpx.Client(
-            transport=transport or default_transport(),
-            timeout=timeout,
+        self._transport = transport
+        self._timeout = timeout
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        # Made on first use: most steps never refresh, and a client costs a step ~0.1 ms.
+        return httpx.Client(
+            transport=self._transport or default_transport(),
+            timeout=self._timeout,
             follow_redirects=False,
             trust_env=False,
         )
 
     def close(self) -> None:
         """Release the connection pool."""
-        self._http.close()
+        if "_http" in self.__dict__:
+            self._http.close()
 
     def exchange_code(self, credential: Credential, code: str) -> Grant:
         """Trade an authorization code for the first token pair."""
