@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "run": (("connect",), "run an action; JSON in, JSON out"),
     "sandbox": (("sandbox",), "run the Exact Online simulator on 127.0.0.1"),
     "demo": (("demo",), "run every action against the embedded sandbox and show what happened"),
+    "ui": (("ui",), "serve the Vault page and the step runner on 127.0.0.1"),
 }
 
 #: Command-group modules, in the order their commands are listed by ``--help``.
