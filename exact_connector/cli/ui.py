@@ -11,12 +11,13 @@ import argparse
 import sys
 from typing import Any
 
-from exact_connector._vault_store import DB_NAME, absolute_home
 from exact_connector.cli.demo import sandbox_workspace
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError
 from exact_connector.runtime import Connector
-from exact_connector.sealing import KEY_FILE_NAME
+from exact_connector.vault._files import absolute_home
+from exact_connector.vault.sealing import KEY_FILE_NAME
+from exact_connector.vault.sqlite import DB_NAME
 
 __all__ = ["register"]
 
