@@ -172,7 +172,9 @@ class RateGovernor:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], list[tuple[float, RateHeaders]]] = {}
         self._pending_lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # the in-memory state's one connection
+        self._idle: list[sqlite3.Connection] = []  # a state file's: one per concurrent caller
+        self._opened: list[sqlite3.Connection] = []
         _sqlite.reset_after_fork(self)
 
     def acquire(
@@ -274,9 +276,9 @@ class RateGovernor:
                 windows = self._load(db, client_id, division, self._clock.now())
                 self._save(db, client_id, division, windows)
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            for db in [*self._opened, *([self._db] if self._db is not None else [])]:
+                db.close()
+            self._db, self._idle, self._opened = None, [], []
 
     def _throttled_until(
         self, now: float, parsed: RateHeaders, headers: Mapping[str, str]
@@ -354,15 +356,39 @@ class RateGovernor:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
-            db = self._db = self._db or self._connect()
-            with _sqlite.immediate(db):
-                yield db
+        """One ``BEGIN IMMEDIATE`` transaction. On a state file each caller uses a connection of its
+        own and SQLite's file lock alone makes the transactions take turns: no lock of ours is held
+        while SQLite works (and waits for the GIL), so threads do not queue behind one another's
+        I/O. The in-memory state has one connection, used in turn."""
+        with _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
+            if self._path is None:
+                with self._lock:
+                    db = self._db = self._db or self._connect()
+                    with _sqlite.immediate(db):
+                        yield db
+                return
+            db = self._checkout()
+            try:
+                with _sqlite.immediate(db):
+                    yield db
+            finally:
+                with self._lock:
+                    if db in self._opened:  # not closed meanwhile
+                        self._idle.append(db)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        db = self._connect()
+        with self._lock:
+            self._opened.append(db)
+        return db
 
     def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock, and a connection of its own on next use."""
-        _sqlite.abandon([self._db] if self._db is not None else [])
-        self._lock, self._db = threading.Lock(), None
+        """In a forked child: fresh locks, and connections of its own on next use."""
+        _sqlite.abandon([*self._opened, *([self._db] if self._db is not None else [])])
+        self._lock, self._db, self._idle, self._opened = threading.Lock(), None, [], []
         self._pending_lock, self._pending = threading.Lock(), {}
 
     def _connect(self) -> sqlite3.Connection:
