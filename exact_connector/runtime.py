@@ -11,7 +11,6 @@ async engines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -19,11 +18,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -63,6 +62,7 @@ CredentialRef = Credential | str
 """A credential, or its id or connector name."""
 
 audit_log = logging.getLogger("exact_connector.audit")
+T = TypeVar("T")
 
 
 class Credentials:
@@ -423,26 +423,32 @@ class Connector:
         self, action: str, ref: CredentialRef, inputs: dict[str, Any], **kw: Any
     ) -> dict[str, Any]:
         """:meth:`execute` in a worker thread."""
-        return await asyncio.to_thread(self.execute, action, ref, inputs, **kw)
+        return await _in_thread(self.execute, action, ref, inputs, **kw)
 
     async def atest_connect(self, ref: CredentialRef) -> dict[str, Any]:
         """:meth:`test_connect` in a worker thread."""
-        return await asyncio.to_thread(self.test_connect, ref)
+        return await _in_thread(self.test_connect, ref)
 
     async def aoptions(
         self, source: str, ref: CredentialRef | None = None, **params: Any
     ) -> list[dict[str, Any]]:
         """:meth:`options` in a worker thread."""
-        return await asyncio.to_thread(self.options, source, ref, **params)
+        return await _in_thread(self.options, source, ref, **params)
 
     async def acomplete_authorization(
         self, ref: CredentialRef, code: str, state: str
     ) -> Credential:
         """:meth:`complete_authorization` in a worker thread."""
-        return await asyncio.to_thread(self.complete_authorization, ref, code, state)
+        return await _in_thread(self.complete_authorization, ref, code, state)
 
     def __repr__(self) -> str:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
+
+
+async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    import asyncio  # only async engines pay for importing it
+
+    return await asyncio.to_thread(func, *args, **kwargs)
 
 
 def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:

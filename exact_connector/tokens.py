@@ -127,7 +127,7 @@ class TokenService:
         clock: Clock | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self._url = origin.join("/api/oauth2/token")
+        self._origin = origin
         self._clock = clock or SystemClock()
         self._transport = transport
         self._timeout = timeout
@@ -187,7 +187,7 @@ class TokenService:
         attempts = 2 if retry_lost_response else 1
         for attempt in range(attempts):
             try:
-                response = self._http.post(self._url, data=form)
+                response = self._http.post(self._origin.join("/api/oauth2/token"), data=form)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 raise tls_refused(error) or TransientError(
                     "Could not reach Exact Online's token endpoint.",
