@@ -25,6 +25,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             "step_bench.py",
             ["warm steps", "8 threads", "cli --version / python -c pass", "governor:"],
         ),
+        ("trigger_bench.py", ["idle poll", "changes handed over", "Idle daily cost"]),
         ("ui_bench.py", ["page load, cold", "Vault shown, cold", "step form hydrated"]),
     ],
 )

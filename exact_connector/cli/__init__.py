@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "credentials": (("vault", "connect"), "list, show and remove credentials"),
     "test-connect": (("connect",), "check a credential against Exact Online"),
     "run": (("connect",), "run an action; JSON in, JSON out"),
+    "trigger": (("trigger",), "poll triggers; subscribe webhooks"),
     "sandbox": (("sandbox",), "run the Exact Online simulator on 127.0.0.1"),
     "demo": (("demo",), "run every action against the embedded sandbox and show what happened"),
     "ui": (("ui",), "serve the Vault page and the step runner on 127.0.0.1"),
