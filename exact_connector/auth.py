@@ -95,13 +95,15 @@ class ExactAuth(httpx.Auth):
         *,
         policy: TokenPolicy | None = None,
         clock: Clock | None = None,
+        read: Credential | None = None,
     ) -> None:
+        """``read``: the record as the step just read it from the vault (saves reading it again)."""
         self._vault = vault
         self._credential_id = credential_id
         self._tokens = tokens
         self.policy = policy or TokenPolicy.declared()
         self._clock = clock or SystemClock()
-        self._cached: Credential | None = None
+        self._cached: Credential | None = read if read and read.id == credential_id else None
         self._hold_until = 0.0
         self.refreshed = 0
 

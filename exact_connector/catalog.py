@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -154,9 +154,22 @@ def _endpoint_from(raw: dict[str, Any]) -> Endpoint:
 class Catalog:
     """Lookups over the endpoint list; build once with :func:`catalog`."""
 
-    def __init__(self, endpoints: list[Endpoint]) -> None:
-        self._endpoints = tuple(sorted(endpoints, key=lambda e: e.id.lower()))
-        self._by_id = {e.id.lower(): e for e in self._endpoints}
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        """From the catalog file's entries; each becomes an :class:`Endpoint` when first used
+        (a step uses one or two of 455, and building them all costs a process start ~25 ms)."""
+        self._entries = {f"{raw['service']}/{raw['endpoint']}".lower(): raw for raw in entries}
+        self._built: dict[str, Endpoint] = {}
+
+    def _endpoint(self, key: str) -> Endpoint | None:
+        endpoint = self._built.get(key)
+        if endpoint is None and (raw := self._entries.get(key)) is not None:
+            endpoint = self._built[key] = _endpoint_from(raw)
+        return endpoint
+
+    @cached_property
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        built = (self._endpoint(key) for key in sorted(self._entries))
+        return tuple(endpoint for endpoint in built if endpoint is not None)
 
     def __len__(self) -> int:
         return len(self._endpoints)
@@ -166,7 +179,7 @@ class Catalog:
 
     def get(self, name: str) -> Endpoint | None:
         """The endpoint named ``service/Endpoint`` (any case), or None."""
-        return self._by_id.get(name.lower()) if ENDPOINT_PATTERN.fullmatch(name) else None
+        return self._endpoint(name.lower()) if ENDPOINT_PATTERN.fullmatch(name) else None
 
     def lookup(self, name: str) -> Endpoint:
         """Like :meth:`get`, but an unknown or malformed name raises :class:`UnknownEndpoint`."""
@@ -177,7 +190,7 @@ class Catalog:
                     {"path": "$.endpoint", "code": "pattern", "message": "not service/Endpoint"}
                 ],
             )
-        endpoint = self._by_id.get(name.lower())
+        endpoint = self._endpoint(name.lower())
         if endpoint is None:
             raise UnknownEndpoint(
                 "This endpoint is not in the Exact Online catalog.",
@@ -208,7 +221,7 @@ class Catalog:
         """The bulk or sync variant of a regular endpoint: crm/Accounts -> bulk/CRM/Accounts."""
         if endpoint.kind != "regular" or endpoint.beta or "/" in endpoint.name:
             return None
-        return self._by_id.get(f"{kind}/{endpoint.service}/{endpoint.name}".lower())
+        return self._endpoint(f"{kind}/{endpoint.service}/{endpoint.name}".lower())
 
     def sync_api(self, endpoint: Endpoint) -> Endpoint | None:
         """The sync endpoint mirroring a regular endpoint or its bulk twin (Exact makes a
@@ -220,7 +233,7 @@ class Catalog:
         """The regular endpoint a bulk or sync endpoint mirrors, if the catalog has it."""
         if endpoint.kind not in _TWIN_PREFIXES:
             return None
-        return self._by_id.get(endpoint.name.lower())
+        return self._endpoint(endpoint.name.lower())
 
 
 def _matches(endpoint: Endpoint, words: list[str]) -> bool:
@@ -233,4 +246,4 @@ def _matches(endpoint: Endpoint, words: list[str]) -> bool:
 def catalog() -> Catalog:
     """The process-wide catalog, loaded on first use."""
     text = resources.files("exact_connector").joinpath("data/endpoints.json").read_text("utf-8")
-    return Catalog([_endpoint_from(raw) for raw in json.loads(text)])
+    return Catalog(json.loads(text))

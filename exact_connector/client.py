@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from exact_connector.catalog import Endpoint
-    from exact_connector.vault import Vault
+    from exact_connector.vault import Credential, Vault
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -76,6 +76,16 @@ class CallStats:
     rate_limit: dict[str, str] = field(default_factory=dict)
 
 
+class _Lent(httpx.BaseTransport):
+    """Another's transport, used but never closed: closing a client leaves the pool to its owner."""
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self._transport = transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport.handle_request(request)
+
+
 class _Overdue(Exception):
     """The step's deadline passed while a response body was still arriving."""
 
@@ -94,16 +104,25 @@ class ExactClient:
         policy: TokenPolicy | None = None,
         allow_sandbox: bool = False,
         timeout: httpx.Timeout = _TIMEOUT,
+        credential: Credential | None = None,
     ) -> None:
-        credential = vault.get(credential_id)
+        """``credential``: the record as just read from the vault, so it is not read again."""
+        if credential is None or credential.id != credential_id:
+            credential = vault.get(credential_id)
         self.credential_id = credential.id
         self.client_id = credential.client_id
         self.origin: Origin = parse_server_url(credential.server_url, allow_sandbox=allow_sandbox)
         self.clock = clock or SystemClock()
         self.governor = governor or RateGovernor(clock=self.clock)
-        transport = transport or default_transport()
-        self.tokens = TokenService(self.origin, transport=transport, clock=self.clock)
-        self.auth = ExactAuth(vault, credential.id, self.tokens, policy=policy, clock=self.clock)
+        # A transport given is lent (a Connector's pool, kept open across steps): never closed here.
+        self._own_transport: httpx.BaseTransport | None = None
+        if transport is None:
+            transport = self._own_transport = default_transport()
+        lent = _Lent(transport)
+        self.tokens = TokenService(self.origin, transport=lent, clock=self.clock)
+        self.auth = ExactAuth(
+            vault, credential.id, self.tokens, policy=policy, clock=self.clock, read=credential
+        )
         self.stats = CallStats()
         #: Told of every call and every wait (see :mod:`exact_connector.progress`).
         self.progress: Progress | None = None
@@ -112,7 +131,7 @@ class ExactClient:
         # trust_env=False: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
         # bearer token nor widen which certificates are trusted; verification stays on.
         self._http = httpx.Client(
-            transport=transport,
+            transport=lent,
             auth=self.auth,
             timeout=timeout,
             follow_redirects=False,
@@ -122,9 +141,11 @@ class ExactClient:
         )
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections (those of a lent transport stay open for its owner)."""
         self._http.close()
         self.tokens.close()
+        if self._own_transport is not None:
+            self._own_transport.close()
 
     def __enter__(self) -> ExactClient:
         return self

@@ -164,7 +164,11 @@ class RateGovernor:
         self._error_limit = error_limit
         self._error_stop = max(1, error_limit - error_margin)
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._pending: dict[tuple[str, int], list[tuple[float, RateHeaders]]] = {}
+        self._pending_lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None  # the in-memory state's one connection
+        self._idle: list[sqlite3.Connection] = []  # a state file's: one per concurrent caller
+        self._opened: list[sqlite3.Connection] = []
         _sqlite.reset_after_fork(self)
 
     def acquire(
@@ -214,8 +218,20 @@ class RateGovernor:
     def observe(
         self, client_id: str, division: int, endpoint: str, status: int, headers: Mapping[str, str]
     ) -> None:
-        """Reconcile with a response's rate-limit headers; count client errors toward the budget."""
+        """Reconcile with a response's rate-limit headers; count client errors toward the budget.
+
+        A success's headers are kept in memory and folded into the division's next reservation
+        (or :meth:`snapshot`, or :meth:`close`): one SQLite transaction per call instead of two.
+        They can only matter to a later reservation, and a late one is recognised as such by
+        :meth:`_Window.reconcile`. Errors and 429s are written at once, for every process to see.
+        """
         parsed = parse_rate_headers(headers)
+        now = self._clock.now()
+        if status not in COUNTED_ERRORS and status != 429:
+            if parsed.seen:
+                with self._pending_lock:
+                    self._pending.setdefault((client_id, division), []).append((now, parsed))
+            return
         with self._transaction() as db:
             now = self._clock.now()
             if status in COUNTED_ERRORS:
@@ -223,8 +239,7 @@ class RateGovernor:
                 db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
                 db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
             windows = self._load(db, client_id, division, now)
-            for kind, window in windows.items():
-                window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
+            self._reconcile(windows, parsed, now)
             if status == 429:
                 windows["minute"].spend(self._throttled_until(now, parsed, headers))
             self._save(db, client_id, division, windows)
@@ -267,11 +282,18 @@ class RateGovernor:
             return db.execute(query, args).rowcount
 
     def close(self) -> None:
-        """Close the state database; in-memory state is dropped, a file is reopened on next use."""
+        """Write what was observed and close the state database; in-memory state is dropped, a
+        file is reopened on next use."""
+        with self._pending_lock:
+            divisions = list(self._pending)
+        for client_id, division in divisions:
+            with self._transaction() as db:
+                windows = self._load(db, client_id, division, self._clock.now())
+                self._save(db, client_id, division, windows)
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            for db in [*self._opened, *([self._db] if self._db is not None else [])]:
+                db.close()
+            self._db, self._idle, self._opened = None, [], []
 
     def _throttled_until(
         self, now: float, parsed: RateHeaders, headers: Mapping[str, str]
@@ -308,9 +330,16 @@ class RateGovernor:
             retry_at=retry_at,
         )
 
+    def _reconcile(self, windows: dict[str, _Window], parsed: RateHeaders, now: float) -> None:
+        for kind, window in windows.items():
+            window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
+
     def _load(
         self, db: sqlite3.Connection, client_id: str, division: int, now: float
     ) -> dict[str, _Window]:
+        """The division's windows as stored, with the successes observed since folded in."""
+        with self._pending_lock:
+            pending = self._pending.pop((client_id, division), [])
         windows = {kind: _Window(length, limit) for kind, (length, limit) in self._limits.items()}
         rows = db.execute(
             "SELECT kind, end_at, used, carry, lim FROM windows"
@@ -321,6 +350,10 @@ class RateGovernor:
             if (window := windows.get(kind)) is not None:
                 window.end, window.used, window.carry = float(end), int(used), int(carry)
                 window.limit = min(window.limit, int(limit))
+        for at, parsed in pending:
+            for window in windows.values():
+                window.roll(at)
+            self._reconcile(windows, parsed, at)
         for window in windows.values():
             window.roll(now)
         return windows
@@ -338,15 +371,40 @@ class RateGovernor:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
-            db = self._db = self._db or self._connect()
-            with _sqlite.immediate(db):
-                yield db
+        """One ``BEGIN IMMEDIATE`` transaction. On a state file each caller uses a connection of its
+        own and SQLite's file lock alone makes the transactions take turns: no lock of ours is held
+        while SQLite works (and waits for the GIL), so threads do not queue behind one another's
+        I/O. The in-memory state has one connection, used in turn."""
+        with _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
+            if self._path is None:
+                with self._lock:
+                    db = self._db = self._db or self._connect()
+                    with _sqlite.immediate(db):
+                        yield db
+                return
+            db = self._checkout()
+            try:
+                with _sqlite.immediate(db):
+                    yield db
+            finally:
+                with self._lock:
+                    if db in self._opened:  # not closed meanwhile
+                        self._idle.append(db)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        db = self._connect()
+        with self._lock:
+            self._opened.append(db)
+        return db
 
     def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock, and a connection of its own on next use."""
-        _sqlite.abandon([self._db] if self._db is not None else [])
-        self._lock, self._db = threading.Lock(), None
+        """In a forked child: fresh locks, and connections of its own on next use."""
+        _sqlite.abandon([*self._opened, *([self._db] if self._db is not None else [])])
+        self._lock, self._db, self._idle, self._opened = threading.Lock(), None, [], []
+        self._pending_lock, self._pending = threading.Lock(), {}
 
     def _connect(self) -> sqlite3.Connection:
         if self._path is None:

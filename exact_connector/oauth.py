@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -107,18 +108,25 @@ class TokenService:
         clock: Clock | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self._url = origin.join("/api/oauth2/token")
+        self._origin = origin
         self._clock = clock or SystemClock()
-        self._http = httpx.Client(
-            transport=transport or default_transport(),
-            timeout=timeout,
+        self._transport = transport
+        self._timeout = timeout
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        # Made on first use: most steps never refresh, and a client costs a step ~0.1 ms.
+        return httpx.Client(
+            transport=self._transport or default_transport(),
+            timeout=self._timeout,
             follow_redirects=False,
             trust_env=False,
         )
 
     def close(self) -> None:
         """Release the connection pool."""
-        self._http.close()
+        if "_http" in self.__dict__:
+            self._http.close()
 
     def exchange_code(self, credential: Credential, code: str) -> Grant:
         """Trade an authorization code for the first token pair."""
@@ -160,7 +168,7 @@ class TokenService:
         attempts = 2 if retry_lost_response else 1
         for attempt in range(attempts):
             try:
-                response = self._http.post(self._url, data=form)
+                response = self._http.post(self._origin.join("/api/oauth2/token"), data=form)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 raise tls_refused(error) or TransientError(
                     "Could not reach Exact Online's token endpoint.",

@@ -28,6 +28,11 @@ class RateHeaders:
     day_remaining: int | None = None
     day_reset: float | None = None  # epoch seconds
 
+    @property
+    def seen(self) -> bool:
+        """Whether the response carried any of the headers."""
+        return any(value is not None for value in self.group("minute") + self.group("day"))
+
     def group(self, kind: str) -> tuple[int | None, int | None, float | None]:
         """``(limit, remaining, reset)`` of the ``"minute"`` or ``"day"`` headers."""
         if kind == "minute":

@@ -11,17 +11,18 @@ async engines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from pydantic import SecretStr
@@ -50,7 +51,12 @@ from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta
 from exact_connector.testconnect import load_divisions, run_test_connect
 from exact_connector.triggers import Triggers
-from exact_connector.urls import Origin, parse_server_url, sandbox_allowed_by_env
+from exact_connector.urls import (
+    Origin,
+    default_transport,
+    parse_server_url,
+    sandbox_allowed_by_env,
+)
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KEY_ENV
 
@@ -60,6 +66,7 @@ CredentialRef = Credential | str
 """A credential, or its id or connector name."""
 
 audit_log = logging.getLogger("exact_connector.audit")
+T = TypeVar("T")
 
 #: Statuses on which no action runs: a sign-in not finished (or not confirmed by Test Connect and
 #: activation), and a credential switched off. ``needs_reauth`` may run: its actions say so.
@@ -161,6 +168,11 @@ class Connector:
         self.deadline_seconds = deadline_seconds
         self.credentials = Credentials(self)
         self.triggers = Triggers(self)
+        # One connection pool per (credential, origin), kept alive across steps and threads;
+        # closed by close(), or when the Connector is collected (an engine may never close it).
+        self._pools: dict[tuple[str, str], httpx.BaseTransport] = {}
+        self._pools_lock = threading.Lock()
+        weakref.finalize(self, _close_pools, self._pools)
 
     @classmethod
     def open(
@@ -233,7 +245,7 @@ class Connector:
             yield None
             return
         credential = self.credentials.get(ref)
-        with self.client(credential) as client:
+        with self._client(credential) as client:
             yield lambda source, params: serve_options(source, client, credential, params)
 
     # -- state -------------------------------------------------------------------------------
@@ -251,16 +263,47 @@ class Connector:
         return RateGovernor(self.vault.home / "limits.db", clock=self.clock)
 
     def client(self, ref: CredentialRef) -> ExactClient:
-        """An :class:`ExactClient` for one credential (close it, or use it as a context manager)."""
-        credential = self.credentials.get(ref)
+        """An :class:`ExactClient` for one credential (close it, or use it as a context manager).
+
+        Its connections come from the Connector's pool for the credential's origin, which stays
+        open when the client closes (keep-alive across steps) until :meth:`close`.
+        """
+        return self._client(self.credentials.get(ref))
+
+    def _client(self, credential: Credential) -> ExactClient:
+        """A client for a credential read from the vault moments ago (it is not read again)."""
         return ExactClient(
             self.vault,
             credential.id,
-            transport=self.transport,
+            transport=self._transport(credential),
             clock=self.clock,
             governor=self.governor,
             allow_sandbox=self.allow_sandbox,
+            credential=credential,
         )
+
+    def _transport(self, credential: Credential) -> httpx.BaseTransport:
+        if self.transport is not None:
+            return self.transport
+        key = (credential.id, credential.server_url)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = default_transport()
+            return pool
+
+    def close(self) -> None:
+        """Close the connection pools and the rate-limit state (the vault stays open)."""
+        with self._pools_lock:
+            _close_pools(self._pools)
+        if "governor" in self.__dict__:
+            self.governor.close()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- sign-in -----------------------------------------------------------------------------
 
@@ -316,8 +359,9 @@ class Connector:
         """Choices for a dynamic dropdown (``options_from`` in the form spec)."""
         if ref is None:
             return serve_options(source, None, None, params)
-        with self.client(ref) as client:
-            return serve_options(source, client, self.credentials.get(ref), params)
+        credential = self.credentials.get(ref)
+        with self._client(credential) as client:
+            return serve_options(source, client, credential, params)
 
     def execute(
         self,
@@ -340,7 +384,7 @@ class Connector:
             declared = self.manifest.action(action)
             credential, division = self.checked(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
-            with self.client(credential) as client:
+            with self._client(credential) as client:
                 client.progress = progress
                 step = Step(client, division, deadline)
                 data = ACTIONS[action](step, inputs)
@@ -393,7 +437,7 @@ class Connector:
         """
         credential, division = self.checked("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
-        with self.client(credential) as client:
+        with self._client(credential) as client:
             client.progress = progress
             yield from iter_list(Step(client, division, deadline), inputs)
 
@@ -431,26 +475,37 @@ class Connector:
         self, action: str, ref: CredentialRef, inputs: dict[str, Any], **kw: Any
     ) -> ActionResult:
         """:meth:`execute` in a worker thread."""
-        return await asyncio.to_thread(self.execute, action, ref, inputs, **kw)
+        return await _in_thread(self.execute, action, ref, inputs, **kw)
 
     async def atest_connect(self, ref: CredentialRef) -> dict[str, Any]:
         """:meth:`test_connect` in a worker thread."""
-        return await asyncio.to_thread(self.test_connect, ref)
+        return await _in_thread(self.test_connect, ref)
 
     async def aoptions(
         self, source: str, ref: CredentialRef | None = None, **params: Any
     ) -> list[dict[str, Any]]:
         """:meth:`options` in a worker thread."""
-        return await asyncio.to_thread(self.options, source, ref, **params)
+        return await _in_thread(self.options, source, ref, **params)
 
     async def acomplete_authorization(
         self, ref: CredentialRef, code: str, state: str
     ) -> Credential:
         """:meth:`complete_authorization` in a worker thread."""
-        return await asyncio.to_thread(self.complete_authorization, ref, code, state)
+        return await _in_thread(self.complete_authorization, ref, code, state)
 
     def __repr__(self) -> str:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
+
+
+async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    import asyncio  # only async engines pay for importing it
+
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:
+    while pools:
+        pools.popitem()[1].close()
 
 
 def _sandbox_origin(value: object, allowed: bool) -> Origin | None:

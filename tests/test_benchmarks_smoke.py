@@ -21,6 +21,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
+        (
+            "step_bench.py",
+            ["warm steps", "8 threads", "cli --version / python -c pass", "governor:"],
+        ),
         ("trigger_bench.py", ["idle poll", "changes handed over", "Idle daily cost"]),
         ("ui_bench.py", ["page load, cold", "Vault shown, cold", "step form hydrated"]),
     ],

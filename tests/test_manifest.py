@@ -13,7 +13,8 @@ import pytest
 
 import exact_connector
 from exact_connector.exceptions import InputError, ManifestError
-from exact_connector.manifest import Manifest, load_manifest
+from exact_connector.manifest import Manifest, _default_manifest, load_manifest
+from exact_connector.schemas import declarations_root
 
 REPO = Path(__file__).resolve().parent.parent
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_manifest"
@@ -211,6 +212,14 @@ def test_manifest_is_frozen(manifest: Manifest) -> None:
 def test_default_manifest_is_loaded_once() -> None:
     """The package's own manifest is cached per process."""
     assert load_manifest() is load_manifest()
+
+
+def test_the_bundled_declarations_pass_every_check() -> None:
+    """The package's own declarations, which a start no longer re-checks, pass every check here
+    and load to the same manifest as the unchecked default."""
+    checked = load_manifest(declarations_root())
+    at_start = _default_manifest.__wrapped__()  # what a start loads (uncached: tests share it)
+    assert checked.model_dump() == at_start.model_dump()
 
 
 def test_to_json_is_plain_data(manifest: Manifest) -> None:

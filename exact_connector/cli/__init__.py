@@ -21,21 +21,41 @@ from exact_connector.exceptions import ExactConnectorError
 
 __all__ = ["main"]
 
+#: Every command, in ``--help`` order: the modules that register it and its line in ``--help``.
+#: Only the modules of the command being run are imported, so ``--version`` and ``--help`` import
+#: none of them (tests/test_cli_lazy.py checks this table against what the modules register).
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "manifest": (("declarations",), "show what the connector declares"),
+    "form": (("declarations",), "show a generated form"),
+    "validate": (
+        ("declarations",),
+        "check a JSON document against a form (values never echoed)",
+    ),
+    "endpoints": (("declarations",), "list catalog endpoints"),
+    "vault": (("vault",), "create, check and re-key the credential store"),
+    "credentials": (("vault", "connect"), "list, show and remove credentials"),
+    "test-connect": (("connect",), "check a credential against Exact Online"),
+    "run": (("connect",), "run an action; JSON in, JSON out"),
+    "options": (
+        ("develop",),
+        "list a dropdown's choices (divisions, projects, …) as an engine gets them",
+    ),
+    "limits": (("develop",), "reset the local error budget (development)"),
+    "trigger": (("trigger",), "poll triggers; subscribe webhooks"),
+    "sandbox": (("sandbox",), "run the Exact Online simulator on 127.0.0.1"),
+    "demo": (("demo",), "run every action against the embedded sandbox and show what happened"),
+    "ui": (("ui",), "serve the Vault page and the step runner on 127.0.0.1"),
+}
+
 #: Command-group modules, in the order their commands are listed by ``--help``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "declarations",
-    "vault",
-    "connect",
-    "develop",
-    "trigger",
-    "sandbox",
-    "demo",
-    "ui",
+COMMAND_MODULES: tuple[str, ...] = tuple(
+    dict.fromkeys(module for modules, _ in COMMANDS.values() for module in modules)
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every command group registered."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command listed, the modules of those named in ``argv`` (all of
+    them when ``argv`` is None) registered in full, the others by name and help line only."""
     parser = argparse.ArgumentParser(
         prog="exact-connector",
         description="Exact Online connector for workflow-automation engines.",
@@ -48,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", dest="top_workspace", metavar="NAME", help="workspace, for any command"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    named = COMMANDS if argv is None else [arg for arg in argv if arg in COMMANDS]
+    modules = dict.fromkeys(module for command in named for module in COMMANDS[command][0])
+    for name in modules:
         importlib.import_module(f"exact_connector.cli.{name}").register(subparsers)
+    for command, (_, summary) in COMMANDS.items():
+        if command not in subparsers.choices:
+            subparsers.add_parser(command, help=summary)
     return parser
 
 
@@ -68,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _place_top_level(args)
     handler = getattr(args, "handler", None)

@@ -60,6 +60,7 @@ from exact_connector.vault.records import (
     mutate,
     one_line,
     pending,
+    stored_values,
 )
 from exact_connector.vault.records import verify as verify_records
 from exact_connector.vault.rotation import KeyInfo, RotationReport
@@ -102,6 +103,9 @@ class Vault:
         self._store = keys.store
         self.home = home
         self.workspace = check_workspace(workspace)
+        # id -> (the row as stored, its credential): a step reads a record several times, and an
+        # unchanged row need not be unsealed and validated again. Any write changes the row.
+        self._decoded: dict[str, tuple[tuple[Any, ...], Credential]] = {}
 
     @classmethod
     def open(
@@ -216,7 +220,13 @@ class Vault:
             row = find_row(session, self.workspace, id_or_name)
             if row is None:
                 raise self._not_found(id_or_name)
-            return decode(self._keys, row)
+        stored = stored_values(row)
+        cached = self._decoded.get(str(row["id"]))
+        if cached is not None and cached[0] == stored:
+            return cached[1]
+        credential = decode(self._keys, row)
+        self._decoded[credential.id] = (stored, credential)
+        return credential
 
     def list(self) -> builtins.list[Credential]:
         """Every credential in this workspace, by name; the first unreadable one raises."""

@@ -45,6 +45,7 @@ __all__ = [
     "mutate",
     "one_line",
     "pending",
+    "stored_values",
     "validate",
     "verify",
 ]
@@ -251,6 +252,11 @@ def validate(values: Mapping[str, Any]) -> Credential:
             for e in error.errors(include_input=False, include_url=False)
         ]
         raise InputError("the credential data is invalid", errors=errors) from None
+
+
+def stored_values(row: Row) -> tuple[Any, ...]:
+    """Every stored value of a row, sealed secrets included: equal tuples decode alike."""
+    return tuple(row[name] for name in _COLUMNS)
 
 
 def decode(keys: DataKeys, row: Row) -> Credential:

@@ -317,3 +317,19 @@ def test_fingerprints_are_stable_per_vault_and_distinct_per_secret(
     assert vault.fingerprint(secret) == before != vault.fingerprint(SecretStr("other"))
     with Vault.open(tmp_path / "other", keys=ring) as other:
         assert other.fingerprint(secret) != before
+
+
+def test_an_unchanged_record_is_unsealed_once_and_every_change_is_seen(
+    home: Path, ring: KeyRing
+) -> None:
+    """get() of an unchanged row returns the credential already unsealed; a write through this
+    vault or another handle on the same file is seen at the next get()."""
+    with Vault.open(home, keys=ring) as vault, Vault.open(home, keys=ring) as other:
+        credential = vault.begin(**NEW, client_secret=SecretStr("s"))
+        first = vault.get(credential.id)
+        assert vault.get(credential.id) is first
+        assert vault.get(NEW["connector_name"]) is first
+        changed = vault.set_status(credential.id, "needs_reauth", reason="test")
+        assert vault.get(credential.id) == changed != first
+        other.set_status(credential.id, "disabled")
+        assert vault.get(credential.id).status == "disabled"
