@@ -31,9 +31,12 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
         ("declarations",),
         "check a JSON document against a form (values never echoed)",
     ),
-    "endpoints": (("declarations",), "list catalog endpoints"),
+    "endpoints": (
+        ("declarations",),
+        "list catalog endpoints, or show one's fields (endpoints show ID)",
+    ),
     "vault": (("vault",), "create, check and re-key the credential store"),
-    "credentials": (("vault", "connect"), "list, show and remove credentials"),
+    "credentials": (("vault", "connect"), "add, reauthorize, list, show and remove credentials"),
     "test-connect": (("connect",), "check a credential against Exact Online"),
     "run": (("connect",), "run an action; JSON in, JSON out"),
     "options": (
