@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
@@ -24,6 +23,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.odata import key_literal, normalize, record_normalizer, unwrap_record
 from exact_connector.pagination import Cursor, Pager, read_json
+from exact_connector.validation import parse_date_time
 
 if TYPE_CHECKING:
     import httpx
@@ -176,8 +176,8 @@ def _wall_clock(endpoint: Endpoint, fields: dict[str, Any]) -> dict[str, Any]:
     for name, value in fields.items():
         described = endpoint.field(name)
         if described is not None and described.type == "Edm.DateTime" and isinstance(value, str):
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            result[name] = moment.replace(tzinfo=None).isoformat()
+            moment = parse_date_time(value)  # the schema's format: never None for valid input
+            result[name] = moment.replace(tzinfo=None).isoformat() if moment else value
     return result
 
 

@@ -96,7 +96,10 @@ def _datetime_literal(value: object, path: str) -> str:
     else:
         raise InputError.at(path, "format", "expected an ISO 8601 date or date-time")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC moment
+            raise InputError.at(path, "range", "expected a date-time from year 1 to 9999") from None
     return f"datetime'{moment.isoformat(timespec='seconds')}'"
 
 

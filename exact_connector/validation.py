@@ -2,9 +2,11 @@
 errors built from paths and keywords only, so a submitted value (a secret, say) is never echoed.
 
 Formats (``uuid``, ``date-time``, ``date``, ``uri``) are checked with the standard library because
-``rfc3339-validator`` and ``rfc3987`` are not dependencies. ``pattern`` follows ECMA-262, so ``$``
-is the end of the text (Python's ``$`` also matches before a final newline: ``"12\\n"`` would pass),
-and ``integer`` means a JSON integer, so ``1.0`` and ``1e3`` are rejected.
+``rfc3339-validator`` and ``rfc3987`` are not dependencies. A ``date-time`` is one that can be sent:
+RFC 3339 without the leap second (Exact Online, like Python, has no 23:59:60), either letter case.
+``pattern`` follows ECMA-262, so ``$`` is the end of the text (Python's ``$`` also matches before a
+final newline: ``"12\\n"`` would pass), and ``integer`` means a JSON integer, so ``1.0`` and ``1e3``
+are rejected.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +23,15 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError, val
 
 from exact_connector.exceptions import FieldError
 
-__all__ = ["FORMATS", "FORMAT_CHECKER", "Validator", "ecma_pattern", "field_errors", "json_path"]
+__all__ = [
+    "FORMATS",
+    "FORMAT_CHECKER",
+    "Validator",
+    "ecma_pattern",
+    "field_errors",
+    "json_path",
+    "parse_date_time",
+]
 
 
 # --- formats, checked with the standard library -------------------------------------------------
@@ -43,14 +53,29 @@ def _is_date(text: str) -> bool:
         return False
 
 
-def _is_date_time(text: str) -> bool:
-    """RFC 3339 ``date-time``: a full date, a full time and a mandatory offset."""
+def parse_date_time(text: str) -> datetime | None:
+    """An RFC 3339 ``date-time`` (full date, full time, mandatory offset) as an aware datetime.
+
+    ``None`` for anything else, and for a leap second: no datetime (and no Exact field) holds one.
+    """
     match = _DATE_TIME.fullmatch(text)
     if match is None or not _is_date(match.group(1)):
-        return False
+        return None
     hour, minute, second = (int(match.group(i)) for i in (2, 3, 4))
-    offset_ok = match.group(7) is None or (int(match.group(7)) < 24 and int(match.group(8)) < 60)
-    return hour < 24 and minute < 60 and second <= 60 and offset_ok  # 60: a leap second
+    zone, offset_hours, offset_minutes = match.group(6, 7, 8)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    offset = timedelta(0)
+    if offset_hours is not None:
+        if int(offset_hours) > 23 or int(offset_minutes) > 59:
+            return None
+        offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+        offset = -offset if zone.startswith("-") else offset
+    micro = int((match.group(5) or ".0")[1:7].ljust(6, "0"))
+    day = date.fromisoformat(match.group(1))
+    return datetime(
+        day.year, day.month, day.day, hour, minute, second, micro, tzinfo=timezone(offset)
+    )
 
 
 def _is_uri(text: str) -> bool:
@@ -67,7 +92,7 @@ def _is_uri(text: str) -> bool:
 FORMATS = {
     "uuid": lambda text: bool(_UUID.fullmatch(text)),
     "date": _is_date,
-    "date-time": _is_date_time,
+    "date-time": lambda text: parse_date_time(text) is not None,
     "uri": _is_uri,
 }
 
