@@ -246,6 +246,47 @@ def test_credentials_add_signs_in_through_the_loopback_redirect(world: CliWorld)
     assert world.sb.counters.token_grants["authorization_code"] == 1
 
 
+_BROWSER = """#!{python}
+import json, os, sys
+from exact_connector.cli._callback import browser_get
+with open({seen!r}, "w") as out:
+    json.dump(dict(os.environ), out)
+location = browser_get(sys.argv[1])[1]
+browser_get(location or "")
+"""
+
+
+@pytest.mark.slow
+def test_the_browser_child_of_credentials_add_gets_no_vault_key(
+    world: CliWorld, tmp_path: Path
+) -> None:
+    """RELIABILITY J9: the browser ``credentials add`` starts signs in, without the vault key."""
+    seen = tmp_path / "browser-env.json"
+    browser = tmp_path / "browser"
+    browser.write_text(_BROWSER.format(python=sys.executable, seen=str(seen)), "utf-8")
+    browser.chmod(0o700)
+    argv = [sys.executable, "-m", "exact_connector", "credentials", "add", "--home"]
+    argv += [str(world.home), "--name", "cli", "--server-url", world.base_url, "--client-id"]
+    argv += [world.app.client_id, "--redirect-uri", world.app.redirect_uris[0]]
+    argv += ["--secrets-stdin", "--timeout", "30"]
+
+    done = subprocess.run(
+        argv,
+        input=json.dumps({"client_secret": world.app.client_secret}),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **world.env, "BROWSER": str(browser)},
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    child_env = json.loads(seen.read_text("utf-8"))
+    assert "EXACT_CONNECTOR_VAULT_KEY" not in child_env
+    assert child_env["BROWSER"] == str(browser)  # it really was this process's child
+    world.scanner.assert_no_secrets(seen.read_text("utf-8"), "the browser's environment")
+
+
 def test_a_secret_cannot_be_given_as_an_argument(world: CliWorld) -> None:
     """There is no --client-secret option: argparse refuses it (exit 2), nothing is stored."""
     with pytest.raises(SystemExit) as exited:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import webbrowser
 from typing import Any
@@ -20,13 +21,16 @@ from exact_connector.cli._output import print_json
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
 from exact_connector.runtime import Connector
+from exact_connector.sealing import KEY_ENV
 from exact_connector.tokens import new_state
 from exact_connector.vault import Credential
 
-__all__ = ["complete_sign_in", "register"]
+__all__ = ["complete_sign_in", "open_browser", "register"]
 
 _SECRET_FIELDS = ("client_secret", "refresh_token")
 _MAX_INPUT = 10 * 1024 * 1024
+#: Environment variables no child process may inherit.
+KEY_MATERIAL = (KEY_ENV,)
 
 
 def _connector(args: argparse.Namespace) -> Connector:
@@ -200,7 +204,7 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
             sys.stderr.write(f"Sign in to Exact Online at:\n  {url}\n")
             sys.stderr.flush()
 
-        opener = None if args.no_browser else webbrowser.open
+        opener = None if args.no_browser else open_browser
         credential = complete_sign_in(
             connector, credential, open_url=opener, timeout=args.timeout, announce=announce
         )
@@ -211,6 +215,19 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
     connector.credentials.activate(credential)
     sys.stderr.write(f"Credential {credential.connector_name} is active.\n")
     return 0
+
+
+def open_browser(url: str) -> bool:
+    """Open ``url`` in the person's browser, a child process that gets no key material (J9).
+
+    The browser inherits this process's environment, so the vault key is out of it while the
+    browser starts (the vault already holds its keys in memory), and put back afterwards.
+    """
+    held = {name: os.environ.pop(name) for name in KEY_MATERIAL if name in os.environ}
+    try:
+        return webbrowser.open(url)
+    finally:
+        os.environ.update(held)
 
 
 def _test_connect(args: argparse.Namespace) -> int:
