@@ -23,6 +23,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
+from exact_connector.validation import unsendable
 
 if TYPE_CHECKING:
     from exact_connector.client import ExactClient
@@ -122,6 +123,9 @@ def serve_options(
         key, _, value = pair.partition("=")
         if not (value.startswith("{") and value.endswith("}")):  # a placeholder left unfilled
             params = {key: value, **params}
+    problems = unsendable(params)
+    if problems:
+        raise InputError("The options' parameters are not valid.", errors=problems)
     if name in _STATIC:
         return _STATIC[name](params)
     if client is None or credential is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from exact_connector.exceptions import InputError
+from exact_connector.validation import MAX_DEPTH, unsendable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -32,7 +33,7 @@ __all__ = [
 
 MAX_BODY_BYTES = 10_000_000  # Exact's "10 MB", read as the smaller (decimal) number of bytes
 MAX_URL_LENGTH = 6_000  # characters of the whole URL, after encoding
-MAX_BODY_DEPTH = 32  # Exact's deepest documents (orders with lines) are three levels deep
+MAX_BODY_DEPTH = MAX_DEPTH  # Exact's deepest documents (orders with lines) are three levels deep
 _DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
 _MAX_DIVISION = 2**31 - 1
 #: What odata.key_literal renders: guid'…', an integer, a quoted string, datetime'…'.
@@ -103,15 +104,9 @@ def checked_length(url: str, params: Mapping[str, str] | None = None) -> str:
 
 def encode_body(body: Any) -> bytes:
     """JSON for the wire, refusing what would crash the encoder or overwhelm Exact."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_BODY_DEPTH:
-            raise InputError.at("$.data", "depth", f"nested more than {MAX_BODY_DEPTH} levels deep")
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth + 1) for item in value)
+    problems = unsendable(body, "$.data", MAX_BODY_DEPTH)
+    if problems:
+        raise InputError(f"Invalid value at {problems[0]['path']}.", errors=problems)
     try:
         text = jsonlib.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):

@@ -45,6 +45,7 @@ from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.probe import run_test_connect
 from exact_connector.tokens import TokenService, authorization_url
+from exact_connector.validation import unsendable
 from exact_connector.vault import Credential, Vault
 
 if TYPE_CHECKING:
@@ -94,7 +95,13 @@ class Credentials:
 
     def get(self, ref: CredentialRef) -> Credential:
         """The stored credential by object, id or connector name (this workspace only)."""
-        return self._vault.get(ref.id if isinstance(ref, Credential) else ref)
+        if isinstance(ref, Credential):
+            return self._vault.get(ref.id)
+        if not isinstance(ref, str) or not ref or unsendable(ref):
+            raise InputError.at(
+                "$.credential", "type", "name a credential by its id or connector name, as text"
+            )
+        return self._vault.get(ref)
 
     def activate(self, ref: CredentialRef) -> Credential:
         """Mark a credential usable ("Connect & Create")."""

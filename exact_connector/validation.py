@@ -12,6 +12,7 @@ are rejected.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -26,11 +27,13 @@ from exact_connector.exceptions import FieldError
 __all__ = [
     "FORMATS",
     "FORMAT_CHECKER",
+    "MAX_DEPTH",
     "Validator",
     "ecma_pattern",
     "field_errors",
     "json_path",
     "parse_date_time",
+    "unsendable",
 ]
 
 
@@ -106,6 +109,67 @@ def _format_checker() -> Any:
 
 
 FORMAT_CHECKER = _format_checker()
+
+
+# --- what no schema can say: values that cannot be sent ----------------------------------------
+
+#: Nesting deeper than this is refused before any validator recurses into it (no input needs more).
+MAX_DEPTH = 32
+#: An integer wider than this has no JSON number Exact Online (or a float) could read.
+_MAX_INT_BITS = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unsendable(instance: Any, root: str = "$", max_depth: int = MAX_DEPTH) -> list[FieldError]:
+    """What makes ``instance`` impossible to check or to send, before a schema is applied.
+
+    Nesting beyond ``max_depth`` (a validator would exhaust the stack), text that is not Unicode
+    (a lone surrogate: it has no UTF-8 form), in values and in keys, numbers that are not finite or
+    too wide to write. Walked without recursion; the first problem of each kind is enough.
+    """
+    found: dict[str, FieldError] = {}
+    stack: list[tuple[Any, list[str | int]]] = [(instance, [])]
+    while stack and len(found) < len(_SCALAR_PROBLEMS) + 1:
+        value, path = stack.pop()
+        problem = _scalar_problem(value)
+        if problem is None and isinstance(value, dict | list | tuple):
+            if len(path) >= max_depth:
+                problem = ("depth", f"nests more than {max_depth} levels deep")
+            else:
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                stack += ((item, [*path, key]) for key, item in items)
+                bad_keys = isinstance(value, dict) and not all(map(_is_unicode, value))
+                problem = ("encoding", "has a key that is not valid Unicode") if bad_keys else None
+        if problem is not None:
+            code, message = problem
+            found.setdefault(
+                code, {"path": json_path(path, root), "code": code, "message": message}
+            )
+    return sorted(found.values(), key=lambda error: (error["path"], error["code"]))
+
+
+_SCALAR_PROBLEMS = {
+    "encoding": "is not valid Unicode",
+    "number": "must be a finite number no wider than 1024 bits",
+}
+
+
+def _scalar_problem(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        bad = not _is_unicode(value)
+        code = "encoding"
+    elif isinstance(value, float):
+        bad, code = not math.isfinite(value), "number"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        bad, code = value.bit_length() > _MAX_INT_BITS, "number"
+    else:
+        return None
+    return (code, _SCALAR_PROBLEMS[code]) if bad else None
+
+
+def _is_unicode(text: object) -> bool:
+    """False for text with a lone surrogate: it has no UTF-8 form, so it cannot be sent."""
+    return not (isinstance(text, str) and _SURROGATE.search(text))
 
 
 # --- the validator class -------------------------------------------------------------------------

@@ -543,6 +543,47 @@ def test_run_with_unreadable_input_is_a_user_error(signed_in: CliWorld) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(("--credential", "cli\udcff"), id="credential"),
+        pytest.param(("--credential", "cli", "--json", "\udc80"), id="stray"),
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_an_input_error_naming_it(
+    signed_in: CliWorld, argv: tuple[str, ...]
+) -> None:
+    """Bytes that are not UTF-8 in argv (Python keeps them as lone surrogates): exit 3, no trace."""
+    code, out, err = signed_in.cli("run", "list_or_get_endpoint", "--input", "-", *argv)
+
+    assert (code, out) == (3, "")
+    assert "argv[" in err and "[encoding]" in err
+    assert "Traceback" not in err and signed_in.api_requests() == 0
+
+
+def test_run_with_a_select_300_lists_deep_is_a_user_error_naming_the_path(
+    signed_in: CliWorld,
+) -> None:
+    """Deep nesting is bounded before validation: exit 3 with the path, no RecursionError."""
+    select: Any = "Code"
+    for _ in range(300):
+        select = [select]
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": select}
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        "cli",
+        "--input",
+        _input_file(signed_in, inputs),
+    )
+
+    assert code == 3
+    assert json.loads(out)["error"]["details"]["errors"][0]["path"].startswith("$.select[0]")
+    assert signed_in.api_requests() == 0
+
+
 # -- run --dry-run --------------------------------------------------------------------------------------
 
 

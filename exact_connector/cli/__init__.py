@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from exact_connector import __version__
 from exact_connector.cli._output import fail
-from exact_connector.exceptions import ExactConnectorError
+from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.validation import unsendable
 
 __all__ = ["main"]
 
@@ -38,15 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (the console script exits with it)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
     try:
+        args = parser.parse_args(_utf8_arguments(sys.argv[1:] if argv is None else argv))
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help(sys.stderr)
+            return 2
         return int(handler(args))
     except ExactConnectorError as error:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _utf8_arguments(argv: Sequence[str]) -> list[str]:
+    """The arguments, refused if one held bytes that are not UTF-8 (Python keeps them as lone
+    surrogates, which nothing downstream can encode)."""
+    for index, argument in enumerate(argv, start=1):
+        if unsendable(argument):
+            raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text")
+    return list(argv)
