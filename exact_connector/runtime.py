@@ -73,13 +73,12 @@ class Credentials:
         """Validate the credential form and store it encrypted, status ``pending``."""
         manifest = self._connector.manifest
         checked = dict(form_data)
-        sandbox = _sandbox_origin(form_data.get("server_url"), self._connector.allow_sandbox)
-        if sandbox is not None:  # the form lists Exact's regions; a permitted sandbox stands in
-            checked["server_url"] = manifest.server_urls[0].url
+        origin = _server_origin(form_data.get("server_url"), self._connector.allow_sandbox)
+        if origin is not None:  # the form lists Exact's regions; a permitted sandbox stands in
+            checked["server_url"] = manifest.server_urls[0].url if origin.is_sandbox else origin.url
         errors = forms.validate("credentials", checked, manifest)
-        if errors:
+        if errors or origin is None:
             raise InputError("The credential form has errors.", errors=errors)
-        origin = sandbox or parse_server_url(form_data["server_url"])
         refresh = form_data.get("refresh_token")
         credential = self._vault.begin(
             connector_name=form_data["connector_name"],
@@ -408,15 +407,13 @@ class Connector:
         return f"Connector(id={self.manifest.id!r}, workspace={self._workspace!r})"
 
 
-def _sandbox_origin(value: object, allowed: bool) -> Origin | None:
-    """The loopback sandbox origin ``value`` names, when the sandbox is allowed at all."""
-    if not allowed:
-        return None
+def _server_origin(value: object, allow_sandbox: bool) -> Origin | None:
+    """The canonical origin of a Server URL (RELIABILITY H1: any letter case, a trailing slash),
+    by the one rule :func:`parse_server_url`; None when it refuses (the form's check says why)."""
     try:
-        origin = parse_server_url(value, allow_sandbox=True)
+        return parse_server_url(value, allow_sandbox=allow_sandbox)
     except InvalidServerUrl:
         return None
-    return origin if origin.is_sandbox else None
 
 
 def _meta(step: Step | None, started: float) -> dict[str, Any]:

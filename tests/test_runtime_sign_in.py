@@ -34,13 +34,15 @@ def _worker(world: tuple[Sandbox, KeyRing, Path, ManualClock]) -> Connector:
     return Connector(vault=vault, transport=httpx.MockTransport(sandbox), clock=clock)
 
 
-def _begin(connector: Connector, sandbox: Sandbox) -> Credential:
+def _begin(
+    connector: Connector, sandbox: Sandbox, server_url: str = "https://start.exactonline.nl"
+) -> Credential:
     app = sandbox.demo_app
     return connector.credentials.begin(
         {
             "connector_name": "Workers",
             "auth_type": "oauth2_authorization_code",
-            "server_url": "https://start.exactonline.nl",
+            "server_url": server_url,
             "client_id": app.client_id,
             "client_secret": app.client_secret,
             "redirect_uri": app.redirect_uris[0],
@@ -82,3 +84,34 @@ def test_a_forged_or_replayed_state_is_refused_before_the_token_call(
     with pytest.raises(InputError):
         connector.complete_authorization(credential.id, answer["code"], answer["state"])
     assert sum(sandbox.counters.token_grants.values()) == grants_before + 1
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "https://start.exactonline.nl/",
+        "HTTPS://START.ExactOnline.NL",
+        "https://Start.exactonline.nl/",
+    ],
+)
+def test_the_credential_form_takes_every_spelling_the_server_url_rule_accepts(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock], written: str
+) -> None:
+    """RELIABILITY H1: a trailing slash or upper case is accepted and stored canonical."""
+    credential = _begin(_worker(world), world[0], written)
+
+    assert credential.server_url == "https://start.exactonline.nl"
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["http://start.exactonline.nl", "https://start.exactonline.nl/x", "https://exactonline.nl"],
+)
+def test_the_credential_form_refuses_what_the_server_url_rule_refuses(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock], written: str
+) -> None:
+    """Anything else is still an input error at $.server_url."""
+    with pytest.raises(InputError) as refused:
+        _begin(_worker(world), world[0], written)
+
+    assert [e["path"] for e in refused.value.errors] == ["$.server_url"]
