@@ -252,8 +252,12 @@ class Connector:
             origin, credential.client_id, credential.redirect_uri, state, force_login=force_login
         )
 
-    def complete_authorization(self, ref: CredentialRef, code: str, state: str) -> Credential:
+    def complete_authorization(
+        self, ref: CredentialRef, code: str | SecretStr, state: str
+    ) -> Credential:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
+        secret = SecretStr(code) if isinstance(code, str) else code
+        del code  # an error raised below must not find the code in this frame's locals
         credential = self.credentials.get(ref)
         if not isinstance(state, str) or not self.vault.finish_sign_in(credential.id, state):
             raise InputError(
@@ -263,7 +267,7 @@ class Connector:
         origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
         service = TokenService(origin, transport=self.transport, clock=self.clock)
         try:
-            grant = service.exchange_code(credential, code)
+            grant = service.exchange_code(credential, secret)
         finally:
             service.close()
         credential = store_grant(self.vault, credential, grant)
@@ -398,7 +402,7 @@ class Connector:
         return await asyncio.to_thread(self.options, source, ref, **params)
 
     async def acomplete_authorization(
-        self, ref: CredentialRef, code: str, state: str
+        self, ref: CredentialRef, code: str | SecretStr, state: str
     ) -> Credential:
         """:meth:`complete_authorization` in a worker thread."""
         return await asyncio.to_thread(self.complete_authorization, ref, code, state)

@@ -15,6 +15,7 @@ import webbrowser
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from exact_connector.cli._callback import CallbackListener, is_loopback_redirect
 from exact_connector.cli._output import print_json
@@ -177,9 +178,8 @@ def complete_sign_in(
             "The sign-in was not completed: Exact Online reported that access was denied.",
             errors=[{"path": "$.consent", "code": "denied", "message": "access denied"}],
         )
-    return connector.complete_authorization(
-        credential, query.get("code", ""), query.get("state", "")
-    )
+    code = SecretStr(query.pop("code", ""))  # no plain copy left in this frame
+    return connector.complete_authorization(credential, code, query.get("state", ""))
 
 
 def _pasted_query(pasted: str) -> dict[str, str]:
