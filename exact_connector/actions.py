@@ -209,8 +209,9 @@ def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     endpoint = resolve_endpoint(data["endpoint"], "DELETE", step)
     if not endpoint.is_record_endpoint:
         raise MethodNotSupported(
-            f"{endpoint.id} has no single primary key, so records cannot be deleted by ID.",
-            errors=[{"path": "$.endpoint", "code": "key", "message": "no single primary key"}],
+            f"{endpoint.id} has no single primary key of a type that can be written in a URL, so "
+            "records cannot be deleted by ID.",
+            errors=[{"path": "$.endpoint", "code": "key", "message": "not addressable by ID"}],
         )
     key = _key(endpoint, data["id"])
     response = _send(step, "DELETE", endpoint, key)

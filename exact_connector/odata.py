@@ -17,6 +17,7 @@ from exact_connector.exceptions import ExactError, InputError
 
 __all__ = [
     "DATE_PATTERN",
+    "KEY_TYPES",
     "Page",
     "canonical_guid",
     "canonical_integer",
@@ -43,6 +44,8 @@ _INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "Edm.Int32": (0, 2**31 - 1),
     "Edm.Int64": (0, 2**63 - 1),
 }
+#: The Edm types :func:`key_literal` can write a key of (Exact's ``php:*`` keys have no literal).
+KEY_TYPES = frozenset({"Edm.Guid", "Edm.String", "Edm.DateTime", *_INTEGER_RANGES})
 DATE_PATTERN = re.compile(r"/Date\((-?[0-9]{1,15})([+-][0-9]{4})?\)/", re.ASCII)
 _EPOCH = datetime(1970, 1, 1)
 _MAX_STRING_KEY = 200
