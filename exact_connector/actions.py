@@ -46,11 +46,13 @@ class Step:
     """One action run: the client, the checked division, the deadline, and what to report.
 
     Without a deadline (a stream, which the consumer paces) each request gets the client's own.
+    ``cursor_key`` signs and checks the cursors of lists (see :mod:`exact_connector.pagination`).
     """
 
     client: ExactClient
     division: int
     deadline: float | None
+    cursor_key: bytes = field(repr=False, kw_only=True)
     warnings: list[dict[str, str]] = field(default_factory=list)
     audit: dict[str, Any] = field(default_factory=dict)
 
@@ -245,7 +247,7 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "records": records,
         "count": len(records),
-        "next_cursor": cursor.encode() if cursor is not None else None,
+        "next_cursor": cursor.encode(step.cursor_key) if cursor is not None else None,
     }
 
 
@@ -295,27 +297,39 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
     return ",".join(terms)
 
 
-def _list_target(endpoint: Endpoint, data: dict[str, Any]) -> tuple[Endpoint, list[str]]:
+def _list_target(
+    endpoint: Endpoint, data: dict[str, Any], resumed: str | None = None
+) -> tuple[Endpoint, list[str]]:
     """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
 
     A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
     is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
     Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
+    A list resumed from a cursor stays on the endpoint the cursor was made on (``resumed``),
+    whatever the limit is now.
     """
     select = _fields(endpoint, data.get("select") or [], "$.select")
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
-    if endpoint.kind != "regular" or (limit is not None and limit <= endpoint.page_size):
+    short = resumed is None and limit is not None and limit <= endpoint.page_size
+    if endpoint.kind != "regular" or short or resumed == endpoint.id:
         return endpoint, select
     candidates = [catalog().twin(endpoint, "bulk")]
     if not data.get("filter") and not data.get("order_by"):
         candidates.append(catalog().twin(endpoint, "sync"))
     wanted = select or _scalar_fields(endpoint)
     for twin in candidates:
-        if twin is not None and wanted and all(twin.field(name) for name in wanted):
+        fits = twin is not None and wanted and all(twin.field(name) for name in wanted)
+        if twin is not None and fits and resumed in (None, twin.id):
             return twin, wanted
     return endpoint, select
+
+
+def _list_endpoints(endpoint: Endpoint) -> set[str]:
+    """The endpoints a list of ``endpoint`` may be read from: itself and its twins."""
+    twins = (catalog().twin(endpoint, kind) for kind in ("bulk", "sync"))
+    return {endpoint.id, *(twin.id for twin in twins if twin is not None)}
 
 
 def _scalar_fields(endpoint: Endpoint) -> list[str]:
@@ -324,7 +338,15 @@ def _scalar_fields(endpoint: Endpoint) -> list[str]:
 
 def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, list[str]]:
     """The pager over the endpoint (or its twin), and the fields it selects (empty: all)."""
-    target, select = _list_target(endpoint, data)
+    cursor = None
+    if data.get("cursor"):
+        cursor = Cursor.decode(
+            data["cursor"],
+            key=step.cursor_key,
+            endpoints=_list_endpoints(endpoint),
+            division=step.division,
+        )
+    target, select = _list_target(endpoint, data, cursor.endpoint if cursor else None)
     params: dict[str, str] = {}
     if select:
         params["$select"] = ",".join(select)
@@ -342,8 +364,7 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager,
     first = step.client.url(target, step.division, None, params)
     if target is not endpoint:
         step.audit["list_endpoint"] = target.id
-    if data.get("cursor"):
-        cursor = Cursor.decode(data["cursor"], endpoint=target.id, division=step.division)
+    if cursor is not None:
         pager = Pager.resume(
             step.client, target, first, step.division, cursor, deadline=step.deadline
         )

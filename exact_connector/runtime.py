@@ -43,6 +43,7 @@ from exact_connector.hosts import Origin, parse_server_url, sandbox_allowed_by_e
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
+from exact_connector.pagination import cursor_key
 from exact_connector.probe import run_test_connect
 from exact_connector.tokens import TokenService, authorization_url
 from exact_connector.validation import unsendable
@@ -309,7 +310,7 @@ class Connector:
             credential, division = self._check(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
             with self.client(credential) as client:
-                step = Step(client, division, deadline)
+                step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
                 data = ACTIONS[action](step, inputs)
             if step.warnings:
                 data["warnings"] = step.warnings
@@ -340,7 +341,8 @@ class Connector:
             clock=self.clock,
             allow_sandbox=self.allow_sandbox,
         )
-        step = Step(client, division, self.clock.now() + self.deadline_seconds)
+        deadline = self.clock.now() + self.deadline_seconds
+        step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
         return first_request(client, lambda: ACTIONS[action](step, inputs))
 
     def stream(
@@ -359,7 +361,9 @@ class Connector:
         credential, division = self._check("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self.client(credential) as client:
-            yield from iter_list(Step(client, division, deadline), inputs)
+            yield from iter_list(
+                Step(client, division, deadline, cursor_key=_cursor_key(credential)), inputs
+            )
 
     def _check(
         self, action: str, ref: CredentialRef, inputs: dict[str, Any]
@@ -418,6 +422,10 @@ def _server_origin(value: object, allow_sandbox: bool) -> Origin | None:
         return parse_server_url(value, allow_sandbox=allow_sandbox)
     except InvalidServerUrl:
         return None
+
+
+def _cursor_key(credential: Credential) -> bytes:
+    return cursor_key(credential.client_secret, credential.id)
 
 
 def _meta(step: Step | None, started: float) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def _no_requests(world: World) -> None:
 
 
 def _step(world: World, client: ExactClient) -> Step:
-    return Step(client=client, division=DIVISION, deadline=world.clock.now() + 100)
+    return Step(
+        client=client, division=DIVISION, deadline=world.clock.now() + 100, cursor_key=b"k" * 32
+    )
 
 
 # -- I1: GUID keys ----------------------------------------------------------------------------------
