@@ -15,13 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
 from exact_connector.exceptions import (
+    ExactError,
     ExactRejected,
     InputError,
     MethodNotSupported,
     NotFound,
+    OutcomeUnknown,
     UnknownEndpoint,
 )
-from exact_connector.odata import key_literal, normalize, record_normalizer, unwrap_record
+from exact_connector.odata import (
+    key_literal,
+    location_key,
+    normalize,
+    record_normalizer,
+    unwrap_record,
+)
 from exact_connector.pagination import Cursor, Pager, read_json
 from exact_connector.validation import parse_date_time
 
@@ -187,9 +195,39 @@ def create_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     """POST project/TimeTransactions with ``Prefer: return=representation``."""
     endpoint = catalog().lookup(TIME_TRANSACTIONS)
     body = _wall_clock(endpoint, data["data"])
-    record = unwrap_record(read_json(_send(step, "POST", endpoint, json=body)))
+    record = _created(step, endpoint, _send(step, "POST", endpoint, json=body))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID"))
     return _shape(record, bool(data.get("raw")))
+
+
+def _created(step: Step, endpoint: Endpoint, response: httpx.Response) -> dict[str, Any]:
+    """The record a create answered with (2xx: it was created, whatever the body holds).
+
+    A body that cannot be read is not a failure: the record is read back by the key its
+    ``Location`` names, with a warning. Without a usable key the outcome is unknown to the caller
+    (reporting a failure would invite a run that creates a duplicate).
+    """
+    try:
+        return unwrap_record(read_json(response))
+    except ExactError:
+        pass  # raised below, outside this block: the unreadable body travels with no error
+    key = location_key(response.headers.get("Location", ""), response.request.url.path)
+    if key is None:
+        raise OutcomeUnknown(
+            f"Exact Online answered {response.status_code} to the create on {endpoint.id}, but "
+            "its answer could not be read, so which record was made is unknown; it was not "
+            "retried.",
+            details={"method": "POST", "endpoint": endpoint.id, "status": response.status_code},
+        )
+    step.warnings.append(
+        {
+            "code": "created_answer_unreadable",
+            "message": "Exact Online created the record but its answer could not be read; the "
+            "record was read back by its key.",
+            "path": "$",
+        }
+    )
+    return unwrap_record(read_json(_send(step, "GET", endpoint, key)))
 
 
 def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:

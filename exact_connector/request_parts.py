@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from exact_connector.exceptions import InputError
+from exact_connector.odata import KEY_LITERAL
 from exact_connector.validation import MAX_DEPTH, unsendable
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ MAX_URL_LENGTH = 6_000  # characters of the whole URL, after encoding
 MAX_BODY_DEPTH = MAX_DEPTH  # Exact's deepest documents (orders with lines) are three levels deep
 _DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
 _MAX_DIVISION = 2**31 - 1
-#: What odata.key_literal renders: guid'…', an integer, a quoted string, datetime'…'.
-_KEY_LITERAL = re.compile(
-    r"guid'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"
-    r"|[0-9]{1,19}"
-    r"|'(?:[^'\x00-\x1f\x7f/\\?#%]|''){1,400}'"
-    r"|datetime'[0-9T:.\-]{10,35}'",
-    re.ASCII,
-)
 #: Query options the client sends, each with the check its value must pass.
 _QUERY_OPTIONS: dict[str, re.Pattern[str]] = {
     "$select": re.compile(r"[A-Za-z0-9_,/]{1,4000}", re.ASCII),
@@ -71,7 +64,7 @@ def division_segment(division: object) -> str:
 
 def checked_key(key_literal: object) -> str:
     """A key literal exactly as :func:`~exact_connector.odata.key_literal` renders one."""
-    if not isinstance(key_literal, str) or not _KEY_LITERAL.fullmatch(key_literal):
+    if not isinstance(key_literal, str) or not KEY_LITERAL.fullmatch(key_literal):
         raise InputError.at("$.id", "format", "not a key this endpoint can be addressed by")
     return key_literal
 
