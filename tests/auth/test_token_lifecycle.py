@@ -32,6 +32,7 @@ from exact_connector.exceptions import (
     TransientError,
 )
 from exact_connector.hosts import parse_server_url
+from exact_connector.limits import RateGovernor
 from exact_connector.probe import run_test_connect
 from exact_connector.sandbox import DEMO_REDIRECT_URI
 from exact_connector.tokens import TokenService, authorization_url
@@ -573,3 +574,25 @@ def test_the_daily_token_call_cap_is_a_wait_until_midnight_not_a_sign_in(tmp_pat
         assert len(world.app.api_calls()) == 1
     finally:
         world.close()
+
+
+def test_401s_resolved_after_another_workers_refresh_do_not_spend_the_error_budget(
+    world: World,
+) -> None:
+    """Issue 11: nine workers holding the superseded token each draw one 401, resent with the
+    stored token; none counts toward the local error budget (which stops at 8), so the endpoint
+    is not held back. (The sandbox, like Exact may, counts them: past 10 it would block.)"""
+    _long_lived(world, 0)
+    governor = RateGovernor(clock=world.clock)
+    workers = [world.client(governor=governor) for _ in range(9)]
+    for worker in workers:
+        assert get_accounts(worker).status_code == 200  # each caches the current token
+    advance(world.clock, 575)
+    store_tokens(world.vault, world.credential_id, _spend_refresh_token(world), world.clock.now())
+
+    answers = [get_accounts(worker).status_code for worker in workers]
+
+    assert answers == [200] * 9
+    assert world.sb.counters.requests[("crm/Accounts", 401)] == 9
+    assert get_accounts(workers[0]).status_code == 200  # the endpoint is not held back
+    governor.close()
