@@ -14,9 +14,25 @@ import json
 import math
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-__all__ = ["CORNERS", "UNSENDABLE", "as_json", "nested", "place"]
+__all__ = ["CORNERS", "SETTINGS", "UNSENDABLE", "WHERE", "as_json", "nested", "place"]
+
+#: Few examples (megabyte strings and 10,000-deep values are slow to draw), no database.
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.large_base_example,
+    ],
+)
+#: Where ``place`` puts a value.
+WHERE = st.sampled_from(["field", "data", "add"])
 
 
 def nested(depth: int, leaf: Any = "x") -> Any:

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 import pytest
-from hostile_values import CORNERS, UNSENDABLE, as_json, place
-from hypothesis import HealthCheck, given, settings
+from hostile_values import CORNERS, SETTINGS, UNSENDABLE, WHERE, as_json, place
+from hypothesis import given
 from hypothesis import strategies as st
 from test_cli_connect import DIVISION, CliWorld
 from test_cli_connect import scanner as scanner  # the fixtures, re-exported for pytest
@@ -21,17 +21,6 @@ from test_cli_connect import world as world
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.large_base_example,
-    ],
-)
 MARK = "__hostile__"
 ENTRY_POINTS = ["run", "run --dry-run", "run --ndjson", "validate", "form --values"]
 
@@ -70,7 +59,7 @@ def _hostile_text(entry: str, where: str, key: str, value: Any) -> tuple[str, st
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 @SETTINGS
-@given(where=st.sampled_from(["field", "data", "add"]), key=st.text(max_size=6), value=UNSENDABLE)
+@given(where=WHERE, key=st.text(max_size=6), value=UNSENDABLE)
 def test_an_unsendable_value_is_exit_3_with_nothing_sent(
     signed_in: CliWorld, entry: str, where: str, key: str, value: Any
 ) -> None:
@@ -87,7 +76,7 @@ def test_an_unsendable_value_is_exit_3_with_nothing_sent(
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 @SETTINGS
-@given(where=st.sampled_from(["field", "data", "add"]), key=st.text(max_size=6), value=CORNERS)
+@given(where=WHERE, key=st.text(max_size=6), value=CORNERS)
 def test_a_corner_value_is_exit_0_3_or_4_never_a_crash(
     signed_in: CliWorld, entry: str, where: str, key: str, value: Any
 ) -> None:

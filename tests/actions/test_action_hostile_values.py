@@ -9,25 +9,15 @@ from typing import Any
 
 import pytest
 from actions_harness import Bench
-from hostile_values import CORNERS, UNSENDABLE, place
-from hypothesis import HealthCheck, given, settings
+from hostile_values import CORNERS, UNSENDABLE, WHERE, place
+from hostile_values import SETTINGS as HOSTILE_SETTINGS
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 TIME_TRANSACTIONS = "project/TimeTransactions"
 MISSING = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 HOUR = 3601.0  # past the governor's error-budget hour: every example starts with a clean budget
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.large_base_example,
-    ],
-)
-WHERE = st.sampled_from(["field", "data", "add"])
+SETTINGS = settings(HOSTILE_SETTINGS, max_examples=60)
 
 
 def _valid(bench: Bench, action: str) -> dict[str, Any]:
