@@ -40,8 +40,8 @@ import httpx
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 ENDPOINT = "crm/Accounts"
 TWIN = "bulk/CRM/Accounts"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from exact_connector.sealing import KeyRing, open_blob, seal_blob
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, open_blob, seal_blob
 
 
 def _timed(action: Callable[[int], object], runs: int) -> list[float]:

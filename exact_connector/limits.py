@@ -29,13 +29,13 @@ import math
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from exact_connector import _sqlite
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     DailyRateLimited,
@@ -62,6 +62,7 @@ PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, th
 MIN_RETRY_AFTER = 1.0  # Retry-After of 0 or a past date still waits a little: never a hot loop
 MAX_RETRY_AFTER = DAY  # nothing Exact limits lasts longer than a day; larger values are mistakes
 BUSY_TIMEOUT = 30.0
+WAL_WAIT = 2.0  # how long to retry the switch to WAL while another process opens the file
 
 COUNTED_ERRORS = frozenset({400, 401, 403, 404})  # what Exact counts toward its lockout
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -171,8 +172,8 @@ class RateGovernor:
         self._error_limit = error_limit
         self._error_stop = max(1, error_limit - error_margin)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._db: sqlite3.Connection | None = None
+        _sqlite.reset_after_fork(self)
 
     def acquire(
         self, client_id: str, division: int, endpoint: str, *, deadline: float | None
@@ -332,40 +333,36 @@ class RateGovernor:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        if self._pid != os.getpid():  # forked: the parent's lock and connection are not ours
-            self._lock, self._db, self._pid = threading.Lock(), None, os.getpid()
-        with self._lock:
-            try:
-                db = self._db = self._db or self._connect()
-                db.execute("BEGIN IMMEDIATE")
-            except (sqlite3.Error, OSError) as error:
-                raise self._storage_error(error) from None
-            try:
+        with self._lock, _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
+            db = self._db = self._db or self._connect()
+            with _sqlite.immediate(db):
                 yield db
-                db.execute("COMMIT")
-            except sqlite3.Error as error:
-                _rollback(db)
-                raise self._storage_error(error) from None
-            except BaseException:
-                _rollback(db)
-                raise
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock, and a connection of its own on next use."""
+        _sqlite.abandon([self._db] if self._db is not None else [])
+        self._lock, self._db = threading.Lock(), None
 
     def _connect(self) -> sqlite3.Connection:
         if self._path is None:
             db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         else:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            os.close(os.open(self._path, flags, 0o600))
+            if not _sqlite.create_private_file(self._path) and self._path.is_symlink():
+                raise _sqlite.symlink_error(self._path)
             db = sqlite3.connect(
                 self._path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
             )
-            _enable_wal(db)
+            try:
+                _sqlite.enable_wal(db, WAL_WAIT)
+            except sqlite3.OperationalError as error:  # still busy: the old journal works, slower
+                if _sqlite.error_code(error) != sqlite3.SQLITE_BUSY:
+                    raise
             db.execute("PRAGMA synchronous=NORMAL")  # counters only: losing the last few is fine
         db.executescript(_SCHEMA)
         return db
 
-    def _storage_error(self, error: sqlite3.Error | OSError) -> ExactConnectorError:
+    def _storage_error(self, error: Exception) -> ExactConnectorError:
         where = str(self._path) if self._path is not None else "memory"
         if getattr(error, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
             return TransientError(
@@ -375,22 +372,3 @@ class RateGovernor:
             f"The rate-limit state ({where}) could not be used: {type(error).__name__}.",
             hint="It holds only call counters: delete the file and run the step again.",
         )
-
-
-def _enable_wal(db: sqlite3.Connection) -> None:
-    """Switch to WAL. While another process opens the file the switch answers SQLITE_BUSY at once,
-    ignoring the busy timeout, so retry briefly; if it never succeeds the default journal is still
-    correct, only slower."""
-    for _ in range(40):
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorname", "") != "SQLITE_BUSY":
-                raise
-            time.sleep(0.05)  # a file lock held by another process: real time, not the clock
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        db.rollback()

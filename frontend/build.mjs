@@ -1,4 +1,5 @@
-// Bundles the form host for the browser: dist/rjsf6.js (@rjsf/core 6) and dist/rjsf5.js (5).
+// Bundles for the browser: the form host, dist/rjsf6.js (@rjsf/core 6) and dist/rjsf5.js (5),
+// and the app `exact-connector ui` serves, dist/app.js with dist/app.css (React's production build).
 import { build } from 'esbuild';
 
 const common = {
@@ -12,3 +13,10 @@ const common = {
 };
 await build({ ...common, entryPoints: ['src/rjsf6.jsx'], outfile: 'dist/rjsf6.js' });
 await build({ ...common, entryPoints: ['rjsf5/main.jsx'], outfile: 'dist/rjsf5.js' });
+await build({
+  ...common,
+  entryPoints: ['src/app/main.jsx'],
+  outfile: 'dist/app.js',
+  minify: true,
+  define: { 'process.env.NODE_ENV': '"production"' },
+});

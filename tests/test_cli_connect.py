@@ -34,8 +34,8 @@ from exact_connector.cli.connect import _pasted_query, complete_sign_in
 from exact_connector.exceptions import InputError
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
-from exact_connector.sealing import generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import generate_key
 
 pytestmark = pytest.mark.e2e
 

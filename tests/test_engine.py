@@ -26,7 +26,7 @@ from exact_connector import forms
 from exact_connector.cli._callback import browser_get
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.sealing import generate_key
+from exact_connector.vault.sealing import generate_key
 
 pytestmark = pytest.mark.e2e
 

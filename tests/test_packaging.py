@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -82,3 +83,14 @@ def test_installed_cli_prints_the_credential_form(installed: Path, tmp_path: Pat
         "client_id",
         "client_secret",
     ]
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_ui_page_built_by_npm(installed: Path) -> None:
+    """The build hook ran npm: the ui bundle is in the wheel, found by the installed package."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed; the wheel is built without the ui page by design")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    static = installed / "lib" / version / "site-packages" / "exact_connector" / "ui" / "static"
+    assert sorted(p.name for p in static.iterdir()) == ["app.css", "app.js"]
+    assert (static / "app.js").stat().st_size > 100_000  # React, RJSF and the app, minified

@@ -23,8 +23,8 @@ from exact_connector.clock import ManualClock
 from exact_connector.options import LIVE_LIMIT
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 FORMS = [
     "credentials",

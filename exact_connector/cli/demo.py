@@ -15,6 +15,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,10 @@ from exact_connector.clock import SystemClock
 from exact_connector.exceptions import EXIT_CODES, Category
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, SandboxApp, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
-__all__ = ["register", "run_demo"]
+__all__ = ["SandboxWorkspace", "register", "run_demo", "sandbox_workspace"]
 
 
 def register(subparsers: Any) -> None:
@@ -79,62 +82,93 @@ def _ok(title: str, result: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def run_demo(story: _Story, seed: int = 1) -> int:
-    """Run every step; returns the API calls made after sign-in."""
-    redirect_uri = f"http://127.0.0.1:{_free_port()}/callback"
+@dataclass
+class SandboxWorkspace:
+    """The embedded sandbox on loopback, its one registered app, and a connector on a temporary
+    vault that allows it."""
+
+    base_url: str
+    sandbox: Sandbox
+    connector: Connector
+
+    @property
+    def app(self) -> SandboxApp:
+        """The sandbox's one registered app, redirecting to the workspace's redirect URI."""
+        return self.sandbox.demo_app
+
+    def credential_form(self, name: str) -> dict[str, Any]:
+        """The credential form filled in for the sandbox's app (what a person would type)."""
+        return {
+            "connector_name": name,
+            "auth_type": "oauth2_authorization_code",
+            "server_url": self.base_url,
+            "client_id": self.app.client_id,
+            "client_secret": self.app.client_secret,
+            "redirect_uri": self.app.redirect_uris[0],
+        }
+
+
+@contextmanager
+def sandbox_workspace(
+    redirect_uri: str, *, seed: int = 1, auto_consent: bool = True
+) -> Iterator[SandboxWorkspace]:
+    """Serve a sandbox whose app redirects to ``redirect_uri``, with a throw-away vault and key.
+
+    The vault directory is removed when the block ends; nothing is left behind.
+    """
     app = SandboxApp(
         "8d6b3f4e-1f0a-4c1e-9d57-5a8f0b2c7e10",
         "demo-" + generate_key().hex()[:32],
         (redirect_uri,),
         "exact-connector demo",
     )
-    sandbox = Sandbox(seed=seed, auto_consent=True, apps=[app])
+    sandbox = Sandbox(seed=seed, auto_consent=auto_consent, apps=[app])
     home = Path(tempfile.mkdtemp(prefix="exact-connector-demo-"))
-    calls = 0
     try:
         with serve(sandbox) as base_url:
-            story.tell(
-                "Sandbox",
-                f"Exact Online simulator on {base_url} (seed {seed}, limits on)",
-                base_url=base_url,
-            )
             vault = Vault.open(home / "vault", keys=KeyRing.from_bytes(generate_key()))
-            connector = Connector(vault=vault, allow_sandbox=True, clock=SystemClock())
-            story.tell(
-                "Vault",
-                "temporary encrypted vault with a fresh AES-256 key",
-                home=str(home / "vault"),
-            )
-            credential = connector.credentials.begin(
-                {
-                    "connector_name": "Demo company",
-                    "auth_type": "oauth2_authorization_code",
-                    "server_url": base_url,
-                    "client_id": app.client_id,
-                    "client_secret": app.client_secret,
-                    "redirect_uri": redirect_uri,
-                }
-            )
-            credential = complete_sign_in(connector, credential, open_url=_browse, timeout=30)
-            story.tell(
-                "Sign-in",
-                "authorization code received on the loopback redirect URI,\n"
-                "exchanged for tokens, stored encrypted",
-                credential_id=credential.id,
-            )
-            report = connector.test_connect(credential)
-            lines = [
-                ("ok  " if c["ok"] else "FAIL") + f" {c['name']}: {c['summary']}"
-                for c in report["checks"]
-            ]
-            if not report["ok"]:
-                raise _StepFailed("Test Connect", {"message": "; ".join(lines)})
-            credential = connector.credentials.activate(credential)
-            story.tell("Test Connect", "\n".join(lines), report=report)
-            calls += _actions(connector, credential.id, story)
+            try:
+                connector = Connector(vault=vault, allow_sandbox=True, clock=SystemClock())
+                yield SandboxWorkspace(base_url, sandbox, connector)
+            finally:
+                vault.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return calls
+
+
+def run_demo(story: _Story, seed: int = 1) -> int:
+    """Run every step; returns the API calls made after sign-in."""
+    redirect_uri = f"http://127.0.0.1:{_free_port()}/callback"
+    with sandbox_workspace(redirect_uri, seed=seed) as workspace:
+        story.tell(
+            "Sandbox",
+            f"Exact Online simulator on {workspace.base_url} (seed {seed}, limits on)",
+            base_url=workspace.base_url,
+        )
+        connector = workspace.connector
+        story.tell(
+            "Vault",
+            "temporary encrypted vault with a fresh AES-256 key",
+            home=str(connector.vault.home),
+        )
+        credential = connector.credentials.begin(workspace.credential_form("Demo company"))
+        credential = complete_sign_in(connector, credential, open_url=_browse, timeout=30)
+        story.tell(
+            "Sign-in",
+            "authorization code received on the loopback redirect URI,\n"
+            "exchanged for tokens, stored encrypted",
+            credential_id=credential.id,
+        )
+        report = connector.test_connect(credential)
+        lines = [
+            ("ok  " if c["ok"] else "FAIL") + f" {c['name']}: {c['summary']}"
+            for c in report["checks"]
+        ]
+        if not report["ok"]:
+            raise _StepFailed("Test Connect", {"message": "; ".join(lines)})
+        credential = connector.credentials.activate(credential)
+        story.tell("Test Connect", "\n".join(lines), report=report)
+        return _actions(connector, credential.id, story)
 
 
 def _browse(url: str) -> None:

@@ -17,11 +17,16 @@ from typing import Any
 
 from exact_connector.cli._output import print_json, print_table
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, VaultKeyError
-from exact_connector.sealing import KEY_ENV, KEY_FILE_NAME, KeyRing, MasterKey, generate_key
-from exact_connector.sealing import write_private_file as _write_private_file
-from exact_connector.vault import Credential, RotationReport, Vault, crash_point, default_home
+from exact_connector.vault import Credential, RotationReport, Vault, default_home, save_key_file
+from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME, KeyRing, MasterKey, generate_key
 
-__all__ = ["credentials_subparsers", "open_vault", "register", "vault_options"]
+__all__ = [
+    "credential_summary",
+    "credentials_subparsers",
+    "open_vault",
+    "register",
+    "vault_options",
+]
 
 _CREDENTIALS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _FAILED = EXIT_CODES[Category.SYSTEM]
@@ -179,22 +184,13 @@ def _rotate_master(args: argparse.Namespace) -> int:
                 )
             new_key = generate_key()
             ring = ring.with_primary(MasterKey.from_bytes(new_key))
-            _write_key_file(home, ring)  # new key first, old kept: a crash here loses nothing
+            save_key_file(home, ring)  # new key first, old kept: a crash here loses nothing
         report = vault.rewrap(new_key, retire_old=args.retire_old)
     if args.retire_old and not from_env:
-        _write_key_file(home, ring.only_primary())
+        save_key_file(home, ring.only_primary())
     elif args.retire_old:
         print(f"remove the retired keys from {KEY_ENV}: {', '.join(report.retired) or 'none'}")
     return _print_report(report)
-
-
-def _write_key_file(home: Path, ring: KeyRing) -> None:
-    _write_private_file(
-        home / KEY_FILE_NAME,
-        ring.to_text().encode("ascii"),
-        replace=True,
-        before_replace=lambda: crash_point("keyfile.before_replace"),
-    )
 
 
 def _print_report(report: RotationReport) -> int:
@@ -239,7 +235,8 @@ def _when(epoch: float | None) -> str | None:
     )
 
 
-def _summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+def credential_summary(vault: Vault, credential: Credential) -> dict[str, Any]:
+    """What ``credentials show`` prints (and the UI's Vault page shows): secrets as fingerprints."""
     secrets = {
         field: None if (secret := getattr(credential, field)) is None else vault.fingerprint(secret)
         for field in ("client_secret", "refresh_token", "access_token")
@@ -271,7 +268,7 @@ def _list(args: argparse.Namespace) -> int:
         entries = []
         for result in vault.verify():  # one unreadable record must not hide the others
             if result.ok:
-                entries.append(_summary(vault, vault.get(result.id)))
+                entries.append(credential_summary(vault, vault.get(result.id)))
             else:
                 entries.append(
                     {
@@ -300,7 +297,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     with open_vault(args) as vault:
-        summary = _summary(vault, vault.get(args.name))
+        summary = credential_summary(vault, vault.get(args.name))
     if args.json:
         print_json(summary)
         return 0

@@ -19,16 +19,26 @@ export function humanErrors(errorMessages) {
       });
 }
 
-function FormHost({ Form, validator, form, formData, onSubmit, onError }) {
-  const [data, setData] = useState(formData);
-  return createElement(Form, {
+// The settings every host of a connector form shares (the browser tests' host and the ui app).
+// RJSF 6 would make a lone `const` inside a oneOf choice the field's default (picking the first
+// division or region for the person); 'skipOneOf' leaves such fields empty until chosen.
+export function formProps(form) {
+  return {
     schema: form.schema,
     uiSchema: form.uiSchema,
-    validator,
-    formData: data,
     transformErrors: humanErrors(form.errorMessages || {}),
     showErrorList: 'top',
     noHtml5Validate: true,
+    experimental_defaultFormStateBehavior: { constAsDefaults: 'skipOneOf' },
+  };
+}
+
+function FormHost({ Form, validator, form, formData, onSubmit, onError }) {
+  const [data, setData] = useState(formData);
+  return createElement(Form, {
+    ...formProps(form),
+    validator,
+    formData: data,
     onChange: (event) => setData(event.formData),
     onSubmit: (event) => onSubmit(event.formData),
     // The form shows the errors; handling them here keeps RJSF from logging them as a failure.

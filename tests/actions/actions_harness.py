@@ -21,8 +21,8 @@ import pytest
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 _ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 

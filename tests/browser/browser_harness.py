@@ -1,5 +1,5 @@
-"""The browser side of the form tests: the bundled form host, headless Chromium, and a page that
-renders one connector form the way an engine's front end does.
+"""The browser side of the form tests: the bundled form host (and the ``exact-connector ui`` app),
+headless Chromium, and a page that renders one connector form the way an engine's front end does.
 
 The host (``frontend/``) is built with npm and esbuild when its bundle is missing or older than
 its sources, so plain ``pytest`` works on a fresh clone (``.ci/run`` installs Chromium and Node).
@@ -11,13 +11,14 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from exact_connector.cli._callback import browser_get
 from exact_connector.runtime import Connector
@@ -63,7 +64,8 @@ def build_bundle() -> None:
         FRONTEND / "package-lock.json"
     ):
         _run([npm, "ci", "--no-audit", "--no-fund"])
-    bundles = [FRONTEND / "dist" / f"rjsf{v}.js" for v in RJSF_VERSIONS]
+    names = [f"rjsf{v}.js" for v in RJSF_VERSIONS] + ["app.js", "app.css"]
+    bundles = [FRONTEND / "dist" / name for name in names]
     sources = max(_newest(FRONTEND / name) for name in _SOURCES)
     if not all(b.exists() and b.stat().st_mtime >= sources for b in bundles):
         _run(["node", "build.mjs"])
@@ -75,19 +77,26 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
 
 
+def watch(page: Page, ignore: Callable[[ConsoleMessage], bool] = lambda _: False) -> list[str]:
+    """The page's errors and console errors and warnings, as they come (``ignore`` aside)."""
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning") and not ignore(message):
+            problems.append(f"console {message.type}: {message.text[:500]}")
+
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", console)
+    return problems
+
+
 class FormPage:
     """One browser page showing one form, with what the console said and what was submitted."""
 
     def __init__(self, browser: Browser, version: str) -> None:
         self.version = version
         self.page: Page = browser.new_page(viewport={"width": 900, "height": 800})
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("console", self._console)
-
-    def _console(self, message: Any) -> None:
-        if message.type in ("error", "warning"):
-            self.problems.append(f"console {message.type}: {message.text}")
+        self.problems = watch(self.page)
 
     def show(self, document: dict[str, Any], form_data: dict[str, Any] | None = None) -> None:
         """Load the host and mount the form, as an engine would with the connector's document."""

@@ -33,8 +33,8 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.client import ExactClient
 from exact_connector.clock import Clock, ManualClock, ScaledClock
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 DIVISION = 100001
 OTHER_DIVISION = 100002

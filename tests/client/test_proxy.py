@@ -17,8 +17,8 @@ from exact_connector.exceptions import ConfigError
 from exact_connector.hosts import PROXY_ENV, configured_proxy
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 
 class _ForwardProxy(ThreadingHTTPServer):

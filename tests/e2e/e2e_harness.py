@@ -25,8 +25,8 @@ from exact_connector.cli._callback import browser_get
 from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.sealing import KeyRing, generate_key
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KeyRing, generate_key
 
 DIVISION = 100001
 UNGRANTED_DIVISION = 999_999

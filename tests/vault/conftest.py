@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from vault_harness import add_credential, raw_db, read_blob, secret_values, writ
 from exact_connector.cli import build_parser, main
 from exact_connector.cli.vault import credentials_subparsers
 from exact_connector.exceptions import VaultKeyMismatch
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from vault_harness import (
 )
 
 from exact_connector.exceptions import CredentialNotFound, TokenRefreshInProgress
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
 
 HOLD_LOCK = """
 from exact_connector.vault import Vault

@@ -20,15 +20,14 @@ from vault_harness import (
     write_blob,
 )
 
-from exact_connector import sealing
 from exact_connector.exceptions import (
     VaultCorrupt,
     VaultIntegrityError,
     VaultKeyUnknown,
     VaultUnsupportedFormat,
 )
-from exact_connector.sealing import KeyRing
-from exact_connector.vault import Vault
+from exact_connector.vault import Vault, sealing
+from exact_connector.vault.sealing import KeyRing
 
 FIELDS = ["client_secret", "refresh_token", "access_token"]
 

@@ -26,7 +26,6 @@ from vault_harness import (
     start_child,
 )
 
-from exact_connector._vault_store import sqlite_errors as _sqlite_errors
 from exact_connector.exceptions import (
     ConcurrentUpdate,
     CredentialNotFound,
@@ -35,8 +34,9 @@ from exact_connector.exceptions import (
     VaultIOError,
     VaultPermissions,
 )
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
+from exact_connector.vault.sqlite import sqlite_errors as _sqlite_errors
 
 UPDATE_TOKENS = """
 from pydantic import SecretStr

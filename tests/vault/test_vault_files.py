@@ -23,8 +23,8 @@ from vault_harness import (
 )
 
 from exact_connector.exceptions import VaultKeyError, VaultPermissions
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault, default_home
+from exact_connector.vault.sealing import KeyRing
 
 
 def _mode(path: Path) -> int:

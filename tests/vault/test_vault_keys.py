@@ -29,8 +29,8 @@ from exact_connector.exceptions import (
     VaultKeyUnknown,
     VaultLocked,
 )
-from exact_connector.sealing import KEY_ENV, KeyRing, MasterKey, blob_kid
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KEY_ENV, KeyRing, MasterKey, blob_kid
 
 FIELDS = ("client_secret", "refresh_token", "access_token")
 
@@ -170,7 +170,7 @@ def test_a11_nearest_vault_keeps_reading_older_keys_and_rekey_upgrades(
     with pytest.raises(VaultKeyMismatch):
         Vault.open(home, keys=ring)
     with Vault.open(tmp_path / "other", keys=ring) as other, Vault.open(home, keys=newer) as vault:
-        assert other._store.vault_id != vault._store.vault_id  # random per vault, like a salt
+        assert other._keys.vault_id != vault._keys.vault_id  # random per vault, like a salt
 
 
 # --- data-key rotation -------------------------------------------------------------------------

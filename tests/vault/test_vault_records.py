@@ -19,8 +19,8 @@ from exact_connector.exceptions import (
     InputError,
     VaultCorrupt,
 )
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KeyRing
 
 NEW = {
     "connector_name": "Exact (production)",

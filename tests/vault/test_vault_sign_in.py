@@ -10,8 +10,8 @@ from vault_harness import add_credential
 
 from exact_connector.clock import ManualClock
 from exact_connector.exceptions import CredentialNotFound
-from exact_connector.sealing import KeyRing
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
 
 STATE = "st-9Jq2xYwK4vLmN0pR"
 

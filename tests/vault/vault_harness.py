@@ -21,8 +21,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from exact_connector.exceptions import ConcurrentUpdate, ExactConnectorError
-from exact_connector.sealing import KeyRing, seal_blob
 from exact_connector.vault import Credential, Vault
+from exact_connector.vault.sealing import KeyRing, seal_blob
 
 REPO = Path(__file__).resolve().parents[2]
 

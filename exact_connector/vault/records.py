@@ -1,4 +1,4 @@
-"""Credential records: the pydantic models, and how a record maps to and from its SQLite row.
+"""Credential records: the pydantic models, and how a record maps to and from its stored row.
 
 A :class:`Credential` is validated strictly on the way in and again on the way out, so a row edited
 outside exact-connector is reported as corrupt (naming the field) rather than half-trusted. Its
@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from exact_connector._vault_keys import corrupt_hint
-from exact_connector._vault_store import Store
 from exact_connector.exceptions import InputError, VaultCorrupt, VaultIntegrityError, VaultKeyError
+from exact_connector.vault.keys import DataKeys
+from exact_connector.vault.store import Row, StoreSession, corrupt_hint
 
 __all__ = [
-    "INSERT",
     "SECRET_FIELDS",
-    "UPDATE",
     "AuditEntry",
     "Credential",
     "VerifyResult",
+    "audit",
     "canonical_id",
     "check_workspace",
     "decode",
@@ -146,9 +144,6 @@ class AuditEntry(BaseModel):
 
 
 _COLUMNS = tuple(Credential.model_fields)
-# Built once from the model's fixed field names; values are always bound parameters.
-INSERT = f"INSERT INTO credentials ({', '.join(_COLUMNS)}) VALUES (:{', :'.join(_COLUMNS)})"  # noqa: S608
-UPDATE = f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)} WHERE id = :id"  # noqa: S608
 
 
 #: The fields of a new credential that the caller does not choose.
@@ -167,8 +162,6 @@ _REQUIRED_BY_AUTH = {
     "oauth2_refresh_token": "refresh_token",
     "oauth2_authorization_code": "redirect_uri",
 }
-_SELECT_BY_ID = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
-_SELECT_BY_NAME = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
 
 
 def canonical_id(value: str) -> str | None:
@@ -228,12 +221,12 @@ def pending(workspace: str, now: float, given: Mapping[str, Any]) -> Credential:
     return draft
 
 
-def find_row(conn: sqlite3.Connection, workspace: str, key: str) -> sqlite3.Row | None:
+def find_row(session: StoreSession, workspace: str, key: str) -> Row | None:
     """The row of the credential with id or connector name ``key`` in ``workspace``."""
     cid = canonical_id(key) if isinstance(key, str) else None
-    query = _SELECT_BY_ID if cid is not None else _SELECT_BY_NAME
-    row: sqlite3.Row | None = conn.execute(query, (cid or key, workspace)).fetchone()
-    return row
+    if cid is not None:
+        return session.credential(cid, workspace)
+    return session.credential_by_name(workspace, key)
 
 
 def validate(values: Mapping[str, Any]) -> Credential:
@@ -248,13 +241,13 @@ def validate(values: Mapping[str, Any]) -> Credential:
         raise InputError("the credential data is invalid", errors=errors) from None
 
 
-def decode(store: Store, row: sqlite3.Row) -> Credential:
+def decode(keys: DataKeys, row: Row) -> Credential:
     """The credential in a row, secrets unsealed; a row that does not validate is corrupt."""
     cid = str(row["id"])
     values = {name: row[name] for name in _COLUMNS if name not in SECRET_FIELDS}
     for field in SECRET_FIELDS:
         blob = row[field]
-        values[field] = None if blob is None else store.keys.unseal(cid, field, blob)
+        values[field] = None if blob is None else keys.unseal(cid, field, blob)
     try:
         values["allowed_divisions"] = tuple(json.loads(row["allowed_divisions"]))
         return Credential.model_validate(values)
@@ -264,31 +257,25 @@ def decode(store: Store, row: sqlite3.Row) -> Credential:
         raise VaultCorrupt(
             f"credential {cid}: stored field {field} is invalid",
             details={"credential_id": cid, "field": field},
-            hint=corrupt_hint(store.path),
+            hint=corrupt_hint(keys.store.where),
         ) from None
 
 
-def encode(store: Store, credential: Credential) -> dict[str, Any]:
+def encode(keys: DataKeys, credential: Credential) -> dict[str, Any]:
     """The row for a credential, each secret sealed under the current data key."""
     # Secrets go through get_secret_value(): model_dump_json() would store "**********".
     row = credential.model_dump(exclude=set(SECRET_FIELDS))
     row["allowed_divisions"] = json.dumps(list(credential.allowed_divisions))
     for field in SECRET_FIELDS:
         secret = getattr(credential, field)
-        row[field] = None if secret is None else store.keys.seal(credential.id, field, secret)
+        row[field] = None if secret is None else keys.seal(credential.id, field, secret)
     return row
 
 
-def verify(store: Store, workspace: str | None) -> list[VerifyResult]:
+def verify(keys: DataKeys, workspace: str | None) -> list[VerifyResult]:
     """Decrypt every record of ``workspace`` (None: of every workspace); one result per record."""
-    args: tuple[str, ...] = ()
-    if workspace is None:
-        query = "SELECT * FROM credentials ORDER BY workspace, connector_name"
-    else:
-        query = "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name"
-        args = (workspace,)
-    with store.read() as conn:
-        rows = conn.execute(query, args).fetchall()
+    with keys.read() as session:
+        rows = session.credentials(workspace)
     results = []
     for row in rows:
         ident = {
@@ -297,10 +284,22 @@ def verify(store: Store, workspace: str | None) -> list[VerifyResult]:
             "connector_name": str(row["connector_name"]),
         }
         try:
-            decode(store, row)
+            decode(keys, row)
         except (VaultIntegrityError, VaultKeyError) as error:
             field = error.details.get("field")
             results.append(VerifyResult(**ident, ok=False, error_code=error.code, field=field))
         else:
             results.append(VerifyResult(**ident, ok=True))
     return results
+
+
+def audit(
+    keys: DataKeys,
+    session: StoreSession,
+    event: str,
+    workspace: str | None,
+    credential_id: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """Append one audit event inside the caller's transaction."""
+    session.append_audit(keys.clock.now(), workspace, credential_id, event, json.dumps(detail))

@@ -24,8 +24,6 @@ import hashlib
 import hmac
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -35,29 +33,27 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from exact_connector.exceptions import (
     VaultCorrupt,
     VaultIntegrityError,
-    VaultIOError,
     VaultKeyError,
     VaultLocked,
     VaultPermissions,
     VaultUnsupportedFormat,
 )
+from exact_connector.vault._files import PRIVATE_OPEN, check_private_file
 
 __all__ = [
     "FORMAT_VERSION",
     "KEY_ENV",
     "KEY_FILE_NAME",
-    "PRIVATE_OPEN",
     "KeyRing",
     "MasterKey",
     "blob_kid",
-    "check_private_dir",
-    "check_private_file",
+    "describe",
     "fingerprint",
     "generate_key",
+    "keyed_digest",
     "new_data_kid",
     "open_blob",
     "seal_blob",
-    "write_private_file",
 ]
 
 FORMAT_VERSION = 1
@@ -67,8 +63,6 @@ TAG_SIZE = 16
 AAD_PREFIX = b"exact-connector/v1"
 KEY_ENV = "EXACT_CONNECTOR_VAULT_KEY"
 KEY_FILE_NAME = "vault.key"
-#: Flags for opening vault files: never follow a symlink, never leak into a child process.
-PRIVATE_OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 KID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
 _KEY_FILE_HEADER = (
     "# exact-connector vault master keys, one per line as kid:base64, primary first.\n"
@@ -252,7 +246,7 @@ def seal_blob(
 
 def blob_kid(blob: bytes, *, subject: Mapping[str, str]) -> str:
     """The key id in a blob's header; rejects empty, truncated and unknown-version blobs."""
-    where = _where(subject)
+    where = describe(subject)
     if not blob:
         raise VaultCorrupt(f"{where} is empty", details=dict(subject))
     if blob[0] != FORMAT_VERSION:
@@ -285,12 +279,13 @@ def open_blob(
         return AESGCM(key).decrypt(nonce, sealed, _aad(header, vault_id, record, field))
     except InvalidTag:
         raise VaultIntegrityError(
-            f"{_where(subject)} failed authentication: it was modified, swapped or moved",
+            f"{describe(subject)} failed authentication: it was modified, swapped or moved",
             details={**subject, "kid": kid},
         ) from None
 
 
-def _where(subject: Mapping[str, str]) -> str:
+def describe(subject: Mapping[str, str]) -> str:
+    """The subject of an error as words: ``credential_id <id> field <name>``."""
     return " ".join(f"{name} {value}" for name, value in subject.items())
 
 
@@ -302,92 +297,3 @@ def keyed_digest(key: bytes, value: str) -> str:
 def fingerprint(key: bytes, value: str) -> str:
     """A short keyed digest of a secret, for display and audit; never reveals the value."""
     return f"sha256-hmac:{keyed_digest(key, value)[:8]}"
-
-
-# --- private files -------------------------------------------------------------------------------
-
-
-def check_private_dir(path: Path) -> None:
-    """Refuse a directory that is a symlink, not ours, or open to group/others."""
-    try:
-        info = os.lstat(path)
-    except OSError as error:
-        raise VaultPermissions(f"cannot inspect vault directory {path}: {error.strerror}") from None
-    _check_owner_and_mode(path, info, "vault directory", "directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise VaultPermissions(f"vault directory {path} is not writable by this user")
-
-
-def check_private_file(path: Path, what: str) -> bool:
-    """False if absent; refuse a symlink, a non-file, another owner or a mode wider than 0600."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    except OSError as error:
-        raise VaultPermissions(f"cannot inspect {what} {path}: {error.strerror}") from None
-    _check_owner_and_mode(path, info, what, "regular file")
-    return True
-
-
-def _check_owner_and_mode(path: Path, info: os.stat_result, what: str, kind: str) -> None:
-    is_kind = stat.S_ISDIR if kind == "directory" else stat.S_ISREG
-    if stat.S_ISLNK(info.st_mode):
-        raise VaultPermissions(f"{what} {path} is a symbolic link; refusing to follow it")
-    if not is_kind(info.st_mode):
-        raise VaultPermissions(f"{what} {path} is not a {kind}")
-    if os.name == "posix":
-        if info.st_uid != os.geteuid():
-            raise VaultPermissions(f"{what} {path} is owned by uid {info.st_uid}, not by this user")
-        if info.st_mode & 0o077:
-            wanted = 0o700 if stat.S_ISDIR(info.st_mode) else 0o600
-            raise VaultPermissions(
-                f"{what} {path} has permissions {stat.S_IMODE(info.st_mode):04o}: too wide",
-                hint=f"Restrict it with: chmod {wanted:o} {path}",
-            )
-
-
-def write_private_file(
-    path: Path, data: bytes, *, replace: bool, before_replace: Callable[[], None] | None = None
-) -> None:
-    """Write ``data`` atomically as a 0600 file: temp file in the same directory, fsync, rename.
-
-    With ``replace=False`` an existing file is never overwritten (``os.link`` fails instead). A
-    failed write leaves the previous file intact and no temp file behind; an fsync failure is
-    final (the data is not retried on the same descriptor, whose dirty pages may be gone).
-    """
-    temp = ""
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if before_replace is not None:
-            before_replace()
-        if replace:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)
-            os.unlink(temp)
-        _fsync_dir(path.parent)
-    except FileExistsError:
-        os.unlink(temp)
-        raise VaultKeyError(f"{path} already exists; refusing to overwrite it") from None
-    except OSError as error:
-        if temp and os.path.lexists(temp):
-            os.unlink(temp)
-        raise VaultIOError(
-            f"cannot write {path}: {error.strerror or 'I/O error'}", details={"path": str(path)}
-        ) from None
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

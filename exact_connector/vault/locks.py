@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from exact_connector import sealing
 from exact_connector.exceptions import TokenRefreshInProgress, VaultIOError, VaultPermissions
-from exact_connector.sealing import PRIVATE_OPEN
+from exact_connector.vault._files import PRIVATE_OPEN, check_private_dir
 
 if sys.platform != "win32":
     import fcntl
@@ -68,7 +67,7 @@ def _open_lock_file(path: Path) -> int:
     try:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path.parent, 0o700)
-        sealing.check_private_dir(path.parent)
+        check_private_dir(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | PRIVATE_OPEN, 0o600)
     except OSError as error:
         raise VaultPermissions(f"cannot open lock file {path}: {error.strerror}") from None

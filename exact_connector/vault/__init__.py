@@ -1,10 +1,12 @@
 """The vault: credentials encrypted at rest in one SQLite file, safe across threads and processes.
 
-:class:`Vault` is the whole interface; the concepts behind it each have a private module:
-``_vault_records`` (the models and their rows), ``_vault_store`` (the SQLite file, its transactions
-and the test-only crash hook), ``_vault_keys`` (data keys wrapped under master keys),
-``_vault_rotation`` (key rotation) and ``_vault_locks`` (per-credential refresh locks). Each secret
-field is its own AES-256-GCM blob (see :mod:`exact_connector.sealing`).
+:class:`Vault` is the whole interface; the concepts behind it each have a module here:
+:mod:`~.records` (the models and their rows), :mod:`~.store` (the store seam: what a backend
+does, and the test-only crash hook), :mod:`~.sqlite` (the SQLite backend, the only place with SQL),
+:mod:`~.keys` (data keys wrapped under master keys, and the vault header), :mod:`~.rotation` (key
+rotation), :mod:`~.locks` (per-credential refresh locks), :mod:`~.sealing` (the crypto: master keys,
+the AES-256-GCM blob format) and :mod:`~._files` (the home directory and its private files). Each
+secret field is its own sealed blob; the store below the seam only ever sees those blobs.
 
 Everything fails closed: a missing, wrong or unknown key, a tampered or truncated blob and a corrupt
 file each raise their own error naming the credential and field, never a value, and one broken
@@ -19,41 +21,13 @@ import builtins
 import hmac
 import json
 import os
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from exact_connector import _vault_rotation, sealing
-from exact_connector._vault_locks import credential_lock
-from exact_connector._vault_records import (
-    INSERT,
-    UPDATE,
-    AuditEntry,
-    Credential,
-    VerifyResult,
-    canonical_id,
-    check_workspace,
-    decode,
-    encode,
-    find_row,
-    one_line,
-    pending,
-    validate,
-)
-from exact_connector._vault_records import verify as verify_records
-from exact_connector._vault_rotation import KeyInfo, RotationReport
-from exact_connector._vault_store import (
-    DB_NAME,
-    Store,
-    absolute_home,
-    crash_point,
-    default_home,
-    ensure_dir,
-)
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
@@ -63,7 +37,35 @@ from exact_connector.exceptions import (
     InputError,
     VaultKeyError,
 )
-from exact_connector.sealing import KEY_FILE_NAME, KeyRing, MasterKey
+from exact_connector.vault import rotation, sealing
+from exact_connector.vault._files import (
+    absolute_home,
+    check_private_dir,
+    check_private_file,
+    default_home,
+    ensure_dir,
+    write_private_file,
+)
+from exact_connector.vault.keys import DataKeys
+from exact_connector.vault.records import (
+    AuditEntry,
+    Credential,
+    VerifyResult,
+    audit,
+    canonical_id,
+    check_workspace,
+    decode,
+    encode,
+    find_row,
+    one_line,
+    pending,
+    validate,
+)
+from exact_connector.vault.records import verify as verify_records
+from exact_connector.vault.rotation import KeyInfo, RotationReport
+from exact_connector.vault.sealing import KEY_FILE_NAME, KeyRing, MasterKey
+from exact_connector.vault.sqlite import DB_NAME, SQLiteStore
+from exact_connector.vault.store import Initializer, StoreSession, VaultStore, crash_point
 
 __all__ = [
     "AuditEntry",
@@ -73,9 +75,11 @@ __all__ = [
     "MasterKey",
     "RotationReport",
     "Vault",
+    "VaultStore",
     "VerifyResult",
     "crash_point",
     "default_home",
+    "save_key_file",
 ]
 
 
@@ -85,14 +89,18 @@ class Vault:
     Thread-safe and multi-process safe. Key rotation, :meth:`verify` with ``all_workspaces`` and
     :meth:`key_info` act on the whole file. Views made by :meth:`in_workspace` share one
     connection pool, so :meth:`close` on any of them closes them all.
+
+    :meth:`open` uses the SQLite store under ``home``; :meth:`on_store` takes any
+    :class:`VaultStore` backend.
     """
 
     home: Path
     workspace: str
 
-    def __init__(self, store: Store, workspace: str) -> None:
-        self._store = store
-        self.home = store.home
+    def __init__(self, keys: DataKeys, home: Path, workspace: str) -> None:
+        self._keys = keys
+        self._store = keys.store
+        self.home = home
         self.workspace = check_workspace(workspace)
 
     @classmethod
@@ -109,9 +117,39 @@ class Vault:
         check_workspace(workspace)
         path = absolute_home(home)
         if os.path.lexists(path):
-            sealing.check_private_dir(path)
+            check_private_dir(path)
         ring = keys if keys is not None else KeyRing.load(path)
-        return cls(Store.open(path, ring, clock or SystemClock(), busy_timeout), workspace)
+        data_keys = DataKeys(ring, clock or SystemClock())
+        store = SQLiteStore.open(path, busy_timeout, data_keys.initialize)
+        return cls._unlocked(data_keys, store, path, workspace)
+
+    @classmethod
+    def on_store(
+        cls,
+        open_store: Callable[[Initializer], VaultStore],
+        *,
+        home: str | os.PathLike[str] | None = None,
+        workspace: str = "default",
+        keys: KeyRing,
+        clock: Clock | None = None,
+    ) -> Vault:
+        """A vault on another backend: ``open_store(initialize)`` opens (or creates) the store.
+
+        ``home`` still holds the key file and the lock files of backends that use them.
+        """
+        check_workspace(workspace)
+        data_keys = DataKeys(keys, clock or SystemClock())
+        store = open_store(data_keys.initialize)
+        return cls._unlocked(data_keys, store, absolute_home(home), workspace)
+
+    @classmethod
+    def _unlocked(cls, keys: DataKeys, store: VaultStore, home: Path, workspace: str) -> Vault:
+        try:
+            keys.unlock(store)
+        except BaseException:
+            store.close()
+            raise
+        return cls(keys, home, workspace)
 
     @staticmethod
     def init(home: str | os.PathLike[str] | None = None) -> Path:
@@ -121,25 +159,19 @@ class Vault:
         key_path = path / KEY_FILE_NAME
         for stale in path.glob(f".{KEY_FILE_NAME}.*.tmp"):  # left by a crash mid-write
             stale.unlink()
-        if sealing.check_private_file(key_path, "key file"):
+        if check_private_file(key_path, "key file"):
             return key_path
         if os.path.lexists(path / DB_NAME):
             raise VaultKeyError(
                 f"a vault exists at {path / DB_NAME} but its key file is missing",
                 hint=f"Set {sealing.KEY_ENV} to its key, or restore {key_path} from a backup.",
             )
-        text = KeyRing.from_bytes(sealing.generate_key()).to_text()
-        sealing.write_private_file(
-            key_path,
-            text.encode("ascii"),
-            replace=False,
-            before_replace=lambda: crash_point("keyfile.before_replace"),
-        )
+        save_key_file(path, KeyRing.from_bytes(sealing.generate_key()), replace=False)
         return key_path
 
     def in_workspace(self, workspace: str) -> Vault:
         """The same vault file seen from another workspace."""
-        return Vault(self._store, workspace)
+        return Vault(self._keys, self.home, workspace)
 
     # --- records ----------------------------------------------------------------------------
 
@@ -164,18 +196,20 @@ class Vault:
             "redirect_uri": redirect_uri,
             "refresh_token": refresh_token,
         }
-        draft = pending(self.workspace, self._store.clock.now(), given)
-        with self._store.write("begin") as conn:
-            if find_row(conn, self.workspace, connector_name) is not None:
+        draft = pending(self.workspace, self._keys.clock.now(), given)
+        with self._keys.write("begin") as session:
+            if find_row(session, self.workspace, connector_name) is not None:
                 raise CredentialExists(
                     f"a credential named {connector_name!r} already exists in workspace "
                     f"{self.workspace!r}",
                     details={"connector_name": connector_name, "workspace": self.workspace},
                 )
-            row = encode(self._store, draft)
-            conn.execute(INSERT, row)
+            session.insert_credential(encode(self._keys, draft))
             self._audit(
-                conn, "created", draft, self._fingerprints(draft, "client_secret", "refresh_token")
+                session,
+                "created",
+                draft,
+                self._fingerprints(draft, "client_secret", "refresh_token"),
             )
         return draft
 
@@ -194,20 +228,17 @@ class Vault:
 
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
-        with self._store.read() as conn:
-            row = find_row(conn, self.workspace, id_or_name)
+        with self._keys.read() as session:
+            row = find_row(session, self.workspace, id_or_name)
             if row is None:
                 raise self._not_found(id_or_name)
-            return decode(self._store, row)
+            return decode(self._keys, row)
 
     def list(self) -> builtins.list[Credential]:
         """Every credential in this workspace, by name; the first unreadable one raises."""
-        with self._store.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name",
-                (self.workspace,),
-            ).fetchall()
-            return [decode(self._store, row) for row in rows]
+        with self._keys.read() as session:
+            rows = session.credentials(self.workspace)
+            return [decode(self._keys, row) for row in rows]
 
     def update_tokens(
         self,
@@ -259,80 +290,70 @@ class Vault:
 
     def remove(self, credential_id: str) -> None:
         """Delete a credential, even one that no longer decrypts."""
-        with self._store.write("remove") as conn:
-            row = find_row(conn, self.workspace, credential_id)
+        with self._keys.write("remove") as session:
+            row = find_row(session, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
-            conn.execute("DELETE FROM credentials WHERE id = ?", (row["id"],))
+            session.delete_credential(row["id"])
             detail = {"connector_name": row["connector_name"]}
-            self._store.audit(conn, "removed", self.workspace, row["id"], detail)
+            audit(self._keys, session, "removed", self.workspace, row["id"], detail)
 
     @contextmanager
     def lock(self, credential_id: str, timeout: float = 30.0) -> Iterator[None]:
-        """Hold the credential's refresh lock: a thread mutex plus ``flock`` on its lock file.
+        """Hold the credential's refresh lease (the SQLite store: a thread mutex plus ``flock``).
 
-        The kernel drops the ``flock`` if the holder dies; waiting longer than ``timeout`` raises
+        A holder that dies loses it at once; waiting longer than ``timeout`` raises
         :class:`TokenRefreshInProgress`.
         """
         cid = canonical_id(credential_id)
         if cid is None:
             raise self._not_found(credential_id)
-        with credential_lock(self.home, cid, timeout):
+        with self._store.lease(cid, timeout):
             yield
 
     def verify(self, *, all_workspaces: bool = False) -> builtins.list[VerifyResult]:
         """Decrypt every record (of this workspace, or of all); one result per record."""
-        return verify_records(self._store, None if all_workspaces else self.workspace)
+        return verify_records(self._keys, None if all_workspaces else self.workspace)
 
     def begin_sign_in(self, credential_id: str, state: str, ttl: float = 900.0) -> None:
         """Remember a pending sign-in's ``state`` (as a keyed digest) for any process to finish.
 
         One pending sign-in per credential: starting another replaces it.
         """
-        digest = sealing.keyed_digest(self._store.keys.fingerprint_key, state)
-        with self._store.write("sign-in") as conn:
-            row = find_row(conn, self.workspace, credential_id)
+        digest = sealing.keyed_digest(self._keys.fingerprint_key, state)
+        with self._keys.write("sign-in") as session:
+            row = find_row(session, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
-            conn.execute(
-                "INSERT OR REPLACE INTO sign_ins VALUES (?, ?, ?)",
-                (row["id"], digest, self._store.clock.now() + ttl),
-            )
+            session.put_sign_in(row["id"], digest, self._keys.clock.now() + ttl)
 
     def finish_sign_in(self, credential_id: str, state: str) -> bool:
         """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
-        digest = sealing.keyed_digest(self._store.keys.fingerprint_key, state)
-        with self._store.write("sign-in") as conn:
-            row = find_row(conn, self.workspace, credential_id)
+        digest = sealing.keyed_digest(self._keys.fingerprint_key, state)
+        with self._keys.write("sign-in") as session:
+            row = find_row(session, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
-            pending = conn.execute(
-                "SELECT state_digest, expires_at FROM sign_ins WHERE credential_id = ?",
-                (row["id"],),
-            ).fetchone()
+            pending = session.sign_in(row["id"])
             if pending is None:
                 return False
-            expired = pending["expires_at"] <= self._store.clock.now()
+            expired = pending["expires_at"] <= self._keys.clock.now()
             matches = hmac.compare_digest(pending["state_digest"], digest)
             if matches or expired:
-                conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (row["id"],))
+                session.delete_sign_in(row["id"])
             return matches and not expired
 
     def fingerprint(self, secret: SecretStr) -> str:
         """A short HMAC fingerprint (``sha256-hmac:1a2b3c4d``), stable for this vault."""
-        return sealing.fingerprint(self._store.keys.fingerprint_key, secret.get_secret_value())
+        return sealing.fingerprint(self._keys.fingerprint_key, secret.get_secret_value())
 
     def audit_log(self, credential_id: str | None = None) -> builtins.list[AuditEntry]:
         """Audit events of this workspace (and vault-wide key events), oldest first."""
-        query = "SELECT * FROM audit WHERE (workspace = ? OR workspace IS NULL)"
-        args: tuple[str, ...] = (self.workspace,)
-        if credential_id is not None:
-            query, args = query + " AND credential_id = ?", (*args, credential_id)
-        with self._store.read() as conn:
-            rows = conn.execute(query + " ORDER BY seq", args).fetchall()
+        with self._keys.read() as session:
+            rows = session.audit(self.workspace, credential_id)
         return [AuditEntry(**{**dict(row), "detail": json.loads(row["detail"])}) for row in rows]
 
-    # --- keys: whole-file operations (see _vault_rotation) ------------------------------------
+    # --- keys: whole-file operations (see rotation) ------------------------------------------
 
     def rotate_key(self, new_key: bytes | None = None) -> RotationReport:
         """Re-encrypt every record (all workspaces) under a fresh data key, verify, retire old keys.
@@ -341,7 +362,7 @@ class Vault:
         another. With ``new_key`` the master key is rotated first (:meth:`rewrap`); the caller
         must store ``new_key`` where every process loads its keys from.
         """
-        return _vault_rotation.rotate_key(self._store, new_key)
+        return rotation.rotate_key(self._keys, new_key)
 
     def rewrap(self, new_key: bytes | None = None, *, retire_old: bool = False) -> RotationReport:
         """Rotate the master key: wrap every data key under it; records are left untouched.
@@ -350,15 +371,15 @@ class Vault:
         with ``retire_old`` the wraps under every other master key are then removed, so the old
         key can be destroyed.
         """
-        return _vault_rotation.rewrap(self._store, new_key, retire_old=retire_old)
+        return rotation.rewrap(self._keys, new_key, retire_old=retire_old)
 
     def retire_key(self, kid: str) -> None:
         """Remove an old data or master key; refused (with the count) while anything needs it."""
-        _vault_rotation.retire_key(self._store, kid)
+        rotation.retire_key(self._keys, kid)
 
     def key_info(self) -> builtins.list[KeyInfo]:
         """Every master and data key of the vault, with the number of records under each."""
-        return _vault_rotation.key_info(self._store)
+        return rotation.key_info(self._keys)
 
     def close(self) -> None:
         """Close the vault's connections (every view of this file)."""
@@ -397,32 +418,24 @@ class Vault:
                 "expected_version must be an integer",
                 errors=[{"path": "$.expected_version", "code": "int_type", "message": "integer"}],
             )
-        with self._store.write(op) as conn:
-            row = find_row(conn, self.workspace, credential_id)
+        with self._keys.write(op) as session:
+            row = find_row(session, self.workspace, credential_id)
             if row is None:
                 raise self._not_found(credential_id)
             if expected_version is not None and row["version"] != expected_version:
-                raise ConcurrentUpdate(
-                    f"credential {row['id']} is at version {row['version']}, "
-                    f"not {expected_version}",
-                    details={
-                        "credential_id": row["id"],
-                        "expected_version": expected_version,
-                        "current_version": row["version"],
-                    },
-                )
-            current = decode(self._store, row)
+                raise _moved_on(row["id"], expected_version, row["version"])
+            current = decode(self._keys, row)
             updates = change(current)
             new = validate(
                 {
                     **current.model_dump(),
                     **updates,
                     "version": current.version + 1,
-                    "updated_at": self._store.clock.now(),
+                    "updated_at": self._keys.clock.now(),
                 }
             )
-            encoded = encode(self._store, new)
-            conn.execute(UPDATE, encoded)
+            if not session.swap_credential(encode(self._keys, new), current.version):
+                raise _moved_on(row["id"], current.version, None)  # a backend's weaker isolation
             detail: dict[str, Any] = {"version": new.version}
             if event == "tokens_updated":
                 detail.update(self._fingerprints(new, "refresh_token", "access_token"))
@@ -430,7 +443,7 @@ class Vault:
                 detail.update(status=new.status, previous=current.status, reason=new.status_reason)
             elif event == "divisions":
                 detail.update(allowed=list(new.allowed_divisions), default=new.default_division)
-            self._audit(conn, event, new, detail)
+            self._audit(session, event, new, detail)
         return new
 
     def _fingerprints(self, credential: Credential, *fields: str) -> dict[str, str]:
@@ -441,7 +454,29 @@ class Vault:
         }
 
     def _audit(
-        self, conn: sqlite3.Connection, event: str, credential: Credential, detail: dict[str, Any]
+        self, session: StoreSession, event: str, credential: Credential, detail: dict[str, Any]
     ) -> None:
         detail = {"connector_name": credential.connector_name, **detail}
-        self._store.audit(conn, event, credential.workspace, credential.id, detail)
+        audit(self._keys, session, event, credential.workspace, credential.id, detail)
+
+
+def _moved_on(credential_id: str, expected: int, current: int | None) -> ConcurrentUpdate:
+    now = "another version" if current is None else f"version {current}"
+    return ConcurrentUpdate(
+        f"credential {credential_id} is at {now}, not {expected}",
+        details={
+            "credential_id": credential_id,
+            "expected_version": expected,
+            "current_version": current,
+        },
+    )
+
+
+def save_key_file(home: Path, ring: KeyRing, *, replace: bool = True) -> None:
+    """Write ``ring`` as ``<home>/vault.key``, atomically and 0600 (``replace=False``: only new)."""
+    write_private_file(
+        home / KEY_FILE_NAME,
+        ring.to_text().encode("ascii"),
+        replace=replace,
+        before_replace=lambda: crash_point("keyfile.before_replace"),
+    )

@@ -9,30 +9,24 @@ needs it; the refusal says how many records or data keys do.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from exact_connector import sealing
-from exact_connector._vault_keys import DataKeys, primary_data_kid
-from exact_connector._vault_records import SECRET_FIELDS, VerifyResult, verify
-from exact_connector._vault_store import Store
 from exact_connector.exceptions import (
     VaultIntegrityError,
     VaultKeyError,
     VaultKeyMismatch,
     VaultKeyUnknown,
 )
-from exact_connector.sealing import MasterKey
+from exact_connector.vault import sealing
+from exact_connector.vault.keys import DataKeys
+from exact_connector.vault.records import SECRET_FIELDS, VerifyResult, audit, verify
+from exact_connector.vault.sealing import MasterKey
+from exact_connector.vault.store import StoreSession
 
 __all__ = ["KeyInfo", "RotationReport", "key_info", "retire_key", "rewrap", "rotate_key"]
-
-_RESEAL = (
-    "UPDATE credentials SET client_secret = :client_secret, refresh_token = :refresh_token,"
-    " access_token = :access_token WHERE id = :id"
-)
 
 
 class RotationReport(BaseModel):
@@ -66,35 +60,34 @@ class KeyInfo(BaseModel):
     records: int | None = None
 
 
-def rotate_key(store: Store, new_key: bytes | None = None) -> RotationReport:
+def rotate_key(keys: DataKeys, new_key: bytes | None = None) -> RotationReport:
     """Re-encrypt every record under a fresh data key (or finish a rotation), verify, retire."""
-    keys = store.keys
     if new_key is not None:
-        rewrap(store, new_key)
-    with store.write("rotate_start") as conn:
-        resumed = bool(_old_data_kids(conn))
+        rewrap(keys, new_key)
+    with keys.write("rotate_start") as session:
+        resumed = bool(_old_data_kids(session))
         new_kid = keys.primary_kid
         if not resumed:
-            new_kid = keys.create(conn, "data")
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'primary_data_key'", (new_kid,))
+            new_kid = keys.create(session, "data")
+            session.set_header("primary_data_key", new_kid)
     keys.primary_kid = new_kid
-    with store.read() as conn:
-        ids = [row[0] for row in conn.execute("SELECT id FROM credentials ORDER BY rowid")]
+    with keys.read() as session:
+        ids = session.credential_ids()
     reencrypted = 0
     for cid in ids:
         with contextlib.suppress(VaultIntegrityError, VaultKeyError):  # reported by verify
-            reencrypted += _reseal(store, cid)
-    failed = tuple(result for result in verify(store, None) if not result.ok)
+            reencrypted += _reseal(keys, cid)
+    failed = tuple(result for result in verify(keys, None) if not result.ok)
     retired: list[str] = []
     if not failed:
-        with store.read() as conn:
-            old = _old_data_kids(conn)
+        with keys.read() as session:
+            old = _old_data_kids(session)
         for kid in old:
-            retire_key(store, kid)
+            retire_key(keys, kid)
             retired.append(kid)
     detail = {"data_key": new_kid, "reencrypted": reencrypted, "retired": retired}
-    with store.write("rotate_end") as conn:
-        store.audit(conn, "data_key_rotated", None, None, detail)
+    with keys.write("rotate_end") as session:
+        audit(keys, session, "data_key_rotated", None, None, detail)
     return RotationReport(
         kind="data",
         new_kid=new_kid,
@@ -107,29 +100,23 @@ def rotate_key(store: Store, new_key: bytes | None = None) -> RotationReport:
 
 
 def rewrap(
-    store: Store, new_key: bytes | None = None, *, retire_old: bool = False
+    keys: DataKeys, new_key: bytes | None = None, *, retire_old: bool = False
 ) -> RotationReport:
     """Wrap every data key under ``new_key`` (else the ring's primary); records stay untouched."""
-    keys = store.keys
     if new_key is not None:
         keys.ring = keys.ring.with_primary(MasterKey.from_bytes(new_key))
     master = keys.ring.primary
-    with store.write("rewrap") as conn:
-        kids = [row[0] for row in conn.execute("SELECT kid FROM data_keys ORDER BY created_at")]
-        have = {
-            row[0]
-            for row in conn.execute(
-                "SELECT data_kid FROM key_wraps WHERE master_kid = ?", (master.kid,)
-            )
-        }
+    with keys.write("rewrap") as session:
+        kids = [str(row["kid"]) for row in session.data_keys()]
+        have = {kid for kid in kids if master.kid in session.wraps(kid)}
         missing = [kid for kid in kids if kid not in have]
         for kid in missing:
-            keys.wrap(conn, kid, keys.get(kid), master)
-        _check_wraps(keys, conn, master, kids)
-        store.audit(conn, "master_key_rotated", None, None, {"master_key": master.kid})
+            keys.wrap(session, kid, keys.get(kid), master)
+        _check_wraps(keys, session, master, kids)
+        audit(keys, session, "master_key_rotated", None, None, {"master_key": master.kid})
     retired = [kid for kid in keys.master_kids() if kid != master.kid] if retire_old else []
     for kid in retired:
-        retire_key(store, kid)
+        retire_key(keys, kid)
     return RotationReport(
         kind="master",
         new_kid=master.kid,
@@ -141,30 +128,27 @@ def rewrap(
     )
 
 
-def retire_key(store: Store, kid: str) -> None:
+def retire_key(keys: DataKeys, kid: str) -> None:
     """Remove an old data or master key; refused (with the count) while anything needs it."""
-    keys = store.keys
-    with store.write("retire") as conn:
-        purpose = conn.execute("SELECT purpose FROM data_keys WHERE kid = ?", (kid,)).fetchone()
+    with keys.write("retire") as session:
+        purpose = session.data_key_purpose(kid)
         if purpose is not None:
-            if purpose[0] != "data" or kid == keys.primary_kid:
+            if purpose != "data" or kid == keys.primary_kid:
                 raise VaultKeyError(f"refusing to retire {kid}: it is the vault's current key")
-            count = _kid_usage(conn).get(kid, 0)
+            count = _kid_usage(session).get(kid, 0)
             if count:
                 raise VaultKeyError(
                     f"refusing to retire data key {kid}: {count} credential(s) still use it",
                     details={"kid": kid, "count": count},
                     hint="Finish the rotation first: exact-connector vault rotate-key --resume",
                 )
-            conn.execute("DELETE FROM data_keys WHERE kid = ?", (kid,))
-        elif conn.execute("SELECT 1 FROM key_wraps WHERE master_kid = ?", (kid,)).fetchone():
+            session.delete_data_key(kid)
+        elif kid in session.master_kids():
             if kid == keys.ring.primary.kid:
                 raise VaultKeyError(f"refusing to retire {kid}: it is this process's primary key")
-            orphans = conn.execute(
-                "SELECT count(*) FROM data_keys d WHERE NOT EXISTS (SELECT 1 FROM key_wraps w"
-                " WHERE w.data_kid = d.kid AND w.master_kid != ?)",
-                (kid,),
-            ).fetchone()[0]
+            orphans = sum(
+                not set(session.wraps(str(row["kid"]))) - {kid} for row in session.data_keys()
+            )
             if orphans:
                 raise VaultKeyError(
                     f"refusing to retire master key {kid}: {orphans} data key(s) are sealed "
@@ -172,20 +156,19 @@ def retire_key(store: Store, kid: str) -> None:
                     details={"kid": kid, "count": orphans},
                     hint="Wrap them under the new key: vault rotate-key --master",
                 )
-            conn.execute("DELETE FROM key_wraps WHERE master_kid = ?", (kid,))
+            session.delete_wraps(kid)
         else:
             raise VaultKeyUnknown(f"this vault has no key {kid}", details={"kid": kid})
-        store.audit(conn, "key_retired", None, None, {"kid": kid})
+        audit(keys, session, "key_retired", None, None, {"kid": kid})
     keys.forget(kid)
 
 
-def key_info(store: Store) -> list[KeyInfo]:
+def key_info(keys: DataKeys) -> list[KeyInfo]:
     """Every master and data key of the vault, with the number of records under each."""
-    keys = store.keys
-    with store.read() as conn:
-        data = conn.execute("SELECT kid, purpose FROM data_keys ORDER BY created_at").fetchall()
-        masters = [row[0] for row in conn.execute("SELECT DISTINCT master_kid FROM key_wraps")]
-        usage, primary = _kid_usage(conn), primary_data_kid(conn)
+    with keys.read() as session:
+        data = [(str(row["kid"]), str(row["purpose"])) for row in session.data_keys()]
+        masters = session.master_kids()
+        usage, primary = _kid_usage(session), _primary(session)
     infos = [
         KeyInfo(
             kid=kid,
@@ -210,19 +193,25 @@ def key_info(store: Store) -> list[KeyInfo]:
     return infos
 
 
-def _old_data_kids(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT kid FROM data_keys WHERE purpose = 'data' AND kid != ?", (primary_data_kid(conn),)
-    ).fetchall()
-    return [row[0] for row in rows]
+def _primary(session: StoreSession) -> str:
+    return session.header().get("primary_data_key", "")
 
 
-def _kid_usage(conn: sqlite3.Connection) -> dict[str, int]:
+def _old_data_kids(session: StoreSession) -> list[str]:
+    primary = _primary(session)
+    return [
+        str(row["kid"])
+        for row in session.data_keys()
+        if row["purpose"] == "data" and row["kid"] != primary
+    ]
+
+
+def _kid_usage(session: StoreSession) -> dict[str, int]:
     """How many records have at least one blob under each data key (read from blob headers)."""
     usage: dict[str, int] = {}
-    for row in conn.execute("SELECT client_secret, refresh_token, access_token FROM credentials"):
+    for row in session.credentials(None):
         kids: set[str] = set()
-        for blob in row:
+        for blob in (row[field] for field in SECRET_FIELDS):
             if isinstance(blob, bytes):
                 with contextlib.suppress(VaultIntegrityError):
                     kids.add(sealing.blob_kid(blob, subject={}))
@@ -231,14 +220,10 @@ def _kid_usage(conn: sqlite3.Connection) -> dict[str, int]:
     return usage
 
 
-def _reseal(store: Store, cid: str) -> bool:
+def _reseal(keys: DataKeys, cid: str) -> bool:
     """Re-encrypt one record under the primary data key; False if it already is (or is gone)."""
-    keys = store.keys
-    with store.write("rotate") as conn:
-        row = conn.execute(
-            "SELECT client_secret, refresh_token, access_token FROM credentials WHERE id = ?",
-            (cid,),
-        ).fetchone()
+    with keys.write("rotate") as session:
+        row = session.credential(cid)
         if row is None:
             return False
         blobs = {field: row[field] for field in SECRET_FIELDS if row[field] is not None}
@@ -255,19 +240,16 @@ def _reseal(store: Store, cid: str) -> bool:
             else None
             for field in SECRET_FIELDS
         }
-        conn.execute(_RESEAL, {**fresh, "id": cid})
+        session.reseal_credential(cid, fresh)
         return True
 
 
 def _check_wraps(
-    keys: DataKeys, conn: sqlite3.Connection, master: MasterKey, kids: Sequence[str]
+    keys: DataKeys, session: StoreSession, master: MasterKey, kids: Sequence[str]
 ) -> None:
     """Prove ``master`` unwraps every data key to the very key in use, before anything retires."""
     for kid in kids:
-        blob = conn.execute(
-            "SELECT blob FROM key_wraps WHERE data_kid = ? AND master_kid = ?",
-            (kid, master.kid),
-        ).fetchone()[0]
+        blob = session.wraps(kid)[master.kid]
         try:
             key = keys.unwrap(blob, kid, master)
         except VaultIntegrityError:

@@ -1,0 +1,260 @@
+"""The routes: a JSON API over one :class:`Connector`, the sign-in callback, and the page.
+
+| route | what it does |
+| --- | --- |
+| ``GET /`` | the page (the React app), with this run's CSRF token |
+| ``GET /api/state`` | the workspace's credentials (fingerprints, never secrets) and the mode |
+| ``GET /api/forms/credentials`` | the credential form (RJSF), prefilled on the sandbox |
+| ``POST /api/credentials`` | store a credential (pending); the sign-in address to open |
+| ``GET /callback`` | where Exact sends the browser back: tokens stored, Test Connect run |
+| ``POST /api/credentials/{id}/test`` | Test Connect again |
+| ``POST /api/credentials/{id}/activate`` | Connect & Create (only after a passing Test Connect) |
+| ``POST /api/credentials/{id}/reauthorize`` | a new sign-in address |
+| ``DELETE /api/credentials/{id}`` | remove the credential and its secrets |
+| ``GET /api/actions`` | the actions a step can run |
+| ``POST /api/forms/{action}`` | an action's form, hydrated for a credential and the values so far |
+| ``POST /api/run/{action}`` | the form data made input, then a dry run (the request) or the run |
+
+Errors are the connector's own error objects (``{"error": {code, category, message, hint,
+details}}``) with an HTTP status by category; a bug answers 500 with no traceback. The connector
+is synchronous, so every call runs in the thread pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from exact_connector import forms
+from exact_connector.cli.vault import credential_summary
+from exact_connector.exceptions import Category, ExactConnectorError, InputError
+from exact_connector.runtime import Connector
+from exact_connector.ui.assets import bundle_dir, page
+from exact_connector.ui.guard import Guard
+
+__all__ = ["UiSettings", "create_app"]
+
+#: The HTTP status for each error category: what the page should do is in the body.
+_STATUS = {Category.USER: 422, Category.CONFIG: 409, Category.TRANSIENT: 503, Category.SYSTEM: 502}
+_Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class UiSettings:
+    """How one run of the app is set up.
+
+    ``origin`` is ``http://127.0.0.1:PORT``; ``sandbox`` is the embedded sandbox's credential form
+    data when the app runs on it (its server URL is then offered beside Exact's regions).
+    """
+
+    origin: str
+    token: str
+    sandbox: dict[str, Any] | None = None
+
+    @property
+    def callback(self) -> str:
+        """The redirect URI this app receives sign-ins on."""
+        return f"{self.origin}/callback"
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        port = self.origin.rsplit(":", 1)[1]
+        return (f"127.0.0.1:{port}", f"localhost:{port}")
+
+
+@dataclass
+class _Session:
+    """What the app remembers between requests: sign-ins under way and Test Connect reports."""
+
+    connector: Connector
+    settings: UiSettings
+    sign_ins: dict[str, str] = field(default_factory=dict)  # state -> credential id
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # credential id -> report
+
+    def describe(self, credential_id: str) -> dict[str, Any]:
+        vault = self.connector.vault
+        summary = credential_summary(vault, vault.get(credential_id))
+        summary["report"] = self.reports.get(summary["id"])
+        return summary
+
+    def start_sign_in(self, credential_id: str) -> str:
+        state = secrets.token_urlsafe(24)
+        url = self.connector.authorization_url(credential_id, state)
+        self.sign_ins[state] = credential_id
+        return url
+
+    def test(self, credential_id: str) -> dict[str, Any]:
+        self.reports[credential_id] = self.connector.test_connect(credential_id)
+        return self.describe(credential_id)
+
+    def credential_form(self) -> dict[str, Any]:
+        form = self.connector.rjsf_form("credentials")
+        form["formData"] = {"redirect_uri": self.settings.callback}
+        sandbox = self.settings.sandbox
+        if sandbox is not None:
+            choices = form["schema"]["properties"]["server_url"]["oneOf"]
+            choices.insert(0, {"const": sandbox["server_url"], "title": "Sandbox (this machine)"})
+            form["formData"] = dict(sandbox)
+        return form
+
+    def add(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The credential form's data stored; then the sign-in address, or Test Connect."""
+        form_data = body.get("formData")
+        if not isinstance(form_data, dict):
+            raise InputError.at("$", "type", "expected the credential form's data")
+        server_url = form_data.get("server_url")
+        sandbox = self.settings.sandbox
+        on_sandbox = sandbox is not None and server_url == sandbox["server_url"]
+        regions = self.connector.manifest.server_urls
+        checked = {**form_data, "server_url": regions[0].url} if on_sandbox else form_data
+        inputs = {**forms.to_input("credentials", checked), "server_url": server_url}
+        credential = self.connector.credentials.begin(inputs)
+        if credential.auth_type == "oauth2_authorization_code":
+            return {"credential": self.describe(credential.id), **self.reauthorize(credential.id)}
+        return {"credential": self.test(credential.id)}
+
+    def reauthorize(self, credential_id: str) -> dict[str, Any]:
+        return {"authorize_url": self.start_sign_in(credential_id)}
+
+    def complete(self, query: dict[str, str]) -> str:
+        """The callback: tokens stored and Test Connect run; the page's address to go back to."""
+        credential_id = self.sign_ins.pop(query.get("state", ""), None)
+        if credential_id is None:
+            raise InputError.at("$.state", "state", "this sign-in was not started here")
+        if "code" not in query:
+            problem = query.get("error_description") or query.get("error") or "no code returned"
+            self.reports[credential_id] = {
+                "ok": False,
+                "checks": [{"name": "sign_in", "ok": False, "summary": problem}],
+            }
+        else:
+            self.connector.complete_authorization(credential_id, query["code"], query["state"])
+            self.test(credential_id)
+        return f"/#/credentials/{quote(credential_id)}"
+
+    def activate(self, credential_id: str) -> dict[str, Any]:
+        report = self.reports.get(credential_id)
+        if report is None or not report["ok"]:
+            raise InputError.at(
+                "$.report", "test_connect", "run a passing Test Connect before Connect & Create"
+            )
+        self.connector.credentials.activate(credential_id)
+        return self.describe(credential_id)
+
+    def action_form(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.connector.manifest.action(action)  # an unknown action is an input error
+        return self.connector.rjsf_form(
+            action,
+            credential=body.get("credential") or None,
+            values=body.get("values") or {},
+            search=body.get("search") or None,
+        )
+
+    def run(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        inputs = forms.to_input(action, body.get("formData"))
+        credential = str(body.get("credential", ""))
+        if body.get("dry_run"):
+            return {"request": self.connector.plan(action, credential, inputs), "input": inputs}
+        return {"result": self.connector.execute(action, credential, inputs), "input": inputs}
+
+
+def _error(error: ExactConnectorError) -> JSONResponse:
+    return JSONResponse({"error": error.to_dict()}, status_code=_STATUS[error.category])
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InputError.at("$", "json", "the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InputError.at("$", "type", "expected a JSON object")
+    return body
+
+
+def create_app(connector: Connector, settings: UiSettings) -> Starlette:
+    """The ASGI app serving ``connector``'s workspace on ``settings.origin``."""
+    session = _Session(connector, settings)
+    built = bundle_dir()
+
+    def threaded(work: Callable[..., Any], *parts: str, body: bool = False) -> _Handler:
+        """A route passing its path parameters (and JSON body) to ``work``, run off the loop."""
+
+        async def handle(request: Request) -> Response:
+            args: list[Any] = [request.path_params[p] for p in parts]
+            try:
+                if body:
+                    args.append(await _body(request))
+                return JSONResponse(await run_in_threadpool(work, *args))
+            except ExactConnectorError as error:
+                return _error(error)
+
+        return handle
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page(settings.token, built is not None))
+
+    def state() -> dict[str, Any]:
+        return {
+            "mode": "sandbox" if settings.sandbox else "vault",
+            "workspace": connector.vault.workspace,
+            "credentials": [session.describe(c.id) for c in connector.credentials.list()],
+        }
+
+    def actions() -> list[dict[str, Any]]:
+        return [
+            {"id": a.id, "title": a.title, "description": a.description, "read_only": a.read_only}
+            for a in connector.manifest.actions
+        ]
+
+    def remove(credential_id: str) -> dict[str, Any]:
+        connector.credentials.remove(credential_id)
+        session.reports.pop(credential_id, None)
+        return {"removed": credential_id}
+
+    async def callback(request: Request) -> Response:
+        try:
+            target = await run_in_threadpool(session.complete, dict(request.query_params))
+        except ExactConnectorError as error:
+            text = escape(f"{error.message} {error.hint or ''}")
+            return HTMLResponse(f'<p>{text}</p><p><a href="/">Back</a></p>', status_code=400)
+        return RedirectResponse(target, status_code=303)
+
+    routes: list[BaseRoute] = [
+        Route("/", index),
+        Route("/callback", callback),
+        Route("/api/state", threaded(state)),
+        Route("/api/forms/credentials", threaded(session.credential_form)),
+        Route("/api/credentials", threaded(session.add, body=True), methods=["POST"]),
+        Route("/api/credentials/{id}/test", threaded(session.test, "id"), methods=["POST"]),
+        Route("/api/credentials/{id}/activate", threaded(session.activate, "id"), methods=["POST"]),
+        Route(
+            "/api/credentials/{id}/reauthorize",
+            threaded(session.reauthorize, "id"),
+            methods=["POST"],
+        ),
+        Route("/api/credentials/{id}", threaded(remove, "id"), methods=["DELETE"]),
+        Route("/api/actions", threaded(actions)),
+        Route(
+            "/api/forms/{action}",
+            threaded(session.action_form, "action", body=True),
+            methods=["POST"],
+        ),
+        Route("/api/run/{action}", threaded(session.run, "action", body=True), methods=["POST"]),
+    ]
+    if built is not None:
+        routes.append(Mount("/assets", StaticFiles(directory=built), name="assets"))
+    middleware = [Middleware(Guard, hosts=settings.hosts, token=settings.token)]
+    return Starlette(routes=routes, middleware=middleware)

@@ -1,0 +1,414 @@
+"""The vault's SQLite backend: one file per home, and every SQL statement of the vault.
+
+``<home>`` holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could
+create them 0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh
+token survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN IMMEDIATE``
+transaction, so a compare-and-swap is exact across processes. A forked child opens its own
+connections and never touches its parent's. Every SQLite failure becomes the vault's own error
+through one table, without SQLite's text. The refresh lease is a ``flock`` on a lock file
+(:mod:`exact_connector.vault.locks`).
+
+:class:`SQLiteStore` implements :class:`~exact_connector.vault.store.VaultStore` and
+:class:`SQLiteSession` implements :class:`~exact_connector.vault.store.StoreSession`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from exact_connector import _sqlite
+from exact_connector.exceptions import (
+    ExactConnectorError,
+    VaultBusy,
+    VaultCorrupt,
+    VaultIOError,
+    VaultPermissions,
+)
+from exact_connector.vault._files import check_private_file, ensure_dir
+from exact_connector.vault.locks import credential_lock
+from exact_connector.vault.store import Initializer, Row, corrupt_hint, crash_point
+
+__all__ = ["DB_NAME", "SQLiteSession", "SQLiteStore", "sqlite_errors"]
+
+DB_NAME = "vault.db"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE data_keys (kid TEXT PRIMARY KEY, purpose TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE key_wraps (
+    data_kid TEXT NOT NULL REFERENCES data_keys(kid) ON DELETE CASCADE,
+    master_kid TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (data_kid, master_kid));
+CREATE TABLE credentials (
+    id TEXT PRIMARY KEY, workspace TEXT NOT NULL, connector_name TEXT NOT NULL,
+    auth_type TEXT NOT NULL, server_url TEXT NOT NULL, client_id TEXT NOT NULL, redirect_uri TEXT,
+    status TEXT NOT NULL, status_reason TEXT, allowed_divisions TEXT NOT NULL,
+    default_division INTEGER, client_secret BLOB, refresh_token BLOB, access_token BLOB,
+    access_token_issued_at REAL, access_token_expires_at REAL, refresh_token_issued_at REAL,
+    version INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    UNIQUE (workspace, connector_name));
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, workspace TEXT,
+    credential_id TEXT, event TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+#: Tables added after the first release of the file format; created at open when missing.
+_ADDED = """
+CREATE TABLE IF NOT EXISTS sign_ins (
+    credential_id TEXT PRIMARY KEY REFERENCES credentials(id) ON DELETE CASCADE,
+    state_digest TEXT NOT NULL, expires_at REAL NOT NULL);
+"""
+_TABLES = frozenset(
+    {"meta", "data_keys", "key_wraps", "credentials", "audit", "sign_ins", "sqlite_sequence"}
+)
+_PRAGMAS = (
+    "PRAGMA synchronous = FULL",  # WAL + NORMAL may lose a committed refresh token on power loss
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",  # SQLite's own temp files would otherwise land in /tmp
+    "PRAGMA secure_delete = ON",
+    "PRAGMA trusted_schema = OFF",
+    "PRAGMA cell_size_check = ON",
+)
+#: SQLite primary result code -> (our error, what happened). Raw SQLite text never escapes.
+_SQLITE_ERRORS: dict[int, tuple[type[ExactConnectorError], str]] = {
+    sqlite3.SQLITE_BUSY: (VaultBusy, "stayed locked by another writer past the busy timeout"),
+    sqlite3.SQLITE_LOCKED: (VaultBusy, "is locked by another connection"),
+    sqlite3.SQLITE_PERM: (VaultPermissions, "cannot be accessed (permission denied)"),
+    sqlite3.SQLITE_READONLY: (VaultPermissions, "is read-only for this user"),
+    sqlite3.SQLITE_CANTOPEN: (VaultPermissions, "cannot be opened (missing or not writable)"),
+    sqlite3.SQLITE_IOERR: (VaultIOError, "hit an I/O error"),
+    sqlite3.SQLITE_FULL: (VaultIOError, "cannot grow: no space left"),
+    sqlite3.SQLITE_NOMEM: (VaultIOError, "ran out of memory"),
+    sqlite3.SQLITE_CORRUPT: (VaultCorrupt, "is corrupt (malformed database image)"),
+    sqlite3.SQLITE_NOTADB: (VaultCorrupt, "is not a database (damaged header)"),
+    sqlite3.SQLITE_ERROR: (VaultCorrupt, "does not have the expected structure"),
+    sqlite3.SQLITE_CONSTRAINT: (VaultCorrupt, "violates its own constraints"),
+}
+_CREDENTIAL_COLUMNS = (
+    "id",
+    "workspace",
+    "connector_name",
+    "auth_type",
+    "server_url",
+    "client_id",
+    "redirect_uri",
+    "status",
+    "allowed_divisions",
+    "default_division",
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "access_token_issued_at",
+    "access_token_expires_at",
+    "refresh_token_issued_at",
+    "version",
+    "created_at",
+    "updated_at",
+    "status_reason",
+)
+_INSERT = (
+    f"INSERT INTO credentials ({', '.join(_CREDENTIAL_COLUMNS)})"  # noqa: S608 (fixed names)
+    f" VALUES (:{', :'.join(_CREDENTIAL_COLUMNS)})"
+)
+_SWAP = (
+    f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _CREDENTIAL_COLUMNS)}"  # noqa: S608
+    " WHERE id = :id AND version = :expected_version"
+)
+_RESEAL = (
+    "UPDATE credentials SET client_secret = :client_secret, refresh_token = :refresh_token,"
+    " access_token = :access_token WHERE id = :id"
+)
+
+
+def _translate(path: Path) -> Callable[[Exception], Exception]:
+    def make(error: Exception) -> Exception:
+        name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+        unexpected = (VaultIOError, "failed unexpectedly")
+        cls, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
+        hint = corrupt_hint(str(path)) if cls is VaultCorrupt else None
+        details = {"path": str(path), "sqlite_error": name}
+        return cls(f"vault database {path} {what}", details=details, hint=hint)
+
+    return make
+
+
+def sqlite_errors(path: Path) -> AbstractContextManager[None]:
+    """Translate every sqlite3 error into the vault's own, without SQLite's text or traceback."""
+    return _sqlite.translated(_translate(path))
+
+
+class SQLiteSession:
+    """One transaction on the vault file: rows in, rows out (see ``StoreSession``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, query: str, *args: Any) -> dict[str, Any] | None:
+        row = self._conn.execute(query, args).fetchone()
+        return None if row is None else dict(row)
+
+    def _all(self, query: str, *args: Any) -> list[Row]:
+        return [dict(row) for row in self._conn.execute(query, args)]
+
+    def _column(self, query: str, *args: Any) -> list[Any]:
+        return [row[0] for row in self._conn.execute(query, args)]
+
+    def credential(self, credential_id: str, workspace: str | None = None) -> Row | None:
+        if workspace is None:
+            return self._one("SELECT * FROM credentials WHERE id = ?", credential_id)
+        query = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
+        return self._one(query, credential_id, workspace)
+
+    def credential_by_name(self, workspace: str, connector_name: str) -> Row | None:
+        query = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
+        return self._one(query, connector_name, workspace)
+
+    def credentials(self, workspace: str | None) -> list[Row]:
+        if workspace is None:
+            return self._all("SELECT * FROM credentials ORDER BY workspace, connector_name")
+        query = "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name"
+        return self._all(query, workspace)
+
+    def credential_ids(self) -> list[str]:
+        return self._column("SELECT id FROM credentials ORDER BY rowid")
+
+    def insert_credential(self, row: Row) -> None:
+        self._conn.execute(_INSERT, dict(row))
+
+    def swap_credential(self, row: Row, expected_version: int) -> bool:
+        cursor = self._conn.execute(_SWAP, {**row, "expected_version": expected_version})
+        return cursor.rowcount == 1
+
+    def reseal_credential(self, credential_id: str, blobs: Mapping[str, bytes | None]) -> None:
+        self._conn.execute(_RESEAL, {**blobs, "id": credential_id})
+
+    def delete_credential(self, credential_id: str) -> None:
+        self._conn.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
+
+    def put_sign_in(self, credential_id: str, state_digest: str, expires_at: float) -> None:
+        query = "INSERT OR REPLACE INTO sign_ins VALUES (?, ?, ?)"
+        self._conn.execute(query, (credential_id, state_digest, expires_at))
+
+    def sign_in(self, credential_id: str) -> Row | None:
+        query = "SELECT state_digest, expires_at FROM sign_ins WHERE credential_id = ?"
+        return self._one(query, credential_id)
+
+    def delete_sign_in(self, credential_id: str) -> None:
+        self._conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (credential_id,))
+
+    def append_audit(
+        self,
+        at: float,
+        workspace: str | None,
+        credential_id: str | None,
+        event: str,
+        detail: str,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO audit (at, workspace, credential_id, event, detail) VALUES (?,?,?,?,?)",
+            (at, workspace, credential_id, event, detail),
+        )
+
+    def audit(self, workspace: str, credential_id: str | None) -> list[Row]:
+        query = "SELECT * FROM audit WHERE (workspace = ? OR workspace IS NULL)"
+        if credential_id is None:
+            return self._all(query + " ORDER BY seq", workspace)
+        return self._all(query + " AND credential_id = ? ORDER BY seq", workspace, credential_id)
+
+    def header(self) -> dict[str, str]:
+        rows = self._conn.execute("SELECT name, value FROM meta WHERE name != 'schema_version'")
+        return {str(name): str(value) for name, value in rows}
+
+    def set_header(self, name: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def insert_data_key(self, kid: str, purpose: str, created_at: float) -> None:
+        self._conn.execute("INSERT INTO data_keys VALUES (?, ?, ?)", (kid, purpose, created_at))
+
+    def data_key_purpose(self, kid: str) -> str | None:
+        found = self._column("SELECT purpose FROM data_keys WHERE kid = ?", kid)
+        return str(found[0]) if found else None
+
+    def data_keys(self) -> list[Row]:
+        return self._all("SELECT kid, purpose FROM data_keys ORDER BY created_at")
+
+    def delete_data_key(self, kid: str) -> None:
+        self._conn.execute("DELETE FROM data_keys WHERE kid = ?", (kid,))  # wraps cascade
+
+    def put_wrap(self, data_kid: str, master_kid: str, blob: bytes) -> None:
+        query = "INSERT OR REPLACE INTO key_wraps VALUES (?, ?, ?)"
+        self._conn.execute(query, (data_kid, master_kid, blob))
+
+    def wraps(self, data_kid: str) -> dict[str, bytes]:
+        rows = self._conn.execute(
+            "SELECT master_kid, blob FROM key_wraps WHERE data_kid = ?", (data_kid,)
+        )
+        return {str(master_kid): blob for master_kid, blob in rows}
+
+    def master_kids(self) -> list[str]:
+        return self._column("SELECT DISTINCT master_kid FROM key_wraps ORDER BY 1")
+
+    def delete_wraps(self, master_kid: str) -> None:
+        self._conn.execute("DELETE FROM key_wraps WHERE master_kid = ?", (master_kid,))
+
+
+class SQLiteStore:
+    """One open vault file: a connection per process and thread, and exact transactions."""
+
+    def __init__(self, home: Path, busy_timeout: float) -> None:
+        self.home, self.path = home, home / DB_NAME
+        self.where = str(self.path)
+        self.busy_timeout = busy_timeout
+        self.closed = False
+        self.reset_after_fork()
+        _sqlite.reset_after_fork(self)
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's connections (never close them): they are not this process's."""
+        _sqlite.abandon(getattr(self, "_connections", ()))
+        self._guard = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+
+    @classmethod
+    def open(cls, home: Path, busy_timeout: float, initialize: Initializer) -> SQLiteStore:
+        """Open (or create) ``<home>/vault.db`` and check it; ``initialize`` writes a new header."""
+        ensure_dir(home)
+        store = cls(home, busy_timeout)
+        fresh = not check_private_file(store.path, "vault database")
+        for suffix in ("-wal", "-shm"):
+            sibling = Path(f"{store.path}{suffix}")
+            if fresh:
+                _precreate(sibling)
+            else:
+                check_private_file(sibling, "vault database file")
+        if fresh:
+            _precreate(store.path)
+        elif not os.access(store.path, os.R_OK | os.W_OK):  # fail at start-up, not at a refresh
+            raise VaultPermissions(f"vault database {store.path} is not writable by this user")
+        try:
+            store._open_database(initialize)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _open_database(self, initialize: Initializer) -> None:
+        conn = self.connection()
+        with sqlite_errors(self.path):
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise VaultCorrupt(
+                    f"vault database {self.path} failed its integrity check",
+                    details={"path": str(self.path), "problems": problems[:5]},
+                    hint=corrupt_hint(self.where),
+                )
+            if not self._tables(conn):
+                self._initialize(conn, initialize)
+            if "sign_ins" not in self._tables(conn):
+                conn.execute(_ADDED)
+            if not _TABLES >= self._tables(conn) >= _TABLES - {"sqlite_sequence"}:
+                raise VaultCorrupt(
+                    f"{self.path} is not an exact-connector vault (unexpected tables)",
+                    hint=corrupt_hint(self.where),
+                )
+            version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'")
+            schema = next((row[0] for row in version), None)
+        if schema != SCHEMA_VERSION:
+            raise VaultCorrupt(
+                f"vault {self.path} has no readable header (schema {schema!r})",
+                hint=corrupt_hint(self.where),
+            )
+
+    @staticmethod
+    def _tables(conn: sqlite3.Connection) -> set[str]:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _initialize(self, conn: sqlite3.Connection, initialize: Initializer) -> None:
+        with _sqlite.immediate(conn):
+            if not self._tables(conn):  # another process may have won the race
+                for statement in _SCHEMA.split(";"):  # executescript() would COMMIT first
+                    conn.execute(statement)
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+                initialize(SQLiteSession(conn))
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (a forked child opens its own)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.closed:
+                raise VaultIOError(f"the vault at {self.home} was closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._guard:
+                self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        with sqlite_errors(self.path):
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                journal = _sqlite.enable_wal(conn, self.busy_timeout)
+                for pragma in _PRAGMAS:
+                    conn.execute(pragma)
+                synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+            except BaseException:
+                conn.close()
+                raise
+        if journal != "wal" or synchronous < 2:
+            conn.close()
+            raise VaultIOError(
+                f"{self.path} cannot run in WAL mode with FULL sync (network drive?)"
+            )
+        return conn
+
+    @contextmanager
+    def write(self, op: str) -> Iterator[SQLiteSession]:
+        """A ``BEGIN IMMEDIATE`` transaction: all or nothing, serialized across processes."""
+        conn = self.connection()
+        before_commit = functools.partial(crash_point, f"{op}.before_commit")
+        with sqlite_errors(self.path), _sqlite.immediate(conn, before_commit):
+            yield SQLiteSession(conn)
+        crash_point(f"{op}.after_commit")
+
+    @contextmanager
+    def read(self) -> Iterator[SQLiteSession]:
+        """A session for reads, with SQLite errors translated."""
+        conn = self.connection()
+        with sqlite_errors(self.path):
+            yield SQLiteSession(conn)
+
+    def lease(self, credential_id: str, timeout: float) -> AbstractContextManager[None]:
+        """The credential's refresh lease: a thread mutex plus ``flock`` on its lock file."""
+        return credential_lock(self.home, credential_id, timeout)
+
+    def close(self) -> None:
+        """Close every connection of this process; later use raises VaultIOError."""
+        self.closed = True
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+def _precreate(path: Path) -> None:
+    # SQLite would create the file 0644 under umask 022; an O_EXCL 0600 file comes first.
+    try:
+        created = _sqlite.create_private_file(path)
+    except OSError as error:
+        raise VaultPermissions(f"cannot create {path}: {error.strerror}") from None
+    if not created:
+        check_private_file(path, "vault database file")

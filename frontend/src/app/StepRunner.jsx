@@ -1,0 +1,142 @@
+// The workflow step: pick a credential and an action, fill its hydrated form, dry-run or run it.
+import { useEffect, useRef, useState } from 'react';
+import { api, extraErrors } from './api.js';
+import { ConnectorForm } from './ConnectorForm.jsx';
+import { ErrorBox } from './ErrorBox.jsx';
+import { Result } from './Result.jsx';
+
+// Lists the form depends on: asking again with these values refreshes the dependent dropdowns.
+const DRIVERS = ['division', 'endpoint'];
+const drivers = (data) => Object.fromEntries(DRIVERS.filter((k) => data?.[k] !== undefined && data[k] !== '').map((k) => [k, data[k]]));
+
+function liveSources(uiSchema) {
+  const found = new Set();
+  JSON.stringify(uiSchema).replace(/"options_from":"([a-z_]+)\?[^"]*division/g, (_, s) => found.add(s));
+  return [...found];
+}
+
+export function StepRunner({ state }) {
+  const active = state.credentials.filter((c) => c.status === 'active');
+  const [credential, setCredential] = useState(active[0]?.id ?? '');
+  const [actions, setActions] = useState([]);
+  const [action, setAction] = useState('');
+  const [form, setForm] = useState(null);
+  const [formData, setFormData] = useState({});
+  const [search, setSearch] = useState({ source: '', text: '' });
+  const [answer, setAnswer] = useState(null);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState('');
+  const asked = useRef('');
+  const formRef = useRef(null);
+
+  useEffect(() => { api('GET', '/api/actions').then(setActions); }, []);
+
+  async function load(values, searched) {
+    const key = JSON.stringify([credential, action, values, searched]);
+    if (!credential || !action || key === asked.current) return;
+    asked.current = key;
+    setBusy('form');
+    try {
+      const body = { credential, values, search: searched ? { [searched.source]: searched.text } : null };
+      const loaded = await api('POST', `/api/forms/${action}`, body);
+      if (asked.current === key) setForm(loaded);
+    } catch (failure) {
+      setError(failure.error);
+    } finally {
+      setBusy('');
+    }
+  }
+
+  // A new step starts in the credential's default division, so its live lists come filled.
+  useEffect(() => {
+    const division = active.find((c) => c.id === credential)?.default_division;
+    const start = division ? { division } : {};
+    setForm(null);
+    setFormData(start);
+    setAnswer(null);
+    setError(null);
+    asked.current = '';
+    load(start);
+  }, [credential, action]);
+
+  useEffect(() => {
+    if (!form) return undefined;
+    const timer = setTimeout(() => load(drivers(formData), search.text ? search : null), 300);
+    return () => clearTimeout(timer);
+  }, [JSON.stringify(drivers(formData))]);
+
+  async function send(data, dryRun) {
+    setBusy(dryRun ? 'dry' : 'run');
+    setError(null);
+    setAnswer(null);
+    try {
+      setAnswer(await api('POST', `/api/run/${action}`, { credential, formData: data, dry_run: dryRun }));
+    } catch (failure) {
+      setError(failure.error);
+    } finally {
+      setBusy('');
+    }
+  }
+
+  const dryRun = () => {
+    if (formRef.current?.validateForm()) send(formData, true);
+  };
+  const nextPage = (cursor) => {
+    const data = { ...formData, cursor };
+    setFormData(data);
+    send(data, false);
+  };
+  const sources = form ? liveSources(form.uiSchema) : [];
+
+  return (
+    <>
+      <section className="card">
+        <h1>Workflow step</h1>
+        {active.length === 0 && (
+          <p className="notice">No active credential yet: add one on the <a href="#/vault">Vault</a> page.</p>
+        )}
+        <div className="pickers">
+          <label>Credential
+            <select value={credential} onChange={(e) => setCredential(e.target.value)} aria-label="Credential">
+              {active.map((c) => <option key={c.id} value={c.id}>{c.connector_name}</option>)}
+            </select>
+          </label>
+          <label>Action
+            <select value={action} onChange={(e) => setAction(e.target.value)} aria-label="Action">
+              <option value="">Choose an action…</option>
+              {actions.map((a) => <option key={a.id} value={a.id}>{a.title}</option>)}
+            </select>
+          </label>
+        </div>
+        {sources.length > 0 && (
+          <form className="search-lists" onSubmit={(e) => { e.preventDefault(); asked.current = ''; load(drivers(formData), search); }}>
+            <select aria-label="List to search" value={search.source}
+              onChange={(e) => setSearch({ ...search, source: e.target.value })}>
+              <option value="">Narrow a list…</option>
+              {sources.map((s) => <option key={s} value={s}>{s.replace('_', ' ')}</option>)}
+            </select>
+            <input type="search" aria-label="Search text" value={search.text}
+              onChange={(e) => setSearch({ ...search, text: e.target.value })} />
+            <button className="btn" disabled={!search.source}>Search</button>
+          </form>
+        )}
+        {busy === 'form' && <p className="progress" role="status">Loading the lists from Exact Online…</p>}
+        {form?.warnings?.map((w) => <p key={w.path ?? w.message} className="notice">{w.message ?? String(w)}</p>)}
+        <ErrorBox error={error} />
+        {form && (
+          <ConnectorForm ref={formRef} form={form} formData={formData} onChange={setFormData}
+            onSubmit={(data) => send(data, false)} extra={extraErrors(error)}>
+            <div className="buttons">
+              <button type="button" className="btn" onClick={dryRun} disabled={!!busy}>Dry run</button>
+              <button type="submit" className="btn btn-primary" disabled={!!busy}>
+                {busy === 'run' ? 'Running…' : 'Run'}
+              </button>
+            </div>
+          </ConnectorForm>
+        )}
+        {busy === 'run' && <p className="progress" role="status">Running…</p>}
+      </section>
+      <Result answer={answer} onNext={nextPage} />
+    </>
+  );
+}
