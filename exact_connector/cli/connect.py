@@ -22,9 +22,9 @@ from exact_connector.cli._output import print_json
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, ReauthRequired
 from exact_connector.runtime import Connector
-from exact_connector.sealing import KEY_ENV
 from exact_connector.tokens import new_state
 from exact_connector.vault import Credential
+from exact_connector.vault.sealing import KEY_ENV
 
 __all__ = ["complete_sign_in", "open_browser", "register"]
 
