@@ -390,6 +390,9 @@ class SQLiteStore:
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
+            # Text that is not UTF-8 (a row edited outside) is read, not refused for the whole
+            # query: the record it is in is reported unreadable, and only that one.
+            conn.text_factory = _lenient_text
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 journal = _sqlite.enable_wal(conn, self.busy_timeout)
@@ -435,6 +438,10 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _precreate(path: Path) -> None:
