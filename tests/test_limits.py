@@ -30,15 +30,13 @@ from exact_connector.exceptions import (
     SystemError_,
 )
 from exact_connector.limits import (
-    MAX_RETRY_AFTER,
-    MIN_RETRY_AFTER,
     PAST_RESET_BACKOFF,
     RESET_MARGIN,
     RateGovernor,
     RateHeaders,
-    backoff_delay,
     parse_rate_headers,
 )
+from exact_connector.retries import MAX_RETRY_AFTER, MIN_RETRY_AFTER, backoff_delay
 
 RECORDED = Path("/work/shared/exact-online/recorded/ratelimit_headers_observed.json")
 W = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a minute and a UTC-day boundary
