@@ -20,7 +20,15 @@ from exact_connector.validation import unsendable
 __all__ = ["main"]
 
 #: Command-group modules, in the order their commands are listed by ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("declarations", "vault", "connect", "sandbox", "demo", "ui")
+COMMAND_MODULES: tuple[str, ...] = (
+    "declarations",
+    "vault",
+    "connect",
+    "trigger",
+    "sandbox",
+    "demo",
+    "ui",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
