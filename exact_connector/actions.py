@@ -11,19 +11,27 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import ENDPOINT_PATTERN, Endpoint, catalog
 from exact_connector.exceptions import (
+    ExactError,
     ExactRejected,
     InputError,
     MethodNotSupported,
     NotFound,
+    OutcomeUnknown,
     UnknownEndpoint,
 )
-from exact_connector.odata import key_literal, normalize, record_normalizer, unwrap_record
+from exact_connector.odata import (
+    key_literal,
+    location_key,
+    normalize,
+    record_normalizer,
+    unwrap_record,
+)
 from exact_connector.pagination import Cursor, Pager, read_json
+from exact_connector.validation import parse_date_time
 
 if TYPE_CHECKING:
     import httpx
@@ -46,11 +54,13 @@ class Step:
     """One action run: the client, the checked division, the deadline, and what to report.
 
     Without a deadline (a stream, which the consumer paces) each request gets the client's own.
+    ``cursor_key`` signs and checks the cursors of lists (see :mod:`exact_connector.pagination`).
     """
 
     client: ExactClient
     division: int
     deadline: float | None
+    cursor_key: bytes = field(repr=False, kw_only=True)
     warnings: list[dict[str, str]] = field(default_factory=list)
     audit: dict[str, Any] = field(default_factory=dict)
 
@@ -176,8 +186,8 @@ def _wall_clock(endpoint: Endpoint, fields: dict[str, Any]) -> dict[str, Any]:
     for name, value in fields.items():
         described = endpoint.field(name)
         if described is not None and described.type == "Edm.DateTime" and isinstance(value, str):
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            result[name] = moment.replace(tzinfo=None).isoformat()
+            moment = parse_date_time(value)  # the schema's format: never None for valid input
+            result[name] = moment.replace(tzinfo=None).isoformat() if moment else value
     return result
 
 
@@ -185,13 +195,43 @@ def create_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     """POST project/TimeTransactions with ``Prefer: return=representation``."""
     endpoint = catalog().lookup(TIME_TRANSACTIONS)
     body = _wall_clock(endpoint, data["data"])
-    record = unwrap_record(read_json(_send(step, "POST", endpoint, json=body)))
+    record = _created(step, endpoint, _send(step, "POST", endpoint, json=body))
     step.audit.update(endpoint=endpoint.id, id=record.get("ID"))
     return {
         "id": record.get("ID"),
         "created": True,
         "record": _shape(record, bool(data.get("raw"))),
     }
+
+
+def _created(step: Step, endpoint: Endpoint, response: httpx.Response) -> dict[str, Any]:
+    """The record a create answered with (2xx: it was created, whatever the body holds).
+
+    A body that cannot be read is not a failure: the record is read back by the key its
+    ``Location`` names, with a warning. Without a usable key the outcome is unknown to the caller
+    (reporting a failure would invite a run that creates a duplicate).
+    """
+    try:
+        return unwrap_record(read_json(response))
+    except ExactError:
+        pass  # raised below, outside this block: the unreadable body travels with no error
+    key = location_key(response.headers.get("Location", ""), response.request.url.path)
+    if key is None:
+        raise OutcomeUnknown(
+            f"Exact Online answered {response.status_code} to the create on {endpoint.id}, but "
+            "its answer could not be read, so which record was made is unknown; it was not "
+            "retried.",
+            details={"method": "POST", "endpoint": endpoint.id, "status": response.status_code},
+        )
+    step.warnings.append(
+        {
+            "code": "created_answer_unreadable",
+            "message": "Exact Online created the record but its answer could not be read; the "
+            "record was read back by its key.",
+            "path": "$",
+        }
+    )
+    return unwrap_record(read_json(_send(step, "GET", endpoint, key)))
 
 
 def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +258,9 @@ def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     endpoint = resolve_endpoint(data["endpoint"], "DELETE", step)
     if not endpoint.is_record_endpoint:
         raise MethodNotSupported(
-            f"{endpoint.id} has no single primary key, so records cannot be deleted by ID.",
-            errors=[{"path": "$.endpoint", "code": "key", "message": "no single primary key"}],
+            f"{endpoint.id} has no single primary key of a type that can be written in a URL, so "
+            "records cannot be deleted by ID.",
+            errors=[{"path": "$.endpoint", "code": "key", "message": "not addressable by ID"}],
         )
     key = _key(endpoint, data["id"])
     try:
@@ -258,7 +299,7 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "records": records,
         "count": len(records),
-        "next_cursor": cursor.encode() if cursor is not None else None,
+        "next_cursor": cursor.encode(step.cursor_key) if cursor is not None else None,
     }
 
 
@@ -308,27 +349,39 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
     return ",".join(terms)
 
 
-def _list_target(endpoint: Endpoint, data: dict[str, Any]) -> tuple[Endpoint, list[str]]:
+def _list_target(
+    endpoint: Endpoint, data: dict[str, Any], resumed: str | None = None
+) -> tuple[Endpoint, list[str]]:
     """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
 
     A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
     is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
     Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
+    A list resumed from a cursor stays on the endpoint the cursor was made on (``resumed``),
+    whatever the limit is now.
     """
     select = _fields(endpoint, data.get("select") or [], "$.select")
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
-    if endpoint.kind != "regular" or (limit is not None and limit <= endpoint.page_size):
+    short = resumed is None and limit is not None and limit <= endpoint.page_size
+    if endpoint.kind != "regular" or short or resumed == endpoint.id:
         return endpoint, select
     candidates = [catalog().twin(endpoint, "bulk")]
     if not data.get("filter") and not data.get("order_by"):
         candidates.append(catalog().twin(endpoint, "sync"))
     wanted = select or _scalar_fields(endpoint)
     for twin in candidates:
-        if twin is not None and wanted and all(twin.field(name) for name in wanted):
+        fits = twin is not None and wanted and all(twin.field(name) for name in wanted)
+        if twin is not None and fits and resumed in (None, twin.id):
             return twin, wanted
     return endpoint, select
+
+
+def _list_endpoints(endpoint: Endpoint) -> set[str]:
+    """The endpoints a list of ``endpoint`` may be read from: itself and its twins."""
+    twins = (catalog().twin(endpoint, kind) for kind in ("bulk", "sync"))
+    return {endpoint.id, *(twin.id for twin in twins if twin is not None)}
 
 
 def _scalar_fields(endpoint: Endpoint) -> list[str]:
@@ -337,7 +390,15 @@ def _scalar_fields(endpoint: Endpoint) -> list[str]:
 
 def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, list[str]]:
     """The pager over the endpoint (or its twin), and the fields it selects (empty: all)."""
-    target, select = _list_target(endpoint, data)
+    cursor = None
+    if data.get("cursor"):
+        cursor = Cursor.decode(
+            data["cursor"],
+            key=step.cursor_key,
+            endpoints=_list_endpoints(endpoint),
+            division=step.division,
+        )
+    target, select = _list_target(endpoint, data, cursor.endpoint if cursor else None)
     params: dict[str, str] = {}
     if select:
         params["$select"] = ",".join(select)
@@ -355,8 +416,7 @@ def _pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager,
     first = step.client.url(target, step.division, None, params)
     if target is not endpoint:
         step.audit["list_endpoint"] = target.id
-    if data.get("cursor"):
-        cursor = Cursor.decode(data["cursor"], endpoint=target.id, division=step.division)
+    if cursor is not None:
         pager = Pager.resume(
             step.client, target, first, step.division, cursor, deadline=step.deadline
         )

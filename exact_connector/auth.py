@@ -6,6 +6,10 @@ the last one was issued. So a refresh happens only inside a short window before 
 vault lock, re-read the record, refresh only if still needed, persist the new pair with a
 compare-and-swap, and only then use the new access token.
 
+A rotated refresh token exists nowhere but in Exact's answer, so a vault that cannot store it (disk
+full, locked, read-only) must not lose it (RELIABILITY C3): the pair is kept in memory and used,
+the persist is retried with backoff on later calls, and no token call is made while it is unsaved.
+
 :class:`ExactAuth` is the ``httpx.Auth`` flow the client uses; the client itself never mentions
 tokens.
 """
@@ -27,6 +31,9 @@ from exact_connector.exceptions import (
     ReauthRequired,
     TokenResponseInvalid,
     TransientError,
+    VaultBusy,
+    VaultIOError,
+    VaultPermissions,
 )
 from exact_connector.manifest import load_manifest
 from exact_connector.oauth import TOKEN_TEXT, Grant, TokenService, TooEarly
@@ -38,6 +45,9 @@ __all__ = ["ExactAuth", "TokenPolicy", "store_grant"]
 
 #: How long to leave the token endpoint alone after a refusal or an outage, when it gave no hint.
 _PAUSE = 5.0
+#: Vault failures that must not cost a rotated refresh token; the first and last persist waits.
+_STORAGE_ERRORS = (VaultIOError, VaultBusy, VaultPermissions)
+_PERSIST_WAITS = (1.0, 60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,9 @@ class ExactAuth(httpx.Auth):
         self._cached: Credential | None = read if read and read.id == credential_id else None
         self._hold_until = 0.0
         self.refreshed = 0
+        # A refreshed pair the vault refused to store: (the record it replaces, the grant).
+        self._unsaved: tuple[Credential, Grant] | None = None
+        self._persist_at, self._persist_wait = 0.0, _PERSIST_WAITS[0]
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         credential = self.current()
@@ -115,7 +128,7 @@ class ExactAuth(httpx.Auth):
             return
         # The token was refused. Another worker may have refreshed (Exact revokes the previous
         # access token); otherwise refresh if Exact allows it. At most one extra request.
-        latest = self._cache(self._vault.get(self._credential_id))
+        latest = self._cache(self._stored())
         if not _replaced(latest, credential):
             if not self.policy.may_refresh(latest, self._clock.now()):
                 return
@@ -132,6 +145,7 @@ class ExactAuth(httpx.Auth):
         every process applies the same policy to the same clock, so none can hold a token that
         another has replaced without also reaching the refresh path (which re-reads under lock).
         """
+        self._save_unsaved(force=False)
         credential = self._cached or self._cache(self._vault.get(self._credential_id))
         _ensure_usable(credential)
         now = self._clock.now()
@@ -153,7 +167,7 @@ class ExactAuth(httpx.Auth):
         """During a hold: the current token while it lasts, else whatever the vault has now."""
         if _valid_at(credential, now):
             return credential
-        latest = self._cache(self._vault.get(self._credential_id))
+        latest = self._cache(self._stored())
         _ensure_usable(latest)
         if _valid_at(latest, now):
             return latest
@@ -175,8 +189,41 @@ class ExactAuth(httpx.Auth):
         self._cached = credential
         return credential
 
+    def _stored(self) -> Credential:
+        """The vault's record; while a refreshed pair is unsaved, the pair held in memory."""
+        if self._save_unsaved(force=True) or self._cached is None:
+            return self._vault.get(self._credential_id)
+        return self._cached
+
+    def _save_unsaved(self, *, force: bool) -> bool:
+        """Persist a refreshed pair the vault refused before (when its backoff allows, or
+        ``force``); True when nothing is left unsaved."""
+        if self._unsaved is None:
+            return True
+        now = self._clock.now()
+        if not force and now < self._persist_at:
+            return False
+        try:
+            saved = self._store(*self._unsaved)
+        except _STORAGE_ERRORS:
+            self._persist_wait = min(self._persist_wait * 2, _PERSIST_WAITS[1])
+            self._persist_at = now + self._persist_wait
+            return False
+        self._unsaved = None
+        self._cache(saved)
+        return True
+
     def _refresh(self, *, force: bool, seen: Credential) -> Credential:
         """Under the credential's lock: re-read, then refresh only if nobody else just did."""
+        if not self._save_unsaved(force=True) and self._cached is not None:
+            # The refresh token in the vault is spent; ours is not saved: no token call now.
+            if _valid_at(self._cached, self._clock.now()):
+                return self._cached
+            raise VaultIOError(
+                "New tokens from Exact Online could not be saved in the vault yet, and the "
+                "access token in memory has expired; free disk space and run the step again.",
+                details={"credential_id": self._credential_id},
+            )
         with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
             credential = self._cache(self._vault.get(self._credential_id))
             _ensure_usable(credential)
@@ -217,7 +264,25 @@ class ExactAuth(httpx.Auth):
             return self._cache(self._persist(credential, grant))
 
     def _persist(self, credential: Credential, grant: Grant) -> Credential:
-        """Write the new pair before anyone uses it; retry the compare-and-swap on a race.
+        """Write the new pair before anyone uses it; if the vault cannot, keep it in memory."""
+        try:
+            return self._store(credential, grant)
+        except _STORAGE_ERRORS:
+            self._unsaved = (credential, grant)
+            self._persist_wait = _PERSIST_WAITS[0]
+            self._persist_at = self._clock.now() + self._persist_wait
+            return credential.model_copy(
+                update={
+                    "access_token": grant.access_token,
+                    "refresh_token": grant.refresh_token,
+                    "access_token_issued_at": grant.issued_at,
+                    "access_token_expires_at": grant.expires_at,
+                    "refresh_token_issued_at": grant.issued_at,
+                }
+            )
+
+    def _store(self, credential: Credential, grant: Grant) -> Credential:
+        """Compare-and-swap the new pair in; retry on a race.
 
         Only a writer that does not take the refresh lock can race us: a status or division change
         or a key rotation (retry on the new version), or a new sign-in that stored other tokens

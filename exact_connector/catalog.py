@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from exact_connector.exceptions import UnknownEndpoint
+from exact_connector.odata import KEY_TYPES
 
 __all__ = ["ENDPOINT_PATTERN", "Catalog", "Endpoint", "Field", "catalog"]
 
@@ -116,8 +117,13 @@ class Endpoint:
 
     @property
     def is_record_endpoint(self) -> bool:
-        """A regular resource with a single primary key: records can be addressed by key."""
-        return self.kind != "function" and isinstance(self.primary_key, str)
+        """A regular resource with a single primary key of a type a key literal can be written
+        for (:data:`~exact_connector.odata.KEY_TYPES`): records can be addressed by key."""
+        return (
+            self.kind != "function"
+            and isinstance(self.primary_key, str)
+            and (self.key_type or "Edm.Guid") in KEY_TYPES
+        )
 
 
 def _endpoint_from(raw: dict[str, Any]) -> Endpoint:
@@ -201,8 +207,8 @@ class Catalog:
     def options(self, method: str | None = None, search: str | None = None) -> list[Endpoint]:
         """Endpoints for a dropdown: records addressable with ``method``, matching ``search``.
 
-        For DELETE, PUT and GET-by-key this means endpoints with a single primary key that are not
-        functions; for POST it also admits POST actions.
+        For DELETE and PUT this means endpoints whose records can be addressed by key (see
+        :attr:`Endpoint.is_record_endpoint`); for POST it also admits POST actions.
         """
         result = []
         words = (search or "").lower().split()

@@ -314,10 +314,15 @@ class ExactClient:
         }
         self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
-            # The auth flow's refused first attempt (a 401) counts toward the error budget too.
+            # The auth flow's refused first attempt (a 401 it resent) is a call, not an error.
             for seen in (*response.history, response):
                 self.governor.observe(
-                    self.client_id, division, endpoint.id, seen.status_code, seen.headers
+                    self.client_id,
+                    division,
+                    endpoint.id,
+                    seen.status_code,
+                    seen.headers,
+                    resolved=seen is not response,
                 )
 
     def _pause(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.client import ExactClient, request_headers
+from exact_connector.urls import encode_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +36,8 @@ class PlanningClient(ExactClient):
         json: Any = None,
         deadline: float | None = None,
     ) -> httpx.Response:
+        if json is not None:
+            encode_body(json)  # the real run's checks on the body (size, depth, encoding)
         headers = {"Accept": "application/json", "Authorization": "Bearer ********"}
         headers.update(request_headers(method))
         raise _Planned(

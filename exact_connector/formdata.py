@@ -14,7 +14,13 @@ from typing import Any
 from exact_connector import datamanager, hints
 from exact_connector.exceptions import FieldError, InputError
 from exact_connector.rjsf import form_schema
-from exact_connector.validation import FORMAT_CHECKER, Validator, field_errors, json_path
+from exact_connector.validation import (
+    FORMAT_CHECKER,
+    Validator,
+    field_errors,
+    json_path,
+    unsendable,
+)
 
 __all__ = ["to_form_data", "to_input"]
 
@@ -38,7 +44,7 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
     required = set(schema.get("required", [])) | hints.conditionally_required(schema)
     if isinstance(form_data, dict):  # what an empty input leaves behind is not a value
         form_data = {k: v for k, v in form_data.items() if k in required or not _empty(v)}
-    errors = field_errors(_validator(schema).iter_errors(form_data))
+    errors = unsendable(form_data) or field_errors(_validator(schema).iter_errors(form_data))
     if not isinstance(form_data, dict):
         raise InputError("The form data is not valid.", errors=errors)
     properties = dict(hints.ordered(schema))

@@ -33,6 +33,7 @@ from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.options import LIVE_LIMIT, STATIC_SOURCES, serve_options
 from exact_connector.rjsf import Offered
 from exact_connector.schemas import declarations_root
+from exact_connector.validation import unsendable
 
 __all__ = [
     "Lookup",
@@ -218,6 +219,9 @@ def _resolve(
     Divisions come first: without a division among the values, the first granted division is
     the one the form opens on, and the other lists are for it.
     """
+    problems = unsendable({"values": dict(values), "search": dict(search)})
+    if problems:
+        raise InputError("The form's values are not valid.", errors=problems)
     offered: dict[str, Offered] = {}
     chosen = dict(values)
     warnings: list[dict[str, str]] = []

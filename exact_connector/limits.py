@@ -17,8 +17,10 @@ State is a small SQLite database: ``:memory:`` for one process, or a file shared
 the host, where ``BEGIN IMMEDIATE`` makes each reservation atomic. It holds only counters, so
 deleting it is always safe.
 
-401s count toward the error budget even when a token refresh fixes them at once: whether Exact
-counts them is unknown (RELIABILITY.md Q8), and counting them can only make us stop early.
+A 401 that the auth flow resolved (a resend with a token refreshed here or by another worker)
+does not count toward the error budget: with many workers, one rotation makes every other worker's
+cached token draw one, and counting those locked endpoints for an hour. A 401 left unresolved
+counts; whether Exact counts the resolved ones is unknown (RELIABILITY.md Q8).
 """
 
 from __future__ import annotations
@@ -216,9 +218,17 @@ class RateGovernor:
             self._clock.sleep(opens - now)
 
     def observe(
-        self, client_id: str, division: int, endpoint: str, status: int, headers: Mapping[str, str]
+        self,
+        client_id: str,
+        division: int,
+        endpoint: str,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        resolved: bool = False,
     ) -> None:
-        """Reconcile with a response's rate-limit headers; count client errors toward the budget.
+        """Reconcile with a response's rate-limit headers; count client errors toward the budget
+        (not one the caller ``resolved``: a 401 the auth flow answered with a resend).
 
         A success's headers are kept in memory and folded into the division's next reservation
         (or :meth:`snapshot`, or :meth:`close`): one SQLite transaction per call instead of two.
@@ -234,7 +244,7 @@ class RateGovernor:
             return
         with self._transaction() as db:
             now = self._clock.now()
-            if status in COUNTED_ERRORS:
+            if status in COUNTED_ERRORS and not resolved:
                 key = (client_id, division, endpoint.lower())
                 db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
                 db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))

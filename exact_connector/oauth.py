@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from exact_connector import redaction
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
+    ExactConnectorError,
     InputError,
     InvalidClient,
     ReauthRequired,
@@ -35,6 +36,8 @@ from exact_connector.retries import clamp_wait, retry_after, tls_refused
 from exact_connector.urls import default_transport
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from exact_connector.urls import Origin
     from exact_connector.vault import Credential
 
@@ -51,6 +54,7 @@ __all__ = [
 TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
 _TOO_EARLY = "toearlytorefreshtokens"
 _REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
+_SECRET_PARAMETERS = frozenset({"code", "refresh_token", "client_secret"})
 
 
 def new_state() -> str:
@@ -128,64 +132,81 @@ class TokenService:
         if "_http" in self.__dict__:
             self._http.close()
 
-    def exchange_code(self, credential: Credential, code: str) -> Grant:
+    def exchange_code(self, credential: Credential, code: str | SecretStr) -> Grant:
         """Trade an authorization code for the first token pair."""
-        if not isinstance(code, str) or not TOKEN_TEXT.fullmatch(code):
+        secret = SecretStr(code) if isinstance(code, str) else code
+        del code  # no frame of ours that may raise holds a secret as plain text
+        if not isinstance(secret, SecretStr) or not TOKEN_TEXT.fullmatch(secret.get_secret_value()):
             raise InputError(
                 "The authorization code is malformed.",
                 errors=[
                     {"path": "$.code", "code": "format", "message": "not an authorization code"}
                 ],
             )
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": credential.redirect_uri or "",
-            "client_id": credential.client_id,
-            "client_secret": credential.client_secret.get_secret_value(),
-        }
-        return self._post(form, retry_lost_response=False)
+        return self._post(
+            lambda: {
+                "grant_type": "authorization_code",
+                "code": secret.get_secret_value(),
+                "redirect_uri": credential.redirect_uri or "",
+                "client_id": credential.client_id,
+                "client_secret": credential.client_secret.get_secret_value(),
+            },
+            "authorization_code",
+            retry_lost_response=False,
+        )
 
     def refresh(self, credential: Credential) -> Grant:
         """Trade the stored refresh token for a new pair (may raise :class:`TooEarly`)."""
-        if credential.refresh_token is None:
+        refresh_token = credential.refresh_token
+        if refresh_token is None:
             raise ReauthRequired(
                 "This connection has no refresh token; sign in again.",
                 details={"credential_id": credential.id},
             )
-        form = {
-            "grant_type": "refresh_token",
-            "refresh_token": credential.refresh_token.get_secret_value(),
-            "client_id": credential.client_id,
-            "client_secret": credential.client_secret.get_secret_value(),
-        }
-        return self._post(form, retry_lost_response=True)
+        return self._post(
+            lambda: {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token.get_secret_value(),
+                "client_id": credential.client_id,
+                "client_secret": credential.client_secret.get_secret_value(),
+            },
+            "refresh_token",
+            retry_lost_response=True,
+        )
 
-    def _post(self, form: dict[str, str], *, retry_lost_response: bool) -> Grant:
-        for name in ("code", "refresh_token", "client_secret"):
-            if name in form:
-                redaction.remember(form[name])
+    def _post(
+        self, form: Callable[[], dict[str, str]], grant_type: str, *, retry_lost_response: bool
+    ) -> Grant:
+        """POST the form, built only as the request's argument so that no frame keeps it.
+
+        Failures are raised outside the ``except`` blocks: a raised error carries no context
+        (httpx's, which may hold the form or the answer).
+        """
+        _remember(form())
         attempts = 2 if retry_lost_response else 1
         for attempt in range(attempts):
+            failure: ExactConnectorError | None = None
             try:
-                response = self._http.post(self._origin.join("/api/oauth2/token"), data=form)
+                response = self._http.post(self._origin.join("/api/oauth2/token"), data=form())
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                raise tls_refused(error) or TransientError(
+                failure = tls_refused(error) or TransientError(
                     "Could not reach Exact Online's token endpoint.",
                     details={"endpoint": "oauth2/token"},
-                ) from None
+                )
             except httpx.TransportError:
                 # The request may have been processed and the refresh token rotated: one
                 # immediate retry with the same token is all that can be tried.
                 if attempt + 1 < attempts:
                     continue
-                raise ReauthRequired(
+                failure = ReauthRequired(
                     "The token endpoint's answer was lost, so the rotated refresh token never "
                     "arrived; sign in again to restore the connection.",
                     details={"endpoint": "oauth2/token", "lost_response": True},
-                ) from None
+                )
+            if failure is not None:
+                raise failure
             return self._grant_from(
-                response, grant_type=form["grant_type"], after_lost_response=attempt > 0
+                response, grant_type=grant_type, after_lost_response=attempt > 0
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -228,35 +249,46 @@ class TokenService:
         )
 
     def _parse_grant(self, response: httpx.Response) -> Grant:
-        def invalid(what: str) -> TokenResponseInvalid:
-            return TokenResponseInvalid(
-                f"The token endpoint's answer is unusable: {what}.",
-                details={
-                    "status": response.status_code,
-                    "content_type": response.headers.get("content-type", ""),
-                    "length": len(response.content),
-                },
-            )
-
-        try:
-            body = response.json()
-        except ValueError:
-            raise invalid("not JSON") from None
-        if not isinstance(body, dict):
-            raise invalid("not a JSON object")
-        access, refresh, expires_in = (
-            body.get(k) for k in ("access_token", "refresh_token", "expires_in")
+        grant = _read_grant(response, self._clock.now())
+        if isinstance(grant, Grant):
+            return grant
+        raise TokenResponseInvalid(
+            f"The token endpoint's answer is unusable: {grant}.",
+            details={
+                "status": response.status_code,
+                "content_type": response.headers.get("content-type", ""),
+                "length": len(response.content),
+            },
         )
-        for name, token in (("access_token", access), ("refresh_token", refresh)):
-            if not isinstance(token, str) or not TOKEN_TEXT.fullmatch(token):
-                raise invalid(f"{name} is missing or has characters a token cannot have")
-        lifetime = _parse_expires_in(expires_in)
-        if lifetime is None:
-            raise invalid("expires_in is not a number of seconds between 60 and 3600")
-        now = self._clock.now()
-        redaction.remember(str(access))
-        redaction.remember(str(refresh))
-        return Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
+
+
+def _read_grant(response: httpx.Response, now: float) -> Grant | str:
+    """The grant in a token answer, or what is wrong with it.
+
+    Returned, never raised: the answer's text (in a JSON error's ``doc``, or in this frame's
+    locals) must not travel with the error the caller raises.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return "not JSON"
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    access, refresh = body.get("access_token"), body.get("refresh_token")
+    for name, token in (("access_token", access), ("refresh_token", refresh)):
+        if not isinstance(token, str) or not TOKEN_TEXT.fullmatch(token):
+            return f"{name} is missing or has characters a token cannot have"
+    lifetime = _parse_expires_in(body.get("expires_in"))
+    if lifetime is None:
+        return "expires_in is not a number of seconds between 60 and 3600"
+    redaction.remember(str(access))
+    redaction.remember(str(refresh))
+    return Grant(SecretStr(str(access)), SecretStr(str(refresh)), now, now + lifetime)
+
+
+def _remember(form: dict[str, str]) -> None:
+    for name in _SECRET_PARAMETERS & form.keys():
+        redaction.remember(form[name])
 
 
 def _parse_expires_in(value: object) -> int | None:

@@ -12,16 +12,20 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from exact_connector.exceptions import ExactError, InputError
 
 __all__ = [
     "DATE_PATTERN",
+    "KEY_LITERAL",
+    "KEY_TYPES",
     "Page",
     "canonical_guid",
     "canonical_integer",
     "filter_literal",
     "key_literal",
+    "location_key",
     "normalize",
     "parse_date",
     "record_normalizer",
@@ -42,6 +46,16 @@ _INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "Edm.Int32": (0, 2**31 - 1),
     "Edm.Int64": (0, 2**63 - 1),
 }
+#: What :func:`key_literal` renders: guid'…', an integer, a quoted string, datetime'…'.
+KEY_LITERAL = re.compile(
+    r"guid'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"
+    r"|[0-9]{1,19}"
+    r"|'(?:[^'\x00-\x1f\x7f/\\?#%]|''){1,400}'"
+    r"|datetime'[0-9T:.\-]{10,35}'",
+    re.ASCII,
+)
+#: The Edm types :func:`key_literal` can write a key of (Exact's ``php:*`` keys have no literal).
+KEY_TYPES = frozenset({"Edm.Guid", "Edm.String", "Edm.DateTime", *_INTEGER_RANGES})
 DATE_PATTERN = re.compile(r"/Date\((-?[0-9]{1,15})([+-][0-9]{4})?\)/", re.ASCII)
 _EPOCH = datetime(1970, 1, 1)
 _MAX_STRING_KEY = 200
@@ -95,7 +109,10 @@ def _datetime_literal(value: object, path: str) -> str:
     else:
         raise InputError.at(path, "format", "expected an ISO 8601 date or date-time")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC moment
+            raise InputError.at(path, "range", "expected a date-time from year 1 to 9999") from None
     return f"datetime'{moment.isoformat(timespec='seconds')}'"
 
 
@@ -112,6 +129,16 @@ def key_literal(value: object, edm_type: str | None, path: str = "$.id") -> str:
     raise InputError.at(
         path, "unsupported_key", "this endpoint's key type cannot be addressed by ID"
     )
+
+
+def location_key(location: str, collection_path: str) -> str | None:
+    """The key literal of the record a ``Location`` header points at in ``collection_path``
+    (``…/TimeTransactions(guid'…')``), if it is one :func:`key_literal` could have written."""
+    path = unquote(urlsplit(location).path)
+    if not (path.startswith(collection_path + "(") and path.endswith(")")):
+        return None
+    literal = path[len(collection_path) + 1 : -1]
+    return literal if KEY_LITERAL.fullmatch(literal) else None
 
 
 def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:

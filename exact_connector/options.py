@@ -24,6 +24,7 @@ from exact_connector.exceptions import (
 from exact_connector.feeds import feeds
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
+from exact_connector.validation import unsendable
 
 if TYPE_CHECKING:
     from exact_connector.client import ExactClient
@@ -146,6 +147,9 @@ def serve_options(
                     {"path": f"$.{key}", "code": "required", "message": "placeholder unfilled"}
                 ],
             )
+    problems = unsendable(params)
+    if problems:
+        raise InputError("The options' parameters are not valid.", errors=problems)
     if name in _STATIC:
         return _STATIC[name](params)
     if client is None or credential is None:

@@ -2,19 +2,23 @@
 
 A next link is followed only if it stays on the same origin and the same endpoint path, keeps the
 query the list started with, and carries a ``$skiptoken`` not seen before; the number of pages is
-capped. Where a list stops (a ``limit`` reached mid-page, say) is an opaque, resumable cursor.
+capped. Where a list stops (a ``limit`` reached mid-page, say) is an opaque, signed, resumable
+cursor.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 
 from exact_connector.exceptions import (
     ExactError,
@@ -29,10 +33,10 @@ if TYPE_CHECKING:
     from exact_connector.catalog import Endpoint
     from exact_connector.client import ExactClient
 
-__all__ = ["DEFAULT_PAGE_CAP", "Cursor", "Pager", "read_json"]
+__all__ = ["DEFAULT_PAGE_CAP", "Cursor", "Pager", "cursor_key", "read_json"]
 
 DEFAULT_PAGE_CAP = 5_000
-_CURSOR_PREFIX = "c1."
+_CURSOR_PREFIX = "c2."
 _KEPT_PARAMS = ("$select", "$filter", "$orderby", "$expand")
 _ALLOWED_PARAMS = frozenset({*_KEPT_PARAMS, "$top", "$skiptoken", "$inlinecount"})
 
@@ -52,26 +56,39 @@ def read_json(response: httpx.Response) -> Any:
         ) from None
 
 
+def cursor_key(client_secret: SecretStr, credential_id: str) -> bytes:
+    """The key a credential's cursors are signed with: derived from its client secret, so a
+    cursor is only good for the connection that made it, and nobody without the secret can
+    make one (HMAC keeps the secret from being learnt from the key or the signatures)."""
+    label = f"exact-connector/cursor/v2/{credential_id}".encode()
+    return hmac.new(client_secret.get_secret_value().encode(), label, hashlib.sha256).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where a list stopped: the page URL's path and query, and how many of its rows were read."""
+    """Where a list stopped: the page URL's path and query, and how many of its rows were read.
+
+    As text it is signed (HMAC-SHA256 with :func:`cursor_key`): an edited cursor is refused, never
+    followed to other rows.
+    """
 
     endpoint: str
     division: int
     target: str
     skip: int = 0
 
-    def encode(self) -> str:
-        """Opaque text for ``next_cursor``."""
+    def encode(self, key: bytes) -> str:
+        """Opaque, signed text for ``next_cursor``."""
         raw = json.dumps(
             {"e": self.endpoint, "d": self.division, "t": self.target, "s": self.skip},
             separators=(",", ":"),
-        )
-        return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        ).encode()
+        return f"{_CURSOR_PREFIX}{_b64(raw)}.{_b64(_signature(key, raw))}"
 
     @classmethod
-    def decode(cls, text: str, *, endpoint: str, division: int) -> Cursor:
-        """Parse a cursor given back by a user; it must belong to this endpoint and division."""
+    def decode(cls, text: str, *, key: bytes, endpoints: Collection[str], division: int) -> Cursor:
+        """Parse a cursor given back by a user: signed with ``key``, made for one of
+        ``endpoints`` (a list and its bulk or sync twin) and for this division."""
 
         def invalid(message: str) -> InputError:
             return InputError(
@@ -81,19 +98,31 @@ class Cursor:
 
         if not isinstance(text, str) or not text.startswith(_CURSOR_PREFIX) or len(text) > 4000:
             raise invalid("it is not a cursor returned by this action")
-        body = text[len(_CURSOR_PREFIX) :]
+        body, _, signature = text[len(_CURSOR_PREFIX) :].partition(".")
         try:
-            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raw, mac = _unb64(body), _unb64(signature)
+        except (binascii.Error, ValueError):
             raise invalid("it is damaged") from None
-        if not isinstance(data, dict) or not isinstance(data.get("t"), str):
-            raise invalid("it is damaged")
-        if data.get("e") != endpoint or data.get("d") != division:
+        if not hmac.compare_digest(mac, _signature(key, raw)):
+            raise invalid("it was changed, or made for another connection")
+        data = json.loads(raw)  # signed by us: our own JSON
+        if data.get("e") not in endpoints or data.get("d") != division:
             raise invalid("it was made for another endpoint or division")
-        skip = data.get("s")
-        if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= 1000:
-            raise invalid("it is damaged")
-        return cls(endpoint, division, data["t"], skip)
+        return cls(data["e"], division, data["t"], data["s"])
+
+
+def _signature(key: bytes, raw: bytes) -> bytes:
+    return hmac.new(key, _CURSOR_PREFIX.encode() + raw, hashlib.sha256).digest()[:16]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not base64")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Pager:

@@ -47,6 +47,7 @@ from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.options import serve_options
+from exact_connector.pagination import cursor_key
 from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta
 from exact_connector.testconnect import load_divisions, run_test_connect
@@ -57,6 +58,7 @@ from exact_connector.urls import (
     parse_server_url,
     sandbox_allowed_by_env,
 )
+from exact_connector.validation import unsendable
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KEY_ENV
 
@@ -87,15 +89,14 @@ class Credentials:
         """Validate the credential form and store it encrypted, status ``pending``."""
         manifest = self._connector.manifest
         checked = dict(form_data)
-        sandbox = _sandbox_origin(form_data.get("server_url"), self._connector.allow_sandbox)
-        if sandbox is not None:  # the form lists Exact's regions; a permitted sandbox stands in
-            checked["server_url"] = manifest.server_urls[0].url
-        elif _sandbox_origin(form_data.get("server_url"), True) is not None:
+        origin = _server_origin(form_data.get("server_url"), self._connector.allow_sandbox)
+        if origin is not None:  # the form lists Exact's regions; a permitted sandbox stands in
+            checked["server_url"] = manifest.server_urls[0].url if origin.is_sandbox else origin.url
+        elif _names_the_sandbox(form_data.get("server_url")):
             parse_server_url(form_data["server_url"])  # refused, naming the switch that allows it
         errors = forms.validate("credentials", checked, manifest)
-        if errors:
+        if errors or origin is None:
             raise InputError("The credential form has errors.", errors=errors)
-        origin = sandbox or parse_server_url(form_data["server_url"])
         refresh = form_data.get("refresh_token")
         try:
             credential = self._begin(form_data, origin, refresh)
@@ -124,7 +125,13 @@ class Credentials:
 
     def get(self, ref: CredentialRef) -> Credential:
         """The stored credential by object, id or connector name (this workspace only)."""
-        return self._vault.get(ref.id if isinstance(ref, Credential) else ref)
+        if isinstance(ref, Credential):
+            return self._vault.get(ref.id)
+        if not isinstance(ref, str) or not ref or unsendable(ref):
+            raise InputError.at(
+                "$.credential", "type", "name a credential by its id or connector name, as text"
+            )
+        return self._vault.get(ref)
 
     def activate(self, ref: CredentialRef) -> Credential:
         """Mark a credential usable ("Connect & Create")."""
@@ -323,8 +330,12 @@ class Connector:
             origin, credential.client_id, credential.redirect_uri, state, force_login=force_login
         )
 
-    def complete_authorization(self, ref: CredentialRef, code: str, state: str) -> Credential:
+    def complete_authorization(
+        self, ref: CredentialRef, code: str | SecretStr, state: str
+    ) -> Credential:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
+        secret = SecretStr(code) if isinstance(code, str) else code
+        del code  # an error raised below must not find the code in this frame's locals
         credential = self.credentials.get(ref)
         if not isinstance(state, str) or not self.vault.finish_sign_in(credential.id, state):
             raise InputError(
@@ -334,7 +345,7 @@ class Connector:
         origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
         service = TokenService(origin, transport=self.transport, clock=self.clock)
         try:
-            grant = service.exchange_code(credential, code)
+            grant = service.exchange_code(credential, secret)
         finally:
             service.close()
         credential = store_grant(self.vault, credential, grant)
@@ -386,7 +397,7 @@ class Connector:
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
             with self._client(credential) as client:
                 client.progress = progress
-                step = Step(client, division, deadline)
+                step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
                 data = ACTIONS[action](step, inputs)
             if step.warnings:
                 data["warnings"] = step.warnings
@@ -417,7 +428,8 @@ class Connector:
             clock=self.clock,
             allow_sandbox=self.allow_sandbox,
         )
-        step = Step(client, division, self.clock.now() + self.deadline_seconds)
+        deadline = self.clock.now() + self.deadline_seconds
+        step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
         return first_request(client, lambda: ACTIONS[action](step, inputs))
 
     def stream(
@@ -439,7 +451,9 @@ class Connector:
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self._client(credential) as client:
             client.progress = progress
-            yield from iter_list(Step(client, division, deadline), inputs)
+            yield from iter_list(
+                Step(client, division, deadline, cursor_key=_cursor_key(credential)), inputs
+            )
 
     def checked(
         self, action: str, ref: CredentialRef, inputs: dict[str, Any]
@@ -488,7 +502,7 @@ class Connector:
         return await _in_thread(self.options, source, ref, **params)
 
     async def acomplete_authorization(
-        self, ref: CredentialRef, code: str, state: str
+        self, ref: CredentialRef, code: str | SecretStr, state: str
     ) -> Credential:
         """:meth:`complete_authorization` in a worker thread."""
         return await _in_thread(self.complete_authorization, ref, code, state)
@@ -508,15 +522,23 @@ def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:
         pools.popitem()[1].close()
 
 
-def _sandbox_origin(value: object, allowed: bool) -> Origin | None:
-    """The loopback sandbox origin ``value`` names, when the sandbox is allowed at all."""
-    if not allowed:
-        return None
+def _names_the_sandbox(value: object) -> bool:
+    """Whether ``value`` is the loopback sandbox's address (allowed here or not)."""
+    origin = _server_origin(value, allow_sandbox=True)
+    return origin is not None and origin.is_sandbox
+
+
+def _server_origin(value: object, allow_sandbox: bool) -> Origin | None:
+    """The canonical origin of a Server URL (RELIABILITY H1: any letter case, a trailing slash),
+    by the one rule :func:`parse_server_url`; None when it refuses (the form's check says why)."""
     try:
-        origin = parse_server_url(value, allow_sandbox=True)
+        return parse_server_url(value, allow_sandbox=allow_sandbox)
     except InvalidServerUrl:
         return None
-    return origin if origin.is_sandbox else None
+
+
+def _cursor_key(credential: Credential) -> bytes:
+    return cursor_key(credential.client_secret, credential.id)
 
 
 def _meta(step: Step | None, started: float) -> Meta:

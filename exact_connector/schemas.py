@@ -25,6 +25,7 @@ from exact_connector.validation import (
     Validator,
     field_errors,
     json_path,
+    unsendable,
 )
 
 if TYPE_CHECKING:
@@ -145,8 +146,14 @@ class SchemaSet:
     def errors(
         self, ref: str, instance: Any, root: str = "$", *, reveal: bool = False
     ) -> list[FieldError]:
-        """Every reason ``instance`` fails the schema, as value-free field errors."""
-        return field_errors(self.validator(ref).iter_errors(instance), root, reveal=reveal)
+        """Every reason ``instance`` fails the schema, as value-free field errors.
+
+        A value that could not be sent whatever the schema says (see :func:`unsendable`) is
+        reported alone: the schema is not applied to it.
+        """
+        return unsendable(instance, root) or field_errors(
+            self.validator(ref).iter_errors(instance), root, reveal=reveal
+        )
 
     def resolver(self, ref: str) -> Resolver[Any]:
         """A resolver rooted at a schema document, for following its ``$ref``s."""

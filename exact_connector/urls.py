@@ -31,6 +31,8 @@ import httpx
 from exact_connector import redaction
 from exact_connector.exceptions import ConfigError, HostNotAllowed, InputError, InvalidServerUrl
 from exact_connector.manifest import load_manifest
+from exact_connector.odata import KEY_LITERAL
+from exact_connector.validation import MAX_DEPTH, unsendable
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -203,17 +205,9 @@ def check_request_url(url: httpx.URL, origin: Origin) -> None:
 
 MAX_BODY_BYTES = 10_000_000  # Exact's "10 MB", read as the smaller (decimal) number of bytes
 MAX_URL_LENGTH = 6_000  # characters of the whole URL, after encoding
-MAX_BODY_DEPTH = 32  # Exact's deepest documents (orders with lines) are three levels deep
+MAX_BODY_DEPTH = MAX_DEPTH  # Exact's deepest documents (orders with lines) are three levels deep
 _DIVISION = re.compile(r"[0-9]{1,10}", re.ASCII)
 _MAX_DIVISION = 2**31 - 1
-#: What odata.key_literal renders: guid'…', an integer, a quoted string, datetime'…'.
-_KEY_LITERAL = re.compile(
-    r"guid'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"
-    r"|[0-9]{1,19}"
-    r"|'(?:[^'\x00-\x1f\x7f/\\?#%]|''){1,400}'"
-    r"|datetime'[0-9T:.\-]{10,35}'",
-    re.ASCII,
-)
 #: Query options the client sends, each with the check its value must pass.
 _QUERY_OPTIONS: dict[str, re.Pattern[str]] = {
     "$select": re.compile(r"[A-Za-z0-9_,/]{1,4000}", re.ASCII),
@@ -241,7 +235,7 @@ def division_segment(division: object) -> str:
 
 def checked_key(key_literal: object) -> str:
     """A key literal exactly as :func:`~exact_connector.odata.key_literal` renders one."""
-    if not isinstance(key_literal, str) or not _KEY_LITERAL.fullmatch(key_literal):
+    if not isinstance(key_literal, str) or not KEY_LITERAL.fullmatch(key_literal):
         raise InputError.at("$.id", "format", "not a key this endpoint can be addressed by")
     return key_literal
 
@@ -274,15 +268,9 @@ def checked_length(url: str, params: Mapping[str, str] | None = None) -> str:
 
 def encode_body(body: Any) -> bytes:
     """JSON for the wire, refusing what would crash the encoder or overwhelm Exact."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_BODY_DEPTH:
-            raise InputError.at("$.data", "depth", f"nested more than {MAX_BODY_DEPTH} levels deep")
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth + 1) for item in value)
+    problems = unsendable(body, "$.data", MAX_BODY_DEPTH)
+    if problems:
+        raise InputError(f"Invalid value at {problems[0]['path']}.", errors=problems)
     try:
         text = jsonlib.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):

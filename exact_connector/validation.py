@@ -2,17 +2,20 @@
 errors built from paths and keywords only, so a submitted value (a secret, say) is never echoed.
 
 Formats (``uuid``, ``date-time``, ``date``, ``uri``) are checked with the standard library because
-``rfc3339-validator`` and ``rfc3987`` are not dependencies. ``pattern`` follows ECMA-262, so ``$``
-is the end of the text (Python's ``$`` also matches before a final newline: ``"12\\n"`` would pass),
-and ``integer`` means a JSON integer, so ``1.0`` and ``1e3`` are rejected.
+``rfc3339-validator`` and ``rfc3987`` are not dependencies. A ``date-time`` is one that can be sent:
+RFC 3339 without the leap second (Exact Online, like Python, has no 23:59:60), either letter case.
+``pattern`` follows ECMA-262, so ``$`` is the end of the text (Python's ``$`` also matches before a
+final newline: ``"12\\n"`` would pass), and ``integer`` means a JSON integer, so ``1.0`` and ``1e3``
+are rejected.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +24,17 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError, val
 
 from exact_connector.exceptions import FieldError
 
-__all__ = ["FORMATS", "FORMAT_CHECKER", "Validator", "ecma_pattern", "field_errors", "json_path"]
+__all__ = [
+    "FORMATS",
+    "FORMAT_CHECKER",
+    "MAX_DEPTH",
+    "Validator",
+    "ecma_pattern",
+    "field_errors",
+    "json_path",
+    "parse_date_time",
+    "unsendable",
+]
 
 
 # --- formats, checked with the standard library -------------------------------------------------
@@ -43,14 +56,29 @@ def _is_date(text: str) -> bool:
         return False
 
 
-def _is_date_time(text: str) -> bool:
-    """RFC 3339 ``date-time``: a full date, a full time and a mandatory offset."""
+def parse_date_time(text: str) -> datetime | None:
+    """An RFC 3339 ``date-time`` (full date, full time, mandatory offset) as an aware datetime.
+
+    ``None`` for anything else, and for a leap second: no datetime (and no Exact field) holds one.
+    """
     match = _DATE_TIME.fullmatch(text)
     if match is None or not _is_date(match.group(1)):
-        return False
+        return None
     hour, minute, second = (int(match.group(i)) for i in (2, 3, 4))
-    offset_ok = match.group(7) is None or (int(match.group(7)) < 24 and int(match.group(8)) < 60)
-    return hour < 24 and minute < 60 and second <= 60 and offset_ok  # 60: a leap second
+    zone, offset_hours, offset_minutes = match.group(6, 7, 8)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    offset = timedelta(0)
+    if offset_hours is not None:
+        if int(offset_hours) > 23 or int(offset_minutes) > 59:
+            return None
+        offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+        offset = -offset if zone.startswith("-") else offset
+    micro = int((match.group(5) or ".0")[1:7].ljust(6, "0"))
+    day = date.fromisoformat(match.group(1))
+    return datetime(
+        day.year, day.month, day.day, hour, minute, second, micro, tzinfo=timezone(offset)
+    )
 
 
 def _is_uri(text: str) -> bool:
@@ -67,7 +95,7 @@ def _is_uri(text: str) -> bool:
 FORMATS = {
     "uuid": lambda text: bool(_UUID.fullmatch(text)),
     "date": _is_date,
-    "date-time": _is_date_time,
+    "date-time": lambda text: parse_date_time(text) is not None,
     "uri": _is_uri,
 }
 
@@ -81,6 +109,67 @@ def _format_checker() -> Any:
 
 
 FORMAT_CHECKER = _format_checker()
+
+
+# --- what no schema can say: values that cannot be sent ----------------------------------------
+
+#: Nesting deeper than this is refused before any validator recurses into it (no input needs more).
+MAX_DEPTH = 32
+#: An integer wider than this has no JSON number Exact Online (or a float) could read.
+_MAX_INT_BITS = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unsendable(instance: Any, root: str = "$", max_depth: int = MAX_DEPTH) -> list[FieldError]:
+    """What makes ``instance`` impossible to check or to send, before a schema is applied.
+
+    Nesting beyond ``max_depth`` (a validator would exhaust the stack), text that is not Unicode
+    (a lone surrogate: it has no UTF-8 form), in values and in keys, numbers that are not finite or
+    too wide to write. Walked without recursion; the first problem of each kind is enough.
+    """
+    found: dict[str, FieldError] = {}
+    stack: list[tuple[Any, list[str | int]]] = [(instance, [])]
+    while stack and len(found) < len(_SCALAR_PROBLEMS) + 1:
+        value, path = stack.pop()
+        problem = _scalar_problem(value)
+        if problem is None and isinstance(value, dict | list | tuple):
+            if len(path) >= max_depth:
+                problem = ("depth", f"nests more than {max_depth} levels deep")
+            else:
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                stack += ((item, [*path, key]) for key, item in items)
+                bad_keys = isinstance(value, dict) and not all(map(_is_unicode, value))
+                problem = ("encoding", "has a key that is not valid Unicode") if bad_keys else None
+        if problem is not None:
+            code, message = problem
+            found.setdefault(
+                code, {"path": json_path(path, root), "code": code, "message": message}
+            )
+    return sorted(found.values(), key=lambda error: (error["path"], error["code"]))
+
+
+_SCALAR_PROBLEMS = {
+    "encoding": "is not valid Unicode",
+    "number": "must be a finite number no wider than 1024 bits",
+}
+
+
+def _scalar_problem(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        bad = not _is_unicode(value)
+        code = "encoding"
+    elif isinstance(value, float):
+        bad, code = not math.isfinite(value), "number"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        bad, code = value.bit_length() > _MAX_INT_BITS, "number"
+    else:
+        return None
+    return (code, _SCALAR_PROBLEMS[code]) if bad else None
+
+
+def _is_unicode(text: object) -> bool:
+    """False for text with a lone surrogate: it has no UTF-8 form, so it cannot be sent."""
+    return not (isinstance(text, str) and _SURROGATE.search(text))
 
 
 # --- the validator class -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from exact_connector.catalog import ENDPOINT_PATTERN, catalog
 from exact_connector.exceptions import UnknownEndpoint
+from exact_connector.odata import key_literal
 
 
 def test_time_transactions_resolve_with_guid_key_and_crud_methods() -> None:
@@ -76,6 +77,32 @@ def test_delete_options_exclude_read_only_and_function_endpoints() -> None:
     assert "crm/AcceptQuotation" not in ids  # a POST action
     assert not any(e.id.startswith(("read/", "bulk/", "sync/")) for e in options)
     assert "current/Me" not in ids
+
+
+_SAMPLE_KEYS = {
+    "Edm.Guid": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+    "Edm.String": "A-1",
+    "Edm.DateTime": "2024-05-01T09:00:00",
+    "Edm.Byte": 7,
+    "Edm.Int16": 7,
+    "Edm.Int32": 7,
+    "Edm.Int64": 7,
+}
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT"])
+def test_every_endpoint_offered_to_address_by_id_has_a_key_that_can_be_written(
+    method: str,
+) -> None:
+    """Issue 11 item 12: no ``php:string`` keys (expensemanagement/Expenses) in the dropdown."""
+    offered = catalog().options(method)
+
+    assert offered
+    for endpoint in offered:
+        key_type = endpoint.key_type or "Edm.Guid"
+        assert key_literal(_SAMPLE_KEYS[key_type], key_type), endpoint.id
+    assert "expensemanagement/Expenses" not in {e.id for e in offered}
+    assert catalog().lookup("expensemanagement/Expenses").is_record_endpoint is False
 
 
 def test_options_search_filters_by_substring() -> None:

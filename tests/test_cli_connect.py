@@ -86,7 +86,7 @@ class CliWorld:
     env: dict[str, str]
     scanner: ModuleType
 
-    def cli(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    def cli(self, *argv: str, stdin: str = "", home: bool = True) -> tuple[int, str, str]:
         """Run ``exact-connector ARGV --home HOME`` in-process; output scanned for secrets."""
         out, err = io.StringIO(), io.StringIO()
         with (
@@ -94,7 +94,7 @@ class CliWorld:
             contextlib.redirect_stderr(err),
             _stdin(stdin),
         ):
-            code = main([*argv, "--home", str(self.home)])
+            code = main([*argv, "--home", str(self.home)] if home else list(argv))
         self.scanner.assert_no_secrets(out.getvalue() + err.getvalue(), "CLI output")
         return code, out.getvalue(), err.getvalue()
 
@@ -240,6 +240,47 @@ def test_credentials_add_signs_in_through_the_loopback_redirect(world: CliWorld)
         vault.close()
     assert stored.status == "active" and stored.allowed_divisions == (100001, 100002, 100003)
     assert world.sb.counters.token_grants["authorization_code"] == 1
+
+
+_BROWSER = """#!{python}
+import json, os, sys
+from exact_connector.cli._callback import browser_get
+with open({seen!r}, "w") as out:
+    json.dump(dict(os.environ), out)
+location = browser_get(sys.argv[1])[1]
+browser_get(location or "")
+"""
+
+
+@pytest.mark.slow
+def test_the_browser_child_of_credentials_add_gets_no_vault_key(
+    world: CliWorld, tmp_path: Path
+) -> None:
+    """RELIABILITY J9: the browser ``credentials add`` starts signs in, without the vault key."""
+    seen = tmp_path / "browser-env.json"
+    browser = tmp_path / "browser"
+    browser.write_text(_BROWSER.format(python=sys.executable, seen=str(seen)), "utf-8")
+    browser.chmod(0o700)
+    argv = [sys.executable, "-m", "exact_connector", "credentials", "add", "--home"]
+    argv += [str(world.home), "--name", "cli", "--server-url", world.base_url, "--client-id"]
+    argv += [world.app.client_id, "--redirect-uri", world.app.redirect_uris[0]]
+    argv += ["--secrets-stdin", "--timeout", "30"]
+
+    done = subprocess.run(
+        argv,
+        input=json.dumps({"client_secret": world.app.client_secret}),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **world.env, "BROWSER": str(browser)},
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    child_env = json.loads(seen.read_text("utf-8"))
+    assert "EXACT_CONNECTOR_VAULT_KEY" not in child_env
+    assert child_env["BROWSER"] == str(browser)  # it really was this process's child
+    world.scanner.assert_no_secrets(seen.read_text("utf-8"), "the browser's environment")
 
 
 def test_a_secret_cannot_be_given_as_an_argument(world: CliWorld) -> None:
@@ -513,6 +554,47 @@ def test_run_with_unreadable_input_is_a_user_error(signed_in: CliWorld) -> None:
     assert (code, out) == (3, "")
     assert err.splitlines()[0] == "error[invalid_input]: The input is not readable JSON."
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(("--credential", "cli\udcff"), id="credential"),
+        pytest.param(("--credential", "cli", "--json", "\udc80"), id="stray"),
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_an_input_error_naming_it(
+    signed_in: CliWorld, argv: tuple[str, ...]
+) -> None:
+    """Bytes that are not UTF-8 in argv (Python keeps them as lone surrogates): exit 3, no trace."""
+    code, out, err = signed_in.cli("run", "list_or_get_endpoint", "--input", "-", *argv)
+
+    assert (code, out) == (3, "")
+    assert "argv[" in err and "[encoding]" in err
+    assert "Traceback" not in err and signed_in.api_requests() == 0
+
+
+def test_run_with_a_select_300_lists_deep_is_a_user_error_naming_the_path(
+    signed_in: CliWorld,
+) -> None:
+    """Deep nesting is bounded before validation: exit 3 with the path, no RecursionError."""
+    select: Any = "Code"
+    for _ in range(300):
+        select = [select]
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": select}
+
+    code, out, _ = signed_in.cli(
+        "run",
+        "list_or_get_endpoint",
+        "--credential",
+        "cli",
+        "--input",
+        _input_file(signed_in, inputs),
+    )
+
+    assert code == 3
+    assert json.loads(out)["error"]["details"]["errors"][0]["path"].startswith("$.select[0]")
+    assert signed_in.api_requests() == 0
 
 
 # -- run --dry-run --------------------------------------------------------------------------------------

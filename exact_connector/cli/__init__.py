@@ -17,7 +17,8 @@ from pathlib import Path
 
 from exact_connector import __version__
 from exact_connector.cli._output import closed_pipe, fail, print_json
-from exact_connector.exceptions import ExactConnectorError
+from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.validation import unsendable
 
 __all__ = ["main"]
 
@@ -96,8 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
+    try:
+        argv = _utf8_arguments(sys.argv[1:] if argv is None else argv)
+    except InputError as error:
+        return fail(error)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     _place_top_level(args)
@@ -121,3 +124,12 @@ def _place_top_level(args: argparse.Namespace) -> None:
         args.home = args.top_home
     if args.top_workspace is not None and getattr(args, "workspace", None) in (None, "default"):
         args.workspace = args.top_workspace
+
+
+def _utf8_arguments(argv: Sequence[str]) -> list[str]:
+    """The arguments, refused if one held bytes that are not UTF-8 (Python keeps them as lone
+    surrogates, which nothing downstream can encode)."""
+    for index, argument in enumerate(argv, start=1):
+        if unsendable(argument):
+            raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text")
+    return list(argv)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import webbrowser
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from exact_connector.cli._callback import (
     CallbackListener,
@@ -30,11 +32,14 @@ from exact_connector.progress import Progress, SignInWait, emit
 from exact_connector.runtime import Connector
 from exact_connector.urls import parse_server_url
 from exact_connector.vault import Credential
+from exact_connector.vault.sealing import KEY_ENV
 
-__all__ = ["complete_sign_in", "read_input", "register"]
+__all__ = ["complete_sign_in", "open_browser", "read_input", "register"]
 
 _SECRET_FIELDS = ("client_secret", "refresh_token")
 _MAX_INPUT = 10 * 1024 * 1024
+#: Environment variables no child process may inherit.
+KEY_MATERIAL = (KEY_ENV,)
 
 
 def _connector(args: argparse.Namespace) -> Connector:
@@ -223,9 +228,8 @@ def complete_sign_in(
             "The sign-in was not completed: Exact Online reported that access was denied.",
             errors=[{"path": "$.consent", "code": "denied", "message": "access denied"}],
         )
-    return connector.complete_authorization(
-        credential, query.get("code", ""), query.get("state", "")
-    )
+    code = SecretStr(query.pop("code", ""))  # no plain copy left in this frame
+    return connector.complete_authorization(credential, code, query.get("state", ""))
 
 
 def _pasted_query(pasted: str) -> dict[str, str]:
@@ -250,7 +254,7 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
             sys.stderr.write(f"Sign in to Exact Online at:\n  {url}\n")
             sys.stderr.flush()
 
-        opener = None if args.no_browser else webbrowser.open
+        opener = None if args.no_browser else open_browser
         with progress_on_stderr(f"sign-in {credential.connector_name}") as progress:
             credential = complete_sign_in(
                 connector,
@@ -267,6 +271,19 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
     connector.credentials.activate(credential)
     sys.stderr.write(f"Credential {credential.connector_name} is active.\n")
     return 0
+
+
+def open_browser(url: str) -> bool:
+    """Open ``url`` in the person's browser, a child process that gets no key material (J9).
+
+    The browser inherits this process's environment, so the vault key is out of it while the
+    browser starts (the vault already holds its keys in memory), and put back afterwards.
+    """
+    held = {name: os.environ.pop(name) for name in KEY_MATERIAL if name in os.environ}
+    try:
+        return webbrowser.open(url)
+    finally:
+        os.environ.update(held)
 
 
 def _test_connect(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def _form_values(text: str | None) -> dict[str, Any]:
         return {}
     try:
         values = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, too deep, a number of 4,300+ digits
         values = None
     if not isinstance(values, dict):
         raise InputError(
@@ -153,7 +153,7 @@ def _read_document(source: str) -> Any:
         raise _bad_document(
             f"is not valid JSON (line {error.lineno}, column {error.colno})"
         ) from None
-    except (UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, too deep, a number of 4,300+ digits
         raise _bad_document("is not valid UTF-8 JSON of a reasonable depth") from None
 
 

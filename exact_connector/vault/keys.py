@@ -174,8 +174,9 @@ class DataKeys:
         with self.store.read() as session:
             return session.master_kids()
 
-    def seal(self, record: str, field: str, value: SecretStr) -> bytes:
-        """A blob of ``value`` under the primary data key, bound to this record and field."""
+    def seal(self, record: str, field: str, value: SecretStr, bound: str) -> bytes:
+        """A blob of ``value`` under the primary data key, bound to this record, field and the
+        digest of its plain fields (``bound``)."""
         return sealing.seal_blob(
             self.primary_kid,
             self.get(self.primary_kid),
@@ -183,9 +184,10 @@ class DataKeys:
             vault_id=self.vault_id,
             record=record,
             field=field,
+            bound=bound,
         )
 
-    def unseal(self, record: str, field: str, blob: object) -> SecretStr:
+    def unseal(self, record: str, field: str, blob: object, bound: str) -> SecretStr:
         """The secret in a field's blob; typed errors name the record and field, never a value."""
         subject = {"credential_id": record, "field": field}
         if not isinstance(blob, bytes):
@@ -197,5 +199,6 @@ class DataKeys:
             record=record,
             field=field,
             subject=subject,
+            bound=bound,
         )
         return SecretStr(plain.decode("utf-8"))

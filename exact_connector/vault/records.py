@@ -3,11 +3,16 @@
 A :class:`Credential` is validated strictly on the way in and again on the way out, so a row edited
 outside exact-connector is reported as corrupt (naming the field) rather than half-trusted. Its
 secrets are ``SecretStr`` and each is stored as its own sealed blob; every other field is a plain
-column, so a record can be found and removed without decrypting it.
+column, so a record can be found and removed without decrypting it. The plain columns that say who
+the record is and where its tokens may go (:data:`BOUND_FIELDS`) are bound into every blob's
+authenticated data: a row whose name, workspace, server URL or divisions were edited (or swapped
+with another row's) does not open. A column whose bytes are not UTF-8 makes that record, and only
+that one, unreadable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -28,6 +33,7 @@ from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.store import Row, StoreSession, corrupt_hint
 
 __all__ = [
+    "BOUND_FIELDS",
     "SECRET_FIELDS",
     "AuditEntry",
     "Change",
@@ -35,6 +41,7 @@ __all__ = [
     "VerifyResult",
     "audit",
     "audit_credential",
+    "bound",
     "canonical_id",
     "check_workspace",
     "decode",
@@ -45,12 +52,25 @@ __all__ = [
     "mutate",
     "one_line",
     "pending",
+    "shown",
     "stored_values",
     "validate",
     "verify",
 ]
 
 SECRET_FIELDS = ("client_secret", "refresh_token", "access_token")
+#: Plain columns whose stored text every secret blob of the record is bound to.
+BOUND_FIELDS = (
+    "id",
+    "workspace",
+    "connector_name",
+    "auth_type",
+    "server_url",
+    "client_id",
+    "redirect_uri",
+    "allowed_divisions",
+    "default_division",
+)
 _WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"  # at most 128 characters
 _WORKSPACE = re.compile(_WORKSPACE_PATTERN)
 
@@ -157,6 +177,7 @@ class AuditEntry(BaseModel):
 
 
 _COLUMNS = tuple(Credential.model_fields)
+_PLACEHOLDER = SecretStr("sealed")  # stands in for a secret while only plain fields are checked
 
 
 #: The fields of a new credential that the caller does not choose.
@@ -259,34 +280,69 @@ def stored_values(row: Row) -> tuple[Any, ...]:
     return tuple(row[name] for name in _COLUMNS)
 
 
+def bound(row: Row) -> str:
+    """The digest of a row's :data:`BOUND_FIELDS` as stored, which its blobs are sealed with."""
+    text = json.dumps([row[name] for name in BOUND_FIELDS], separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def decode(keys: DataKeys, row: Row) -> Credential:
     """The credential in a row, secrets unsealed; a row that does not validate is corrupt."""
     cid = str(row["id"])
+    unreadable = next((name for name in _COLUMNS if _undecodable(row.get(name))), None)
+    if unreadable is not None:
+        raise _corrupt(keys, shown(cid), unreadable, "is not UTF-8 text")
     values = {name: row[name] for name in _COLUMNS if name not in SECRET_FIELDS}
-    for field in SECRET_FIELDS:
-        blob = row[field]
-        values[field] = None if blob is None else keys.unseal(cid, field, blob)
+    digest = bound(row)
     try:
-        values["allowed_divisions"] = tuple(json.loads(row["allowed_divisions"]))
+        for field in SECRET_FIELDS:
+            blob = row[field]
+            values[field] = None if blob is None else keys.unseal(cid, field, blob, digest)
+    except VaultIntegrityError:
+        # A plain column that is itself invalid is the better thing to name than the blob.
+        _validated(keys, cid, {**values, **{f: _PLACEHOLDER for f in SECRET_FIELDS if row[f]}})
+        raise
+    return _validated(keys, cid, values)
+
+
+def _validated(keys: DataKeys, cid: str, values: dict[str, Any]) -> Credential:
+    try:
+        values["allowed_divisions"] = tuple(json.loads(values["allowed_divisions"]))
         return Credential.model_validate(values)
     except (TypeError, ValueError) as error:
         errors = error.errors(include_input=False) if isinstance(error, ValidationError) else []
         field = (_error_field(errors[0]) if errors else "allowed_divisions") or "record"
-        raise VaultCorrupt(
-            f"credential {cid}: stored field {field} is invalid",
-            details={"credential_id": cid, "field": field},
-            hint=corrupt_hint(keys.store.where),
-        ) from None
+        raise _corrupt(keys, cid, field, "is invalid") from None
+
+
+def _corrupt(keys: DataKeys, cid: str, field: str, problem: str) -> VaultCorrupt:
+    return VaultCorrupt(
+        f"credential {cid}: stored field {field} {problem}",
+        details={"credential_id": cid, "field": field},
+        hint=corrupt_hint(keys.store.where),
+    )
+
+
+def _undecodable(value: object) -> bool:
+    """Text the store read with its undecodable bytes kept as lone surrogates."""
+    return isinstance(value, str) and shown(value) != value
+
+
+def shown(text: str) -> str:
+    """Stored text as it can be printed: bytes that were not UTF-8 become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def encode(keys: DataKeys, credential: Credential) -> dict[str, Any]:
-    """The row for a credential, each secret sealed under the current data key."""
+    """The row for a credential, each secret sealed under the current data key and bound to the
+    row's plain fields."""
     # Secrets go through get_secret_value(): model_dump_json() would store "**********".
     row = credential.model_dump(exclude=set(SECRET_FIELDS))
     row["allowed_divisions"] = json.dumps(list(credential.allowed_divisions))
+    digest = bound(row)
     for field in SECRET_FIELDS:
         secret = getattr(credential, field)
-        row[field] = None if secret is None else keys.seal(credential.id, field, secret)
+        row[field] = None if secret is None else keys.seal(credential.id, field, secret, digest)
     return row
 
 
@@ -296,11 +352,7 @@ def verify(keys: DataKeys, workspace: str | None) -> list[VerifyResult]:
         rows = session.credentials(workspace)
     results = []
     for row in rows:
-        ident = {
-            "id": str(row["id"]),
-            "workspace": str(row["workspace"]),
-            "connector_name": str(row["connector_name"]),
-        }
+        ident = {name: shown(str(row[name])) for name in ("id", "workspace", "connector_name")}
         try:
             decode(keys, row)
         except (VaultIntegrityError, VaultKeyError) as error:

@@ -22,7 +22,7 @@ from exact_connector.exceptions import (
 )
 from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
-from exact_connector.vault.records import SECRET_FIELDS, VerifyResult, audit, verify
+from exact_connector.vault.records import SECRET_FIELDS, VerifyResult, audit, bound, verify
 from exact_connector.vault.sealing import MasterKey
 from exact_connector.vault.store import StoreSession
 
@@ -234,8 +234,9 @@ def _reseal(keys: DataKeys, cid: str) -> bool:
             for field, blob in blobs.items()
         ):
             return False
+        digest = bound(row)
         fresh = {
-            field: keys.seal(cid, field, keys.unseal(cid, field, row[field]))
+            field: keys.seal(cid, field, keys.unseal(cid, field, row[field], digest), digest)
             if row[field] is not None
             else None
             for field in SECRET_FIELDS

@@ -6,9 +6,12 @@ The vault uses envelope encryption (RELIABILITY.md §4.1)::
       └─ wraps  data keys (DEKs): random, per vault, stored wrapped inside the vault
            └─ seals  every secret field as its own blob
 
-A blob (format version 1) is ``version(1) | len(kid)(1) | kid | nonce(12) | ciphertext+tag(16)``.
-Its associated data is the header followed by ``exact-connector/v1|<vault id>|<record>|<field>``, so
-a blob moved to another field, record or vault file, or given another header, fails to open.
+A blob is ``version(1) | len(kid)(1) | kid | nonce(12) | ciphertext+tag(16)``. Its associated data
+is the header followed by ``exact-connector/v1|<vault id>|<record>|<field>|<bound>``, so a blob
+moved to another field, record or vault file, or given another header, fails to open; ``bound`` is
+what the record's plain columns must be for its secrets to open (a digest of them: see
+:mod:`exact_connector.vault.records`), so an edited plain column fails closed too. Format version 1
+(before ``bound``) is still read; every write seals version 2.
 
 Key material is written in one syntax for both sources: entries ``[kid:]base64`` separated by commas
 or newlines, primary first; an entry without a kid gets one derived from the key itself. Failures
@@ -53,7 +56,9 @@ __all__ = [
     "seal_blob",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this release opens: 1 had no ``bound`` part in its associated data.
+_READABLE = frozenset({1, FORMAT_VERSION})
 KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -197,18 +202,27 @@ def _parse_entry(entry: str, where: str) -> MasterKey:
 # --- blobs ---------------------------------------------------------------------------------------
 
 
-def _aad(header: bytes, vault_id: str, record: str, field: str) -> bytes:
-    return header + b"|".join((AAD_PREFIX, *(p.encode("ascii") for p in (vault_id, record, field))))
+def _aad(header: bytes, vault_id: str, record: str, field: str, bound: str) -> bytes:
+    parts = (vault_id, record, field) if header[0] == 1 else (vault_id, record, field, bound)
+    return header + b"|".join((AAD_PREFIX, *(p.encode("ascii") for p in parts)))
 
 
 def seal_blob(
-    kid: str, key: bytes, plaintext: bytes, *, vault_id: str, record: str, field: str
+    kid: str,
+    key: bytes,
+    plaintext: bytes,
+    *,
+    vault_id: str,
+    record: str,
+    field: str,
+    bound: str = "",
 ) -> bytes:
-    """Encrypt under ``key`` with a fresh random nonce, bound to vault, record and field."""
+    """Encrypt under ``key`` with a fresh random nonce, bound to vault, record, field and
+    ``bound`` (ASCII)."""
     encoded_kid = kid.encode("ascii")
     header = bytes((FORMAT_VERSION, len(encoded_kid))) + encoded_kid
     nonce = os.urandom(NONCE_SIZE)
-    sealed = AESGCM(key).encrypt(nonce, plaintext, _aad(header, vault_id, record, field))
+    sealed = AESGCM(key).encrypt(nonce, plaintext, _aad(header, vault_id, record, field, bound))
     return header + nonce + sealed
 
 
@@ -217,9 +231,10 @@ def blob_kid(blob: bytes, *, subject: Mapping[str, str]) -> str:
     where = describe(subject)
     if not blob:
         raise VaultCorrupt(f"{where} is empty", details=dict(subject))
-    if blob[0] != FORMAT_VERSION:
+    if blob[0] not in _READABLE:
         raise VaultUnsupportedFormat(
-            f"{where} has format version {blob[0]}; this release reads version {FORMAT_VERSION}",
+            f"{where} has format version {blob[0]}; this release reads versions "
+            f"{', '.join(map(str, sorted(_READABLE)))}",
             details={**subject, "version": blob[0]},
         )
     size = 2 + (blob[1] if len(blob) > 1 else 0)
@@ -237,6 +252,7 @@ def open_blob(
     record: str,
     field: str,
     subject: Mapping[str, str],
+    bound: str = "",
 ) -> bytes:
     """Decrypt a blob; any tampering, swap or move raises :class:`VaultIntegrityError`."""
     kid = blob_kid(blob, subject=subject)
@@ -244,10 +260,11 @@ def open_blob(
     size = 2 + blob[1]
     header, nonce, sealed = blob[:size], blob[size : size + NONCE_SIZE], blob[size + NONCE_SIZE :]
     try:
-        return AESGCM(key).decrypt(nonce, sealed, _aad(header, vault_id, record, field))
+        return AESGCM(key).decrypt(nonce, sealed, _aad(header, vault_id, record, field, bound))
     except InvalidTag:
         raise VaultIntegrityError(
-            f"{describe(subject)} failed authentication: it was modified, swapped or moved",
+            f"{describe(subject)} failed authentication: it, or the record's plain fields, "
+            "was modified, swapped or moved",
             details={**subject, "kid": kid},
         ) from None
 

@@ -27,6 +27,7 @@ from typing import Any
 from exact_connector import _sqlite
 from exact_connector.exceptions import (
     ExactConnectorError,
+    TokenRefreshInProgress,
     VaultBusy,
     VaultCorrupt,
     VaultIOError,
@@ -317,28 +318,55 @@ class SQLiteStore:
 
     @classmethod
     def open(cls, home: Path, busy_timeout: float, initialize: Initializer) -> SQLiteStore:
-        """Open (or create) ``<home>/vault.db`` and check it; ``initialize`` writes a new header."""
+        """Open (or create) ``<home>/vault.db`` and check it; ``initialize`` writes a new header.
+
+        Only a missing file is created and initialized, under the creation lock: a file that
+        exists without a vault in it (empty, truncated) is ``VaultCorrupt``, never started afresh.
+        """
         ensure_dir(home)
         store = cls(home, busy_timeout)
-        fresh = not check_private_file(store.path, "vault database")
-        for suffix in ("-wal", "-shm"):
-            sibling = Path(f"{store.path}{suffix}")
-            if fresh:
-                _precreate(sibling)
-            else:
-                check_private_file(sibling, "vault database file")
-        if fresh:
-            _precreate(store.path)
-        elif not os.access(store.path, os.R_OK | os.W_OK):  # fail at start-up, not at a refresh
-            raise VaultPermissions(f"vault database {store.path} is not writable by this user")
         try:
-            store._open_database(initialize)
+            if check_private_file(store.path, "vault database"):
+                store._open_existing(initialize)
+            else:
+                with store._creation():
+                    for suffix in ("-wal", "-shm", ""):
+                        _precreate(Path(f"{store.path}{suffix}"))
+                    store._open_database(initialize, creating=True)
         except BaseException:
             store.close()
             raise
         return store
 
-    def _open_database(self, initialize: Initializer) -> None:
+    def _open_existing(self, initialize: Initializer) -> None:
+        for suffix in ("-wal", "-shm"):
+            check_private_file(Path(f"{self.path}{suffix}"), "vault database file")
+        if not os.access(self.path, os.R_OK | os.W_OK):  # fail at start-up, not at a refresh
+            raise VaultPermissions(f"vault database {self.path} is not writable by this user")
+        if self.path.stat().st_size == 0:  # checked before SQLite writes a header into it
+            with self._creation():  # its creator may be initializing it right now
+                if self.path.stat().st_size == 0:
+                    raise self._not_a_vault()
+        self._open_database(initialize, creating=False)
+
+    def _not_a_vault(self) -> VaultCorrupt:
+        return VaultCorrupt(
+            f"vault database {self.path} exists but holds no vault (an empty or truncated file); "
+            "it was not re-created",
+            details={"path": str(self.path)},
+            hint=corrupt_hint(self.where),
+        )
+
+    @contextmanager
+    def _creation(self) -> Iterator[None]:
+        """Held while a new vault file is created and initialized (by one process at a time)."""
+        try:
+            with credential_lock(self.home, "vault-creation", self.busy_timeout):
+                yield
+        except TokenRefreshInProgress:
+            raise VaultBusy(f"another process has been creating {self.path} too long") from None
+
+    def _open_database(self, initialize: Initializer, *, creating: bool) -> None:
         conn = self.connection()
         with sqlite_errors(self.path):
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
@@ -348,6 +376,11 @@ class SQLiteStore:
                     details={"path": str(self.path), "problems": problems[:5]},
                     hint=corrupt_hint(self.where),
                 )
+            if not creating and not self._tables(conn):
+                # Another process may be creating it right now: it holds the creation lock.
+                with self._creation():
+                    if not self._tables(conn):
+                        raise self._not_a_vault()
             if not self._tables(conn):
                 self._initialize(conn, initialize)
             if not {"sign_ins", "trigger_checkpoints"} <= self._tables(conn):
@@ -396,6 +429,9 @@ class SQLiteStore:
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
+            # Text that is not UTF-8 (a row edited outside) is read, not refused for the whole
+            # query: the record it is in is reported unreadable, and only that one.
+            conn.text_factory = _lenient_text
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 journal = _sqlite.enable_wal(conn, self.busy_timeout)
@@ -441,6 +477,10 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _precreate(path: Path) -> None:

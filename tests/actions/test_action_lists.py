@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import pytest
 from actions_harness import Bench
@@ -121,3 +123,50 @@ def test_a_deadline_for_the_whole_stream_stops_it_when_spent(bench: Bench) -> No
     with pytest.raises(RequestTimeout):
         next(stream)
     assert len(first) == 60
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [pytest.param(10, 100, id="regular-then-bulk"), pytest.param(70, 10, id="bulk-then-regular")],
+)
+def test_a_cursor_resumes_the_same_list_whatever_the_new_limit(
+    bench: Bench, first: int, then: int
+) -> None:
+    """Issue 11 item 10: a limit across the page size no longer switches the endpoint under it."""
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"]}
+    run = bench.connector.execute
+
+    one = run("list_or_get_endpoint", bench.credential_id, {**inputs, "limit": first})
+    cursor = one["data"]["next_cursor"]
+    two = run(
+        "list_or_get_endpoint", bench.credential_id, {**inputs, "limit": then, "cursor": cursor}
+    )
+
+    assert two["ok"] is True, two.get("error")
+    read = [r["ID"] for r in one["data"]["records"] + two["data"]["records"]]
+    assert len(read) == len(set(read)) == first + then
+    assert set(read) <= {r["ID"] for r in bench.sb.records(DIVISION, "crm/Accounts")}
+
+
+def test_an_edited_cursor_is_refused_and_reads_no_other_rows(bench: Bench) -> None:
+    """Issue 11 item 11: a cursor whose position was edited is an input error, nothing sent."""
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 5}
+    cursor = bench.connector.execute("list_or_get_endpoint", bench.credential_id, inputs)["data"][
+        "next_cursor"
+    ]
+    prefix, body, signature = cursor.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload["s"] += 7
+    edited = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+    before = bench.transport.calls
+
+    result = bench.connector.execute(
+        "list_or_get_endpoint",
+        bench.credential_id,
+        {**inputs, "cursor": f"{prefix}.{edited.decode().rstrip('=')}.{signature}"},
+    )
+
+    assert result["ok"] is False
+    assert result["error"]["code"] == "invalid_input"
+    assert result["error"]["details"]["errors"][0]["path"] == "$.cursor"
+    assert bench.transport.calls == before

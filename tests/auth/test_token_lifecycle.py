@@ -29,7 +29,9 @@ from exact_connector.exceptions import (
     ReauthRequired,
     TokenResponseInvalid,
     TransientError,
+    VaultIOError,
 )
+from exact_connector.limits import RateGovernor
 from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.sandbox import DEMO_REDIRECT_URI
 from exact_connector.testconnect import run_test_connect
@@ -573,3 +575,62 @@ def test_the_daily_token_call_cap_is_a_wait_until_midnight_not_a_sign_in(tmp_pat
         assert len(world.app.api_calls()) == 1
     finally:
         world.close()
+
+
+def test_401s_resolved_after_another_workers_refresh_do_not_spend_the_error_budget(
+    world: World,
+) -> None:
+    """Issue 11: nine workers holding the superseded token each draw one 401, resent with the
+    stored token; none counts toward the local error budget (which stops at 8), so the endpoint
+    is not held back. (The sandbox, like Exact may, counts them: past 10 it would block.)"""
+    _long_lived(world, 0)
+    governor = RateGovernor(clock=world.clock)
+    workers = [world.client(governor=governor) for _ in range(9)]
+    for worker in workers:
+        assert get_accounts(worker).status_code == 200  # each caches the current token
+    advance(world.clock, 575)
+    store_tokens(world.vault, world.credential_id, _spend_refresh_token(world), world.clock.now())
+
+    answers = [get_accounts(worker).status_code for worker in workers]
+
+    assert answers == [200] * 9
+    assert world.sb.counters.requests[("crm/Accounts", 401)] == 9
+    assert get_accounts(workers[0]).status_code == 200  # the endpoint is not held back
+    governor.close()
+
+
+def test_a_refreshed_pair_the_vault_cannot_store_is_kept_used_and_saved_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 1 (RELIABILITY C3): disk full while storing the rotated pair. The call is
+    served with the new pair held in memory, no further token call is made while it is unsaved,
+    the persist is retried, and the credential never ends needs_reauth."""
+    refused = []
+    store = world.vault.update_tokens
+
+    def disk_full(*args: object, **kwargs: object) -> object:
+        if len(refused) < 2:
+            refused.append(1)
+            raise VaultIOError("vault database cannot grow: no space left")
+        return store(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.vault, "update_tokens", disk_full)
+    advance(world.clock, 580)
+    client = world.client()
+
+    assert get_accounts(client).status_code == 200  # served with the pair held in memory
+    advance(world.clock, 30)
+    assert get_accounts(client).status_code == 200  # retry refused again: still served
+    advance(world.clock, 30)
+    assert get_accounts(client).status_code == 200  # retry succeeds
+
+    assert len(refused) == 2
+    assert world.sb.counters.token_grants["refresh_token"] == 1
+    stored = world.credential()
+    assert stored.status == "active"
+    assert stored.refresh_token is not None
+    fresh = world.client()  # a new worker refreshes with the saved (rotated) refresh token
+    advance(world.clock, 600)
+    assert get_accounts(fresh).status_code == 200
+    assert world.sb.counters.token_grants["refresh_token"] == 2
+    assert world.credential().status == "active"

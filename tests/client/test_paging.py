@@ -8,10 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 from client_harness import ACCOUNTS, DIVISION, OTHER_DIVISION, World, endpoint
+from pydantic import SecretStr
 
 from exact_connector.client import ExactClient
 from exact_connector.exceptions import InputError, PaginationError, PaginationLinkRejected
-from exact_connector.pagination import Cursor, Pager
+from exact_connector.pagination import Cursor, Pager, cursor_key
+
+KEY = cursor_key(SecretStr("paging tests' client secret"), "paging-credential")
 
 
 def _pager(client: ExactClient, **options: object) -> Pager:
@@ -59,10 +62,10 @@ def test_g16_a_cursor_resumes_exactly_where_reading_stopped(world: World) -> Non
             break
     cursor = pager.cursor()
     assert cursor is not None and cursor.skip == 10
-    text = cursor.encode()
+    text = cursor.encode(KEY)
     accounts = endpoint()
     start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
-    decoded = Cursor.decode(text, endpoint=accounts.id, division=DIVISION)
+    decoded = Cursor.decode(text, key=KEY, endpoints={accounts.id}, division=DIVISION)
     rest = [record["ID"] for record in Pager.resume(client, accounts, start, DIVISION, decoded)]
     assert len(rest) == 80
     assert set(first) | set(rest) == {row["ID"] for row in world.sb.records(DIVISION, ACCOUNTS)}
@@ -73,9 +76,9 @@ def test_g16_a_cursor_resumes_exactly_where_reading_stopped(world: World) -> Non
 )
 def test_g16_a_cursor_for_another_list_is_refused(world: World, division: int, name: str) -> None:
     """A cursor only resumes the endpoint and division it was made for."""
-    text = Cursor(ACCOUNTS, DIVISION, "/api/v1/100001/crm/Accounts?$skiptoken=x").encode()
+    text = Cursor(ACCOUNTS, DIVISION, "/api/v1/100001/crm/Accounts?$skiptoken=x").encode(KEY)
     with pytest.raises(InputError) as caught:
-        Cursor.decode(text, endpoint=endpoint(name).id, division=division)
+        Cursor.decode(text, key=KEY, endpoints={endpoint(name).id}, division=division)
     assert caught.value.errors[0]["path"] == "$.cursor"
 
 
@@ -149,3 +152,14 @@ def test_g16_more_pages_than_the_cap_stops_with_an_error(world: World) -> None:
         list(pager)
     assert caught.value.details["pages"] == 2
     assert len(world.app.api_calls()) == 2
+
+
+def test_a_cursor_signed_for_another_connection_is_refused() -> None:
+    """Issue 11 item 11: the signature binds a cursor to the credential whose key made it."""
+    text = Cursor(ACCOUNTS, DIVISION, "/api/v1/100001/crm/Accounts?$skiptoken=x").encode(KEY)
+    other = cursor_key(SecretStr("another client secret"), "another-credential")
+
+    with pytest.raises(InputError) as caught:
+        Cursor.decode(text, key=other, endpoints={ACCOUNTS}, division=DIVISION)
+
+    assert caught.value.errors[0]["message"] == "it was changed, or made for another connection"

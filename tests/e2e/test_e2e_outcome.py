@@ -7,6 +7,7 @@ cannot arise: the nearest real case is the same dropped answer, retried to a def
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from e2e_harness import DIVISION, TIME_TRANSACTIONS, World, assert_error
 
@@ -78,3 +79,51 @@ def test_a_list_whose_answer_is_lost_is_repeated_and_succeeds(world: World) -> N
     assert result["ok"] is True, result
     assert result["data"]["records"] == expected["data"]["records"]
     assert result["meta"]["api_calls"] == 2
+
+
+def test_a_create_answered_201_with_a_truncated_body_is_read_back_by_its_location(
+    world: World,
+) -> None:
+    """Issue 11 item 9: a 2xx created the record; its key from Location reads it back, warned."""
+    world.sb.faults.add("malformed_json", method="POST", path_contains=TIME_TRANSACTIONS)
+    before = world.count()
+
+    result = world.run(
+        "create_project_time_transaction", world.valid_inputs("create_project_time_transaction")
+    )
+
+    assert result["ok"] is True, result
+    assert [w["code"] for w in result["data"]["warnings"]] == ["created_answer_unreadable"]
+    assert world.count() == before + 1
+    assert world.sb.record(DIVISION, TIME_TRANSACTIONS, result["data"]["ID"])["Notes"] == "e2e"
+    assert world.recorder.api_calls("POST") == 1
+
+
+def test_a_create_answered_201_with_no_readable_body_or_key_is_outcome_unknown(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a key to read it back by, the outcome is unknown: never a plain failure."""
+    world.sb.faults.add("malformed_json", method="POST", path_contains=TIME_TRANSACTIONS)
+    answer = world.recorder.sandbox
+
+    def without_location(request: httpx.Request) -> httpx.Response:
+        response = answer(request)
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "location"]
+        return httpx.Response(response.status_code, headers=headers, content=response.read())
+
+    monkeypatch.setattr(world.recorder, "sandbox", without_location)
+    before = world.count()
+
+    assert_error(
+        world.run(
+            "create_project_time_transaction",
+            world.valid_inputs("create_project_time_transaction"),
+        ),
+        "outcome_unknown",
+        "system",
+        retryable=False,
+        api_calls=1,
+    )
+
+    assert world.count() == before + 1
+    assert world.recorder.api_calls("POST") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -105,6 +106,47 @@ def test_verify_reports_each_record_and_fails_when_one_is_broken(
         "bad": "unreadable",
         "good": "active",
     }
+
+
+@pytest.mark.parametrize("command", [("credentials", "list"), ("vault", "verify")])
+def test_a_zero_byte_vault_file_is_corrupt_and_left_as_it_is(
+    cli_home: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, str]
+) -> None:
+    """Issue 11 item 2: an existing vault.db is never re-created; exit 6, the restore hint."""
+    with Vault.open(cli_home) as vault:
+        add_credential(vault, "lost")
+    os.truncate(cli_home / "vault.db", 0)
+
+    code, out, err = _run(capsys, *command)
+
+    assert (code, out) == (6, "")
+    assert err.splitlines()[0].startswith("error[vault_corrupt]")
+    assert "backup" in err and "do not delete" in err and "Traceback" not in err
+    assert (cli_home / "vault.db").stat().st_size == 0
+
+
+def test_one_row_that_is_not_utf8_is_listed_unreadable_and_the_others_work(
+    cli_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11 item 8: no "Free disk space" for everyone, no traceback: that record only."""
+    with Vault.open(cli_home) as vault:
+        good, bad = add_credential(vault, "good"), add_credential(vault, "bad")
+    with raw_db(cli_home) as conn:
+        conn.execute(
+            "UPDATE credentials SET connector_name = CAST(x'6261ff64' AS TEXT) WHERE id = ?",
+            (bad.id,),
+        )
+
+    code, out, err = _run(capsys, "vault", "verify")
+    listed_code, listed, list_err = _run(capsys, "credentials", "list", "--json")
+
+    assert code == 6
+    assert f"default/good  {good.id}  OK" in out
+    assert f"default/ba\ufffdd  {bad.id}  vault_corrupt (connector_name)" in out
+    assert listed_code == 0, list_err
+    statuses = {c["id"]: c["status"] for c in json.loads(listed)}
+    assert statuses == {good.id: "active", bad.id: "unreadable"}
+    assert "Free disk space" not in err + list_err and "Traceback" not in err + list_err
 
 
 def test_remove_needs_confirmation_when_not_interactive(

@@ -40,10 +40,10 @@ def _no_fragment(text: str, secrets: dict[str, str]) -> bool:
 
 
 def test_blob_layout_is_version_kid_nonce_ciphertext_tag() -> None:
-    """A blob is version 1, the kid with its length, a 12-byte nonce, then ciphertext and tag."""
+    """A blob is version 2, the kid with its length, a 12-byte nonce, then ciphertext and tag."""
     key = os.urandom(32)
     blob = sealing.seal_blob("dk-0a1b2c3d", key, b"secret", vault_id="v", record="r", field="f")
-    assert blob[0] == 1
+    assert blob[0] == 2
     assert blob[2 : 2 + blob[1]] == b"dk-0a1b2c3d"
     assert len(blob) == 2 + 11 + 12 + len(b"secret") + 16
     opened = sealing.open_blob(
@@ -221,15 +221,15 @@ def test_a5_missing_or_mistyped_secret_is_corrupt(
 
 
 def test_a6_unknown_format_version_names_only_the_version(vault: Vault, home: Path) -> None:
-    """A blob with format version 2 raises VaultUnsupportedFormat(version=2)."""
+    """A blob with format version 3 raises VaultUnsupportedFormat(version=3)."""
     a = add_credential(vault, "a")
     blob = bytearray(read_blob(home, a.id, "refresh_token"))
-    blob[0] = 2
+    blob[0] = 3
     write_blob(home, a.id, "refresh_token", bytes(blob))
     with pytest.raises(VaultUnsupportedFormat) as caught:
         vault.get(a.id)
-    assert caught.value.details["version"] == 2
-    assert "version 2" in caught.value.message
+    assert caught.value.details["version"] == 3
+    assert "version 3" in caught.value.message
     assert _no_fragment(caught.value.message, secret_values(a))
 
 

@@ -113,6 +113,7 @@ def test_d1_new_vault_files_are_private_even_under_umask_022(home: Path) -> None
         "vault.db-shm",
         "vault.key",
         f"{credential.id}.lock",
+        "vault-creation.lock",  # held while a new vault file is created
     }
     assert set(modes.values()) == {0o600}
 

@@ -18,6 +18,7 @@ from exact_connector.exceptions import (
     CredentialNotFound,
     InputError,
     VaultCorrupt,
+    VaultIntegrityError,
 )
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing
@@ -231,6 +232,80 @@ def test_stored_fields_are_validated_on_read(
     assert vault.get(good.id) == good
     results = {r.connector_name: (r.ok, r.error_code, r.field) for r in vault.verify()}
     assert results == {"bad": (False, "vault_corrupt", field), "good": (True, None, None)}
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("connector_name", "renamed"),
+        ("server_url", "https://start.exactonline.be"),
+        ("client_id", "11111111-2222-3333-4444-555555555555"),
+        ("allowed_divisions", "[100001, 999999]"),
+        ("default_division", 999999),
+        ("redirect_uri", "https://evil.example/callback"),
+    ],
+)
+def test_an_edited_plain_column_fails_closed_and_verify_reports_it(
+    vault: Vault, home: Path, column: str, value: object
+) -> None:
+    """Issue 11 item 7: the record's identity and where its tokens go are authenticated."""
+    bad, good = add_credential(vault, "bad"), add_credential(vault, "good")
+    with raw_db(home) as conn:
+        conn.execute(f"UPDATE credentials SET {column} = ? WHERE id = ?", (value, bad.id))
+
+    with pytest.raises(VaultIntegrityError):
+        vault.get(bad.id)
+
+    assert vault.get(good.id) == good
+    results = {r.id: (r.ok, r.error_code) for r in vault.verify()}
+    # vault_corrupt when the edit also breaks a rule of its own (a default outside the divisions)
+    assert results[bad.id] in ((False, "vault_integrity"), (False, "vault_corrupt"))
+    assert results[good.id] == (True, None)
+
+
+def test_a_record_moved_to_another_workspace_does_not_open_there(vault: Vault, home: Path) -> None:
+    """Editing ``workspace`` moves nothing: the record fails closed where it was moved to."""
+    moved = add_credential(vault, "moved")
+    with raw_db(home) as conn:
+        conn.execute("UPDATE credentials SET workspace = 'other' WHERE id = ?", (moved.id,))
+
+    with pytest.raises(VaultIntegrityError):
+        vault.in_workspace("other").get(moved.id)
+
+    assert [r.ok for r in vault.verify(all_workspaces=True)] == [False]
+
+
+def test_swapping_connector_names_between_rows_fails_both_closed(vault: Vault, home: Path) -> None:
+    """Swapping the names of two rows (so a step would run on the other connection) is refused."""
+    a, b = add_credential(vault, "a"), add_credential(vault, "b")
+    with raw_db(home) as conn:
+        for cid, name in ((a.id, "swap"), (b.id, "a"), (a.id, "b")):
+            conn.execute("UPDATE credentials SET connector_name = ? WHERE id = ?", (name, cid))
+
+    for name in ("a", "b"):
+        with pytest.raises(VaultIntegrityError):
+            vault.get(name)
+    assert [r.ok for r in vault.verify()] == [False, False]
+
+
+def test_bytes_that_are_not_utf8_make_only_their_record_unreadable(
+    vault: Vault, home: Path
+) -> None:
+    """Issue 11 item 8: one row with invalid UTF-8 is reported, by field; the rest stay usable."""
+    bad, good = add_credential(vault, "bad"), add_credential(vault, "good")
+    with raw_db(home) as conn:
+        conn.execute(
+            "UPDATE credentials SET server_url = CAST(x'68747470ff' AS TEXT) WHERE id = ?",
+            (bad.id,),
+        )
+
+    with pytest.raises(VaultCorrupt) as caught:
+        vault.get(bad.id)
+
+    assert caught.value.details["field"] == "server_url"
+    assert vault.get(good.id) == good
+    results = {r.connector_name: (r.ok, r.error_code, r.field) for r in vault.verify()}
+    assert results == {"bad": (False, "vault_corrupt", "server_url"), "good": (True, None, None)}
 
 
 # --- secrets hygiene ---------------------------------------------------------------------------
