@@ -16,6 +16,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
 
+import pg_server
 import pytest
 
 from exact_connector import redaction
@@ -131,3 +132,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         cleaned = redaction.redact(text)
         if cleaned != text:
             report.longrepr = cleaned
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throw-away PostgreSQL server for the whole run (see ``tests/pg_server.py``)."""
+    if pg_server.skip_requested():
+        pytest.skip(pg_server.SKIP_REASON)
+    with pg_server.postgres_server() as url:
+        yield url
