@@ -213,3 +213,14 @@ class Unreachable(Exception):
 
 #: Every failure a pool user must translate into its own error.
 ERRORS: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+#: The failures that mean "busy, try again": a full pool, a lock wait past ``lock_timeout``.
+BUSY_ERRORS: tuple[type[Exception], ...] = (
+    PoolTimeout,
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+#: Everything :meth:`Pool.connection` and a statement on it may raise besides the caller's own.
+FAILURES: tuple[type[Exception], ...] = (Unreachable, PoolClosed, *ERRORS)

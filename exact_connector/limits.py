@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from exact_connector import _sqlite
 from exact_connector.clock import Clock, SystemClock
@@ -179,6 +180,7 @@ class RateGovernor:
         """Reserve one call, waiting for the minute to refill; raise if the wait is not possible."""
         while True:
             with self._transaction() as db:
+                self._lock_division(db, client_id, division)  # before reading the clock
                 now = self._clock.now()
                 self._check_error_budget(db, client_id, division, endpoint, now)
                 windows = self._load(db, client_id, division, now)
@@ -212,11 +214,10 @@ class RateGovernor:
         """Reconcile with a response's rate-limit headers; count client errors toward the budget."""
         parsed = parse_rate_headers(headers)
         with self._transaction() as db:
+            self._lock_division(db, client_id, division)
             now = self._clock.now()
             if status in COUNTED_ERRORS:
-                key = (client_id, division, endpoint.lower())
-                db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
-                db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
+                self._record_error(db, (client_id, division, endpoint.lower()), now)
             windows = self._load(db, client_id, division, now)
             for kind, window in windows.items():
                 window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
@@ -271,17 +272,34 @@ class RateGovernor:
             until = max(until, now + min(explicit, MAX_RETRY_AFTER))
         return until
 
+    # The storage hooks below (``db`` is the transaction's connection) are all the SQL there is;
+    # exact_connector.limits_pg overrides them for PostgreSQL.
+
+    def _lock_division(self, db: Any, client_id: str, division: int) -> None:
+        """Serialize this transaction with the division's others (SQLite: BEGIN IMMEDIATE did)."""
+
+    def _record_error(self, db: Any, key: tuple[str, int, str], now: float) -> None:
+        db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
+        db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
+
+    def _error_times(self, db: Any, key: tuple[str, int, str], since: float) -> list[float]:
+        query = (
+            "SELECT at FROM errors WHERE client_id = ? AND division = ? AND endpoint = ?"
+            " AND at > ? ORDER BY at"
+        )
+        return [float(at) for (at,) in db.execute(query, (*key, since))]
+
+    def _window_rows(self, db: Any, client_id: str, division: int) -> list[tuple[Any, ...]]:
+        query = (
+            "SELECT kind, end_at, used, carry, lim FROM windows"
+            " WHERE client_id = ? AND division = ?"
+        )
+        return [tuple(row) for row in db.execute(query, (client_id, division))]
+
     def _check_error_budget(
-        self, db: sqlite3.Connection, client_id: str, division: int, endpoint: str, now: float
+        self, db: Any, client_id: str, division: int, endpoint: str, now: float
     ) -> None:
-        times = [
-            at
-            for (at,) in db.execute(
-                "SELECT at FROM errors WHERE client_id = ? AND division = ? AND endpoint = ?"
-                " AND at > ? ORDER BY at",
-                (client_id, division, endpoint.lower(), now - ERROR_WINDOW),
-            )
-        ]
+        times = self._error_times(db, (client_id, division, endpoint.lower()), now - ERROR_WINDOW)
         if len(times) < self._error_stop:
             return
         retry_at = _utc(times[len(times) - self._error_stop] + ERROR_WINDOW)
@@ -293,16 +311,9 @@ class RateGovernor:
             retry_at=retry_at,
         )
 
-    def _load(
-        self, db: sqlite3.Connection, client_id: str, division: int, now: float
-    ) -> dict[str, _Window]:
+    def _load(self, db: Any, client_id: str, division: int, now: float) -> dict[str, _Window]:
         windows = {kind: _Window(length, limit) for kind, (length, limit) in self._limits.items()}
-        rows = db.execute(
-            "SELECT kind, end_at, used, carry, lim FROM windows"
-            " WHERE client_id = ? AND division = ?",
-            (client_id, division),
-        )
-        for kind, end, used, carry, limit in rows:
+        for kind, end, used, carry, limit in self._window_rows(db, client_id, division):
             if (window := windows.get(kind)) is not None:
                 window.end, window.used, window.carry = float(end), int(used), int(carry)
                 window.limit = min(window.limit, int(limit))
@@ -310,9 +321,7 @@ class RateGovernor:
             window.roll(now)
         return windows
 
-    def _save(
-        self, db: sqlite3.Connection, client_id: str, division: int, windows: dict[str, _Window]
-    ) -> None:
+    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, _Window]) -> None:
         db.executemany(
             "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
@@ -322,7 +331,7 @@ class RateGovernor:
         )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Any]:
         with self._lock, _sqlite.translated(self._storage_error, (sqlite3.Error, OSError)):
             db = self._db = self._db or self._connect()
             with _sqlite.immediate(db):

@@ -45,7 +45,7 @@ from exact_connector.manifest import Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.probe import run_test_connect
 from exact_connector.tokens import TokenService, authorization_url
-from exact_connector.vault import Credential, Vault
+from exact_connector.vault import DATABASE_URL_ENV, Credential, Vault
 
 if TYPE_CHECKING:
     pass
@@ -213,7 +213,13 @@ class Connector:
 
     @cached_property
     def governor(self) -> RateGovernor:
-        """Rate and error budgets shared by every process using this vault's directory."""
+        """Rate and error budgets shared by every process using this vault's directory, or by
+        every worker on every host on the PostgreSQL of ``EXACT_CONNECTOR_DATABASE_URL``."""
+        url = os.environ.get(DATABASE_URL_ENV)
+        if url and url.startswith(("postgresql://", "postgres://")):
+            from exact_connector.limits_pg import PostgresRateGovernor
+
+            return PostgresRateGovernor(url, clock=self.clock)
         return RateGovernor(self.vault.home / "limits.db", clock=self.clock)
 
     def client(self, ref: CredentialRef) -> ExactClient:
