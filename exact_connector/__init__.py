@@ -18,9 +18,9 @@ redaction.install()
 if TYPE_CHECKING:
     from exact_connector.runtime import Connector
 
-__all__ = ["Connector", "__version__"]
+__all__ = ["Connector", "__version__", "verify_and_parse"]
 
-_LAZY = {"Connector": "exact_connector.runtime"}
+_LAZY = {"Connector": "exact_connector.runtime", "verify_and_parse": "exact_connector.receiver"}
 
 
 def __getattr__(name: str) -> Any:

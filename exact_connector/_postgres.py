@@ -89,6 +89,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX rate_errors_by_endpoint ON rate_errors (client_id, division, endpoint, at);
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE trigger_checkpoints (
+            key TEXT PRIMARY KEY,
+            credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+            version BIGINT NOT NULL, state TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
+        """,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

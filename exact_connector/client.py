@@ -1,9 +1,9 @@
 """ExactClient: the one way requests reach Exact Online.
 
 Every request is built from validated parts on the credential's allow-listed origin, checked again
-by a request hook, paced by the rate governor, and its outcome decided by two tables: one for
-transport failures (was the request possibly processed?) and one for HTTP statuses. The retry
-matrix follows RELIABILITY.md §4.3: a POST that may have reached Exact is never sent twice.
+by a request hook and paced by the rate governor; what each attempt comes to is resolved by one
+table, :data:`exact_connector.retries.MATRIX` (RELIABILITY.md §4.3): a POST that may have reached
+Exact is never sent twice. A final status becomes its error through ``_STATUS_ERRORS``.
 
 httpx's timeouts bound each network operation, not a request: a body that trickles in a byte at a
 time never trips them. So bodies are read in chunks against the step's deadline.
@@ -14,30 +14,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from exact_connector import retries
 from exact_connector.auth import ExactAuth, TokenPolicy
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
-    AccessDenied,
-    ExactConnectorError,
-    ExactError,
-    ExactRejected,
     HostNotAllowed,
-    MethodNotSupported,
-    NotFound,
-    OutcomeUnknown,
-    RateLimited,
-    ReauthRequired,
-    RedirectNotAllowed,
     RequestTimeout,
-    SystemError_,
-    TransientError,
 )
 from exact_connector.hosts import Origin, check_request_url, default_transport, parse_server_url
-from exact_connector.limits import RateGovernor, backoff_delay
+from exact_connector.limits import RateGovernor
 from exact_connector.request_parts import (
     MAX_BODY_BYTES,
     checked_key,
@@ -46,7 +35,8 @@ from exact_connector.request_parts import (
     encode_body,
     query_options,
 )
-from exact_connector.tokens import TokenService, tls_refused
+from exact_connector.retries import MAX_ATTEMPTS, Attempt
+from exact_connector.tokens import TokenService
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -57,36 +47,11 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_DEADLINE", "MAX_BODY_BYTES", "CallStats", "ExactClient", "request_headers"]
 
 DEFAULT_DEADLINE = 120.0
-_MAX_ATTEMPTS = 4
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
-_REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-Fate = Literal["not_sent", "maybe_sent", "unsendable"]
-
-#: Transport failures by whether the server may have processed the request.
-_TRANSPORT_FATE: tuple[tuple[type[httpx.TransportError], Fate], ...] = (
-    (httpx.ConnectError, "not_sent"),
-    (httpx.ConnectTimeout, "not_sent"),
-    (httpx.PoolTimeout, "not_sent"),
-    (httpx.UnsupportedProtocol, "unsendable"),
-    (httpx.LocalProtocolError, "unsendable"),  # never echoed: h11's text holds the header value
-    (httpx.TransportError, "maybe_sent"),
-)
-
-#: Final HTTP statuses (after the auth flow and retries) -> the error they become.
-_STATUS_ERRORS: dict[int, type[ExactConnectorError]] = {
-    400: ExactRejected,
-    401: ReauthRequired,
-    403: AccessDenied,
-    404: NotFound,
-    405: MethodNotSupported,
-    409: ExactRejected,
-    413: ExactRejected,
-    422: ExactRejected,
-    429: RateLimited,
-}
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+#: One send: method, URL, body, headers, seconds left, deadline.
+_Sent = tuple[str, httpx.URL, bytes | None, dict[str, str], float, float]
 
 
 @dataclass
@@ -198,74 +163,58 @@ class ExactClient:
         json: Any = None,
         deadline: float | None = None,
     ) -> httpx.Response:
-        """Send with the retry matrix; a success (2xx) is returned, everything else raised.
+        """Send, resolving each attempt by :data:`~exact_connector.retries.MATRIX`.
 
-        A DELETE whose earlier attempt may have been processed and whose retry answers 404 is
-        returned as that 404: the record is absent, which is what the caller asked for.
+        A success (2xx) is returned, everything else raised. A DELETE whose earlier attempt may
+        have been processed and whose retry answers 404 is returned as that 404: the record is
+        absent, which is what the caller asked for.
         """
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
         body = encode_body(json) if json is not None else None
         headers = request_headers(method)
         paced_division = division if endpoint.division_in_path else None
-        paced = paced_division is not None
         maybe_processed = timed_out = False
-        for attempt in range(_MAX_ATTEMPTS):
+        for number in range(MAX_ATTEMPTS):
             if paced_division is not None:
                 self.governor.acquire(
                     self.client_id, paced_division, endpoint.id, deadline=deadline
                 )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
-                raise _out_of_time(endpoint, attempt)
-            try:
-                response = self._send(method, url, body, headers, remaining, deadline)
-            except httpx.TransportError as error:
-                fate = next(f for kind, f in _TRANSPORT_FATE if isinstance(error, kind))
-                if (refused := tls_refused(error)) is not None:
-                    raise refused from None
-                if fate == "unsendable":
-                    raise SystemError_(
-                        f"The {method} request to {endpoint.id} could not be sent: it is not "
-                        "valid HTTP.",
-                        details={"endpoint": endpoint.id},
-                    ) from None
-                if fate == "maybe_sent" and method == "POST":
-                    raise _outcome_unknown(
-                        method, endpoint, headers, "the connection failed"
-                    ) from None
-                maybe_processed = maybe_processed or fate == "maybe_sent"
-                timed_out = isinstance(error, httpx.TimeoutException)
-                self._pause(attempt, deadline, endpoint, "network", paced)
-                continue
-            except _Overdue:
-                if method == "POST":
-                    raise _outcome_unknown(
-                        method, endpoint, headers, "the answer was still arriving at the deadline"
-                    ) from None
-                raise _out_of_time(endpoint, attempt + 1) from None
-            self._observe(response, endpoint, division)
-            status = response.status_code
-            if status < 300:
-                return response
-            if status == 404 and method == "DELETE" and maybe_processed:
-                return response
-            if status in _RETRYABLE_STATUS:
-                if status >= 500 and method == "POST":
-                    raise _outcome_unknown(method, endpoint, headers, f"HTTP {status}")
-                maybe_processed = maybe_processed or status >= 500
-                timed_out = False
-                self._pause(attempt, deadline, endpoint, f"HTTP {status}", paced, response)
-                continue
-            raise self._error_for(response, endpoint)
-        if timed_out:
-            raise RequestTimeout(
-                "Exact Online did not answer in time; the step was stopped after several attempts.",
-                details={"endpoint": endpoint.id, "attempts": _MAX_ATTEMPTS},
-            )
-        raise TransientError(
-            "Exact Online kept failing; the step was stopped after several attempts.",
-            details={"endpoint": endpoint.id, "attempts": _MAX_ATTEMPTS},
-        )
+                raise retries.out_of_time(endpoint.id, number)
+            sent = (method, url, body, headers, remaining, deadline)
+            attempt = self._attempt(sent, endpoint, division, maybe_processed)
+            resolution = retries.resolve(method, attempt.happened)
+            if resolution == "return" and attempt.response is not None:
+                return attempt.response
+            if resolution != "retry":
+                client_request_id = headers["X-Client-Request-Id"]
+                raise retries.failure(
+                    method,
+                    endpoint.id,
+                    attempt,
+                    number,
+                    client_request_id,
+                    self.auth.refresh_allowed_at,
+                ) from None
+            maybe_processed = maybe_processed or attempt.happened in retries.MAYBE_PROCESSED
+            timed_out = isinstance(attempt.error, httpx.TimeoutException)
+            self._pause(number, deadline, endpoint, paced_division is not None, attempt.response)
+        raise retries.exhausted(endpoint.id, timed_out)
+
+    def _attempt(
+        self, sent: _Sent, endpoint: Endpoint, division: int | None, maybe_processed: bool
+    ) -> Attempt:
+        """Send once and say what happened (see :data:`~exact_connector.retries.Happened`)."""
+        try:
+            response = self._send(*sent)
+        except httpx.TransportError as error:
+            return Attempt(retries.on_transport_error(error), error=error)
+        except _Overdue:
+            return Attempt("overdue")
+        self._observe(response, endpoint, division)
+        happened = retries.on_response(sent[0], response.status_code, maybe_processed)
+        return Attempt(happened, response)
 
     def _send(
         self,
@@ -317,7 +266,7 @@ class ExactClient:
         self.stats.rate_limit = {
             k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")
         }
-        self.stats.request_id = _request_id(response) or self.stats.request_id
+        self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
             # The auth flow's refused first attempt (a 401) counts toward the error budget too.
             for seen in (*response.history, response):
@@ -330,14 +279,14 @@ class ExactClient:
         attempt: int,
         deadline: float,
         endpoint: Endpoint,
-        cause: str,
         paced: bool,
-        response: httpx.Response | None = None,
+        response: httpx.Response | None,
     ) -> None:
         """Wait before the next attempt; a paced 429 waits in the governor's next ``acquire``."""
-        if attempt + 1 >= _MAX_ATTEMPTS:
+        if attempt + 1 >= MAX_ATTEMPTS:
             return
         status = response.status_code if response is not None else None
+        cause = "network" if status is None else f"HTTP {status}"
         if status == 429 and paced:
             return
         hinted = (
@@ -345,43 +294,18 @@ class ExactClient:
             if status is not None and response is not None
             else None
         )
-        delay = hinted if hinted is not None else backoff_delay(attempt)
+        delay = hinted if hinted is not None else retries.backoff_delay(attempt)
         if self.clock.now() + delay >= deadline:
             raise RequestTimeout(
                 f"Exact Online is not answering ({cause}) and the step's time ran out.",
                 details={"endpoint": endpoint.id, "attempts": attempt + 1},
-                retry_at=_utc(self.clock.now() + delay) if hinted is not None else None,
+                retry_at=(
+                    datetime.fromtimestamp(self.clock.now() + delay, UTC)
+                    if hinted is not None
+                    else None
+                ),
             )
         self.clock.sleep(delay)
-
-    def _error_for(self, response: httpx.Response, endpoint: Endpoint) -> ExactConnectorError:
-        status = response.status_code
-        details: dict[str, Any] = {"status": status, "endpoint": endpoint.id}
-        if (request_id := _request_id(response)) is not None:
-            details["request_id"] = request_id
-        if 300 <= status < 400:
-            return RedirectNotAllowed(
-                "Exact Online answered with a redirect, which is never followed.",
-                details=details,
-            )
-        if status == 401 and (allowed := self.auth.refresh_allowed_at()) is not None:
-            # Refused before Exact would let us renew it (revoked elsewhere?): a wait, not a
-            # sign-in, fixes this; at retry_at the token is refreshed first.
-            return TransientError(
-                "Exact Online refused the access token before it can be renewed.",
-                details=details,
-                retry_at=_utc(allowed),
-            )
-        exact_message = _exact_message(response)
-        if exact_message:
-            details["exact_message"] = exact_message
-        if (reason := response.headers.get("Reason")) and len(reason) < 200:
-            details["reason"] = reason
-        error_class = _STATUS_ERRORS.get(status, TransientError if status >= 500 else ExactError)
-        text = f"Exact Online answered {status}"
-        return error_class(
-            f"{text}: {exact_message}" if exact_message else f"{text}.", details=details
-        )
 
 
 def request_headers(method: str) -> dict[str, str]:
@@ -392,47 +316,3 @@ def request_headers(method: str) -> dict[str, str]:
     if method == "POST":
         headers["Prefer"] = "return=representation"  # else Exact fills only the new key
     return headers
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _out_of_time(endpoint: Endpoint, attempts: int) -> RequestTimeout:
-    return RequestTimeout(
-        "The step's time ran out before Exact Online answered.",
-        details={"endpoint": endpoint.id, "attempts": attempts},
-    )
-
-
-def _outcome_unknown(
-    method: str, endpoint: Endpoint, headers: Mapping[str, str], cause: str
-) -> OutcomeUnknown:
-    return OutcomeUnknown(
-        f"{method} {endpoint.id} may or may not have been applied ({cause}); it was not retried.",
-        details={
-            "method": method,
-            "endpoint": endpoint.id,
-            "client_request_id": headers["X-Client-Request-Id"],
-        },
-    )
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = str(response.headers.get(name, ""))
-        if value and len(value) <= 100 and value.isprintable():
-            return value
-    return None
-
-
-def _exact_message(response: httpx.Response) -> str:
-    """Exact's own error text from ``{"error":{"message":{"value":…}}}``, bounded in length."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    value: object = message.get("value") if isinstance(message, dict) else message
-    return value[:500] if isinstance(value, str) else ""

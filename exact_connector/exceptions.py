@@ -8,7 +8,8 @@ Families are grouped by what the caller should do next, and each family is a *ca
     │   ├── MethodNotSupported
     │   ├── DivisionNotAllowed
     │   ├── NotFound
-    │   └── ExactRejected               Exact refused the data (400 validation)
+    │   ├── ExactRejected               Exact refused the data (400 validation)
+    │   └── InvalidSignature            a webhook delivery's HashCode does not match
     ├── ConfigError                     config: fix the connector's configuration
     │   ├── ManifestError
     │   ├── InvalidServerUrl
@@ -75,6 +76,7 @@ __all__ = [
     "InputError",
     "InvalidClient",
     "InvalidServerUrl",
+    "InvalidSignature",
     "ManifestError",
     "MethodNotSupported",
     "NotFound",
@@ -245,6 +247,13 @@ class ExactRejected(InputError):
 
 
 # --- config: fix the configuration ---------------------------------------------------------------
+
+
+class InvalidSignature(InputError):
+    """Raised when a webhook delivery is not signed with the app's webhook secret."""
+
+    code = "invalid_signature"
+    hint = "Refuse the delivery; the next poll reads the feed anyway."
 
 
 class ConfigError(ExactConnectorError):

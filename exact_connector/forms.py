@@ -52,16 +52,17 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 def _schema(name: str, manifest: Manifest) -> dict[str, Any]:
     if name == CREDENTIALS:
         return manifest.credentials_schema
-    try:
-        return manifest.action(name).input_schema
-    except InputError:
-        raise InputError(
-            "There is no form with that name; use credentials or an action id.",
-            errors=[
-                {"path": "$.form", "code": "unknown", "message": "is not a form of this connector"}
-            ],
-            hint="Forms: " + ", ".join(manifest.form_names()) + ".",
-        ) from None
+    inputs = {a.id: a.input_schema for a in manifest.actions}
+    inputs |= {t.id: t.input_schema for t in manifest.triggers}
+    if name in inputs:
+        return inputs[name]
+    raise InputError(
+        "There is no form with that name; use credentials, an action id or a trigger id.",
+        errors=[
+            {"path": "$.form", "code": "unknown", "message": "is not a form of this connector"}
+        ],
+        hint="Forms: " + ", ".join(manifest.form_names()) + ".",
+    )
 
 
 def _field(

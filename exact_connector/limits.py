@@ -44,22 +44,16 @@ from exact_connector.exceptions import (
     SystemError_,
     TransientError,
 )
-from exact_connector.ratelimit_headers import (
-    RateHeaders,
-    backoff_delay,
-    parse_rate_headers,
-    retry_after,
-)
+from exact_connector.ratelimit_headers import RateHeaders, parse_rate_headers
+from exact_connector.retries import MAX_RETRY_AFTER, clamp_wait, retry_after
 
-__all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "backoff_delay", "parse_rate_headers"]
+__all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "parse_rate_headers"]
 
 MINUTE = 60.0
 DAY = 86_400.0
 ERROR_WINDOW = 3_600.0
 RESET_MARGIN = 1.0  # seconds: covers clock skew between us and Exact around a window's reset
 PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, then try again
-MIN_RETRY_AFTER = 1.0  # Retry-After of 0 or a past date still waits a little: never a hot loop
-MAX_RETRY_AFTER = DAY  # nothing Exact limits lasts longer than a day; larger values are mistakes
 BUSY_TIMEOUT = 30.0
 WAL_WAIT = 2.0  # how long to retry the switch to WAL while another process opens the file
 
@@ -234,9 +228,7 @@ class RateGovernor:
         if delay is None and status == 429:
             reset = _plausible(parse_rate_headers(headers).minute_reset, now, MINUTE)
             delay = None if reset is None else reset + RESET_MARGIN - now
-        if delay is None:
-            return None
-        return min(max(delay, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+        return None if delay is None else clamp_wait(delay)
 
     def snapshot(self, client_id: str, division: int) -> RateSnapshot:
         """The division's limits, what is left of them, and when each resets."""

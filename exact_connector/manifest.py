@@ -39,6 +39,7 @@ __all__ = [
     "Manifest",
     "ServerUrl",
     "TokenPolicy",
+    "Trigger",
     "check_schemas",
     "load_manifest",
 ]
@@ -115,6 +116,18 @@ class Action(_Model):
     sample: dict[str, Any]
 
 
+class Trigger(_Model):
+    """One trigger: a polling feed or a webhook subscription, with its forms and a sample event."""
+
+    id: str
+    title: str
+    description: str
+    kind: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    sample: dict[str, Any]
+
+
 class Manifest(_Model):
     """The whole declaration; build it with :func:`load_manifest`."""
 
@@ -131,6 +144,7 @@ class Manifest(_Model):
     api_paths: ApiPaths
     test_connect: tuple[Check, ...]
     actions: tuple[Action, ...]
+    triggers: tuple[Trigger, ...] = ()
     _schemas: SchemaSet = PrivateAttr()
 
     @property
@@ -155,9 +169,16 @@ class Manifest(_Model):
             hint="Actions: " + ", ".join(a.id for a in self.actions) + ".",
         )
 
+    def trigger(self, trigger_id: str) -> Trigger:
+        """The trigger with this id; an unknown id is an input error at ``$.trigger``."""
+        for trigger in self.triggers:
+            if trigger.id == trigger_id:
+                return trigger
+        raise InputError.at("$.trigger", "unknown", "is not a trigger of this connector")
+
     def form_names(self) -> tuple[str, ...]:
-        """``credentials`` and every action id: the forms this connector declares."""
-        return (CREDENTIALS, *(a.id for a in self.actions))
+        """``credentials``, every action id and every trigger id: the forms declared."""
+        return (CREDENTIALS, *(a.id for a in self.actions), *(t.id for t in self.triggers))
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as plain JSON data, schemas included."""
@@ -304,12 +325,14 @@ def _cross_checks(raw: dict[str, Any], schemas: SchemaSet) -> list[FieldError]:
     credentials = raw["credentials"]["schema"]
     named = [("$.credentials.schema", credentials)]
     seen: set[str] = set()
-    for index, action in enumerate(raw["actions"]):
-        at = f"$.actions[{index}]"
+    entries = [
+        (f"$.{group}[{index}]", entry)
+        for group in ("actions", "triggers")
+        for index, entry in enumerate(raw.get(group, []))
+    ]
+    for at, action in entries:
         if action["id"] in seen:
-            found.append(
-                problem(MANIFEST_FILE, f"{at}.id", "unique", "repeats another action's id")
-            )
+            found.append(problem(MANIFEST_FILE, f"{at}.id", "unique", "repeats another form's id"))
         seen.add(action["id"])
         named += [
             (f"{at}.input_schema", action["input_schema"]),
@@ -351,16 +374,23 @@ def _cross_checks(raw: dict[str, Any], schemas: SchemaSet) -> list[FieldError]:
     return found
 
 
-def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
-    actions = [
+def _bundled(entries: list[dict[str, Any]], schemas: SchemaSet) -> list[dict[str, Any]]:
+    """Actions or triggers with their schema files replaced by the bundled schemas."""
+    return [
         {
-            **{k: v for k, v in action.items() if k not in ("input_schema", "output_schema")},
-            "input_schema": schemas.bundle(action["input_schema"]),
-            "output_schema": schemas.bundle(action["output_schema"]),
+            **{k: v for k, v in entry.items() if k not in ("input_schema", "output_schema")},
+            "input_schema": schemas.bundle(entry["input_schema"]),
+            "output_schema": schemas.bundle(entry["output_schema"]),
         }
-        for action in raw["actions"]
+        for entry in entries
     ]
-    fields = {k: v for k, v in raw.items() if k not in ("credentials", "test_connect", "actions")}
+
+
+def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
+    actions = _bundled(raw["actions"], schemas)
+    triggers = _bundled(raw.get("triggers", []), schemas)
+    skipped = ("credentials", "test_connect", "actions", "triggers")
+    fields = {k: v for k, v in raw.items() if k not in skipped}
     try:
         manifest = Manifest.model_validate(
             {
@@ -368,6 +398,7 @@ def _build(raw: dict[str, Any], schemas: SchemaSet) -> Manifest:
                 "credentials_schema": schemas.bundle(raw["credentials"]["schema"]),
                 "test_connect": raw["test_connect"]["checks"],
                 "actions": actions,
+                "triggers": triggers,
             }
         )
     except ValidationError as error:  # the meta-schema should have caught it; report, never echo

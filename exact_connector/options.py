@@ -21,6 +21,7 @@ from exact_connector.exceptions import (
     ExactConnectorError,
     InputError,
 )
+from exact_connector.feeds import feeds
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
 
@@ -101,8 +102,20 @@ def _time_transaction_fields(params: dict[str, Any]) -> list[Option]:
     ]
 
 
+def _watchable(params: dict[str, Any]) -> list[Option]:
+    """Endpoints a polling trigger can watch; ``deletions=true``: those whose deletions show."""
+    deletions = params.get("deletions") == "true"
+    needle = str(params.get("search") or "").lower()
+    return [
+        {"value": f.name, "label": f.name, "description": f"changes read from {f.sync.id}"}
+        for f in feeds().values()
+        if (f.deletions or not deletions) and needle in f.name.lower()
+    ]
+
+
 _STATIC: dict[str, Callable[[dict[str, Any]], list[Option]]] = {
     "endpoints": _endpoints,
+    "watchable_endpoints": _watchable,
     "endpoint_fields": lambda p: _fields_of(str(p.get("endpoint", "")), writable_only=False),
     "time_transaction_fields": _time_transaction_fields,
 }

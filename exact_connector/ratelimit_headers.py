@@ -1,4 +1,4 @@
-"""Reading Exact's rate-limit hints: ``X-RateLimit-*`` and ``Retry-After``, plus retry jitter.
+"""Reading Exact's rate-limit headers: ``X-RateLimit-*`` (``Retry-After`` is read by retries).
 
 Pure functions, no state: :mod:`exact_connector.limits` decides what the numbers mean for its
 budgets. Parsing is defensive and total: a header that is absent or garbled reads as ``None``
@@ -7,19 +7,14 @@ budgets. Parsing is defensive and total: a header that is absent or garbled read
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
-__all__ = ["RateHeaders", "backoff_delay", "parse_rate_headers", "retry_after"]
+__all__ = ["RateHeaders", "parse_rate_headers"]
 
 _NUMBER = re.compile(r"([0-9]{1,16})(?:\.[0-9]{0,9})?", re.ASCII)
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _MS_THRESHOLD = 1e11  # epochs below are seconds (1e11 ms is 1973; 1e11 s is the year 5138)
-_RNG = random.Random()  # jitter, not secrecy
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,34 +41,6 @@ def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
     return RateHeaders(
         *_header_group(found, "x-ratelimit-minutely-"), *_header_group(found, "x-ratelimit-")
     )
-
-
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Retry-After as seconds from ``now`` (delay-seconds or an HTTP-date); garbage gives None.
-
-    The result is not clamped: it may be negative (a past date) or ``inf`` (a huge number).
-    """
-    value = _lowered(headers).get("retry-after")
-    if value is None:
-        return None
-    text = value.strip()
-    if _DIGITS.fullmatch(text):
-        return float(text)  # a huge value overflows to inf, which the caller caps
-    try:
-        when = parsedate_to_datetime(text)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.timestamp() - now
-    except (TypeError, ValueError, IndexError, OverflowError, OSError):
-        return None
-
-
-def backoff_delay(
-    attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-) -> float:
-    """Full jitter: a uniform delay in ``[0, min(cap, base * 2**attempt)]`` seconds."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
-    return (rng or _RNG).uniform(0.0, max(ceiling, 0.0))
 
 
 def _lowered(headers: Mapping[str, str]) -> dict[str, str]:

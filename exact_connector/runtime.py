@@ -41,10 +41,11 @@ from exact_connector.exceptions import (
 )
 from exact_connector.hosts import Origin, parse_server_url, sandbox_allowed_by_env
 from exact_connector.limits import RateGovernor
-from exact_connector.manifest import Manifest, load_manifest
+from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.probe import run_test_connect
 from exact_connector.tokens import TokenService, authorization_url
+from exact_connector.triggers import Triggers
 from exact_connector.vault import DATABASE_URL_ENV, Credential, Vault
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class Connector:
         self.allow_sandbox = sandbox_allowed_by_env() if allow_sandbox is None else allow_sandbox
         self.deadline_seconds = deadline_seconds
         self.credentials = Credentials(self)
+        self.triggers = Triggers(self)
 
     @classmethod
     def open(
@@ -302,7 +304,7 @@ class Connector:
         credential: Credential | None = None
         try:
             declared = self.manifest.action(action)
-            credential, division = self._check(action, ref, inputs)
+            credential, division = self.checked(action, ref, inputs)
             deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
             with self.client(credential) as client:
                 step = Step(client, division, deadline)
@@ -328,7 +330,7 @@ class Connector:
 
     def plan(self, action: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
         """The first request ``execute`` would send, with the token masked; nothing is sent."""
-        credential, division = self._check(action, ref, inputs)
+        credential, division = self.checked(action, ref, inputs)
         client = PlanningClient(
             self.vault,
             credential.id,
@@ -352,16 +354,18 @@ class Connector:
         each page request has its own: a long list is paced by Exact's 60 calls a minute, and the
         consumer's time between pages is not the stream's to spend.
         """
-        credential, division = self._check("list_or_get_endpoint", ref, inputs)
+        credential, division = self.checked("list_or_get_endpoint", ref, inputs)
         deadline = self.clock.now() + deadline_seconds if deadline_seconds is not None else None
         with self.client(credential) as client:
             yield from iter_list(Step(client, division, deadline), inputs)
 
-    def _check(
+    def checked(
         self, action: str, ref: CredentialRef, inputs: dict[str, Any]
     ) -> tuple[Credential, int]:
-        """Validate the input before anything is sent, and the division against the credential."""
-        self.manifest.action(action)
+        """Validate an action's or trigger's input before anything is sent, and the division
+        against the credential."""
+        if action == CREDENTIALS or action not in self.manifest.form_names():
+            self.manifest.action(action)
         errors = forms.validate(action, inputs, self.manifest)
         if errors:
             raise InputError("The action input is not valid.", errors=errors)

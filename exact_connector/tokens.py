@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,6 @@ from pydantic import SecretStr
 from exact_connector import redaction
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
-    ConfigError,
     InputError,
     InvalidClient,
     ReauthRequired,
@@ -33,7 +31,7 @@ from exact_connector.exceptions import (
     TransientError,
 )
 from exact_connector.hosts import default_transport
-from exact_connector.ratelimit_headers import retry_after
+from exact_connector.retries import clamp_wait, retry_after, tls_refused
 
 if TYPE_CHECKING:
     from exact_connector.hosts import Origin
@@ -46,7 +44,6 @@ __all__ = [
     "TooEarly",
     "authorization_url",
     "new_state",
-    "tls_refused",
 ]
 
 #: What an access token, refresh token or code may consist of: printable ASCII, bounded.
@@ -97,22 +94,6 @@ class Grant:
 
 class TooEarly(Exception):
     """Exact refused the refresh because the access token is younger than 570 s."""
-
-
-def tls_refused(error: httpx.TransportError) -> ConfigError | None:
-    """A configuration error if ``error`` is a refused TLS certificate, else None.
-
-    Retrying cannot help (and nothing was sent), and no input or flag turns verification off.
-    """
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return ConfigError(
-                "The server's TLS certificate could not be verified; nothing was sent.",
-                hint="Check the Server URL and any proxy or firewall intercepting HTTPS.",
-            )
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 class TokenService:
@@ -227,7 +208,7 @@ class TokenService:
         if response.status_code >= 500 or response.status_code == 429:
             now = self._clock.now()
             hinted = retry_after(response.headers, now)
-            wait = None if hinted is None else min(max(hinted, 1.0), 86_400.0)
+            wait = None if hinted is None else clamp_wait(hinted)
             raise TransientError(
                 "Exact Online's token endpoint is temporarily unavailable.",
                 details={"status": response.status_code},

@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
+        ("trigger_bench.py", ["idle poll", "changes handed over", "Idle daily cost"]),
         ("ui_bench.py", ["page load, cold", "Vault shown, cold", "step form hydrated"]),
     ],
 )

@@ -122,7 +122,8 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
     """Entry point to four successful actions, using only what the forms declare."""
     sb, base_url = sandbox_url
     names = connector.manifest.form_names()
-    assert names == ("credentials", *sorted(a.id for a in connector.manifest.actions))
+    actions = sorted(a.id for a in connector.manifest.actions)
+    assert names == ("credentials", *actions, "record_changed", "record_deleted", "webhook")
 
     # Render every form, twice: the specs are deterministic JSON, the rjsf schemas valid 2020-12.
     specs = {name: connector.form_spec(name) for name in names}
@@ -190,6 +191,8 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
         "accounts?division={division}",
         "records?endpoint={endpoint}&division={division}",
         "records?endpoint=project/TimeTransactions&division={division}",
+        "watchable_endpoints",
+        "watchable_endpoints?deletions=true",
     }
     values = {source: [o["value"] for o in offered] for source, offered in resolved.items()}
 
@@ -253,3 +256,12 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
     assert sb.record(division, "project/TimeTransactions", record_id) is None
     for result in (created, updated, listed, deleted):
         scanner.assert_no_secrets(json.dumps(result), "an action result")
+
+    # The triggers' forms, filled the same way, poll: the deletion above is handed over.
+    assert "project/TimeTransactions" in values["watchable_endpoints?deletions=true"]
+    watch = fill("record_deleted", endpoint="project/TimeTransactions", start="beginning")
+    polled = connector.triggers.poll("record_deleted", credential, watch)
+    assert polled["ok"] is True, polled
+    assert [e["key"] for e in polled["data"]["events"]] == [record_id]
+    assert connector.triggers.ack(credential, polled["data"]["checkpoint"]) is True
+    scanner.assert_no_secrets(json.dumps(polled), "a poll result")

@@ -33,16 +33,14 @@ from exact_connector.exceptions import (
     TransientError,
 )
 from exact_connector.limits import (
-    MAX_RETRY_AFTER,
-    MIN_RETRY_AFTER,
     PAST_RESET_BACKOFF,
     RESET_MARGIN,
     RateGovernor,
     RateHeaders,
-    backoff_delay,
     parse_rate_headers,
 )
 from exact_connector.limits_pg import PostgresRateGovernor
+from exact_connector.retries import MAX_RETRY_AFTER, MIN_RETRY_AFTER, backoff_delay
 
 RECORDED = Path("/work/shared/exact-online/recorded/ratelimit_headers_observed.json")
 NewGovernor = Callable[..., RateGovernor]

@@ -19,7 +19,15 @@ from exact_connector.exceptions import ExactConnectorError
 __all__ = ["main"]
 
 #: Command-group modules, in the order their commands are listed by ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("declarations", "vault", "connect", "sandbox", "demo", "ui")
+COMMAND_MODULES: tuple[str, ...] = (
+    "declarations",
+    "vault",
+    "connect",
+    "trigger",
+    "sandbox",
+    "demo",
+    "ui",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from exact_connector.runtime import Connector
 from exact_connector.tokens import new_state
 from exact_connector.vault import Credential
 
-__all__ = ["complete_sign_in", "register"]
+__all__ = ["complete_sign_in", "read_input", "register"]
 
 _SECRET_FIELDS = ("client_secret", "refresh_token")
 _MAX_INPUT = 10 * 1024 * 1024
@@ -233,7 +233,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     sys.stdout.write("Test Connect passed.\n" if report["ok"] else "Test Connect failed.\n")
 
 
-def _read_input(source: str) -> dict[str, Any]:
+def read_input(source: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read(_MAX_INPUT + 1) if source == "-" else _read_file(source)
         data = json.loads(text)
@@ -257,7 +257,7 @@ def _read_file(path: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     connector = _connector(args)
-    inputs = _read_input(args.input)
+    inputs = read_input(args.input)
     if args.dry_run:
         print_json(connector.plan(args.action, args.credential, inputs))
         return 0

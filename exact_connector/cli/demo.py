@@ -110,7 +110,11 @@ class SandboxWorkspace:
 
 @contextmanager
 def sandbox_workspace(
-    redirect_uri: str, *, seed: int = 1, auto_consent: bool = True
+    redirect_uri: str,
+    *,
+    seed: int = 1,
+    auto_consent: bool = True,
+    app_name: str = "exact-connector demo",
 ) -> Iterator[SandboxWorkspace]:
     """Serve a sandbox whose app redirects to ``redirect_uri``, with a throw-away vault and key.
 
@@ -120,7 +124,7 @@ def sandbox_workspace(
         "8d6b3f4e-1f0a-4c1e-9d57-5a8f0b2c7e10",
         "demo-" + generate_key().hex()[:32],
         (redirect_uri,),
-        "exact-connector demo",
+        app_name,
     )
     sandbox = Sandbox(seed=seed, auto_consent=auto_consent, apps=[app])
     home = Path(tempfile.mkdtemp(prefix="exact-connector-demo-"))

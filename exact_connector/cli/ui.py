@@ -73,7 +73,9 @@ def _ui(args: argparse.Namespace) -> int:
 
     try:
         if sandbox:
-            with sandbox_workspace(settings.callback, seed=args.seed, auto_consent=False) as ws:
+            with sandbox_workspace(
+                settings.callback, seed=args.seed, auto_consent=False, app_name="exact-connector ui"
+            ) as ws:
                 settings.sandbox = ws.credential_form("Sandbox company")
                 return serve(ws.connector, f"sandbox on {ws.base_url}, temporary vault")
         with open_vault(args) as vault:

@@ -43,6 +43,7 @@ from exact_connector.sandbox.seed import (
     salt_of,
 )
 from exact_connector.sandbox.store import Row, Store, Table, edm_type, table_spec
+from exact_connector.sandbox.webhooks import SandboxWebhooks, webhook_secret
 from exact_connector.sandbox.wire import (
     SandboxError,
     empty_response,
@@ -64,6 +65,8 @@ _DIVISION_NAMES = (
 )
 _ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _MAX_ROWS = 1_000_000
+#: Where row versions restart after a division moves database: below every seeded one.
+_MOVED_TIMESTAMP_BASE = 500
 
 
 def _secret(seed: int) -> str:
@@ -93,6 +96,7 @@ class Sandbox:
     Exact does not document (see :mod:`~exact_connector.sandbox.oauth`); ``mandatory_filter`` and
     ``bare_arrays`` are REST behaviours the facts leave open (see
     :mod:`~exact_connector.sandbox.rest`). All are off by default but ``revoke_previous_access``.
+    ``webhook_transport`` reaches webhook callbacks (default: real HTTP, for loopback callbacks).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Sandbox:
         token_calls_per_day: int | None = None,
         mandatory_filter: bool = False,
         bare_arrays: bool = False,
+        webhook_transport: httpx.BaseTransport | None = None,
     ) -> None:
         codes = tuple(DEFAULT_DIVISIONS if divisions is None else divisions)
         if not codes or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in codes):
@@ -156,6 +161,8 @@ class Sandbox:
             refresh_grace,
             token_calls_per_day,
         )
+        secrets = {app.client_id: webhook_secret(seed, app) for app in self.apps}
+        self.webhooks = SandboxWebhooks(self.clock, secrets.get, webhook_transport)
         self.rest = Rest(
             self.store,
             self.clock,
@@ -163,6 +170,7 @@ class Sandbox:
             self.current_division,
             mandatory_filter=mandatory_filter,
             bare_arrays=bare_arrays,
+            webhooks=self.webhooks,
         )
         self.rate_limits = RateLimits(self.clock)
         self.error_budget = ErrorBudget(self.clock)
@@ -323,6 +331,18 @@ class Sandbox:
         return self.oauth.authorize_url(
             base_url.rstrip("/"), app or self.demo_app, state, redirect_uri
         )
+
+    def webhook_secret(self, app: SandboxApp | None = None) -> str:
+        """The secret an app's webhook deliveries are signed with (the demo app's by default)."""
+        return webhook_secret(self.seed, app or self.demo_app)
+
+    def move_division(self, division: int) -> None:
+        """Move a division to another database: its ``DivisionMoveDate`` is now and its row
+        versions restart lower than any it had (API-FACTS, "Sync feed")."""
+        if division not in self.divisions:
+            raise ValueError("division must be one of the sandbox's divisions")
+        with self._lock:
+            self.store.move(division, int(self.clock.now() * 1000), base=_MOVED_TIMESTAMP_BASE)
 
     def records(self, division: int, endpoint: str) -> list[dict[str, Any]]:
         """Every record of an endpoint in a division, as Exact's JSON without ``__metadata``."""

@@ -42,6 +42,7 @@ from exact_connector.sandbox.render import Readable, Renderer, next_link, type_n
 from exact_connector.sandbox.routes import Route
 from exact_connector.sandbox.store import Key, Row, Store, Table, edm_type, table_spec
 from exact_connector.sandbox.system import FixedTable, division_record, me_record
+from exact_connector.sandbox.webhooks import SUBSCRIPTIONS, SandboxWebhooks
 from exact_connector.sandbox.wire import SandboxError, empty_response, json_response
 from exact_connector.sandbox.writes import check_write
 
@@ -60,6 +61,7 @@ class Call:
     table: Readable
     collection: str
     params: list[tuple[str, str]]
+    grant: AccessGrant
 
     @property
     def division(self) -> int:
@@ -79,7 +81,9 @@ class Rest:
         *,
         mandatory_filter: bool = False,
         bare_arrays: bool = False,
+        webhooks: SandboxWebhooks | None = None,
     ) -> None:
+        self.webhooks = webhooks
         self.store = store
         self.clock = clock
         self.counters = counters
@@ -107,7 +111,7 @@ class Rest:
         if method != "GET" and not isinstance(table, Table):
             raise SandboxError(403, "The sandbox's administrations and user cannot be changed.")
         collection = f"{self._api_base(request, where)}/{endpoint.id}"
-        return action(self, Call(request, where, endpoint, table, collection, params))
+        return action(self, Call(request, where, endpoint, table, collection, params, grant))
 
     @staticmethod
     def _api_base(request: httpx.Request, where: Route) -> str:
@@ -270,11 +274,15 @@ class Rest:
         if key_field in values and table.get(values[key_field]) is not None:
             raise SandboxError(400, "A record with this key already exists.")
         lines = self._new_lines(call, values)
+        if table.spec.id.lower() == SUBSCRIPTIONS and self.webhooks is not None:
+            self.webhooks.validate(values.get("CallbackURL"))
+            values["ClientID"] = call.grant.family.app.client_id
         now = self._now_ms()
         key = table.insert(values, now)
         for link, line in lines:
             self.store.table_by_id(call.division, link.child).insert({**line, link.field: key}, now)
         self.counters.records_created[call.endpoint.id] += 1
+        self._notify(call, "Create", key)
         row = table.get(key)
         assert row is not None  # just inserted
         render = Renderer(call.endpoint, table, call.collection)
@@ -292,6 +300,7 @@ class Rest:
         )
         self._references(call, values)
         table.update(key, values, self._now_ms())
+        self._notify(call, "Update", key)
         return empty_response(204)
 
     def _new_lines(self, call: Call, values: dict[str, Any]) -> list[tuple[Link, dict[str, Any]]]:
@@ -313,7 +322,18 @@ class Rest:
         assert isinstance(table, Table)
         key, _ = self._find(call)
         table.delete(key, self._now_ms())
+        self._notify(call, "Delete", key)
         return empty_response(204)
+
+    def _notify(self, call: Call, action: str, key: Key) -> None:
+        """Hand a change to the webhook deliveries of the division's subscriptions."""
+        if self.webhooks is None:
+            return
+        subscriptions = self.store.table_by_id(call.division, SUBSCRIPTIONS)
+        found = [subscriptions.record(row) for _, row in subscriptions.scan(False)]
+        if found:
+            uri = f"{call.collection}({uri_literal(key, call.table.spec.key_type)})"
+            self.webhooks.changed(found, call.table.spec.id, action, key, uri)
 
     # -- the derived system lists ----------------------------------------------------------------
 
@@ -338,7 +358,8 @@ class Rest:
             granted = (
                 grant.family.divisions if name == "system/divisions" else tuple(world.divisions)
             )
-            records = [division_record(world, code, current) for code in granted]
+            moves = self.store.moves
+            records = [division_record(world, code, current, moves.get(code)) for code in granted]
             return FixedTable(table_spec(endpoint), records)
         return self.store.table(division if division is not None else 0, endpoint)
 

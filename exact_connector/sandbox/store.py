@@ -59,7 +59,9 @@ _KEY_TYPES = frozenset(
 #: Endpoints that list another table's records although the catalog names no origin for them.
 _ALIASES = {"sync/project/timecosttransactions": "project/TimeTransactions"}
 #: Tables that start empty whatever the default size: they fill as the sandbox is used.
-_START_EMPTY = frozenset({"sync/deleted"})
+_START_EMPTY = frozenset({"sync/deleted", "webhooks/webhooksubscriptions"})
+#: ``sync/Deleted`` EntityType codes the facts name (API-FACTS, "Sync feed"); others stay null.
+_ENTITY_TYPES = {"crm/accounts": 2, "project/timetransactions": 14, "project/projects": 21}
 TS_BASE = 1_000_000
 
 
@@ -263,8 +265,26 @@ class Table:
         if self.spec.id.lower() not in _START_EMPTY:
             deleted = self._store.table_by_id(self.division, "sync/Deleted")
             entity = key if isinstance(key, str) and self.spec.key_type == "Edm.Guid" else None
-            values = {"DeletedBy": self._store.world.user.user_id, "DeletedDate": now_ms}
+            values = {
+                "DeletedBy": self._store.world.user.user_id,
+                "DeletedDate": now_ms,
+                "EntityType": _ENTITY_TYPES.get(self.spec.id.lower()),
+            }
             deleted.insert({**values, "EntityKey": entity, "ID": deleted.new_guid()}, now_ms)
+
+    def renumber(self, base: int) -> None:
+        """Give every row a new row version from ``base`` on, as a database move does."""
+        keys = [self._ts_key[timestamp] for timestamp in self._ts]
+        rows = [self._materialize(key) for key in keys]
+        self._ts = list(range(base, base + len(keys)))
+        if self.spec.key_field == "Timestamp":  # sync/Deleted is keyed by its row version
+            keys = list(self._ts)
+            self._rows = dict(zip(keys, rows, strict=True))
+            self._order = list(keys)
+        for timestamp, row in zip(self._ts, rows, strict=True):
+            row["Timestamp"] = timestamp
+        self._ts_key = dict(zip(self._ts, keys, strict=True))
+        self._next_ts = base + len(keys)
 
     def new_guid(self) -> str:
         """A fresh GUID, deterministic per sandbox seed and table."""
@@ -365,6 +385,15 @@ class Store:
         self.rows = rows
         self._sizes = {name.lower(): size for name, size in (rows_per_table or {}).items()}
         self._tables: dict[tuple[int, str], Table] = {}
+        #: Division -> when it last moved database (epoch ms); see :meth:`move`.
+        self.moves: dict[int, int] = {}
+
+    def move(self, division: int, now_ms: int, base: int) -> None:
+        """The division moved database: its row versions restart at ``base``."""
+        self.moves[division] = now_ms
+        for (code, _), table in self._tables.items():
+            if code == division:
+                table.renumber(base)
 
     def table(self, division: int, endpoint: Endpoint) -> Table:
         """The table behind an endpoint in a division."""

@@ -62,8 +62,10 @@ def me_record(
     }
 
 
-def division_record(world: World, code: int, current_division: int) -> dict[str, Any]:
-    """One administration, as the division lists return it."""
+def division_record(
+    world: World, code: int, current_division: int, moved: int | None = None
+) -> dict[str, Any]:
+    """One administration, as the division lists return it (``moved``: last database move)."""
     user = world.user
     opened = ANCHOR_MS - 3 * 365 * DAY_MS
     return {
@@ -80,6 +82,7 @@ def division_record(world: World, code: int, current_division: int) -> dict[str,
         "CustomerCode": _CUSTOMER_CODE,
         "CustomerName": _CUSTOMER_NAME,
         "Description": world.divisions[code],
+        "DivisionMoveDate": moved,
         "Hid": code,
         "IsDossierDivision": False,
         "IsHRDivision": False,

@@ -87,6 +87,8 @@ class _Session:
         vault = self.connector.vault
         summary = credential_summary(vault, vault.get(credential_id))
         summary["report"] = self.reports.get(summary["id"])
+        # A sign-in comes back here only when the app registered this page's callback.
+        summary["signs_in_here"] = summary["redirect_uri"] == self.settings.callback
         return summary
 
     def start_sign_in(self, credential_id: str) -> str:

@@ -46,6 +46,7 @@ from exact_connector.vault._files import (
     ensure_dir,
     write_private_file,
 )
+from exact_connector.vault.checkpoints import VaultCheckpoints
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.records import (
     AuditEntry,
@@ -396,6 +397,10 @@ class Vault:
     def key_info(self) -> builtins.list[KeyInfo]:
         """Every master and data key of the vault, with the number of records under each."""
         return rotation.key_info(self._keys)
+
+    def checkpoints(self) -> VaultCheckpoints:
+        """Trigger checkpoints kept in this vault file (removed with their credential)."""
+        return VaultCheckpoints(self._store, self._keys.clock)
 
     def close(self) -> None:
         """Close the vault's connections (every view of this file)."""

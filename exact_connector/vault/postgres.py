@@ -158,6 +158,30 @@ class PostgresSession:
     def delete_credential(self, credential_id: str) -> None:
         self._conn.execute("DELETE FROM credentials WHERE id = %s", (credential_id,))
 
+    def checkpoint(self, key: str) -> Row | None:
+        return self._one("SELECT version, state FROM trigger_checkpoints WHERE key = %s", key)
+
+    def swap_checkpoint(
+        self, key: str, credential_id: str, expected_version: int, state: str, at: float
+    ) -> bool:
+        if expected_version == 0:
+            cursor = self._conn.execute(
+                "INSERT INTO trigger_checkpoints SELECT %s, id, 1, %s, %s FROM credentials"
+                " WHERE id = %s ON CONFLICT (key) DO NOTHING",
+                (key, state, at, credential_id),
+            )
+        else:
+            cursor = self._conn.execute(
+                "UPDATE trigger_checkpoints SET version = version + 1, state = %s,"
+                " updated_at = %s WHERE key = %s AND credential_id = %s AND version = %s",
+                (state, at, key, credential_id, expected_version),
+            )
+        return cursor.rowcount == 1
+
+    def delete_checkpoint(self, key: str) -> bool:
+        cursor = self._conn.execute("DELETE FROM trigger_checkpoints WHERE key = %s", (key,))
+        return cursor.rowcount == 1
+
     def put_sign_in(self, credential_id: str, state_digest: str, expires_at: float) -> None:
         query = (
             "INSERT INTO sign_ins VALUES (%s, %s, %s) ON CONFLICT (credential_id) DO UPDATE"

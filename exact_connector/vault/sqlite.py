@@ -64,9 +64,22 @@ _ADDED = """
 CREATE TABLE IF NOT EXISTS sign_ins (
     credential_id TEXT PRIMARY KEY REFERENCES credentials(id) ON DELETE CASCADE,
     state_digest TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trigger_checkpoints (
+    key TEXT PRIMARY KEY,
+    credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL, state TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 _TABLES = frozenset(
-    {"meta", "data_keys", "key_wraps", "credentials", "audit", "sign_ins", "sqlite_sequence"}
+    {
+        "meta",
+        "data_keys",
+        "key_wraps",
+        "credentials",
+        "audit",
+        "sign_ins",
+        "trigger_checkpoints",
+        "sqlite_sequence",
+    }
 )
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # WAL + NORMAL may lose a committed refresh token on power loss
@@ -203,6 +216,31 @@ class SQLiteSession:
     def delete_sign_in(self, credential_id: str) -> None:
         self._conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (credential_id,))
 
+    def checkpoint(self, key: str) -> Row | None:
+        query = "SELECT version, state FROM trigger_checkpoints WHERE key = ?"
+        return self._one(query, key)
+
+    def swap_checkpoint(
+        self, key: str, credential_id: str, expected_version: int, state: str, at: float
+    ) -> bool:
+        if expected_version == 0:
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO trigger_checkpoints "
+                "SELECT ?, id, 1, ?, ? FROM credentials WHERE id = ?",
+                (key, state, at, credential_id),
+            )
+        else:
+            cursor = self._conn.execute(
+                "UPDATE trigger_checkpoints SET version = version + 1, state = ?, updated_at = ? "
+                "WHERE key = ? AND credential_id = ? AND version = ?",
+                (state, at, key, credential_id, expected_version),
+            )
+        return cursor.rowcount == 1
+
+    def delete_checkpoint(self, key: str) -> bool:
+        cursor = self._conn.execute("DELETE FROM trigger_checkpoints WHERE key = ?", (key,))
+        return cursor.rowcount == 1
+
     def append_audit(
         self,
         at: float,
@@ -312,8 +350,9 @@ class SQLiteStore:
                 )
             if not self._tables(conn):
                 self._initialize(conn, initialize)
-            if "sign_ins" not in self._tables(conn):
-                conn.execute(_ADDED)
+            if not {"sign_ins", "trigger_checkpoints"} <= self._tables(conn):
+                for statement in filter(str.strip, _ADDED.split(";")):
+                    conn.execute(statement)
             if not _TABLES >= self._tables(conn) >= _TABLES - {"sqlite_sequence"}:
                 raise VaultCorrupt(
                     f"{self.path} is not an exact-connector vault (unexpected tables)",

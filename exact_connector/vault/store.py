@@ -101,7 +101,8 @@ class StoreSession(Protocol):
         """Replace the secret blobs of a credential (key rotation); its version is unchanged."""
 
     def delete_credential(self, credential_id: str) -> None:
-        """Remove a credential and everything that refers to it (its pending sign-in)."""
+        """Remove a credential and everything that refers to it (its pending sign-in, its trigger
+        checkpoints)."""
 
     # --- pending sign-ins ---------------------------------------------------------------------
 
@@ -113,6 +114,20 @@ class StoreSession(Protocol):
 
     def delete_sign_in(self, credential_id: str) -> None:
         """Forget the credential's pending sign-in (no error if there is none)."""
+
+    # --- trigger checkpoints ------------------------------------------------------------------
+
+    def checkpoint(self, key: str) -> Row | None:
+        """The trigger checkpoint under ``key`` (``version``, ``state`` JSON text), or None."""
+
+    def swap_checkpoint(
+        self, key: str, credential_id: str, expected_version: int, state: str, at: float
+    ) -> bool:
+        """Compare-and-swap: store ``state`` as version ``expected_version + 1`` only if the stored
+        version is ``expected_version`` (0: none stored yet, and the credential exists)."""
+
+    def delete_checkpoint(self, key: str) -> bool:
+        """Forget one checkpoint; True if there was one. Removing a credential removes its own."""
 
     # --- audit ------------------------------------------------------------------------------
 

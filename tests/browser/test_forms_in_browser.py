@@ -24,6 +24,9 @@ FORMS = [
     "delete_endpoint_record",
     "list_or_get_endpoint",
     "update_project_time_transaction",
+    "record_changed",
+    "record_deleted",
+    "webhook",
 ]
 TIME_TRANSACTIONS = "project/TimeTransactions"
 
@@ -249,6 +252,29 @@ def test_list_form_minimal_then_with_fields(page: FormPage, world: World) -> Non
     page.screenshot("list_or_get_endpoint-filled")
     assert result["data"]["count"] == 5
     assert all(set(record) == {"Code", "Name"} for record in result["data"]["records"])
+    assert_reads_well(page)
+
+
+def test_trigger_form_watches_an_endpoint(page: FormPage, world: World) -> None:
+    """The "New or Updated Record" form offers only watchable endpoints; its submission polls."""
+    document = world.connector.rjsf_form("record_changed", credential=world.credential)
+    page.show(document)
+    offered = page.options("#root_endpoint")
+    assert "crm/Accounts" in offered and TIME_TRANSACTIONS in offered
+    assert "crm/AccountClasses" not in offered
+    page.page.fill("#root_endpoint", "crm/Accounts")
+    page.page.fill("#root_interval_seconds", "5")
+    submitted = page.submit()
+    inputs = forms.to_input("record_changed", submitted[0])
+    refused = world.connector.triggers.poll("record_changed", world.credential, inputs)
+    assert refused["error"]["details"]["errors"][0]["code"] == "budget"
+    page.page.fill("#root_interval_seconds", "300")
+    inputs = forms.to_input("record_changed", page.submit()[-1])
+    assert forms.validate("record_changed", inputs) == []
+    polled = world.connector.triggers.poll("record_changed", world.credential, inputs)
+    page.screenshot("record_changed-filled")
+    assert polled["ok"] is True, polled
+    assert polled["data"]["events"] == []
     assert_reads_well(page)
 
 

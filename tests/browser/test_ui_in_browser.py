@@ -215,16 +215,44 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     tab.shot("step-deleted")
     tab.choose_action("List or Get Endpoint")
     page.fill("#root_endpoint", TIME_TRANSACTIONS)
-    page.fill("#root_order_by", "Modified desc")
+    page.fill("#root_filter", f"ID eq guid'{record_id}'")
     page.locator("button[type=submit]").click()
-    page.wait_for_selector(f"{RESULT} table.records")
-    assert record_id not in page.locator(f"{RESULT} table.records").inner_text()
+    page.wait_for_selector(f"{RESULT} >> text=0 records")
+
+    # Exact's refusal reads as the connector's error: code, category, message and hint.
+    page.fill("#root_filter", "NoSuchField eq 1")
+    page.locator("button[type=submit]").click()
+    failed = page.locator(f"{RESULT}[data-ok=false]")
+    failed.wait_for()
+    text = failed.inner_text()
+    assert "exact_rejected · user" in text
+    assert "No property 'NoSuchField'" in text
+    assert "correct the data and run the step again" in text
+    tab.shot("step-error")
     gone = served.workspace.connector.execute(
         "list_or_get_endpoint",
         "Acme B.V.",
         {"division": credential.default_division, "endpoint": TIME_TRANSACTIONS, "id": record_id},
     )
     assert gone["error"]["code"] == "not_found"
+    assert tab.problems == []
+
+
+def test_reauthorize_then_remove(tab: UiPage, served: Served) -> None:
+    """Reauthorize signs in again through the consent page; Remove (confirmed) deletes it."""
+    add_credential(tab, served, "Short-lived B.V.")
+    page = tab.page
+    page.click("button:text-is('Reauthorize')")
+    page.click("button:text-is('Allow')")
+    page.wait_for_selector("text=Test Connect: passed")
+    assert page.url.startswith(served.origin + "/#/credentials/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:text-is('Remove')")
+    page.wait_for_url(served.origin + "/#/vault")
+    page.wait_for_selector("table.credentials")
+    assert "Short-lived B.V." not in page.locator("table.credentials").inner_text()
+    names = [c.connector_name for c in served.workspace.connector.credentials.list()]
+    assert "Short-lived B.V." not in names
     assert tab.problems == []
 
 

@@ -32,8 +32,8 @@ from exact_connector.exceptions import (
     RequestTimeout,
     TransientError,
 )
-from exact_connector.limits import backoff_delay
 from exact_connector.odata import key_literal
+from exact_connector.retries import backoff_delay
 
 
 @pytest.fixture

@@ -244,14 +244,25 @@ class World:
 
 
 @contextlib.contextmanager
-def loopback_world(home: Path, **sandbox_options: Any) -> Iterator[World]:
-    """A signed-in, tested, active credential against a sandbox served on 127.0.0.1."""
-    clock = ManualClock()
+def loopback_world(
+    home: Path,
+    *,
+    clock: ManualClock | None = None,
+    key: bytes | None = None,
+    **sandbox_options: Any,
+) -> Iterator[World]:
+    """A signed-in, tested, active credential against a sandbox served on 127.0.0.1.
+
+    ``key`` is the vault's master key (a fresh one if not given), for a test that opens the vault
+    from another process; ``clock`` the shared clock (for one that should agree with the system's).
+    """
+    clock = clock or ManualClock()
     sb = Sandbox(clock=clock, auto_consent=True, **sandbox_options)
     recorder = Recorder(sb)
     secret = register_secret(sb.demo_app.client_secret)
     with serve(recorder) as base_url:
-        vault = Vault.open(home, keys=KeyRing.from_bytes(generate_key()), clock=clock)
+        keys = KeyRing.from_bytes(key or generate_key())
+        vault = Vault.open(home, keys=keys, clock=clock)
         connector = Connector(vault=vault, clock=clock, allow_sandbox=True)
         credential = connector.credentials.begin(
             {

@@ -203,3 +203,15 @@ def test_unknown_action_is_an_input_error(ui: Ui) -> None:
     answer = ui.post("/api/forms/no_such_action", {})
     assert answer.status_code in (409, 422)
     assert answer.json()["error"]["code"]
+
+
+def test_a_credential_signing_in_elsewhere_is_not_reauthorized_here(ui: Ui) -> None:
+    """A credential whose redirect URI is not this page's callback says so (no dead sign-in)."""
+    elsewhere = {
+        **ui.workspace.credential_form("Elsewhere"),
+        "redirect_uri": "http://127.0.0.1:1/cb",
+    }
+    ui.workspace.connector.credentials.begin(elsewhere)
+    (credential,) = ui.client.get("/api/state").json()["credentials"]
+    assert credential["signs_in_here"] is False
+    assert ui.add("Here")["signs_in_here"] is True

@@ -69,6 +69,12 @@ function Detail({ credential, reload, signIn }) {
         ))}
       </dl>
       <Report report={credential.report} />
+      {credential.auth_type === 'oauth2_authorization_code' && !credential.signs_in_here && (
+        <p className="notice">
+          This app signs in through {credential.redirect_uri}, not this page: reauthorize it with
+          <code> exact-connector credentials reauthorize "{credential.connector_name}"</code>.
+        </p>
+      )}
       <ErrorBox error={error} />
       <div className="buttons">
         <button className="btn" disabled={!!busy}
@@ -82,7 +88,7 @@ function Detail({ credential, reload, signIn }) {
             Connect &amp; Create
           </button>
         )}
-        {credential.auth_type === 'oauth2_authorization_code' && (
+        {credential.auth_type === 'oauth2_authorization_code' && credential.signs_in_here && (
           <button className="btn" disabled={!!busy}
             onClick={act('reauth', async () => signIn(await api('POST', `${path}/reauthorize`)))}>
             Reauthorize

@@ -1,0 +1,90 @@
+"""What polling costs: API calls a day for a poll interval, against Exact's 5,000 per division.
+
+Exact allows 5,000 calls per app per division per day (API-FACTS §3). A poll with nothing new
+costs one call (one empty sync page); 1,000 changes cost one call more per 1,000; the division-move
+check costs one call at most once per ``move_check_seconds``. An interval whose idle cost alone
+would use the whole day's budget is refused: the division would be locked out by noon.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from exact_connector.exceptions import InputError
+
+__all__ = [
+    "DAILY_CALLS",
+    "DEFAULT_INTERVAL",
+    "MOVE_CHECK_SECONDS",
+    "PollCost",
+    "check_interval",
+    "poll_cost",
+]
+
+DAILY_CALLS = 5_000
+DEFAULT_INTERVAL = 300
+MOVE_CHECK_SECONDS = 3_600
+_DAY = 86_400
+_PAGE = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class PollCost:
+    """The daily price of polling ``feeds`` feeds of one division every ``interval_seconds``."""
+
+    interval_seconds: int
+    feeds: int
+    polls_per_day: int
+    calls_per_idle_poll: int
+    move_checks_per_day: int
+    idle_calls_per_day: int
+    share_of_daily_budget: float
+
+    def calls_for_changes(self, changes: int) -> int:
+        """Calls one feed's poll makes to read ``changes`` changed rows (an empty page if none)."""
+        return max(1, math.ceil(changes / _PAGE))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data, with the per-1,000 figure included."""
+        return {**asdict(self), "calls_per_1000_changes": self.calls_for_changes(_PAGE)}
+
+
+def poll_cost(
+    interval_seconds: int, *, feeds: int = 1, move_check_seconds: int = MOVE_CHECK_SECONDS
+) -> PollCost:
+    """The calls a day that polling costs when nothing changes."""
+    polls = math.ceil(_DAY / interval_seconds) * feeds
+    checks = math.ceil(_DAY / max(interval_seconds, move_check_seconds)) * feeds
+    idle = polls + checks
+    return PollCost(
+        interval_seconds=interval_seconds,
+        feeds=feeds,
+        polls_per_day=polls,
+        calls_per_idle_poll=1,
+        move_checks_per_day=checks,
+        idle_calls_per_day=idle,
+        share_of_daily_budget=round(idle / DAILY_CALLS, 4),
+    )
+
+
+def check_interval(
+    interval_seconds: int, *, feeds: int = 1, path: str = "$.interval_seconds"
+) -> PollCost:
+    """The cost of an interval; an :class:`InputError` at ``path`` if it would exhaust the day."""
+    cost = poll_cost(interval_seconds, feeds=feeds)
+    if cost.idle_calls_per_day >= DAILY_CALLS:
+        shortest = next(
+            seconds
+            for seconds in range(interval_seconds, _DAY + 1)
+            if poll_cost(seconds, feeds=feeds).idle_calls_per_day < DAILY_CALLS
+        )
+        raise InputError(
+            f"Polling every {interval_seconds} s would use {cost.idle_calls_per_day} of the "
+            f"division's {DAILY_CALLS} API calls a day with nothing changing.",
+            errors=[{"path": path, "code": "budget", "message": "exhausts the daily API budget"}],
+            details=cost.to_dict(),
+            hint=f"Poll every {shortest} seconds or more, or add the webhook trigger.",
+        )
+    return cost

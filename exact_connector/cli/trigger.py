@@ -1,0 +1,149 @@
+"""``trigger poll|run|budget|reset|subscribe|unsubscribe``: the triggers from the command line.
+
+``trigger poll NAME`` prints each new event as one JSON line, flushes, and only then
+acknowledges: a run that dies before the end leaves the checkpoint where it was, and the next run
+prints the same events again. The checkpoint lives in the vault, or in ``--state FILE``.
+``trigger run`` polls until stopped (or ``--polls`` times), at the trigger's interval, at once
+while more events wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from typing import Any
+
+from exact_connector.budget import DEFAULT_INTERVAL, check_interval
+from exact_connector.checkpoints import FileCheckpoints
+from exact_connector.cli._output import print_json
+from exact_connector.cli.connect import read_input
+from exact_connector.cli.vault import open_vault, vault_options
+from exact_connector.exceptions import EXIT_CODES, Category, ConcurrentUpdate
+from exact_connector.runtime import Connector
+from exact_connector.triggers import Triggers
+from exact_connector.vault.store import crash_point
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``trigger`` command group."""
+    group = subparsers.add_parser("trigger", help="poll triggers; subscribe webhooks")
+    commands = group.add_subparsers(dest="trigger_command", metavar="ACTION")
+    group.set_defaults(handler=lambda _args: _usage(group))
+    scoped = vault_options()
+
+    def command(name: str, help_text: str, handler: Any, *, credential: bool = True) -> Any:
+        parser = commands.add_parser(name, parents=[scoped] if credential else [], help=help_text)
+        if name not in ("subscribe", "unsubscribe"):
+            parser.add_argument("name", help="trigger id, e.g. record_changed")
+        if credential:
+            parser.add_argument("--credential", required=True, help="connector name or id")
+        parser.add_argument("--input", required=True, metavar="FILE", help="JSON input, - stdin")
+        if credential and name not in ("subscribe", "unsubscribe"):
+            parser.add_argument("--state", metavar="FILE", help="keep checkpoints in this file")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    command("poll", "print new events as JSON lines, then acknowledge them", _poll)
+    run = command("run", "poll at the trigger's interval until stopped", _run)
+    run.add_argument("--polls", type=int, metavar="N", help="stop after N polls")
+    command("budget", "API calls a day the poll interval costs", _budget, credential=False)
+    command("reset", "forget the checkpoint: the next poll starts afresh", _reset)
+    command("subscribe", "subscribe a webhook callback (reuses an equal one)", _subscribe)
+    command("unsubscribe", "remove a webhook subscription (none: done already)", _unsubscribe)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+class _Failed(Exception):
+    """A poll answered with an error envelope (already printed); exit with its code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _triggers(args: argparse.Namespace) -> Triggers:
+    connector = Connector(vault=open_vault(args))
+    store = FileCheckpoints(args.state) if getattr(args, "state", None) else None
+    return Triggers(connector, store)
+
+
+def _poll_once(triggers: Triggers, args: argparse.Namespace, inputs: dict[str, Any]) -> bool:
+    """One poll, its events printed and flushed, then acknowledged; whether more are waiting."""
+    result = triggers.poll(args.name, args.credential, inputs)
+    if not result["ok"]:
+        print_json(result)
+        raise _Failed(EXIT_CODES[Category(result["error"]["category"])])
+    data = result["data"]
+    for event in data["events"]:
+        sys.stdout.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+    crash_point("trigger.before_ack")
+    if not triggers.ack(args.credential, data["checkpoint"]):
+        raise ConcurrentUpdate(
+            "Another poll of this trigger was acknowledged first; these events were printed "
+            "by both.",
+            hint="Run one poller per trigger, credential and division.",
+        )
+    return bool(data["more"])
+
+
+def _poll(args: argparse.Namespace) -> int:
+    try:
+        _poll_once(_triggers(args), args, read_input(args.input))
+    except _Failed as failed:
+        return failed.code
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    triggers, inputs = _triggers(args), read_input(args.input)
+    interval = int(inputs.get("interval_seconds", DEFAULT_INTERVAL))
+    for count in itertools.count(1):
+        try:
+            more = _poll_once(triggers, args, inputs)
+        except _Failed as failed:
+            return failed.code
+        if args.polls is not None and count >= args.polls:
+            return 0
+        if not more:
+            time.sleep(interval)
+    return 0  # pragma: no cover - the loop above only ends by returning
+
+
+def _budget(args: argparse.Namespace) -> int:
+    inputs = read_input(args.input)
+    print_json(check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL))).to_dict())
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    forgotten = _triggers(args).reset(args.name, args.credential, read_input(args.input))
+    print_json({"reset": forgotten})
+    return 0
+
+
+def _webhook(args: argparse.Namespace, subscribe: bool) -> int:
+    triggers = _triggers(args)
+    inputs = read_input(args.input)
+    operation = triggers.subscribe if subscribe else triggers.unsubscribe
+    result = operation(args.credential, inputs)
+    print_json(result if not result["ok"] else result["data"])
+    if result["ok"]:
+        return 0
+    return EXIT_CODES[Category(result["error"]["category"])]
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    return _webhook(args, subscribe=True)
+
+
+def _unsubscribe(args: argparse.Namespace) -> int:
+    return _webhook(args, subscribe=False)

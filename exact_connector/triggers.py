@@ -1,0 +1,261 @@
+"""Polling triggers: a poll hands over events and a new checkpoint; an acknowledgement advances it.
+
+``connector.triggers.poll("record_changed", cred, inputs)`` reads the endpoint's sync feed after
+the stored checkpoint and returns ``{ok, trigger, data: {events, checkpoint, more, resync}, meta}``;
+nothing is stored. ``connector.triggers.ack(cred, checkpoint)`` stores the new position, and only
+if nobody moved it since the poll began. An engine that dies between the two polls again and gets
+the same events: each change reaches a workflow exactly once, counted at acknowledgement. Every
+event carries a stable ``id`` (division, endpoint, key, row version) for engines that want to
+check.
+
+Each poll also checks, at most hourly, whether the division moved database (its row versions then
+restart); a move resyncs the feed from its beginning, and those events say ``resync: true``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from exact_connector import webhooks
+from exact_connector.budget import DEFAULT_INTERVAL, MOVE_CHECK_SECONDS, check_interval
+from exact_connector.catalog import catalog
+from exact_connector.changefeed import FIRST_TIMESTAMP, Batch, division_move_date, read_since
+from exact_connector.checkpoints import CheckpointKey, CheckpointStore
+from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.feeds import DELETED, Feed, feed, feeds_for_topic
+
+if TYPE_CHECKING:
+    from exact_connector.client import ExactClient
+    from exact_connector.runtime import Connector, CredentialRef
+
+__all__ = ["POLLING_TRIGGERS", "Triggers"]
+
+#: Polling trigger id -> whether it reports deletions (else new and updated records).
+POLLING_TRIGGERS = {"record_changed": False, "record_deleted": True}
+_CHECKPOINT_PREFIX = "k1."
+Work = Callable[["ExactClient"], dict[str, Any]]
+_DEFAULT_LIMIT = 1_000
+_DELETED_FIELDS = ("ID", "EntityKey", "EntityType", "DeletedBy", "DeletedDate", "Division")
+
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    """One poll's question: which feed, where, from which stored position."""
+
+    trigger: str
+    feed: Feed
+    division: int
+    key: CheckpointKey
+    version: int
+    state: dict[str, Any]
+
+
+class Triggers:
+    """``connector.triggers``: poll, acknowledge, reset, price, and turn webhooks into polls."""
+
+    def __init__(self, connector: Connector, store: CheckpointStore | None = None) -> None:
+        self._connector = connector
+        self._store = store
+
+    @property
+    def store(self) -> CheckpointStore:
+        """Where checkpoints live: the vault's, unless another store was given."""
+        return self._store or self._connector.vault.checkpoints()
+
+    def poll(self, trigger: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
+        """New events since the stored checkpoint, and the checkpoint that acknowledges them."""
+
+        def work() -> tuple[CredentialRef, Callable[[ExactClient], dict[str, Any]]]:
+            question = self._question(trigger, ref, inputs)
+            return ref, lambda client: self._read(client, question, inputs)
+
+        return self._envelope(trigger, work)
+
+    def subscribe(self, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Subscribe the callback to the topic in the division, reusing an equal subscription."""
+        return self._envelope("webhook", lambda: self._webhook(webhooks.subscribe, ref, inputs))
+
+    def unsubscribe(self, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Remove the callback's subscription to the topic; done already when there is none."""
+        return self._envelope("webhook", lambda: self._webhook(webhooks.unsubscribe, ref, inputs))
+
+    def ack(self, ref: CredentialRef, checkpoint: str) -> bool:
+        """Store a poll's checkpoint; False when another acknowledgement came first."""
+        credential = self._connector.credentials.get(ref)
+        key, version, state = _decode(checkpoint)
+        if not key.startswith(credential.id + "/"):
+            raise InputError.at("$.checkpoint", "checkpoint", "belongs to another credential")
+        return self.store.advance(key, version, state)
+
+    def reset(self, trigger: str, ref: CredentialRef, inputs: dict[str, Any]) -> bool:
+        """Forget a trigger's checkpoint: its next poll starts as the first did."""
+        return self.store.reset(str(self._question(trigger, ref, inputs).key))
+
+    def wake(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The polls a verified webhook event (``verify_and_parse(...).event``) asks for: "poll
+        now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll."""
+        division, action = event.get("division"), event.get("action")
+        polls = []
+        for found in feeds_for_topic(event.get("topic", "")):
+            inputs = {"division": division, "endpoint": found.name}
+            polls.append({"trigger": "record_changed", "inputs": inputs})
+            if found.deletions and action == "Delete":
+                polls.append({"trigger": "record_deleted", "inputs": inputs})
+        return polls
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _envelope(
+        self, trigger: str, work: Callable[[], tuple[CredentialRef, Work]]
+    ) -> dict[str, Any]:
+        """Run checked work with a client: ``{ok, trigger, data | error, meta}``, never raising
+        for an Exact Online or input problem."""
+        started = time.monotonic()
+        client: ExactClient | None = None
+        try:
+            ref, job = work()
+            with self._connector.client(ref) as client:
+                data = job(client)
+            return {"ok": True, "trigger": trigger, "data": data, "meta": _meta(client, started)}
+        except ExactConnectorError as error:
+            return {
+                "ok": False,
+                "trigger": trigger,
+                "error": error.to_dict(),
+                "meta": _meta(client, started),
+            }
+
+    def _webhook(
+        self, operation: Callable[..., dict[str, Any]], ref: CredentialRef, inputs: dict[str, Any]
+    ) -> tuple[CredentialRef, Work]:
+        credential, division = self._connector.checked("webhook", ref, inputs)
+        topic, callback = inputs["topic"], inputs["callback_url"]
+        return credential, lambda client: operation(client, division, topic, callback)
+
+    def _question(self, trigger: str, ref: CredentialRef, inputs: dict[str, Any]) -> _Poll:
+        if trigger not in POLLING_TRIGGERS:
+            self._connector.manifest.trigger(trigger)  # the precise error for an unknown id
+            raise InputError.at("$.trigger", "not_polling", "is not a polling trigger")
+        credential, division = self._connector.checked(trigger, ref, inputs)
+        watched = feed(inputs["endpoint"], deletions=POLLING_TRIGGERS[trigger])
+        check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL)))
+        key = CheckpointKey(credential.id, trigger, division, watched.name)
+        stored = self.store.load(str(key))
+        version, state = (stored.version, stored.state) if stored else (0, {})
+        return _Poll(trigger, watched, division, key, version, state)
+
+    def _read(self, client: ExactClient, poll: _Poll, inputs: dict[str, Any]) -> dict[str, Any]:
+        state = dict(poll.state)
+        now = self._connector.clock.now()
+        resync = False
+        if now - float(state.get("move_checked_at", 0)) >= MOVE_CHECK_SECONDS:
+            moved = division_move_date(client, poll.division)
+            resync = "move_date" in state and state["move_date"] != moved
+            state |= {"move_date": moved, "move_checked_at": now}
+        if resync:
+            state.pop("timestamp", None)
+            state["resyncing"] = True
+        limit = int(inputs.get("limit", _DEFAULT_LIMIT))
+        deletions = POLLING_TRIGGERS[poll.trigger]
+        endpoint = catalog().lookup(DELETED) if deletions else poll.feed.sync
+        select = _DELETED_FIELDS if deletions else inputs.get("select") or poll.feed.fields
+        since = state.get("timestamp")
+        events: list[dict[str, Any]] = []
+        if since is None and inputs.get("start", "now") == "now" and "resyncing" not in state:
+            batch = self._skip_to_head(client, endpoint, poll.division)
+        else:
+            batch = read_since(
+                client, endpoint, poll.division, since or FIRST_TIMESTAMP, select, limit=limit
+            )
+            resyncing = bool(state.get("resyncing"))
+            events = [
+                event
+                for row in batch.rows
+                if (event := _event(poll, row, deletions, resyncing)) is not None
+            ]
+        state["timestamp"] = batch.last
+        if not batch.more:
+            state.pop("resyncing", None)
+        checkpoint = _encode(str(poll.key), poll.version, state)
+        return {
+            "events": events,
+            "checkpoint": checkpoint,
+            "more": batch.more,
+            "resync": resync or bool(state.get("resyncing")),
+        }
+
+    @staticmethod
+    def _skip_to_head(client: ExactClient, endpoint: Any, division: int) -> Batch:
+        """The feed's newest row version, read without events (a trigger starting "now")."""
+        batch = Batch([], FIRST_TIMESTAMP, True, 0)
+        while batch.more:
+            batch = read_since(client, endpoint, division, batch.last, (), limit=_DEFAULT_LIMIT)
+        return batch
+
+
+def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dict[str, Any] | None:
+    watched = poll.feed
+    if deleted:
+        if row.get("EntityType") != watched.entity_type:
+            return None
+        key, change = row.get("EntityKey"), "deleted"
+    else:
+        if watched.row_filter is not None and row.get(watched.row_filter[0]) not in (
+            None,
+            watched.row_filter[1],
+        ):
+            return None
+        key = row.get(watched.key_field)
+        created, modified = row.get("Created"), row.get("Modified")
+        change = "new" if created is not None and created == modified else "updated"
+    timestamp = row["Timestamp"]
+    return {
+        "id": f"{poll.division}:{watched.name}:{key}:{timestamp}",
+        "change": change,
+        "endpoint": watched.name,
+        "division": poll.division,
+        "key": key,
+        "timestamp": timestamp,
+        "resync": resync,
+        "record": row,
+    }
+
+
+def _encode(key: str, version: int, state: dict[str, Any]) -> str:
+    raw = json.dumps({"k": key, "v": version, "s": state}, separators=(",", ":"), sort_keys=True)
+    return _CHECKPOINT_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(token: object) -> tuple[str, int, dict[str, Any]]:
+    damaged = InputError.at("$.checkpoint", "checkpoint", "is not a checkpoint a poll returned")
+    if not isinstance(token, str) or not token.startswith(_CHECKPOINT_PREFIX) or len(token) > 8000:
+        raise damaged
+    body = token[len(_CHECKPOINT_PREFIX) :]
+    try:
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise damaged from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("k"), str)
+        or not isinstance(data.get("v"), int)
+        or not isinstance(data.get("s"), dict)
+    ):
+        raise damaged
+    return data["k"], data["v"], data["s"]
+
+
+def _meta(client: ExactClient | None, started: float) -> dict[str, Any]:
+    stats = client.stats if client is not None else None
+    return {
+        "api_calls": stats.api_calls if stats else 0,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "rate_limit": dict(stats.rate_limit) if stats else {},
+        "request_id": stats.request_id if stats else None,
+    }

@@ -1,0 +1,30 @@
+"""``exact-connector trigger budget``: the figures, and a refused interval as exit code 3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exact_connector.cli import main
+
+
+def test_budget_prints_the_daily_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every 300 s costs 312 calls a day idle, 1 call per 1,000 changes."""
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"interval_seconds": 300}))
+    assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["idle_calls_per_day"], printed["calls_per_1000_changes"]) == (312, 1)
+
+
+def test_budget_refuses_an_exhausting_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interval that would use the whole day exits 3 with the field and the fix named."""
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"interval_seconds": 5}))
+    assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 3
+    err = capsys.readouterr().err
+    assert "$.interval_seconds" in err and "18 seconds" in err and "Traceback" not in err

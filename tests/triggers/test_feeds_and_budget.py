@@ -1,0 +1,57 @@
+"""Which endpoints can be watched, which webhook topics wake them, and what polling costs."""
+
+from __future__ import annotations
+
+import pytest
+
+from exact_connector.budget import DAILY_CALLS, check_interval, poll_cost
+from exact_connector.catalog import catalog
+from exact_connector.exceptions import InputError
+from exact_connector.feeds import feed, feeds, feeds_for_topic
+from exact_connector.manifest import load_manifest
+
+
+def test_every_sync_endpoint_but_deleted_is_a_feed() -> None:
+    """The catalog's sync endpoints (sync/Deleted aside) are exactly the watchable feeds."""
+    expected = {e.id for e in catalog() if e.service == "sync" and e.id != "sync/Deleted"}
+    assert {f.sync.id for f in feeds().values()} == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "sync", "deletions"),
+    [
+        ("crm/Accounts", "sync/CRM/Accounts", True),
+        ("project/TimeTransactions", "sync/Project/TimeCostTransactions", True),
+        ("project/Projects", "sync/Project/Projects", True),
+        ("crm/Contacts", "sync/CRM/Contacts", False),
+    ],
+)
+def test_feeds_name_their_sync_twin(name: str, sync: str, deletions: bool) -> None:
+    """A feed reads its endpoint's sync twin; deletions only where the EntityType is known."""
+    found = feed(name.upper())
+    assert (found.name, found.sync.id, found.deletions) == (name, sync, deletions)
+
+
+def test_every_webhook_topic_in_the_form_wakes_a_feed() -> None:
+    """Each topic the webhook form offers wakes exactly one watchable feed."""
+    topics = load_manifest().trigger("webhook").input_schema["properties"]["topic"]["enum"]
+    assert all(len(feeds_for_topic(topic)) == 1 for topic in topics)
+    assert feeds_for_topic("NoSuchTopic") == []
+
+
+@pytest.mark.parametrize(
+    ("interval", "idle_calls"), [(60, 1464), (300, 312), (900, 120), (3600, 48), (86400, 2)]
+)
+def test_idle_cost_per_day(interval: int, idle_calls: int) -> None:
+    """Idle polls plus the hourly move check (every poll, when polls are rarer)."""
+    assert poll_cost(interval).idle_calls_per_day == idle_calls
+
+
+def test_an_interval_that_exhausts_the_day_is_refused_with_the_shortest_safe_one() -> None:
+    """17 s would use 5,000+ calls a day; 18 s is the shortest that leaves some."""
+    assert poll_cost(18).idle_calls_per_day < DAILY_CALLS <= poll_cost(17).idle_calls_per_day
+    with pytest.raises(InputError) as raised:
+        check_interval(17)
+    assert raised.value.errors[0]["path"] == "$.interval_seconds"
+    assert "18 seconds" in raised.value.hint
+    assert check_interval(18).interval_seconds == 18

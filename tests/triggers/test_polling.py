@@ -1,0 +1,136 @@
+"""The polling triggers against an in-process sandbox: each change handed over once, on ack."""
+
+from __future__ import annotations
+
+import pytest
+from actions_harness import Bench
+from trigger_harness import ACCOUNTS, DIVISION, TIME_TRANSACTIONS, Exact, poll, poll_and_ack
+
+
+def test_first_poll_starts_now_and_reports_nothing_old(bench: Bench) -> None:
+    """A trigger starting "now" skips every existing record and then sees only new ones."""
+    assert poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS) == []
+    key = Exact(bench).new_account("Triggered B.V.")
+    events = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    assert [(e["change"], e["key"]) for e in events] == [("new", key)]
+    assert events[0]["record"]["Name"] == "Triggered B.V."
+    assert poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS) == []
+
+
+def test_start_beginning_reports_every_existing_record(bench: Bench) -> None:
+    """ "beginning" hands over every record the feed has, then nothing more."""
+    events = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, start="beginning")
+    assert sorted(e["key"] for e in events) == sorted(
+        r["ID"] for r in bench.sb.records(DIVISION, ACCOUNTS)
+    )
+    assert poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, start="beginning") == []
+
+
+def test_update_is_reported_once_as_updated(bench: Bench) -> None:
+    """Changing a record yields one "updated" event with the new values."""
+    exact = Exact(bench)
+    key = exact.new_account("Before B.V.")
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    exact.update(ACCOUNTS, key, {"Name": "After B.V."})
+    events = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    assert [(e["change"], e["key"], e["record"]["Name"]) for e in events] == [
+        ("updated", key, "After B.V.")
+    ]
+
+
+def test_unacknowledged_poll_hands_the_same_events_again(bench: Bench) -> None:
+    """Without an ack the checkpoint stays: the next poll returns the same events, same ids."""
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    Exact(bench).new_account("Twice B.V.")
+    first = poll(bench, "record_changed", endpoint=ACCOUNTS)
+    second = poll(bench, "record_changed", endpoint=ACCOUNTS)
+    assert [e["id"] for e in first["events"]] == [e["id"] for e in second["events"]]
+    assert len(first["events"]) == 1
+
+
+def test_only_the_first_of_two_acks_of_one_poll_advances(bench: Bench) -> None:
+    """Two workers acknowledging the same poll: one wins, the other is told it lost."""
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    Exact(bench).new_account("Race B.V.")
+    data = poll(bench, "record_changed", endpoint=ACCOUNTS)
+    triggers = bench.connector.triggers
+    assert triggers.ack(bench.credential_id, data["checkpoint"]) is True
+    assert triggers.ack(bench.credential_id, data["checkpoint"]) is False
+
+
+def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:
+    """project/TimeTransactions reads sync/Project/TimeCostTransactions; one event per change."""
+    poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
+    key = Exact(bench).new_time_transaction(2.5)
+    events = poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
+    assert [(e["change"], e["key"], e["record"]["Quantity"]) for e in events] == [("new", key, 2.5)]
+
+
+def test_deleted_record_reports_only_its_endpoints_deletions(bench: Bench) -> None:
+    """record_deleted on time transactions sees their deletion, not an account's."""
+    exact = Exact(bench)
+    transaction = exact.new_time_transaction(1.0)
+    account = exact.new_account("Gone B.V.")
+    poll_and_ack(bench, "record_deleted", endpoint=TIME_TRANSACTIONS)
+    exact.delete(TIME_TRANSACTIONS, transaction)
+    exact.delete(ACCOUNTS, account)
+    events = poll_and_ack(bench, "record_deleted", endpoint=TIME_TRANSACTIONS)
+    assert [(e["change"], e["key"]) for e in events] == [("deleted", transaction)]
+    accounts = poll_and_ack(bench, "record_deleted", endpoint=ACCOUNTS, start="beginning")
+    assert [(e["change"], e["key"]) for e in accounts] == [("deleted", account)]
+
+
+def test_division_move_resyncs_the_feed(bench: Bench) -> None:
+    """After a move (row versions reset) the next check rereads every record, marked resync."""
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    bench.sb.move_division(DIVISION)
+    bench.clock.advance(3_600)
+    data = poll(bench, "record_changed", endpoint=ACCOUNTS)
+    assert data["resync"] is True
+    assert len(data["events"]) == bench.sb.count(DIVISION, ACCOUNTS)
+    assert all(e["resync"] for e in data["events"])
+    bench.connector.triggers.ack(bench.credential_id, data["checkpoint"])
+    key = Exact(bench).new_account("After the move B.V.")
+    assert [e["key"] for e in poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)] == [key]
+
+
+def test_a_large_change_set_is_handed_over_in_bounded_polls(bench: Bench) -> None:
+    """With more changes than the limit, a poll says more and the next continues after it."""
+    first = poll(bench, "record_changed", endpoint=ACCOUNTS, start="beginning", limit=100)
+    assert first["more"] is True and len(first["events"]) == 100
+    bench.connector.triggers.ack(bench.credential_id, first["checkpoint"])
+    rest = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, start="beginning")
+    seen = [e["key"] for e in first["events"]] + [e["key"] for e in rest]
+    assert sorted(seen) == sorted(r["ID"] for r in bench.sb.records(DIVISION, ACCOUNTS))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "path", "code"),
+    [
+        ({"endpoint": "crm/AccountClasses"}, "$.endpoint", "not_watchable"),
+        ({"endpoint": "crm/Contacts", "trigger": "record_deleted"}, "$.endpoint", "no_deletions"),
+        ({"endpoint": ACCOUNTS, "interval_seconds": 10}, "$.interval_seconds", "budget"),
+        ({"endpoint": ACCOUNTS, "limit": 0}, "$.limit", "minimum"),
+    ],
+    ids=["no-sync-api", "no-deletion-code", "interval-exhausts-budget", "limit-zero"],
+)
+def test_bad_trigger_input_is_refused_before_any_call(
+    bench: Bench, inputs: dict[str, object], path: str, code: str
+) -> None:
+    """Input that cannot be polled is an input error naming the field; nothing is sent."""
+    trigger = str(inputs.pop("trigger", "record_changed"))
+    before = bench.transport.calls
+    result = bench.connector.triggers.poll(
+        trigger, bench.credential_id, {"division": DIVISION, **inputs}
+    )
+    assert result["ok"] is False
+    assert [(e["path"], e["code"]) for e in result["error"]["details"]["errors"]] == [(path, code)]
+    assert bench.transport.calls == before
+
+
+def test_a_damaged_checkpoint_is_refused(bench: Bench) -> None:
+    """An ack with something that is not a poll's checkpoint is an input error."""
+    from exact_connector.exceptions import InputError
+
+    with pytest.raises(InputError, match="checkpoint"):
+        bench.connector.triggers.ack(bench.credential_id, "k1.not-base64!")
