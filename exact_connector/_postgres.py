@@ -152,9 +152,11 @@ def migrate(conn: Connection, schema: str) -> None:
 class Pool:
     """This process's connection pool to one schema, opened on first use."""
 
-    def __init__(self, url: str, schema: str, *, timeout: float, size: int, name: str) -> None:
+    def __init__(
+        self, url: str, schema: str, *, timeout: float, size: int, name: str, durable: bool = True
+    ) -> None:
         self.url, self.schema = url, check_schema_name(schema)
-        self.timeout, self.size, self.name = timeout, size, name
+        self.timeout, self.size, self.name, self.durable = timeout, size, name, durable
         self.closed = False
         self._guard = threading.Lock()
         self._pool: ConnectionPool[Connection] | None = None
@@ -186,6 +188,8 @@ class Pool:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET lock_timeout = {int(self.timeout * 1000)}")  # fail, never hang
         conn.execute("SET idle_in_transaction_session_timeout = 60000")
+        if not self.durable:  # counters only: a crash may lose the last few, never corrupt them
+            conn.execute("SET synchronous_commit = off")
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

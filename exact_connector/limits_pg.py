@@ -8,6 +8,8 @@ is one transaction that first takes a transaction-scoped advisory lock keyed by 
 ``(client id, division)``, so calls for different divisions or apps never wait for each other, and
 the lock goes with COMMIT or ROLLBACK (never left on a pooled connection). Errors are appended
 without a lock and pruned per endpoint. Threads of one process run in parallel on the pool.
+Commits do not wait for the disk (``synchronous_commit = off``, as the SQLite state file runs
+``synchronous=NORMAL``): the state is only counters, and a server crash loses at most the last few.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class PostgresRateGovernor(RateGovernor):
                     timeout=self._timeout,
                     size=self._pool_size,
                     name="exact-connector-governor",
+                    durable=False,
                 )
                 with pool.connection() as conn, conn.transaction():
                     _postgres.migrate(conn, self._schema)

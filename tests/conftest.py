@@ -16,7 +16,6 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
 
-import pg_server
 import pytest
 
 from exact_connector import redaction
@@ -137,6 +136,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """One throw-away PostgreSQL server for the whole run (see ``tests/pg_server.py``)."""
+    import pg_server  # here, not at the top: copies of this file elsewhere must still load
+
     if pg_server.skip_requested():
         pytest.skip(pg_server.SKIP_REASON)
     with pg_server.postgres_server() as url:
