@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from exact_connector import _sqlite
 from exact_connector.clock import Clock, SystemClock
@@ -188,6 +189,7 @@ class RateGovernor:
         """
         while True:
             with self._transaction() as db:
+                self._lock_division(db, client_id, division)  # before reading the clock
                 now = self._clock.now()
                 self._check_error_budget(db, client_id, division, endpoint, now)
                 windows = self._load(db, client_id, division, now)
@@ -243,11 +245,10 @@ class RateGovernor:
                     self._pending.setdefault((client_id, division), []).append((now, parsed))
             return
         with self._transaction() as db:
+            self._lock_division(db, client_id, division)
             now = self._clock.now()
             if status in COUNTED_ERRORS and not resolved:
-                key = (client_id, division, endpoint.lower())
-                db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
-                db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
+                self._record_error(db, (client_id, division, endpoint.lower()), now)
             windows = self._load(db, client_id, division, now)
             self._reconcile(windows, parsed, now)
             if status == 429:
@@ -285,11 +286,8 @@ class RateGovernor:
         For development: after a run of mistyped filters the hold lasts an hour. Exact's own
         count is not reset by this, so in production waiting for ``retry_at`` is the safe way.
         """
-        query, args = "DELETE FROM errors WHERE client_id = ?", [client_id]
-        if endpoint is not None:
-            query, args = f"{query} AND endpoint = ?", [client_id, endpoint.lower()]
         with self._transaction() as db:
-            return db.execute(query, args).rowcount
+            return self._delete_errors(db, client_id, endpoint.lower() if endpoint else None)
 
     def close(self) -> None:
         """Write what was observed and close the state database; in-memory state is dropped, a
@@ -318,17 +316,40 @@ class RateGovernor:
             until = max(until, now + min(explicit, MAX_RETRY_AFTER))
         return until
 
+    # The storage hooks below (``db`` is the transaction's connection) are all the SQL there is;
+    # exact_connector.limits_pg overrides them for PostgreSQL.
+
+    def _lock_division(self, db: Any, client_id: str, division: int) -> None:
+        """Serialize this transaction with the division's others (SQLite: BEGIN IMMEDIATE did)."""
+
+    def _record_error(self, db: Any, key: tuple[str, int, str], now: float) -> None:
+        db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (*key, now))
+        db.execute("DELETE FROM errors WHERE at <= ?", (now - ERROR_WINDOW,))
+
+    def _delete_errors(self, db: Any, client_id: str, endpoint: str | None) -> int:
+        query, args = "DELETE FROM errors WHERE client_id = ?", [client_id]
+        if endpoint is not None:
+            query, args = f"{query} AND endpoint = ?", [client_id, endpoint]
+        return int(db.execute(query, args).rowcount)
+
+    def _error_times(self, db: Any, key: tuple[str, int, str], since: float) -> list[float]:
+        query = (
+            "SELECT at FROM errors WHERE client_id = ? AND division = ? AND endpoint = ?"
+            " AND at > ? ORDER BY at"
+        )
+        return [float(at) for (at,) in db.execute(query, (*key, since))]
+
+    def _window_rows(self, db: Any, client_id: str, division: int) -> list[tuple[Any, ...]]:
+        query = (
+            "SELECT kind, end_at, used, carry, lim FROM windows"
+            " WHERE client_id = ? AND division = ?"
+        )
+        return [tuple(row) for row in db.execute(query, (client_id, division))]
+
     def _check_error_budget(
-        self, db: sqlite3.Connection, client_id: str, division: int, endpoint: str, now: float
+        self, db: Any, client_id: str, division: int, endpoint: str, now: float
     ) -> None:
-        times = [
-            at
-            for (at,) in db.execute(
-                "SELECT at FROM errors WHERE client_id = ? AND division = ? AND endpoint = ?"
-                " AND at > ? ORDER BY at",
-                (client_id, division, endpoint.lower(), now - ERROR_WINDOW),
-            )
-        ]
+        times = self._error_times(db, (client_id, division, endpoint.lower()), now - ERROR_WINDOW)
         if len(times) < self._error_stop:
             return
         retry_at = _utc(times[len(times) - self._error_stop] + ERROR_WINDOW)
@@ -344,19 +365,12 @@ class RateGovernor:
         for kind, window in windows.items():
             window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
 
-    def _load(
-        self, db: sqlite3.Connection, client_id: str, division: int, now: float
-    ) -> dict[str, _Window]:
+    def _load(self, db: Any, client_id: str, division: int, now: float) -> dict[str, _Window]:
         """The division's windows as stored, with the successes observed since folded in."""
         with self._pending_lock:
             pending = self._pending.pop((client_id, division), [])
         windows = {kind: _Window(length, limit) for kind, (length, limit) in self._limits.items()}
-        rows = db.execute(
-            "SELECT kind, end_at, used, carry, lim FROM windows"
-            " WHERE client_id = ? AND division = ?",
-            (client_id, division),
-        )
-        for kind, end, used, carry, limit in rows:
+        for kind, end, used, carry, limit in self._window_rows(db, client_id, division):
             if (window := windows.get(kind)) is not None:
                 window.end, window.used, window.carry = float(end), int(used), int(carry)
                 window.limit = min(window.limit, int(limit))
@@ -368,9 +382,7 @@ class RateGovernor:
             window.roll(now)
         return windows
 
-    def _save(
-        self, db: sqlite3.Connection, client_id: str, division: int, windows: dict[str, _Window]
-    ) -> None:
+    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, _Window]) -> None:
         db.executemany(
             "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
@@ -380,7 +392,7 @@ class RateGovernor:
         )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Any]:
         """One ``BEGIN IMMEDIATE`` transaction. On a state file each caller uses a connection of its
         own and SQLite's file lock alone makes the transactions take turns: no lock of ours is held
         while SQLite works (and waits for the GIL), so threads do not queue behind one another's

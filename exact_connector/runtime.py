@@ -59,7 +59,7 @@ from exact_connector.urls import (
     sandbox_allowed_by_env,
 )
 from exact_connector.validation import unsendable
-from exact_connector.vault import Credential, Vault
+from exact_connector.vault import DATABASE_URL_ENV, Credential, Vault
 from exact_connector.vault.sealing import KEY_ENV
 
 __all__ = ["Connector", "CredentialRef"]
@@ -266,7 +266,13 @@ class Connector:
 
     @cached_property
     def governor(self) -> RateGovernor:
-        """Rate and error budgets shared by every process using this vault's directory."""
+        """Rate and error budgets shared by every process using this vault's directory, or by
+        every worker on every host on the PostgreSQL of ``EXACT_CONNECTOR_DATABASE_URL``."""
+        url = os.environ.get(DATABASE_URL_ENV)
+        if url and url.startswith(("postgresql://", "postgres://")):
+            from exact_connector.limits_pg import PostgresRateGovernor
+
+            return PostgresRateGovernor(url, clock=self.clock)
         return RateGovernor(self.vault.home / "limits.db", clock=self.clock)
 
     def client(self, ref: CredentialRef) -> ExactClient:

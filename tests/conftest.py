@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,3 +33,14 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     except ValueError:
         text = repr(val)
     return re.sub(r"[^A-Za-z0-9_.:=+/-]+", "_", text).strip("_")[:40] or argname
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throw-away PostgreSQL server for the whole run (see ``tests/pg_server.py``)."""
+    import pg_server  # here, not at the top: copies of this file elsewhere must still load
+
+    if pg_server.skip_requested():
+        pytest.skip(pg_server.SKIP_REASON)
+    with pg_server.postgres_server() as url:
+        yield url

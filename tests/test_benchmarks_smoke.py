@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
+        ("postgres_bench.py", ["8-thread st/s", "sqlite", "postgres"]),
         (
             "step_bench.py",
             ["warm steps", "8 threads", "cli --version / python -c pass", "governor:"],
@@ -31,6 +32,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 )
 def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> None:
     """--smoke exits 0 and prints the table's headings."""
+    if script == "postgres_bench.py" and os.environ.get("EXACT_CONNECTOR_SKIP_POSTGRES") == "1":
+        pytest.skip("EXACT_CONNECTOR_SKIP_POSTGRES=1: the benchmark starts a PostgreSQL server")
     if script == "ui_bench.py" and os.environ.get("EXACT_CONNECTOR_SKIP_BROWSER") == "1":
         pytest.skip("EXACT_CONNECTOR_SKIP_BROWSER=1: the ui benchmark drives Chromium")
     result = subprocess.run(  # our own interpreter on our own scripts

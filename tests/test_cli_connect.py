@@ -590,6 +590,7 @@ def test_run_with_a_select_300_lists_deep_is_a_user_error_naming_the_path(
         "cli",
         "--input",
         _input_file(signed_in, inputs),
+        "--json",
     )
 
     assert code == 3

@@ -15,8 +15,7 @@ from hostile_values import CORNERS, SETTINGS, UNSENDABLE, WHERE, as_json, place
 from hypothesis import given
 from hypothesis import strategies as st
 from test_cli_connect import DIVISION, CliWorld
-from test_cli_connect import scanner as scanner  # the fixtures, re-exported for pytest
-from test_cli_connect import signed_in as signed_in
+from test_cli_connect import signed_in as signed_in  # the fixtures, re-exported for pytest
 from test_cli_connect import world as world
 
 pytestmark = pytest.mark.e2e

@@ -69,6 +69,7 @@ from exact_connector.vault.sqlite import DB_NAME, SQLiteStore
 from exact_connector.vault.store import Initializer, VaultStore, crash_point
 
 __all__ = [
+    "DATABASE_URL_ENV",
     "AuditEntry",
     "Credential",
     "KeyInfo",
@@ -82,6 +83,10 @@ __all__ = [
     "default_home",
     "save_key_file",
 ]
+
+
+#: A ``postgresql://`` URL here selects the PostgreSQL store for every process that opens the vault.
+DATABASE_URL_ENV = "EXACT_CONNECTOR_DATABASE_URL"
 
 
 class Vault:
@@ -116,15 +121,26 @@ class Vault:
         keys: KeyRing | None = None,
         clock: Clock | None = None,
         busy_timeout: float = 5.0,
+        database_url: str | None = None,
     ) -> Vault:
-        """Open the vault at ``home`` (created on first use); keys default to env, then key file."""
+        """Open the vault (created on first use); keys default to env, then key file.
+
+        The store is PostgreSQL when ``database_url`` (else ``EXACT_CONNECTOR_DATABASE_URL``) is
+        a ``postgresql://`` URL, and otherwise the SQLite file under ``home``, which also holds
+        the key file either way.
+        """
         check_workspace(workspace)
         path = absolute_home(home)
         if os.path.lexists(path):
             check_private_dir(path)
         ring = keys if keys is not None else load_key_ring(path)
         data_keys = DataKeys(ring, clock or SystemClock())
-        store = SQLiteStore.open(path, busy_timeout, data_keys.initialize)
+        url = database_url if database_url is not None else os.environ.get(DATABASE_URL_ENV)
+        store: VaultStore
+        if url:
+            store = _postgres_store(url, busy_timeout, data_keys.initialize)
+        else:
+            store = SQLiteStore.open(path, busy_timeout, data_keys.initialize)
         return cls._unlocked(data_keys, store, path, workspace)
 
     @classmethod
@@ -421,3 +437,19 @@ class Vault:
             if row is None:
                 raise self._not_found(credential_id)
             return mutate(self._keys, session, row, expected_version, change, event)
+
+
+def _postgres_store(url: str, busy_timeout: float, initialize: Initializer) -> VaultStore:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{DATABASE_URL_ENV} must be a postgresql:// URL",
+            hint="Unset it to use the SQLite vault under the home directory.",
+        )
+    try:
+        from exact_connector.vault.postgres import PostgresStore
+    except ImportError:
+        raise ConfigError(
+            "a PostgreSQL vault needs the postgres extra (psycopg 3 and its pool)",
+            hint="pip install 'exact-connector[postgres]'",
+        ) from None
+    return PostgresStore.open(url, initialize, busy_timeout=busy_timeout)

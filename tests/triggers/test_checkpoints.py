@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_server
 import pytest
 from pydantic import SecretStr
 
@@ -14,9 +15,14 @@ from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
 
-@pytest.fixture
-def vault(tmp_path: Path) -> Iterator[Vault]:
-    with Vault.open(tmp_path / "vault", keys=KeyRing.from_bytes(generate_key())) as opened:
+@pytest.fixture(params=["sqlite", "postgres"])
+def vault(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Vault]:
+    """A vault on each backend (PostgreSQL: a database of the test's own)."""
+    url = None
+    if request.param == "postgres":
+        url = pg_server.create_database(request.getfixturevalue("postgres_url"))
+    ring = KeyRing.from_bytes(generate_key())
+    with Vault.open(tmp_path / "vault", keys=ring, database_url=url) as opened:
         yield opened
 
 

@@ -130,6 +130,7 @@ def test_lock_rejects_ids_that_are_not_credential_ids(vault: Vault) -> None:
         pass
 
 
+@pytest.mark.sqlite_only
 def test_f10_forked_child_opens_its_own_connection(vault: Vault) -> None:
     """A child forked after open reads and writes through its own connection; the parent goes on."""
     credential = add_credential(vault, "a")

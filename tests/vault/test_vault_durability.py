@@ -335,6 +335,7 @@ def test_c5_sqlite_result_codes_map_to_vault_errors_without_sqlite_text(
     assert caught.value.__suppress_context__ and caught.value.__cause__ is None
 
 
+@pytest.mark.sqlite_only
 def test_c6_every_connection_runs_wal_with_full_sync(vault: Vault) -> None:
     """WAL, synchronous=FULL, busy timeout, in-memory temp store: on every thread's connection."""
     settings: list[tuple[object, ...]] = []

@@ -10,6 +10,7 @@ from vault_harness import add_credential
 
 import exact_connector.vault
 from exact_connector.vault import Vault
+from exact_connector.vault.sealing import KeyRing
 from exact_connector.vault.sqlite import SQLiteStore
 
 PACKAGE = Path(exact_connector.vault.__file__).parent
@@ -37,9 +38,10 @@ def test_only_the_sqlite_backend_imports_sqlite(module: str) -> None:
     assert _imported_modules(PACKAGE / module) & forbidden == set()
 
 
-def test_the_facade_opens_sqlite_but_speaks_only_to_the_protocol(vault: Vault) -> None:
+def test_the_facade_opens_sqlite_but_speaks_only_to_the_protocol(home: Path, ring: KeyRing) -> None:
     """``Vault.open`` picks the SQLite store; everything else goes through the store seam."""
-    assert isinstance(vault._store, SQLiteStore)
+    with Vault.open(home, keys=ring) as vault:
+        assert isinstance(vault._store, SQLiteStore)
     source = (PACKAGE / "__init__.py").read_text(encoding="utf-8")
     assert "execute(" not in source and "SELECT" not in source
 
