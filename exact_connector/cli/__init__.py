@@ -18,7 +18,6 @@ from pathlib import Path
 from exact_connector import __version__
 from exact_connector.cli._output import closed_pipe, fail, print_json
 from exact_connector.exceptions import ExactConnectorError, InputError
-from exact_connector.validation import unsendable
 
 __all__ = ["main"]
 
@@ -130,6 +129,8 @@ def _utf8_arguments(argv: Sequence[str]) -> list[str]:
     """The arguments, refused if one held bytes that are not UTF-8 (Python keeps them as lone
     surrogates, which nothing downstream can encode)."""
     for index, argument in enumerate(argv, start=1):
-        if unsendable(argument):
-            raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text")
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text") from None
     return list(argv)

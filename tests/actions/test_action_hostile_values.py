@@ -37,10 +37,10 @@ def _valid(bench: Bench, action: str) -> dict[str, Any]:
 
 def _execute(bench: Bench, action: str, inputs: dict[str, Any]) -> tuple[dict[str, Any], int]:
     bench.clock.advance(HOUR)
-    before = bench.transport.calls
+    before = bench.calls
     result = bench.connector.execute(action, bench.credential_id, inputs)
     assert result["action"] == action and isinstance(result["ok"], bool)
-    return result, bench.transport.calls - before
+    return result, bench.calls - before
 
 
 ACTIONS = [

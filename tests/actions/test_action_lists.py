@@ -158,7 +158,7 @@ def test_an_edited_cursor_is_refused_and_reads_no_other_rows(bench: Bench) -> No
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     payload["s"] += 7
     edited = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
-    before = bench.transport.calls
+    before = bench.calls
 
     result = bench.connector.execute(
         "list_or_get_endpoint",
@@ -169,4 +169,4 @@ def test_an_edited_cursor_is_refused_and_reads_no_other_rows(bench: Bench) -> No
     assert result["ok"] is False
     assert result["error"]["code"] == "invalid_input"
     assert result["error"]["details"]["errors"][0]["path"] == "$.cursor"
-    assert bench.transport.calls == before
+    assert bench.calls == before

@@ -95,7 +95,7 @@ def test_a_create_answered_201_with_a_truncated_body_is_read_back_by_its_locatio
     assert result["ok"] is True, result
     assert [w["code"] for w in result["data"]["warnings"]] == ["created_answer_unreadable"]
     assert world.count() == before + 1
-    assert world.sb.record(DIVISION, TIME_TRANSACTIONS, result["data"]["ID"])["Notes"] == "e2e"
+    assert world.sb.record(DIVISION, TIME_TRANSACTIONS, result["data"]["id"])["Notes"] == "e2e"
     assert world.recorder.api_calls("POST") == 1
 
 
