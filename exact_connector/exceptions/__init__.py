@@ -51,8 +51,8 @@ one-line ``hint``. Messages are built by this package from safe fields only; thi
 are re-raised ``from None`` so their text (which may hold a token or a URL with a secret) never
 travels with ours.
 
-Each family lives in its own module (``_user``, ``_config``, ``_transient``, ``_system``, on
-``_base``); import them from here.
+The base and the four family roots are in ``_base``; each family's classes in its own module
+(``_user``, ``_config``, ``_transient``, ``_system``). Import them all from here.
 """
 
 from __future__ import annotations
@@ -60,12 +60,15 @@ from __future__ import annotations
 from exact_connector.exceptions._base import (
     EXIT_CODES,
     Category,
+    ConfigError,
     ExactConnectorError,
     FieldError,
+    InputError,
+    SystemError_,
+    TransientError,
 )
 from exact_connector.exceptions._config import (
     AccessDenied,
-    ConfigError,
     CredentialExists,
     CredentialNotActive,
     CredentialNotFound,
@@ -87,7 +90,6 @@ from exact_connector.exceptions._system import (
     ExactError,
     OutcomeUnknown,
     PaginationError,
-    SystemError_,
     TokenResponseInvalid,
     VaultCorrupt,
     VaultIntegrityError,
@@ -101,13 +103,11 @@ from exact_connector.exceptions._transient import (
     RateLimited,
     RequestTimeout,
     TokenRefreshInProgress,
-    TransientError,
     VaultBusy,
 )
 from exact_connector.exceptions._user import (
     DivisionNotAllowed,
     ExactRejected,
-    InputError,
     InvalidSignature,
     MethodNotSupported,
     NotFound,

@@ -1,11 +1,11 @@
-"""What every error of this package has: a code, a category, a hint, and safe fields only."""
+"""The base of every error (code, category, hint, safe fields only) and the four family roots."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class Category(StrEnum):
@@ -74,3 +74,58 @@ class ExactConnectorError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class InputError(ExactConnectorError):
+    """Raised when an input fails its schema or a local check; carries every field error."""
+
+    code = "invalid_input"
+    category = Category.USER
+    hint = "Correct the fields listed in details.errors and run the step again."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[FieldError] | None = None,
+        details: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if errors is not None:
+            merged["errors"] = errors
+        super().__init__(message, details=merged, hint=hint)
+        self.errors: list[FieldError] = list(errors or [])
+
+    @classmethod
+    def at(cls, path: str, code: str, message: str) -> Self:
+        """An error about one field: ``Invalid value at $.id: expected a GUID.``"""
+        return cls(
+            f"Invalid value at {path}: {message}.",
+            errors=[{"path": path, "code": code, "message": message}],
+        )
+
+
+class ConfigError(ExactConnectorError):
+    """Raised when the connector's configuration or the credential is unusable."""
+
+    code = "config_error"
+    category = Category.CONFIG
+    hint = "Fix the connector configuration and try again."
+
+
+class TransientError(ExactConnectorError):
+    """Raised for failures that a later retry may fix (network, 5xx on safe methods)."""
+
+    code = "transient"
+    category = Category.TRANSIENT
+    retryable = True
+    hint = "Exact Online or the network had a temporary problem; run the step again later."
+
+
+class SystemError_(ExactConnectorError):
+    """Base for errors where a person should look before anything is retried."""
+
+    code = "system_error"
+    category = Category.SYSTEM
+    hint = "Something unexpected happened; check the details before running the step again."

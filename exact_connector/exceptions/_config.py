@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from exact_connector.exceptions._base import Category, ExactConnectorError, FieldError
-
-
-class ConfigError(ExactConnectorError):
-    """Raised when the connector's configuration or the credential is unusable."""
-
-    code = "config_error"
-    category = Category.CONFIG
-    hint = "Fix the connector configuration and try again."
+from exact_connector.exceptions._base import ConfigError, FieldError
 
 
 class ManifestError(ConfigError):

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from exact_connector.exceptions._base import Category, ExactConnectorError
-
-
-class SystemError_(ExactConnectorError):
-    """Base for errors where a person should look before anything is retried."""
-
-    code = "system_error"
-    category = Category.SYSTEM
-    hint = "Something unexpected happened; check the details before running the step again."
+from exact_connector.exceptions._base import SystemError_
 
 
 class OutcomeUnknown(SystemError_):

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from exact_connector.exceptions._base import Category, ExactConnectorError
-
-
-class TransientError(ExactConnectorError):
-    """Raised for failures that a later retry may fix (network, 5xx on safe methods)."""
-
-    code = "transient"
-    category = Category.TRANSIENT
-    retryable = True
-    hint = "Exact Online or the network had a temporary problem; run the step again later."
+from exact_connector.exceptions._base import TransientError
 
 
 class RateLimited(TransientError):

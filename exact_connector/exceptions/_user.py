@@ -2,40 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Self
-
-from exact_connector.exceptions._base import Category, ExactConnectorError, FieldError
-
-
-class InputError(ExactConnectorError):
-    """Raised when an input fails its schema or a local check; carries every field error."""
-
-    code = "invalid_input"
-    category = Category.USER
-    hint = "Correct the fields listed in details.errors and run the step again."
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        errors: list[FieldError] | None = None,
-        details: Mapping[str, Any] | None = None,
-        hint: str | None = None,
-    ) -> None:
-        merged = dict(details or {})
-        if errors is not None:
-            merged["errors"] = errors
-        super().__init__(message, details=merged, hint=hint)
-        self.errors: list[FieldError] = list(errors or [])
-
-    @classmethod
-    def at(cls, path: str, code: str, message: str) -> Self:
-        """An error about one field: ``Invalid value at $.id: expected a GUID.``"""
-        return cls(
-            f"Invalid value at {path}: {message}.",
-            errors=[{"path": path, "code": code, "message": message}],
-        )
+from exact_connector.exceptions._base import InputError
 
 
 class UnknownEndpoint(InputError):
