@@ -16,10 +16,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import httpx
 from pydantic import SecretStr
@@ -117,8 +117,7 @@ class Connector:
         name: str,
         *,
         credential: CredentialRef | None = None,
-        values: Mapping[str, Any] | None = None,
-        search: Mapping[str, str] | None = None,
+        **choices: Unpack[forms.Choices],
     ) -> dict[str, Any]:
         """The form ``credentials`` or an action id's input form, as ordered fields.
 
@@ -126,15 +125,14 @@ class Connector:
         ``values`` chosen so far; ``search`` narrows a live list by source name (``projects``).
         """
         with self._lookup(credential) as lookup:
-            return forms.form_spec(name, self.manifest, values=values, lookup=lookup, search=search)
+            return forms.form_spec(name, self.manifest, lookup=lookup, **choices)
 
     def rjsf_form(
         self,
         name: str,
         *,
         credential: CredentialRef | None = None,
-        values: Mapping[str, Any] | None = None,
-        search: Mapping[str, str] | None = None,
+        **choices: Unpack[forms.Choices],
     ) -> dict[str, Any]:
         """The form for react-jsonschema-form, hydrated as :meth:`form_spec` is.
 
@@ -142,7 +140,7 @@ class Connector:
         action's input through ``forms.to_input(name, form_data)``.
         """
         with self._lookup(credential) as lookup:
-            return forms.rjsf(name, self.manifest, values=values, lookup=lookup, search=search)
+            return forms.rjsf(name, self.manifest, lookup=lookup, **choices)
 
     @contextlib.contextmanager
     def _lookup(self, ref: CredentialRef | None) -> Iterator[forms.Lookup | None]:
