@@ -372,7 +372,16 @@ def audit(
     detail: dict[str, Any],
 ) -> None:
     """Append one audit event inside the caller's transaction."""
-    session.append_audit(keys.clock.now(), workspace, credential_id, event, json.dumps(detail))
+    at = keys.clock.now()
+    session.append_audit(
+        {
+            "at": at,
+            "workspace": workspace,
+            "credential_id": credential_id,
+            "event": event,
+            "detail": json.dumps(detail),
+        }
+    )
 
 
 #: A change to a record: the current credential -> the fields to replace.

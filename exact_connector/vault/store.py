@@ -2,8 +2,9 @@
 
 :class:`~exact_connector.vault.Vault` never touches SQL or a database driver. It speaks to a
 :class:`VaultStore` (open, transactions, a refresh lease, close) and, inside a transaction, to a
-:class:`StoreSession` (rows in, rows out). :mod:`exact_connector.vault.sqlite` is the one backend
-today; a second one is a new module implementing these two protocols, not a rewrite.
+:class:`StoreSession` (rows in, rows out). :mod:`exact_connector.vault.sqlite` and
+:mod:`exact_connector.vault.postgres` are the backends (sharing their SQL, :mod:`~.sql`); another
+one is a new module implementing these two protocols, not a rewrite.
 
 Rows are plain mappings of column name to value. The columns of a credential row are the fields of
 :class:`~exact_connector.vault.records.Credential`, except that ``allowed_divisions`` is a JSON
@@ -131,15 +132,9 @@ class StoreSession(Protocol):
 
     # --- audit ------------------------------------------------------------------------------
 
-    def append_audit(
-        self,
-        at: float,
-        workspace: str | None,
-        credential_id: str | None,
-        event: str,
-        detail: str,
-    ) -> None:
-        """Append one audit event (``detail`` is JSON text); the store numbers it (``seq``)."""
+    def append_audit(self, event: Row) -> None:
+        """Append one audit event (``at, workspace, credential_id, event, detail``, the last a JSON
+        text); the store numbers it (``seq``)."""
 
     def audit(self, workspace: str, credential_id: str | None) -> list[Row]:
         """Events of ``workspace`` and vault-wide ones (workspace None), of one credential if
