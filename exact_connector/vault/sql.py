@@ -18,20 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exact_connector.vault.records import Credential
+from exact_connector.vault.records import FIELDS
 from exact_connector.vault.store import Row
 
 __all__ = ["POSTGRES", "SQLITE", "Dialect", "SQLSession"]
 
-#: The columns of a credential row: the fields of the record, secrets as sealed blobs.
-_COLUMNS = tuple(Credential.model_fields)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM credentials"  # noqa: S608 (fixed names)
+_SELECT = f"SELECT {', '.join(FIELDS)} FROM credentials"  # noqa: S608 (fixed names)
 _INSERT = (
-    f"INSERT INTO credentials ({', '.join(_COLUMNS)})"  # noqa: S608 (fixed names)
-    f" VALUES (:{', :'.join(_COLUMNS)})"
+    f"INSERT INTO credentials ({', '.join(FIELDS)})"  # noqa: S608 (fixed names)
+    f" VALUES (:{', :'.join(FIELDS)})"
 )
 _SWAP = (
-    f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)}"  # noqa: S608
+    f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in FIELDS)}"  # noqa: S608
     " WHERE id = :id AND version = :expected_version"
 )
 _RESEAL = (
