@@ -42,7 +42,7 @@ from exact_connector.exceptions import (
     VaultPermissions,
 )
 from exact_connector.vault.sql import POSTGRES, SQLSession
-from exact_connector.vault.store import Initializer, corrupt_hint, crash_point
+from exact_connector.vault.store import ErrorKind, Initializer, backend_error, crash_point
 
 __all__ = ["PostgresStore"]
 
@@ -60,23 +60,36 @@ _RENEW_LEASE = (
 )
 
 
+#: Driver failure -> (the vault's error, what happened), first match wins; else VaultIOError.
+_PG_ERRORS: tuple[tuple[tuple[type[Exception], ...], ErrorKind, str], ...] = (
+    (
+        (PoolTimeout, pg_errors.LockNotAvailable, pg_errors.QueryCanceled),
+        VaultBusy,
+        "stayed busy past the timeout",
+    ),
+    (
+        (pg_errors.SerializationFailure, pg_errors.DeadlockDetected),
+        VaultBusy,
+        "refused a conflicting write",
+    ),
+    (
+        (pg_errors.InsufficientPrivilege, pg_errors.InvalidPassword),
+        VaultPermissions,
+        "refused this user",
+    ),
+    ((psycopg.IntegrityError,), VaultCorrupt, "violates its own constraints"),
+    ((psycopg.ProgrammingError,), VaultCorrupt, "does not have the expected structure"),
+)
+
+
 def _translated(where: str, error: Exception) -> ExactConnectorError:
     """The vault's error for a driver failure: what happened, never the driver's text."""
+    kind, what = next(
+        ((kind, what) for types, kind, what in _PG_ERRORS if isinstance(error, types)),
+        (VaultIOError, "could not be used"),
+    )
     details = {"database": where, "postgres_error": type(error).__name__}
-    if isinstance(error, PoolTimeout | pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
-        return VaultBusy(f"vault database {where} stayed busy past the timeout", details=details)
-    if isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
-        return VaultBusy(f"vault database {where} refused a conflicting write", details=details)
-    if isinstance(error, pg_errors.InsufficientPrivilege | pg_errors.InvalidPassword):
-        return VaultPermissions(f"vault database {where} refused this user", details=details)
-    if isinstance(error, psycopg.IntegrityError):
-        hint = corrupt_hint(where)
-        return VaultCorrupt(f"vault database {where} violates its own constraints", hint=hint)
-    if isinstance(error, psycopg.ProgrammingError):
-        hint = corrupt_hint(where)
-        msg = f"vault database {where} does not have the expected structure"
-        return VaultCorrupt(msg, details=details, hint=hint)
-    return VaultIOError(f"vault database {where} could not be used", details=details)
+    return backend_error(kind, where, what, details)
 
 
 class PostgresStore:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from exact_connector import _sqlite
 from exact_connector.exceptions import (
-    ExactConnectorError,
     TokenRefreshInProgress,
     VaultBusy,
     VaultCorrupt,
@@ -35,7 +34,13 @@ from exact_connector.exceptions import (
 from exact_connector.vault._files import check_private_file, ensure_dir
 from exact_connector.vault.locks import credential_lock
 from exact_connector.vault.sql import SQLITE, SQLSession
-from exact_connector.vault.store import Initializer, corrupt_hint, crash_point
+from exact_connector.vault.store import (
+    ErrorKind,
+    Initializer,
+    backend_error,
+    corrupt_hint,
+    crash_point,
+)
 
 __all__ = ["DB_NAME", "SQLiteStore", "sqlite_errors"]
 
@@ -91,7 +96,7 @@ _PRAGMAS = (
     "PRAGMA cell_size_check = ON",
 )
 #: SQLite primary result code -> (our error, what happened). Raw SQLite text never escapes.
-_SQLITE_ERRORS: dict[int, tuple[type[ExactConnectorError], str]] = {
+_SQLITE_ERRORS: dict[int, tuple[ErrorKind, str]] = {
     sqlite3.SQLITE_BUSY: (VaultBusy, "stayed locked by another writer past the busy timeout"),
     sqlite3.SQLITE_LOCKED: (VaultBusy, "is locked by another connection"),
     sqlite3.SQLITE_PERM: (VaultPermissions, "cannot be accessed (permission denied)"),
@@ -111,10 +116,8 @@ def _translate(path: Path) -> Callable[[Exception], Exception]:
     def make(error: Exception) -> Exception:
         name = getattr(error, "sqlite_errorname", None) or type(error).__name__
         unexpected = (VaultIOError, "failed unexpectedly")
-        cls, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
-        hint = corrupt_hint(str(path)) if cls is VaultCorrupt else None
-        details = {"path": str(path), "sqlite_error": name}
-        return cls(f"vault database {path} {what}", details=details, hint=hint)
+        kind, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
+        return backend_error(kind, str(path), what, {"path": str(path), "sqlite_error": name})
 
     return make
 

@@ -26,12 +26,16 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from exact_connector.exceptions import ExactConnectorError, VaultCorrupt
+
 __all__ = [
     "CRASH_ENV",
+    "ErrorKind",
     "Initializer",
     "Row",
     "StoreSession",
     "VaultStore",
+    "backend_error",
     "corrupt_hint",
     "crash_point",
 ]
@@ -49,6 +53,19 @@ def corrupt_hint(where: str) -> str:
     return (
         f"Restore {where} from a backup; do not delete it (an empty vault loses every credential)."
     )
+
+
+#: A vault error class that a backend translates a driver failure into.
+ErrorKind = type[ExactConnectorError]
+
+
+def backend_error(
+    kind: ErrorKind, where: str, what: str, details: Mapping[str, Any]
+) -> ExactConnectorError:
+    """The vault's error for a driver failure (``vault database <where> <what>``), never with the
+    driver's own text; a damaged store gets the hint never to start afresh."""
+    hint = corrupt_hint(where) if issubclass(kind, VaultCorrupt) else None
+    return kind(f"vault database {where} {what}", details=dict(details), hint=hint)
 
 
 def crash_point(name: str) -> None:
