@@ -141,7 +141,7 @@ def retire_key(keys: DataKeys, kid: str) -> None:
                 raise VaultKeyError(
                     f"refusing to retire data key {kid}: {count} credential(s) still use it",
                     details={"kid": kid, "count": count},
-                    hint="Finish the rotation first: exact-connector vault rotate-key --resume",
+                    hint="Finish the rotation first: rotating again resumes where it stopped.",
                 )
             session.delete_data_key(kid)
         elif kid in session.master_kids():

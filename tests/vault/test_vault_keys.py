@@ -76,7 +76,7 @@ def test_a8_no_key_anywhere_is_locked_and_creates_nothing(home: Path) -> None:
     """No env key and no key file: VaultLocked with a hint, and no vault file appears."""
     with pytest.raises(VaultLocked) as caught:
         Vault.open(home)
-    assert "vault init" in caught.value.hint
+    assert "Vault.init(" in caught.value.hint and "exact-connector" not in caught.value.hint
     assert not (home / "vault.db").exists()
 
 
