@@ -94,8 +94,8 @@ class Vault:
     :meth:`key_info` act on the whole file. Views made by :meth:`in_workspace` share one
     connection pool, so :meth:`close` on any of them closes them all.
 
-    :meth:`open` uses the SQLite store under ``home``; :meth:`on_store` takes any
-    :class:`VaultStore` backend.
+    :meth:`open` uses the SQLite store under ``home`` or PostgreSQL by URL; :meth:`on_store`
+    takes any :class:`VaultStore` backend.
     """
 
     home: Path
