@@ -13,8 +13,8 @@ sealed blob (``bytes``) or None. A backend stores and returns blobs byte for byt
 interprets them: encryption happens above the seam, so a backend never sees a secret.
 
 Everything a backend raises is an :class:`~exact_connector.exceptions.ExactConnectorError` of the
-vault family (``VaultBusy``, ``VaultIOError``, ``VaultPermissions``, ``VaultCorrupt``): a driver's
-own exception or message must never cross the seam.
+vault family (``VaultBusy``, ``VaultIOError``, ``VaultPermissions``, ``VaultCorrupt``), built by
+:func:`backend_error`: a driver's own exception or message must never cross the seam.
 
 This module also holds the test-only crash hook every backend calls at its commit points.
 """
