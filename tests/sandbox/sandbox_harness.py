@@ -52,6 +52,25 @@ def all_pages(client: httpx.Client, url: str, params: dict[str, str] | None = No
         response = client.get(body["__next"])
 
 
+def first_record(api: httpx.Client, endpoint: str, select: str = "ID") -> dict[str, Any]:
+    """The first record of ``endpoint`` in the test division, with the ``select``ed fields."""
+    answer = api.get(f"/api/v1/{DIVISION}/{endpoint}", params={"$select": select, "$top": "1"})
+    return dict(answer.json()["d"]["results"][0])
+
+
+def new_hours(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """A valid new time transaction (first project, first hour item, 2.5 h), ``fields`` over it."""
+    item = api.get(
+        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
+    )
+    return {
+        "Project": first_record(api, "project/Projects")["ID"],
+        "Item": item.json()["d"]["results"][0]["ID"],
+        "Quantity": 2.5,
+        **fields,
+    }
+
+
 class SignedIn(httpx.Auth):
     """A test auth that keeps a valid sandbox token, renewing it when the sandbox clock moves on.
 

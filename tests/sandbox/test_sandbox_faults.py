@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, token_call
+from sandbox_harness import DIVISION, client_for, new_hours, token_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
 
 TT = f"/api/v1/{DIVISION}/project/TimeTransactions"
-
-
-def _new_hours(api: httpx.Client) -> dict[str, Any]:
-    project = api.get(f"/api/v1/{DIVISION}/project/Projects", params={"$top": "1"}).json()["d"][
-        "results"
-    ][0]
-    item = api.get(
-        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-    )
-    return {"Project": project["ID"], "Item": item.json()["d"]["results"][0]["ID"], "Quantity": 1}
 
 
 def test_latency_waits_on_the_sandbox_clock(
@@ -63,7 +51,7 @@ def test_a_post_that_failed_before_processing_created_nothing(
     api: httpx.Client, sb: Sandbox
 ) -> None:
     """error acts before processing: the store is unchanged."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("error", status=500, method="POST")
     assert api.post(TT, json=body).status_code == 500
     assert sb.count(DIVISION, "project/TimeTransactions") == 150
@@ -71,7 +59,7 @@ def test_a_post_that_failed_before_processing_created_nothing(
 
 def test_error_after_processing_leaves_the_record(api: httpx.Client, sb: Sandbox) -> None:
     """error(after=True) processes the request, then answers 5xx: the record exists."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("error", status=502, method="POST", after=True)
     assert api.post(TT, json=body).status_code == 502
     assert sb.count(DIVISION, "project/TimeTransactions") == 151
@@ -79,7 +67,7 @@ def test_error_after_processing_leaves_the_record(api: httpx.Client, sb: Sandbox
 
 def test_drop_loses_the_answer_but_the_record_is_created(api: httpx.Client, sb: Sandbox) -> None:
     """drop raises a transport error in-process after the POST took effect."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("drop", method="POST", path_contains="TimeTransactions")
     with pytest.raises(httpx.RemoteProtocolError):
         api.post(TT, json=body)
