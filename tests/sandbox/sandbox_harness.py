@@ -39,6 +39,11 @@ def token_call(client: httpx.Client, sandbox: Sandbox, **form: str) -> httpx.Res
     return client.post("/api/oauth2/token", data=data)
 
 
+def refresh_call(client: httpx.Client, sandbox: Sandbox, refresh_token: str) -> httpx.Response:
+    """POST the token endpoint for a refresh of ``refresh_token`` (the demo app's credentials)."""
+    return token_call(client, sandbox, grant_type="refresh_token", refresh_token=refresh_token)
+
+
 def all_pages(client: httpx.Client, url: str, params: dict[str, str] | None = None) -> list[Any]:
     """Every record of a list, following ``__next`` links."""
     records: list[Any] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, new_hours, token_call
+from sandbox_harness import DIVISION, client_for, new_hours, refresh_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -157,12 +157,8 @@ def test_lost_token_response_rotates_the_refresh_token(sb: Sandbox, clock: Manua
     sb.faults.add("drop", path_contains="oauth2/token")
     with client_for(sb) as client:
         with pytest.raises(httpx.RemoteProtocolError):
-            token_call(
-                client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-            )
-        retry = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+            refresh_call(client, sb, tokens["refresh_token"])
+        retry = refresh_call(client, sb, tokens["refresh_token"])
     assert retry.status_code == 401
     assert retry.json()["error_description"] == "Old refresh token used."
     assert sb.counters.token_grants["refresh_token"] == 1
@@ -177,13 +173,9 @@ def test_token_endpoint_503_with_retry_after_rotates_nothing(
     clock.advance(580)
     sb.faults.add("error", status=503, retry_after=120, path_contains="oauth2/token")
     with client_for(sb) as client:
-        busy = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        busy = refresh_call(client, sb, tokens["refresh_token"])
         assert (busy.status_code, busy.headers["retry-after"]) == (503, "120")
-        again = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        again = refresh_call(client, sb, tokens["refresh_token"])
     assert again.status_code == 200
 
 
@@ -193,9 +185,7 @@ def test_malformed_token_json(sb: Sandbox, clock: ManualClock) -> None:
     clock.advance(580)
     sb.faults.add("malformed_json", path_contains="oauth2/token")
     with client_for(sb) as client:
-        answer = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        answer = refresh_call(client, sb, tokens["refresh_token"])
     assert answer.status_code == 200
     with pytest.raises(ValueError, match=r"Expecting|Unterminated|delimiter"):
         answer.json()
