@@ -13,14 +13,25 @@ UNTIL = datetime(2026, 1, 1, 12, 34, 56, tzinfo=UTC)
 LOCAL = UNTIL.astimezone().strftime("%H:%M:%S")
 
 
-def test_without_a_terminal_only_waits_are_announced(capsys: pytest.CaptureFixture[str]) -> None:
-    """Counters stay quiet in a log; each wait is one line saying until when."""
-    with progress_on_stderr("list_or_get_endpoint") as progress:
-        progress(CallMade("GET", "crm/Accounts", 1))
-        progress(PageFetched("crm/Accounts", 60, 60, 1))
+def _stderr_of_calls_then_a_wait(
+    action: str, calls: int, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """Report ``calls`` calls of one 60-row page each, then a rate-limit wait: what stderr got.
+
+    Nothing may reach stdout.
+    """
+    with progress_on_stderr(action) as progress:
+        progress(CallMade("GET", "crm/Accounts", calls))
+        progress(PageFetched("crm/Accounts", 60, 60 * calls, calls))
         progress(RateLimitWait("crm/Accounts", 100001, UNTIL, "minute"))
     out, err = capsys.readouterr()
     assert out == ""
+    return err
+
+
+def test_without_a_terminal_only_waits_are_announced(capsys: pytest.CaptureFixture[str]) -> None:
+    """Counters stay quiet in a log; each wait is one line saying until when."""
+    err = _stderr_of_calls_then_a_wait("list_or_get_endpoint", 1, capsys)
     assert err == f"list_or_get_endpoint: waiting for the rate limit until {LOCAL}\n"
 
 
@@ -30,12 +41,7 @@ def test_on_a_terminal_the_line_counts_rows_pages_and_calls(
     """The live line shows the running totals and the wait in progress."""
     monkeypatch.setenv("FORCE_COLOR", "1")
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    with progress_on_stderr("run") as progress:
-        progress(CallMade("GET", "crm/Accounts", 2))
-        progress(PageFetched("crm/Accounts", 60, 120, 2))
-        progress(RateLimitWait("crm/Accounts", 100001, UNTIL, "minute"))
-    out, err = capsys.readouterr()
-    assert out == ""
+    err = _stderr_of_calls_then_a_wait("run", 2, capsys)
     assert f"run: 120 rows, 2 pages, 2 calls; waiting for the rate limit until {LOCAL}" in err
 
 

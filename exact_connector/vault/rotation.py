@@ -22,7 +22,8 @@ from exact_connector.exceptions import (
 )
 from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
-from exact_connector.vault.records import SECRET_FIELDS, VerifyResult, audit, bound, verify
+from exact_connector.vault.records import SECRET_FIELDS, VerifyResult
+from exact_connector.vault.rows import audit, bound, verify
 from exact_connector.vault.sealing import MasterKey
 from exact_connector.vault.store import StoreSession
 

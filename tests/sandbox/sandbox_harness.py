@@ -39,6 +39,11 @@ def token_call(client: httpx.Client, sandbox: Sandbox, **form: str) -> httpx.Res
     return client.post("/api/oauth2/token", data=data)
 
 
+def refresh_call(client: httpx.Client, sandbox: Sandbox, refresh_token: str) -> httpx.Response:
+    """POST the token endpoint for a refresh of ``refresh_token`` (the demo app's credentials)."""
+    return token_call(client, sandbox, grant_type="refresh_token", refresh_token=refresh_token)
+
+
 def all_pages(client: httpx.Client, url: str, params: dict[str, str] | None = None) -> list[Any]:
     """Every record of a list, following ``__next`` links."""
     records: list[Any] = []
@@ -50,6 +55,25 @@ def all_pages(client: httpx.Client, url: str, params: dict[str, str] | None = No
         if "__next" not in body:
             return records
         response = client.get(body["__next"])
+
+
+def first_record(api: httpx.Client, endpoint: str, select: str = "ID") -> dict[str, Any]:
+    """The first record of ``endpoint`` in the test division, with the ``select``ed fields."""
+    answer = api.get(f"/api/v1/{DIVISION}/{endpoint}", params={"$select": select, "$top": "1"})
+    return dict(answer.json()["d"]["results"][0])
+
+
+def new_hours(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """A valid new time transaction (first project, first hour item, 2.5 h), ``fields`` over it."""
+    item = api.get(
+        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
+    )
+    return {
+        "Project": first_record(api, "project/Projects")["ID"],
+        "Item": item.json()["d"]["results"][0]["ID"],
+        "Quantity": 2.5,
+        **fields,
+    }
 
 
 class SignedIn(httpx.Auth):

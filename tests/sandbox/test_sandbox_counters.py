@@ -7,7 +7,7 @@ import threading
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, token_call
+from sandbox_harness import DIVISION, client_for, refresh_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox, serve
@@ -17,7 +17,7 @@ def test_requests_are_counted_by_endpoint_id_and_status(api: httpx.Client, sb: S
     """Canonical endpoint ids (any URL case), OAuth endpoints too."""
     api.get(f"/api/v1/{DIVISION}/crm/accounts", params={"$top": "1"})
     api.get(f"/api/v1/{DIVISION}/crm/Accounts(guid'00000000-0000-0000-0000-000000000000')")
-    token_call(api, sb, grant_type="refresh_token", refresh_token="nope")
+    refresh_call(api, sb, "nope")
     assert sb.counters.requests == {
         ("crm/Accounts", 200): 1,
         ("crm/Accounts", 404): 1,

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sandbox_harness import ACCEPT_JSON, DIVISION
+from sandbox_harness import ACCEPT_JSON, DIVISION, new_hours
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox, serve
@@ -84,17 +84,7 @@ def test_paging_follows_next_links_on_the_loopback_host(sb: Sandbox, served: str
 def test_create_update_delete_over_loopback(sb: Sandbox, served: str) -> None:
     """POST 201, PUT 204, DELETE 204 travel intact over HTTP/1.1."""
     with _signed_in(served, sb) as api:
-        project = api.get(f"/api/v1/{DIVISION}/project/Projects", params={"$top": "1"}).json()["d"][
-            "results"
-        ][0]
-        item = api.get(
-            f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-        )
-        body = {
-            "Project": project["ID"],
-            "Item": item.json()["d"]["results"][0]["ID"],
-            "Quantity": 3,
-        }
+        body = new_hours(api, Quantity=3)
         created = api.post(TT, json=body, headers={"Prefer": "return=representation"})
         assert created.status_code == 201
         key = created.json()["d"]["ID"]
@@ -119,17 +109,7 @@ def test_a_dropped_answer_closes_the_socket_after_the_record_was_made(
 ) -> None:
     """drop: the client sees the connection close with no answer; the POST took effect."""
     with _signed_in(served, sb) as api:
-        project = api.get(f"/api/v1/{DIVISION}/project/Projects", params={"$top": "1"}).json()["d"][
-            "results"
-        ][0]
-        item = api.get(
-            f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-        )
-        body = {
-            "Project": project["ID"],
-            "Item": item.json()["d"]["results"][0]["ID"],
-            "Quantity": 1,
-        }
+        body = new_hours(api, Quantity=1)
         sb.faults.add("drop", method="POST")
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             api.post(TT, json=body)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, token_call
+from sandbox_harness import DIVISION, client_for, new_hours, refresh_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
 
 TT = f"/api/v1/{DIVISION}/project/TimeTransactions"
-
-
-def _new_hours(api: httpx.Client) -> dict[str, Any]:
-    project = api.get(f"/api/v1/{DIVISION}/project/Projects", params={"$top": "1"}).json()["d"][
-        "results"
-    ][0]
-    item = api.get(
-        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-    )
-    return {"Project": project["ID"], "Item": item.json()["d"]["results"][0]["ID"], "Quantity": 1}
 
 
 def test_latency_waits_on_the_sandbox_clock(
@@ -63,7 +51,7 @@ def test_a_post_that_failed_before_processing_created_nothing(
     api: httpx.Client, sb: Sandbox
 ) -> None:
     """error acts before processing: the store is unchanged."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("error", status=500, method="POST")
     assert api.post(TT, json=body).status_code == 500
     assert sb.count(DIVISION, "project/TimeTransactions") == 150
@@ -71,7 +59,7 @@ def test_a_post_that_failed_before_processing_created_nothing(
 
 def test_error_after_processing_leaves_the_record(api: httpx.Client, sb: Sandbox) -> None:
     """error(after=True) processes the request, then answers 5xx: the record exists."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("error", status=502, method="POST", after=True)
     assert api.post(TT, json=body).status_code == 502
     assert sb.count(DIVISION, "project/TimeTransactions") == 151
@@ -79,7 +67,7 @@ def test_error_after_processing_leaves_the_record(api: httpx.Client, sb: Sandbox
 
 def test_drop_loses_the_answer_but_the_record_is_created(api: httpx.Client, sb: Sandbox) -> None:
     """drop raises a transport error in-process after the POST took effect."""
-    body = _new_hours(api)
+    body = new_hours(api)
     sb.faults.add("drop", method="POST", path_contains="TimeTransactions")
     with pytest.raises(httpx.RemoteProtocolError):
         api.post(TT, json=body)
@@ -169,12 +157,8 @@ def test_lost_token_response_rotates_the_refresh_token(sb: Sandbox, clock: Manua
     sb.faults.add("drop", path_contains="oauth2/token")
     with client_for(sb) as client:
         with pytest.raises(httpx.RemoteProtocolError):
-            token_call(
-                client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-            )
-        retry = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+            refresh_call(client, sb, tokens["refresh_token"])
+        retry = refresh_call(client, sb, tokens["refresh_token"])
     assert retry.status_code == 401
     assert retry.json()["error_description"] == "Old refresh token used."
     assert sb.counters.token_grants["refresh_token"] == 1
@@ -189,13 +173,9 @@ def test_token_endpoint_503_with_retry_after_rotates_nothing(
     clock.advance(580)
     sb.faults.add("error", status=503, retry_after=120, path_contains="oauth2/token")
     with client_for(sb) as client:
-        busy = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        busy = refresh_call(client, sb, tokens["refresh_token"])
         assert (busy.status_code, busy.headers["retry-after"]) == (503, "120")
-        again = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        again = refresh_call(client, sb, tokens["refresh_token"])
     assert again.status_code == 200
 
 
@@ -205,9 +185,7 @@ def test_malformed_token_json(sb: Sandbox, clock: ManualClock) -> None:
     clock.advance(580)
     sb.faults.add("malformed_json", path_contains="oauth2/token")
     with client_for(sb) as client:
-        answer = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        answer = refresh_call(client, sb, tokens["refresh_token"])
     assert answer.status_code == 200
     with pytest.raises(ValueError, match=r"Expecting|Unterminated|delimiter"):
         answer.json()

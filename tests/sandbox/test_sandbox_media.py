@@ -4,11 +4,10 @@ bare-array ``{"d":[…]}`` form (API-FACTS §4 "Headers" and "Envelope")."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, recorded
+from sandbox_harness import DIVISION, client_for, new_hours, recorded
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -28,18 +27,6 @@ def _properties(entry: ET.Element) -> dict[str, ET.Element]:
     found = entry.find(f"{ATOM}content/{M}properties")
     assert found is not None
     return {element.tag.removeprefix(D): element for element in found}
-
-
-def _new_hours(api: httpx.Client) -> dict[str, Any]:
-    project = api.get(f"/api/v1/{DIVISION}/project/Projects", params={"$top": "1"})
-    item = api.get(
-        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-    )
-    return {
-        "Project": project.json()["d"]["results"][0]["ID"],
-        "Item": item.json()["d"]["results"][0]["ID"],
-        "Quantity": 1.5,
-    }
 
 
 # -- Accept --------------------------------------------------------------------------------------
@@ -147,7 +134,7 @@ def test_a_write_without_a_json_or_atom_body_is_415_and_creates_nothing(
 ) -> None:
     """Exact reads JSON or XML by Content-Type; anything else is an unsupported media type."""
     before = sb.count(DIVISION, "project/TimeTransactions")
-    body = httpx.Request("POST", "/", json=_new_hours(api)).content
+    body = httpx.Request("POST", "/", json=new_hours(api)).content
     headers = {"Content-Type": content_type} if content_type else {}
     answer = api.post(HOURS, content=body, headers=headers)
     assert answer.status_code == 415
@@ -157,7 +144,7 @@ def test_a_write_without_a_json_or_atom_body_is_415_and_creates_nothing(
 
 def test_an_atom_entry_creates_the_record_like_json(api: httpx.Client, sb: Sandbox) -> None:
     """Content-Type: application/atom+xml: the entry's m:properties are the values written."""
-    values = _new_hours(api)
+    values = new_hours(api)
     entry = (
         '<entry xmlns="http://www.w3.org/2005/Atom"'
         ' xmlns:d="http://schemas.microsoft.com/ado/2007/08/dataservices"'

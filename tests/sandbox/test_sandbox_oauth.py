@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, client_for, recorded, token_call
+from sandbox_harness import DIVISION, client_for, recorded, refresh_call, token_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox, SandboxApp
@@ -33,18 +33,20 @@ def _authorize(client: httpx.Client, sandbox: Sandbox, **extra: str) -> httpx.Re
     return client.get("/api/oauth2/auth", params=params)
 
 
+def _exchange(client: httpx.Client, sandbox: Sandbox, code: str) -> httpx.Response:
+    """POST the token endpoint to exchange ``code`` for the demo app's first redirect URI."""
+    redirect_uri = sandbox.demo_app.redirect_uris[0]
+    return token_call(
+        client, sandbox, grant_type="authorization_code", code=code, redirect_uri=redirect_uri
+    )
+
+
 def _code_flow(sandbox: Sandbox) -> dict[str, str]:
     """Auto-consent, exchange the code; the token answer."""
     with client_for(sandbox) as client:
         location = _authorize(client, sandbox).headers["location"]
         code = _query(location)["code"]
-        answer = token_call(
-            client,
-            sandbox,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=sandbox.demo_app.redirect_uris[0],
-        )
+        answer = _exchange(client, sandbox, code)
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
@@ -79,13 +81,7 @@ def test_allowing_a_subset_grants_only_those_divisions(sb: Sandbox) -> None:
         assert answer.status_code == 302
         query = _query(answer.headers["location"])
         assert query["state"] == "xyz"
-        grant = token_call(
-            client,
-            sb,
-            grant_type="authorization_code",
-            code=query["code"],
-            redirect_uri=sb.demo_app.redirect_uris[0],
-        ).json()
+        grant = _exchange(client, sb, query["code"]).json()
     with client_for(sb, grant["access_token"]) as api:
         divisions = api.get(f"/api/v1/{sb.divisions[1]}/system/Divisions").json()["d"]["results"]
         assert [d["Code"] for d in divisions] == [sb.divisions[1]]
@@ -214,13 +210,7 @@ def test_a_code_expires_after_three_minutes(auto: Sandbox, clock: ManualClock) -
     with client_for(auto) as client:
         code = _query(_authorize(client, auto).headers["location"])["code"]
         clock.advance(181)
-        answer = token_call(
-            client,
-            auto,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=auto.demo_app.redirect_uris[0],
-        )
+        answer = _exchange(client, auto, code)
     assert answer.status_code == 400
     assert answer.json() == {
         "error": "invalid_grant",
@@ -289,9 +279,7 @@ def test_refresh_before_570_seconds_is_too_early_and_rotates_nothing(
     tokens = sb.issue_tokens()
     clock.advance(569)
     with client_for(sb) as client:
-        early = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        early = refresh_call(client, sb, tokens["refresh_token"])
         assert early.status_code == 400
         assert early.json() == {
             "error": "access_denied",
@@ -302,9 +290,7 @@ def test_refresh_before_570_seconds_is_too_early_and_rotates_nothing(
             == "TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired"
         )
         clock.advance(1)
-        later = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        later = refresh_call(client, sb, tokens["refresh_token"])
     assert later.status_code == 200
     assert sb.counters.too_early == 1
     assert sb.counters.token_grants["refresh_token"] == 1
@@ -315,22 +301,16 @@ def test_refresh_rotates_and_the_old_token_is_single_use(sb: Sandbox, clock: Man
     first = sb.issue_tokens()
     clock.advance(570)
     with client_for(sb) as client:
-        second = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=first["refresh_token"]
-        ).json()
+        second = refresh_call(client, sb, first["refresh_token"]).json()
         assert second["refresh_token"] != first["refresh_token"]
-        reuse = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=first["refresh_token"]
-        )
+        reuse = refresh_call(client, sb, first["refresh_token"])
         assert reuse.status_code == 401
         assert reuse.json() == {
             "error": "unauthorized_client",
             "error_description": "Old refresh token used.",
         }
         clock.advance(600)
-        newest = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=second["refresh_token"]
-        )
+        newest = refresh_call(client, sb, second["refresh_token"])
         assert newest.status_code == 400
         assert newest.json()["error"] == "invalid_grant"
     with client_for(sb, second["access_token"]) as api:
@@ -344,9 +324,7 @@ def test_a_refresh_token_idle_for_30_days_has_expired(sb: Sandbox, clock: Manual
     tokens = sb.issue_tokens()
     clock.advance(30 * 86_400 + 1)
     with client_for(sb) as client:
-        answer = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        answer = refresh_call(client, sb, tokens["refresh_token"])
     assert answer.status_code == 400
     body = answer.json()
     assert body["error"] == "invalid_request"
@@ -360,7 +338,7 @@ def test_a_refresh_token_idle_for_30_days_has_expired(sb: Sandbox, clock: Manual
 def test_an_unknown_refresh_token_is_invalid_grant(sb: Sandbox) -> None:
     """A token the sandbox never issued is refused with Exact's broken-chain message."""
     with client_for(sb) as client:
-        answer = token_call(client, sb, grant_type="refresh_token", refresh_token="Abc!IAAAAnope")
+        answer = refresh_call(client, sb, "Abc!IAAAAnope")
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_grant"
 
@@ -389,9 +367,7 @@ def test_a_new_access_token_revokes_the_previous_one(sb: Sandbox, clock: ManualC
     first = sb.issue_tokens()
     clock.advance(580)
     with client_for(sb) as client:
-        second = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=first["refresh_token"]
-        ).json()
+        second = refresh_call(client, sb, first["refresh_token"]).json()
     with (
         client_for(sb, first["access_token"]) as old,
         client_for(sb, second["access_token"]) as new,
@@ -406,9 +382,7 @@ def test_previous_access_tokens_can_stay_valid_when_switched_off(clock: ManualCl
     first = sandbox.issue_tokens()
     clock.advance(580)
     with client_for(sandbox) as client:
-        token_call(
-            client, sandbox, grant_type="refresh_token", refresh_token=first["refresh_token"]
-        )
+        refresh_call(client, sandbox, first["refresh_token"])
     with client_for(sandbox, first["access_token"]) as old:
         assert old.get("/api/v1/current/Me").status_code == 200
         clock.advance(21)
@@ -472,9 +446,7 @@ def test_events_show_a_refresh_before_the_call_that_used_it(
         api.get("/api/v1/current/Me")
     clock.advance(590)
     with client_for(sb) as client:
-        second = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=first["refresh_token"]
-        ).json()
+        second = refresh_call(client, sb, first["refresh_token"]).json()
     with client_for(sb, second["access_token"]) as api:
         api.get(f"/api/v1/{DIVISION}/project/TimeTransactions", params={"$top": "1"})
     refs = [(e.kind, e.detail, e.ref) for e in sb.events if e.kind in ("token", "api")]
@@ -535,10 +507,7 @@ def test_bad_basic_credentials_are_a_bare_invalid_request(
 def test_the_daily_token_call_cap_is_off_by_default(sb: Sandbox) -> None:
     """The 200-a-day cap is low confidence: without the switch 201 calls are all answered."""
     with client_for(sb) as client:
-        statuses = {
-            token_call(client, sb, grant_type="refresh_token", refresh_token="x").status_code
-            for _ in range(201)
-        }
+        statuses = {refresh_call(client, sb, "x").status_code for _ in range(201)}
     assert statuses == {400}
 
 

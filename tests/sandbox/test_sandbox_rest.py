@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_harness import DIVISION, all_pages, client_for
+from sandbox_harness import DIVISION, all_pages, client_for, first_record, new_hours
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -15,23 +15,6 @@ from exact_connector.sandbox import Sandbox
 TT = f"/api/v1/{DIVISION}/project/TimeTransactions"
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PREFER = {"Prefer": "return=representation"}
-
-
-def _first(api: httpx.Client, endpoint: str, select: str = "ID") -> dict[str, Any]:
-    answer = api.get(f"/api/v1/{DIVISION}/{endpoint}", params={"$select": select, "$top": "1"})
-    return dict(answer.json()["d"]["results"][0])
-
-
-def _hour_type(api: httpx.Client) -> str:
-    item = api.get(
-        f"/api/v1/{DIVISION}/logistics/Items", params={"$filter": "IsTime eq 1", "$top": "1"}
-    )
-    return str(item.json()["d"]["results"][0]["ID"])
-
-
-def _new_hours(api: httpx.Client, **extra: Any) -> dict[str, Any]:
-    project = _first(api, "project/Projects", "ID,Account")
-    return {"Project": project["ID"], "Item": _hour_type(api), "Quantity": 2.5, **extra}
 
 
 # -- the special resources -----------------------------------------------------------------------
@@ -103,7 +86,7 @@ def test_delete_on_a_collection_is_405(api: httpx.Client) -> None:
 
 def test_get_by_guid_key(api: httpx.Client) -> None:
     """Endpoint(guid'…') answers {"d": record}."""
-    key = _first(api, "project/TimeTransactions")["ID"]
+    key = first_record(api, "project/TimeTransactions")["ID"]
     answer = api.get(f"{TT}(guid'{key}')")
     assert answer.status_code == 200
     assert answer.json()["d"]["ID"] == key
@@ -118,7 +101,7 @@ def test_get_by_integer_key(api: httpx.Client) -> None:
 
 def test_get_by_string_key(api: httpx.Client) -> None:
     """String keys are quoted: general/Currencies('K00001')."""
-    code = _first(api, "general/Currencies", "Code")["Code"]
+    code = first_record(api, "general/Currencies", "Code")["Code"]
     answer = api.get(f"/api/v1/{DIVISION}/general/Currencies('{code}')")
     assert answer.status_code == 200
     assert answer.json()["d"]["Code"] == code
@@ -159,7 +142,7 @@ def test_post_with_representation_returns_the_whole_record(
     api: httpx.Client, sb: Sandbox, clock: ManualClock
 ) -> None:
     """201 with key, read-only derived fields from the linked records, and audit fields."""
-    body = _new_hours(api, Notes="Sandbox test")
+    body = new_hours(api, Notes="Sandbox test")
     answer = api.post(TT, json=body, headers=PREFER)
     assert answer.status_code == 201
     record = answer.json()["d"]
@@ -184,7 +167,7 @@ def test_post_with_representation_returns_the_whole_record(
 
 def test_post_without_prefer_fills_only_the_key(api: httpx.Client) -> None:
     """Without Prefer: return=representation every property but the key is null."""
-    answer = api.post(TT, json=_new_hours(api))
+    answer = api.post(TT, json=new_hours(api))
     record = answer.json()["d"]
     assert answer.status_code == 201
     assert GUID.fullmatch(record["ID"])
@@ -195,7 +178,7 @@ def test_post_without_prefer_fills_only_the_key(api: httpx.Client) -> None:
 @pytest.mark.parametrize("missing", ["Project", "Item", "Quantity"])
 def test_post_requires_the_mandatory_fields(api: httpx.Client, missing: str) -> None:
     """Item, Project and Quantity are mandatory on project/TimeTransactions."""
-    body = _new_hours(api)
+    body = new_hours(api)
     del body[missing]
     answer = api.post(TT, json=body)
     assert answer.status_code == 400
@@ -225,7 +208,7 @@ def test_post_refuses_bad_properties(
     api: httpx.Client, extra: dict[str, Any], fragment: str
 ) -> None:
     """Read-only, unknown and mistyped properties answer 400 with an Exact-style message."""
-    answer = api.post(TT, json=_new_hours(api, **extra))
+    answer = api.post(TT, json=new_hours(api, **extra))
     assert answer.status_code == 400
     assert fragment in answer.json()["error"]["message"]["value"]
 
@@ -233,7 +216,7 @@ def test_post_refuses_bad_properties(
 @pytest.mark.parametrize("status", [0, 11, 20, 3], ids=["zero", "read-only-11", "final-20", "3"])
 def test_hour_status_takes_only_draft_rejected_or_submitted(api: httpx.Client, status: int) -> None:
     """API-FACTS §5: HourStatus on POST/PUT is 1, 2 or 10; 20 (Final) and the rest are refused."""
-    answer = api.post(TT, json=_new_hours(api, HourStatus=status))
+    answer = api.post(TT, json=new_hours(api, HourStatus=status))
     assert answer.status_code == 400
     assert answer.json()["error"]["message"]["value"] == (
         "Property 'HourStatus' must be one of 1 (Draft), 2 (Rejected), 10 (Submitted)."
@@ -244,7 +227,7 @@ def test_hour_status_takes_only_draft_rejected_or_submitted(api: httpx.Client, s
 def test_hour_status_1_2_and_10_are_written(api: httpx.Client, status: int) -> None:
     """The three writable statuses create and update."""
     created = api.post(
-        TT, json=_new_hours(api, HourStatus=status), headers={"Prefer": "return=representation"}
+        TT, json=new_hours(api, HourStatus=status), headers={"Prefer": "return=representation"}
     )
     assert created.status_code == 201 and created.json()["d"]["HourStatus"] == status
     key = f"{TT}(guid'{created.json()['d']['ID']}')"
@@ -260,7 +243,7 @@ def test_the_server_keeps_timestamp(api: httpx.Client) -> None:
 
 def test_post_refuses_a_reference_to_nothing(api: httpx.Client) -> None:
     """A Project GUID that names no project is refused."""
-    body = _new_hours(api, Project="0b9b7a47-91a6-4b7e-8a4b-7b4f6a5c3d2e")
+    body = new_hours(api, Project="0b9b7a47-91a6-4b7e-8a4b-7b4f6a5c3d2e")
     answer = api.post(TT, json=body)
     assert answer.status_code == 400
     assert "Project" in answer.json()["error"]["message"]["value"]
@@ -278,12 +261,12 @@ def test_post_needs_a_json_object(api: httpx.Client, body: bytes) -> None:
 
 def test_dates_are_accepted_as_iso_or_exact_form(api: httpx.Client) -> None:
     """ISO 8601 and /Date(ms)/ both write the same date."""
-    first = api.post(TT, json=_new_hours(api, Date="2025-03-04T00:00:00"), headers=PREFER).json()[
+    first = api.post(TT, json=new_hours(api, Date="2025-03-04T00:00:00"), headers=PREFER).json()[
         "d"
     ]
-    second = api.post(
-        TT, json=_new_hours(api, Date="/Date(1741046400000)/"), headers=PREFER
-    ).json()["d"]
+    second = api.post(TT, json=new_hours(api, Date="/Date(1741046400000)/"), headers=PREFER).json()[
+        "d"
+    ]
     assert first["Date"] == second["Date"] == "/Date(1741046400000)/"
 
 
@@ -307,7 +290,7 @@ def test_account_codes_are_right_aligned_in_18_characters(api: httpx.Client) -> 
 
 def test_put_answers_204_and_changes_the_record(api: httpx.Client, clock: ManualClock) -> None:
     """PUT writes only the given fields, bumps Modified, and answers an empty 204."""
-    key = _first(api, "project/TimeTransactions")["ID"]
+    key = first_record(api, "project/TimeTransactions")["ID"]
     before = api.get(f"{TT}(guid'{key}')").json()["d"]
     clock.advance(10)
     answer = api.put(f"{TT}(guid'{key}')", json={"Quantity": 7.25, "Notes": "changed"})
@@ -327,7 +310,7 @@ def test_put_to_a_missing_key_is_404(api: httpx.Client) -> None:
 
 def test_put_refuses_read_only_fields_and_nulling_mandatory_ones(api: httpx.Client) -> None:
     """A PUT is checked like a POST, without requiring absent mandatory fields."""
-    key = _first(api, "project/TimeTransactions")["ID"]
+    key = first_record(api, "project/TimeTransactions")["ID"]
     assert api.put(f"{TT}(guid'{key}')", json={"ItemDescription": "x"}).status_code == 400
     nulled = api.put(f"{TT}(guid'{key}')", json={"Quantity": None})
     assert nulled.json()["error"]["message"]["value"] == "Field 'Quantity' is mandatory."
@@ -335,14 +318,14 @@ def test_put_refuses_read_only_fields_and_nulling_mandatory_ones(api: httpx.Clie
 
 def test_put_cannot_change_the_key(api: httpx.Client) -> None:
     """A body ID other than the URL's is refused."""
-    key = _first(api, "project/TimeTransactions")["ID"]
+    key = first_record(api, "project/TimeTransactions")["ID"]
     answer = api.put(f"{TT}(guid'{key}')", json={"ID": "00000000-0000-0000-0000-000000000001"})
     assert answer.status_code == 400
 
 
 def test_delete_answers_204_then_the_record_is_gone(api: httpx.Client, sb: Sandbox) -> None:
     """DELETE removes the record (and a second DELETE is 404); sync/Deleted records it."""
-    key = _first(api, "project/TimeTransactions")["ID"]
+    key = first_record(api, "project/TimeTransactions")["ID"]
     answer = api.delete(f"{TT}(guid'{key}')")
     assert (answer.status_code, answer.content) == (204, b"")
     assert api.get(f"{TT}(guid'{key}')").status_code == 404

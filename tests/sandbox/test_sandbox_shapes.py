@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import httpx
-from sandbox_harness import DIVISION, client_for, recorded, token_call
+from sandbox_harness import DIVISION, client_for, recorded, refresh_call
 
 from exact_connector.clock import ManualClock
 from exact_connector.sandbox import Sandbox
@@ -125,13 +125,9 @@ def test_token_errors_match_the_recorded_ones(sb: Sandbox, clock: ManualClock) -
     expired = next(case for name, case in cases.items() if name.startswith("refresh token older"))
     tokens = sb.issue_tokens()
     with client_for(sb) as client:
-        early = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        early = refresh_call(client, sb, tokens["refresh_token"])
         clock.advance(31 * 86_400)
-        late = token_call(
-            client, sb, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
-        )
+        late = refresh_call(client, sb, tokens["refresh_token"])
     assert early.status_code == too_early["status"]
     assert early.json() == too_early["body"]
     assert early.headers["reason"] == too_early["headers"]["Reason"]
