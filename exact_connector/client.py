@@ -210,6 +210,7 @@ class ExactClient:
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
         body = encode_body(json) if json is not None else None
         headers = request_headers(method)
+        self._before_sending(method, url, headers, json)
         paced_division = division if endpoint.division_in_path else None
         maybe_processed = timed_out = False
         self._endpoint_id = endpoint.id
@@ -247,6 +248,11 @@ class ExactClient:
             timed_out = isinstance(attempt.error, httpx.TimeoutException)
             self._pause(number, deadline, endpoint, paced_division is not None, attempt.response)
         raise retries.exhausted(endpoint.id, timed_out)
+
+    def _before_sending(
+        self, method: str, url: httpx.URL, headers: dict[str, str], json: Any
+    ) -> None:
+        """The request is built and checked; a dry run stops here (see :mod:`~.dryrun`)."""
 
     def _attempt(
         self, sent: _Sent, endpoint: Endpoint, division: int | None, maybe_processed: bool

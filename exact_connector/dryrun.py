@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from exact_connector.client import ExactClient, request_headers
-from exact_connector.urls import encode_body
+from exact_connector.client import ExactClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import httpx
-
-    from exact_connector.catalog import Endpoint
 
 __all__ = ["PlanningClient", "first_request"]
 
@@ -26,22 +23,12 @@ class _Planned(Exception):
 class PlanningClient(ExactClient):
     """Builds requests exactly like :class:`ExactClient` and stops before the first is sent."""
 
-    def request(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        endpoint: Endpoint,
-        division: int | None,
-        json: Any = None,
-        deadline: float | None = None,
-    ) -> httpx.Response:
-        if json is not None:
-            encode_body(json)  # the real run's checks on the body (size, depth, encoding)
-        headers = {"Accept": "application/json", "Authorization": "Bearer ********"}
-        headers.update(request_headers(method))
+    def _before_sending(
+        self, method: str, url: httpx.URL, headers: dict[str, str], json: Any
+    ) -> None:
+        masked = {"Accept": "application/json", "Authorization": "Bearer ********", **headers}
         raise _Planned(
-            {"method": method, "url": str(url), "headers": headers, "json": json, "sent": False}
+            {"method": method, "url": str(url), "headers": masked, "json": json, "sent": False}
         )
 
 

@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from exact_connector import formdata, hints
 from exact_connector import rjsf as rjsf_form
@@ -36,6 +36,7 @@ from exact_connector.schemas import declarations_root
 from exact_connector.validation import unsendable
 
 __all__ = [
+    "Choices",
     "Lookup",
     "form_spec",
     "rjsf",
@@ -46,6 +47,16 @@ __all__ = [
 ]
 
 Lookup = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+
+
+class Choices(TypedDict, total=False):
+    """What a form is hydrated for: the ``values`` chosen so far, and ``search``, the text that
+    narrows a live list, by source name (``projects``)."""
+
+    values: Mapping[str, Any] | None
+    search: Mapping[str, str] | None
+
+
 """Serves one option source (placeholders filled in) with extra parameters such as ``search``."""
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -101,9 +112,8 @@ def form_spec(
     name: str,
     manifest: Manifest | None = None,
     *,
-    values: Mapping[str, Any] | None = None,
     lookup: Lookup | None = None,
-    search: Mapping[str, str] | None = None,
+    **choices: Unpack[Choices],
 ) -> dict[str, Any]:
     """The form ``name`` as deterministic JSON: its fields in order, with every UI hint.
 
@@ -112,7 +122,7 @@ def form_spec(
     """
     manifest = manifest or load_manifest()
     schema = _schema(name, manifest)
-    offered, chosen, _ = _resolve(schema, values or {}, lookup, search or {})
+    offered, chosen, _ = _resolve(schema, lookup, **choices)
     required = set(schema.get("required", [])) | hints.conditionally_required(schema)
     fields = []
     for field_name, prop in hints.ordered(schema):
@@ -159,9 +169,8 @@ def rjsf(
     name: str,
     manifest: Manifest | None = None,
     *,
-    values: Mapping[str, Any] | None = None,
     lookup: Lookup | None = None,
-    search: Mapping[str, str] | None = None,
+    **choices: Unpack[Choices],
 ) -> dict[str, Any]:
     """The form for react-jsonschema-form: ``{schema, uiSchema, errorMessages, warnings}``.
 
@@ -170,7 +179,7 @@ def rjsf(
     :mod:`exact_connector.rjsf`. Hydrated as :func:`form_spec` is.
     """
     schema = _schema(name, manifest or load_manifest())
-    offered, chosen, warnings = _resolve(schema, values or {}, lookup, search or {})
+    offered, chosen, warnings = _resolve(schema, lookup, **choices)
     return rjsf_form.document(schema, offered, chosen, warnings)
 
 
@@ -210,15 +219,17 @@ def _sources(schema: dict[str, Any], where: str = "$") -> list[tuple[str, str]]:
 
 def _resolve(
     schema: dict[str, Any],
-    values: Mapping[str, Any],
     lookup: Lookup | None,
-    search: Mapping[str, str],
+    *,
+    values: Mapping[str, Any] | None = None,
+    search: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Offered], dict[str, Any], list[dict[str, str]]]:
     """Each option source the values allow, served; the values used; warnings for failures.
 
     Divisions come first: without a division among the values, the first granted division is
     the one the form opens on, and the other lists are for it.
     """
+    values, search = values or {}, search or {}
     problems = unsendable({"values": dict(values), "search": dict(search)})
     if problems:
         raise InputError("The form's values are not valid.", errors=problems)

@@ -7,11 +7,9 @@ instead of drawing a 429, fails fast with ``retry_at`` when the day is spent, an
 the lockout could trigger.
 
 Windows are aligned like Exact's (clock minutes, UTC days) and reconciled with the ``X-RateLimit-*``
-headers of every response (read by :mod:`exact_connector.ratelimit_headers`): the server's reset
-wins for a window's end, and its remaining count can lower ours but never raise it. Clock skew
-against Exact is absorbed by ``RESET_MARGIN``: a spent window is reopened only that long after its
-reset, a call made within that margin of a window's end counts in both windows, and a 429 whose
-reset has already passed (our clock runs ahead) backs off briefly.
+headers of every response (read by :mod:`exact_connector.ratelimit_headers`; the arithmetic is
+:mod:`exact_connector._rate_windows`). A 429 whose reset has already passed (our clock runs ahead)
+backs off briefly.
 
 State is a small SQLite database: ``:memory:`` for one process, or a file shared by every process on
 the host, where ``BEGIN IMMEDIATE`` makes each reservation atomic. It holds only counters, so
@@ -25,18 +23,26 @@ counts; whether Exact counts the resolved ones is unknown (RELIABILITY.md Q8).
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from exact_connector import _sqlite
+from exact_connector._rate_windows import (
+    DAY,
+    MINUTE,
+    RESET_MARGIN,
+    Window,
+    next_boundary,
+    plausible,
+    utc,
+)
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     DailyRateLimited,
@@ -51,10 +57,7 @@ from exact_connector.retries import MAX_RETRY_AFTER, clamp_wait, retry_after
 
 __all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "parse_rate_headers"]
 
-MINUTE = 60.0
-DAY = 86_400.0
 ERROR_WINDOW = 3_600.0
-RESET_MARGIN = 1.0  # seconds: covers clock skew between us and Exact around a window's reset
 PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, then try again
 BUSY_TIMEOUT = 30.0
 WAL_WAIT = 2.0  # how long to retry the switch to WAL while another process opens the file
@@ -83,69 +86,6 @@ class RateSnapshot:
     day_limit: int
     day_remaining: int
     day_reset: datetime
-
-
-def _plausible(reset: float | None, now: float, length: float) -> float | None:
-    """A reset more than two windows from now is a unit mistake or garbage: ignore it."""
-    if reset is None or abs(reset - now) > 2 * length:
-        return None
-    return reset
-
-
-def _next_boundary(now: float, length: float) -> float:
-    return math.floor(now / length) * length + length
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=UTC)
-
-
-@dataclass(slots=True)
-class _Window:
-    """One fixed window (a clock minute or a UTC day) of one division's call budget."""
-
-    length: float
-    limit: int
-    end: float = 0.0  # our clock; 0 until first use
-    used: int = 0
-    carry: int = 0  # calls made within RESET_MARGIN of ``end``: Exact may count them in the next
-
-    def roll(self, now: float) -> None:
-        """Start a new window once the current one has ended (plus the skew margin)."""
-        if now < self.end + RESET_MARGIN:
-            return
-        self.used = self.carry if now < self.end + self.length else 0
-        self.carry = 0
-        self.end = _next_boundary(now, self.length)
-
-    def opens_at(self) -> float | None:
-        """When the next call may be made, or None if one may be made now."""
-        return None if self.used < self.limit else self.end + RESET_MARGIN
-
-    def reserve(self, now: float) -> None:
-        self.used += 1
-        if now >= self.end - RESET_MARGIN:
-            self.carry += 1
-
-    def reconcile(
-        self, limit: int | None, remaining: int | None, reset: float | None, now: float, cap: int
-    ) -> None:
-        """Take the server's view: its reset ends the window, its count may only lower ours."""
-        if limit:
-            self.limit = min(cap, limit)
-        if (reset := _plausible(reset, now, self.length)) is not None:
-            if reset < self.end - self.length / 2:
-                return  # a late response from a previous window
-            if reset >= self.end + self.length / 2:
-                self.used, self.carry = self.carry, 0  # Exact is already in the next window
-            self.end = max(self.end, reset)
-        if remaining is not None:
-            self.used = max(self.used, self.limit - remaining)
-
-    def spend(self, until: float) -> None:
-        """A 429: nothing more in this window, which Exact says lasts until ``until``."""
-        self.used = max(self.used, self.limit)
-        self.end = until
 
 
 class RateGovernor:
@@ -197,9 +137,9 @@ class RateGovernor:
                 if (day_opens := day.opens_at()) is not None:
                     raise DailyRateLimited(
                         f"Division {division} used all {day.limit} API calls for today; Exact "
-                        f"resets the count at {_utc(day_opens).isoformat(timespec='seconds')}.",
+                        f"resets the count at {utc(day_opens).isoformat(timespec='seconds')}.",
                         details={"division": division, "endpoint": endpoint, "limit": day.limit},
-                        retry_at=_utc(day_opens),
+                        retry_at=utc(day_opens),
                     )
                 opens = minute.opens_at()
                 if opens is None:
@@ -210,10 +150,10 @@ class RateGovernor:
             if deadline is not None and opens > deadline:
                 raise RateLimited(
                     f"Division {division} used its {minute.limit} calls for this minute; the next "
-                    f"window opens at {_utc(opens).isoformat(timespec='seconds')}, after the "
+                    f"window opens at {utc(opens).isoformat(timespec='seconds')}, after the "
                     "step's deadline.",
                     details={"division": division, "endpoint": endpoint, "limit": minute.limit},
-                    retry_at=_utc(opens),
+                    retry_at=utc(opens),
                 )
             if on_wait is not None:
                 on_wait(opens)
@@ -235,7 +175,7 @@ class RateGovernor:
         A success's headers are kept in memory and folded into the division's next reservation
         (or :meth:`snapshot`, or :meth:`close`): one SQLite transaction per call instead of two.
         They can only matter to a later reservation, and a late one is recognised as such by
-        :meth:`_Window.reconcile`. Errors and 429s are written at once, for every process to see.
+        :meth:`Window.reconcile`. Errors and 429s are written at once, for every process to see.
         """
         parsed = parse_rate_headers(headers)
         now = self._clock.now()
@@ -262,7 +202,7 @@ class RateGovernor:
         now = self._clock.now()
         delay = retry_after(headers, now)
         if delay is None and status == 429:
-            reset = _plausible(parse_rate_headers(headers).minute_reset, now, MINUTE)
+            reset = plausible(parse_rate_headers(headers).minute_reset, now, MINUTE)
             delay = None if reset is None else reset + RESET_MARGIN - now
         return None if delay is None else clamp_wait(delay)
 
@@ -274,10 +214,10 @@ class RateGovernor:
         return RateSnapshot(
             minute_limit=minute.limit,
             minute_remaining=max(0, minute.limit - minute.used),
-            minute_reset=_utc(minute.end),
+            minute_reset=utc(minute.end),
             day_limit=day.limit,
             day_remaining=max(0, day.limit - day.used),
-            day_reset=_utc(day.end),
+            day_reset=utc(day.end),
         )
 
     def reset_errors(self, client_id: str, endpoint: str | None = None) -> int:
@@ -306,9 +246,9 @@ class RateGovernor:
     def _throttled_until(
         self, now: float, parsed: RateHeaders, headers: Mapping[str, str]
     ) -> float:
-        reset = _plausible(parsed.minute_reset, now, MINUTE)
+        reset = plausible(parsed.minute_reset, now, MINUTE)
         if reset is None:
-            until = _next_boundary(now, MINUTE)
+            until = next_boundary(now, MINUTE)
         else:
             until = reset if reset > now else now + PAST_RESET_BACKOFF
         explicit = retry_after(headers, now)
@@ -352,7 +292,7 @@ class RateGovernor:
         times = self._error_times(db, (client_id, division, endpoint.lower()), now - ERROR_WINDOW)
         if len(times) < self._error_stop:
             return
-        retry_at = _utc(times[len(times) - self._error_stop] + ERROR_WINDOW)
+        retry_at = utc(times[len(times) - self._error_stop] + ERROR_WINDOW)
         raise ErrorBudgetExhausted(
             f"{len(times)} errors on {endpoint} in the last hour; Exact blocks the app at "
             f"{self._error_limit}, so calls to it are held until "
@@ -361,15 +301,15 @@ class RateGovernor:
             retry_at=retry_at,
         )
 
-    def _reconcile(self, windows: dict[str, _Window], parsed: RateHeaders, now: float) -> None:
+    def _reconcile(self, windows: dict[str, Window], parsed: RateHeaders, now: float) -> None:
         for kind, window in windows.items():
             window.reconcile(*parsed.group(kind), now, self._limits[kind][1])
 
-    def _load(self, db: Any, client_id: str, division: int, now: float) -> dict[str, _Window]:
+    def _load(self, db: Any, client_id: str, division: int, now: float) -> dict[str, Window]:
         """The division's windows as stored, with the successes observed since folded in."""
         with self._pending_lock:
             pending = self._pending.pop((client_id, division), [])
-        windows = {kind: _Window(length, limit) for kind, (length, limit) in self._limits.items()}
+        windows = {kind: Window(length, limit) for kind, (length, limit) in self._limits.items()}
         for kind, end, used, carry, limit in self._window_rows(db, client_id, division):
             if (window := windows.get(kind)) is not None:
                 window.end, window.used, window.carry = float(end), int(used), int(carry)
@@ -382,7 +322,7 @@ class RateGovernor:
             window.roll(now)
         return windows
 
-    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, _Window]) -> None:
+    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, Window]) -> None:
         db.executemany(
             "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
             [

@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from exact_connector import _postgres
+from exact_connector._rate_windows import Window
 from exact_connector.clock import Clock
 from exact_connector.exceptions import ExactConnectorError, SystemError_, TransientError
-from exact_connector.limits import ERROR_WINDOW, RateGovernor, _Window
+from exact_connector.limits import ERROR_WINDOW, RateGovernor
 
 __all__ = ["PostgresRateGovernor"]
 
@@ -131,7 +132,7 @@ class PostgresRateGovernor(RateGovernor):
         )
         return [(r["kind"], r["end_at"], r["used"], r["carry"], r["lim"]) for r in rows]
 
-    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, _Window]) -> None:
+    def _save(self, db: Any, client_id: str, division: int, windows: dict[str, Window]) -> None:
         with db.cursor() as cursor:
             cursor.executemany(
                 _SAVE,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 __all__ = [
     "CallMade",
@@ -21,6 +22,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimitWait",
     "SignInWait",
+    "Tally",
     "emit",
 ]
 
@@ -74,3 +76,31 @@ def emit(progress: Progress | None, event: ProgressEvent) -> None:
     """Hand ``event`` to ``progress`` when there is one."""
     if progress is not None:
         progress(event)
+
+
+@dataclass(slots=True)
+class Tally:
+    """One step's events folded into counts so far and the wait in progress, for a status line."""
+
+    rows: int = 0
+    pages: int = 0
+    calls: int = 0
+    waiting: RateLimitWait | SignInWait | None = None
+
+    def update(self, event: ProgressEvent) -> None:
+        """Count ``event`` in; a call or a page ends the wait that came before it."""
+        match event:
+            case CallMade(calls=calls):
+                self.calls, self.waiting = calls, None
+            case PageFetched(total_rows=rows, pages=pages):
+                self.rows, self.pages, self.waiting = rows, pages, None
+            case RateLimitWait() | SignInWait():
+                self.waiting = event
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts, and the wait as ``{"until": ISO 8601 UTC, "reason": ...}`` or None."""
+        waiting = None
+        if self.waiting is not None:
+            reason = self.waiting.reason if isinstance(self.waiting, RateLimitWait) else "sign_in"
+            waiting = {"until": self.waiting.until.isoformat(), "reason": reason}
+        return {"rows": self.rows, "pages": self.pages, "calls": self.calls, "waiting": waiting}

@@ -12,142 +12,41 @@ async engines.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import httpx
 from pydantic import SecretStr
 
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
-from exact_connector.auth import store_grant
+from exact_connector.audit import audit
 from exact_connector.client import DEFAULT_DEADLINE, ExactClient, result_meta
 from exact_connector.clock import Clock, SystemClock
+from exact_connector.credentials import CredentialRef, Credentials
 from exact_connector.dryrun import PlanningClient, first_request
-from exact_connector.exceptions import (
-    ConfigError,
-    CredentialExists,
-    CredentialNotActive,
-    CredentialPending,
-    DivisionNotAllowed,
-    ExactConnectorError,
-    InputError,
-    InvalidServerUrl,
-)
+from exact_connector.exceptions import ExactConnectorError, InputError
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
-from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.options import serve_options
 from exact_connector.pagination import cursor_key
 from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta
-from exact_connector.testconnect import load_divisions, run_test_connect
+from exact_connector.testconnect import run_test_connect
 from exact_connector.triggers import Triggers
-from exact_connector.urls import (
-    Origin,
-    default_transport,
-    parse_server_url,
-    sandbox_allowed_by_env,
-)
-from exact_connector.validation import unsendable
+from exact_connector.urls import default_transport, sandbox_allowed_by_env
 from exact_connector.vault import DATABASE_URL_ENV, Credential, Vault
 from exact_connector.vault.sealing import KEY_ENV
 
 __all__ = ["Connector", "CredentialRef"]
 
-CredentialRef = Credential | str
-"""A credential, or its id or connector name."""
-
-audit_log = logging.getLogger("exact_connector.audit")
 T = TypeVar("T")
-
-#: Statuses on which no action runs: a sign-in not finished (or not confirmed by Test Connect and
-#: activation), and a credential switched off. ``needs_reauth`` may run: its actions say so.
-_NOT_RUNNABLE = frozenset({"pending", "disabled"})
-
-
-class Credentials:
-    """``connector.credentials``: the credential form's data in and out of the vault."""
-
-    def __init__(self, connector: Connector) -> None:
-        self._connector = connector
-
-    @property
-    def _vault(self) -> Vault:
-        return self._connector.vault
-
-    def begin(self, form_data: dict[str, Any]) -> Credential:
-        """Validate the credential form and store it encrypted, status ``pending``."""
-        manifest = self._connector.manifest
-        checked = dict(form_data)
-        origin = _server_origin(form_data.get("server_url"), self._connector.allow_sandbox)
-        if origin is not None:  # the form lists Exact's regions; a permitted sandbox stands in
-            checked["server_url"] = manifest.server_urls[0].url if origin.is_sandbox else origin.url
-        elif _names_the_sandbox(form_data.get("server_url")):
-            parse_server_url(form_data["server_url"])  # refused, naming the switch that allows it
-        errors = forms.validate("credentials", checked, manifest)
-        if errors or origin is None:
-            raise InputError("The credential form has errors.", errors=errors)
-        refresh = form_data.get("refresh_token")
-        try:
-            credential = self._begin(form_data, origin, refresh)
-        except CredentialExists as error:
-            existing = self._vault.list()
-            name = form_data["connector_name"]
-            if any(c.connector_name == name and c.status == "pending" for c in existing):
-                raise CredentialPending(
-                    f"A credential named {name!r} was added, but its sign-in never finished.",
-                    details=error.details,
-                ) from None
-            raise
-        _audit("credential.begin", credential)
-        return credential
-
-    def _begin(self, form_data: dict[str, Any], origin: Origin, refresh: Any) -> Credential:
-        return self._vault.begin(
-            connector_name=form_data["connector_name"],
-            auth_type=form_data["auth_type"],
-            server_url=origin.url,
-            client_id=form_data["client_id"],
-            client_secret=SecretStr(form_data["client_secret"]),
-            redirect_uri=form_data.get("redirect_uri"),
-            refresh_token=SecretStr(refresh) if refresh else None,
-        )
-
-    def get(self, ref: CredentialRef) -> Credential:
-        """The stored credential by object, id or connector name (this workspace only)."""
-        if isinstance(ref, Credential):
-            return self._vault.get(ref.id)
-        if not isinstance(ref, str) or not ref or unsendable(ref):
-            raise InputError.at(
-                "$.credential", "type", "name a credential by its id or connector name, as text"
-            )
-        return self._vault.get(ref)
-
-    def activate(self, ref: CredentialRef) -> Credential:
-        """Mark a credential usable ("Connect & Create")."""
-        credential = self._vault.activate(self.get(ref).id)
-        _audit("credential.activate", credential)
-        return credential
-
-    def list(self) -> list[Credential]:
-        """Every credential of this workspace."""
-        return self._vault.list()
-
-    def remove(self, ref: CredentialRef) -> None:
-        """Delete a credential and its secrets."""
-        credential = self.get(ref)
-        self._vault.remove(credential.id)
-        _audit("credential.remove", credential)
 
 
 class Connector:
@@ -218,8 +117,7 @@ class Connector:
         name: str,
         *,
         credential: CredentialRef | None = None,
-        values: Mapping[str, Any] | None = None,
-        search: Mapping[str, str] | None = None,
+        **choices: Unpack[forms.Choices],
     ) -> dict[str, Any]:
         """The form ``credentials`` or an action id's input form, as ordered fields.
 
@@ -227,15 +125,14 @@ class Connector:
         ``values`` chosen so far; ``search`` narrows a live list by source name (``projects``).
         """
         with self._lookup(credential) as lookup:
-            return forms.form_spec(name, self.manifest, values=values, lookup=lookup, search=search)
+            return forms.form_spec(name, self.manifest, lookup=lookup, **choices)
 
     def rjsf_form(
         self,
         name: str,
         *,
         credential: CredentialRef | None = None,
-        values: Mapping[str, Any] | None = None,
-        search: Mapping[str, str] | None = None,
+        **choices: Unpack[forms.Choices],
     ) -> dict[str, Any]:
         """The form for react-jsonschema-form, hydrated as :meth:`form_spec` is.
 
@@ -243,7 +140,7 @@ class Connector:
         action's input through ``forms.to_input(name, form_data)``.
         """
         with self._lookup(credential) as lookup:
-            return forms.rjsf(name, self.manifest, values=values, lookup=lookup, search=search)
+            return forms.rjsf(name, self.manifest, lookup=lookup, **choices)
 
     @contextlib.contextmanager
     def _lookup(self, ref: CredentialRef | None) -> Iterator[forms.Lookup | None]:
@@ -324,17 +221,7 @@ class Connector:
         self, ref: CredentialRef, state: str, *, force_login: bool = False
     ) -> str:
         """Where to send the person to sign in and consent (authorization-code credentials)."""
-        credential = self.credentials.get(ref)
-        if credential.auth_type != "oauth2_authorization_code" or not credential.redirect_uri:
-            raise ConfigError(
-                "This credential does not use the browser sign-in.",
-                details={"auth_type": credential.auth_type},
-            )
-        self.vault.begin_sign_in(credential.id, state)
-        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
-        return authorization_url(
-            origin, credential.client_id, credential.redirect_uri, state, force_login=force_login
-        )
+        return self.credentials.sign_in_url(ref, state, force_login=force_login)
 
     def complete_authorization(
         self, ref: CredentialRef, code: str | SecretStr, state: str
@@ -342,26 +229,7 @@ class Connector:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
         secret = SecretStr(code) if isinstance(code, str) else code
         del code  # an error raised below must not find the code in this frame's locals
-        credential = self.credentials.get(ref)
-        if not isinstance(state, str) or not self.vault.finish_sign_in(credential.id, state):
-            raise InputError(
-                "The sign-in answer does not belong to a sign-in started here; start it again.",
-                errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],
-            )
-        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
-        service = TokenService(origin, transport=self.transport, clock=self.clock)
-        try:
-            grant = service.exchange_code(credential, secret)
-        finally:
-            service.close()
-        credential = store_grant(self.vault, credential, grant)
-        if credential.status == "needs_reauth":
-            credential = self.vault.set_status(credential.id, "active", reason=None)
-        with self.client(credential) as client:
-            load_divisions(client, self.vault)
-        credential = self.vault.get(credential.id)
-        _audit("credential.authorized", credential)
-        return credential
+        return self.credentials.finish_sign_in(ref, secret, state)
 
     # -- work --------------------------------------------------------------------------------
 
@@ -408,7 +276,7 @@ class Connector:
             if step.warnings:
                 data["warnings"] = step.warnings
             if not declared.read_only:
-                _audit(f"action.{action}", credential, step, ok=True)
+                audit(f"action.{action}", credential, step, ok=True)
             return ActionResult(ok=True, action=action, data=data, meta=_meta(step, started))
         except ExactConnectorError as error:
             if (
@@ -416,7 +284,7 @@ class Connector:
                 and action in ACTIONS
                 and not self.manifest.action(action).read_only
             ):
-                _audit(f"action.{action}", credential, step, ok=False, code=error.code)
+                audit(f"action.{action}", credential, step, ok=False, code=error.code)
             return ActionResult(
                 ok=False,
                 action=action,
@@ -471,23 +339,8 @@ class Connector:
         errors = forms.validate(action, inputs, self.manifest)
         if errors:
             raise InputError("The action input is not valid.", errors=errors)
-        credential = self.credentials.get(ref)
-        if credential.status in _NOT_RUNNABLE:
-            raise CredentialNotActive(
-                f"The credential {credential.connector_name} is {credential.status}; actions run "
-                "only on an active credential.",
-                details={"status": credential.status},
-            )
         division = int(inputs["division"])
-        if division not in credential.allowed_divisions:
-            hint = None if credential.allowed_divisions else "Run Test Connect to load them."
-            raise DivisionNotAllowed(
-                "This connection was not granted that division.",
-                errors=[{"path": "$.division", "code": "not_allowed", "message": "not granted"}],
-                details={"allowed": list(credential.allowed_divisions)},
-                hint=hint,
-            )
-        return credential, division
+        return self.credentials.runnable(ref, division), division
 
     # -- async twins -------------------------------------------------------------------------
 
@@ -528,40 +381,9 @@ def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:
         pools.popitem()[1].close()
 
 
-def _names_the_sandbox(value: object) -> bool:
-    """Whether ``value`` is the loopback sandbox's address (allowed here or not)."""
-    origin = _server_origin(value, allow_sandbox=True)
-    return origin is not None and origin.is_sandbox
-
-
-def _server_origin(value: object, allow_sandbox: bool) -> Origin | None:
-    """The canonical origin of a Server URL (RELIABILITY H1: any letter case, a trailing slash),
-    by the one rule :func:`parse_server_url`; None when it refuses (the form's check says why)."""
-    try:
-        return parse_server_url(value, allow_sandbox=allow_sandbox)
-    except InvalidServerUrl:
-        return None
-
-
 def _cursor_key(credential: Credential) -> bytes:
     return cursor_key(credential.client_secret, credential.id)
 
 
 def _meta(step: Step | None, started: float) -> Meta:
     return result_meta(step.client if step is not None else None, started)
-
-
-def _audit(event: str, credential: Credential, step: Step | None = None, **extra: Any) -> None:
-    """One line per write or credential change: who, when, where, which record; never a payload."""
-    line: dict[str, Any] = {
-        "event": event,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "workspace": credential.workspace,
-        "credential_id": credential.id,
-        "connector_name": credential.connector_name,
-    }
-    if step is not None:
-        line.update(division=step.division, **step.audit)
-        line["request_id"] = step.client.stats.request_id
-    line.update(extra)
-    audit_log.info(json.dumps(line, sort_keys=True, default=str))

@@ -21,6 +21,7 @@ from exact_connector.progress import (
     ProgressEvent,
     RateLimitWait,
     SignInWait,
+    Tally,
 )
 
 __all__ = ["describe", "progress_on_stderr"]
@@ -30,26 +31,10 @@ def _clock_time(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
-class _Tally:
+def _line(what: str, tally: Tally) -> str:
     """Counts so far, and the wait in progress, as one human line."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.rows = self.pages = self.calls = 0
-        self.waiting = ""
-
-    def update(self, event: ProgressEvent) -> None:
-        match event:
-            case CallMade(calls=calls):
-                self.calls, self.waiting = calls, ""
-            case PageFetched(total_rows=rows, pages=pages):
-                self.rows, self.pages = rows, pages
-            case RateLimitWait() | SignInWait():
-                self.waiting = describe(event)
-
-    def line(self) -> str:
-        counts = f"{self.what}: {self.rows} rows, {self.pages} pages, {self.calls} calls"
-        return f"{counts}; {self.waiting}" if self.waiting else counts
+    counts = f"{what}: {tally.rows} rows, {tally.pages} pages, {tally.calls} calls"
+    return f"{counts}; {describe(tally.waiting)}" if tally.waiting else counts
 
 
 def describe(event: ProgressEvent) -> str:
@@ -72,7 +57,7 @@ def describe(event: ProgressEvent) -> str:
 def progress_on_stderr(what: str) -> Iterator[Progress]:
     """A ``progress`` callback for the duration of one command's work on ``what``."""
     console = Console(stderr=True, highlight=False)
-    tally = _Tally(what)
+    tally = Tally()
     if not console.is_terminal:
 
         def notice(event: ProgressEvent) -> None:
@@ -83,10 +68,10 @@ def progress_on_stderr(what: str) -> Iterator[Progress]:
 
         yield notice
         return
-    with console.status(tally.line()) as status:
+    with console.status(_line(what, tally)) as status:
 
         def live(event: ProgressEvent) -> None:
             tally.update(event)
-            status.update(tally.line())
+            status.update(_line(what, tally))
 
         yield live

@@ -192,25 +192,25 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
     project = connector.options("projects", credential)[0]
     hour_type = connector.options("hour_types", credential)[0]
     employee = connector.options("employees", credential)[0]
-    lookups = 3  # the three option lookups above, one API call each
+    calls = 3  # the three option lookups above, one API call each
     today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
-    run = connector.execute
+    entry = {"division": division, "endpoint": "project/TimeTransactions"}
 
-    created = run(
-        "create_project_time_transaction",
-        credential,
-        {
-            "division": division,
-            "data": {
-                "Project": project["value"],
-                "Item": hour_type["value"],
-                "Employee": employee["value"],
-                "Quantity": 2.5,
-                "Date": today,
-                "Notes": "Written by exact-connector demo",
-            },
-        },
-    )
+    def run(action: str, inputs: dict[str, Any]) -> ActionResult:
+        nonlocal calls
+        result = connector.execute(action, credential, inputs)
+        calls += int(result["meta"]["api_calls"])
+        return result
+
+    data = {
+        "Project": project["value"],
+        "Item": hour_type["value"],
+        "Employee": employee["value"],
+        "Quantity": 2.5,
+        "Date": today,
+        "Notes": "Written by exact-connector demo",
+    }
+    created = run("create_project_time_transaction", {"division": division, "data": data})
     record = _ok("Create", created)["record"]
     story.tell(
         "Create",
@@ -219,16 +219,8 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
         record=record,
     )
 
-    listed_result = run(
-        "list_or_get_endpoint",
-        credential,
-        {
-            "division": division,
-            "endpoint": "project/TimeTransactions",
-            "limit": 5,
-            "select": ["ID", "Date", "Quantity", "ProjectCode"],
-        },
-    )
+    select = ["ID", "Date", "Quantity", "ProjectCode"]
+    listed_result = run("list_or_get_endpoint", {**entry, "limit": 5, "select": select})
     listed = _ok("List", listed_result)
     story.tell(
         "List",
@@ -238,12 +230,7 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
         records=listed["records"],
     )
 
-    got_result = run(
-        "list_or_get_endpoint",
-        credential,
-        {"division": division, "endpoint": "project/TimeTransactions", "id": record["ID"]},
-    )
-    got = _ok("Get", got_result)
+    got = _ok("Get", run("list_or_get_endpoint", {**entry, "id": record["ID"]}))
     story.tell(
         "Get",
         f"{record['ID']} read back: {got['record']['Quantity']} h, "
@@ -251,44 +238,22 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
         record=got["record"],
     )
 
-    updated_result = run(
-        "update_project_time_transaction",
-        credential,
-        {
-            "division": division,
-            "id": record["ID"],
-            "data": {"Quantity": 4.0, "Notes": "Updated by exact-connector demo"},
-        },
-    )
-    updated = _ok("Update", updated_result)
+    change = {"Quantity": 4.0, "Notes": "Updated by exact-connector demo"}
+    update = {"division": division, "id": record["ID"], "data": change}
+    updated = _ok("Update", run("update_project_time_transaction", update))
     story.tell(
         "Update",
         f"Quantity {record['Quantity']} -> {updated['record']['Quantity']} h; re-read confirms",
         record=updated["record"],
     )
 
-    deleted = run(
-        "delete_endpoint_record",
-        credential,
-        {"division": division, "endpoint": "project/TimeTransactions", "id": record["ID"]},
-    )
-    _ok("Delete", deleted)
-    gone = run(
-        "list_or_get_endpoint",
-        credential,
-        {"division": division, "endpoint": "project/TimeTransactions", "id": record["ID"]},
-    )
+    _ok("Delete", run("delete_endpoint_record", {**entry, "id": record["ID"]}))
+    gone = run("list_or_get_endpoint", {**entry, "id": record["ID"]})
     code = gone["error"]["code"] if not gone["ok"] else "still there"
     if code != "not_found":
         raise _StepFailed("Delete", {"message": f"the record was not deleted ({code})"})
     story.tell("Delete", f"{record['ID']} deleted; reading it again answers {code}")
-    return (
-        sum(
-            int(r["meta"]["api_calls"])
-            for r in (created, listed_result, got_result, updated_result, deleted, gone)
-        )
-        + lookups
-    )
+    return calls
 
 
 def _demo(args: argparse.Namespace) -> int:

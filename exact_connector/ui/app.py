@@ -13,7 +13,8 @@
 | ``DELETE /api/credentials/{id}`` | remove the credential and its secrets |
 | ``GET /api/actions`` | the actions a step can run |
 | ``POST /api/forms/{action}`` | an action's form, hydrated for a credential and the values so far |
-| ``POST /api/run/{action}`` | the form data made input, then a dry run (the request) or the run |
+| ``POST /api/run/{action}`` | the form data made input, then a dry run (the request) or the run; |
+| | with ``Accept: application/x-ndjson``, the run's progress as it happens (:mod:`.stream`) |
 
 Errors are the connector's own error objects (``{"error": {code, category, message, hint,
 details}}``) with an HTTP status by category; a bug answers 500 with no traceback. The connector
@@ -40,9 +41,11 @@ from starlette.staticfiles import StaticFiles
 from exact_connector import forms
 from exact_connector.cli.vault import credential_summary
 from exact_connector.exceptions import Category, ExactConnectorError, InputError
+from exact_connector.progress import Progress
 from exact_connector.runtime import Connector
 from exact_connector.ui.assets import bundle_dir, page
 from exact_connector.ui.guard import Guard
+from exact_connector.ui.stream import streamed, wants_stream
 
 __all__ = ["UiSettings", "create_app"]
 
@@ -164,16 +167,23 @@ class _Session:
             search=body.get("search") or None,
         )
 
-    def run(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    def run(
+        self, action: str, body: dict[str, Any], progress: Progress | None = None
+    ) -> dict[str, Any]:
         inputs = forms.to_input(action, body.get("formData"))
         credential = str(body.get("credential", ""))
         if body.get("dry_run"):
             return {"request": self.connector.plan(action, credential, inputs), "input": inputs}
-        return {"result": self.connector.execute(action, credential, inputs), "input": inputs}
+        result = self.connector.execute(action, credential, inputs, progress=progress)
+        return {"result": result, "input": inputs}
+
+
+def _status(error: ExactConnectorError) -> int:
+    return _STATUS[error.category]
 
 
 def _error(error: ExactConnectorError) -> JSONResponse:
-    return JSONResponse({"error": error.to_dict()}, status_code=_STATUS[error.category])
+    return JSONResponse({"error": error.to_dict()}, status_code=_status(error))
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -226,6 +236,17 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
         session.reports.pop(credential_id, None)
         return {"removed": credential_id}
 
+    async def run(request: Request) -> Response:
+        """The step: one JSON answer, or its progress streamed when the page asks for it."""
+        action = request.path_params["action"]
+        if not wants_stream(request.headers.get("accept", "")):
+            return await threaded(session.run, "action", body=True)(request)
+        try:
+            body = await _body(request)
+        except ExactConnectorError as error:
+            return _error(error)
+        return streamed(lambda progress: session.run(action, body, progress), _status)
+
     async def callback(request: Request) -> Response:
         try:
             target = await run_in_threadpool(session.complete, dict(request.query_params))
@@ -254,7 +275,7 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
             threaded(session.action_form, "action", body=True),
             methods=["POST"],
         ),
-        Route("/api/run/{action}", threaded(session.run, "action", body=True), methods=["POST"]),
+        Route("/api/run/{action}", run, methods=["POST"]),
     ]
     if built is not None:
         routes.append(Mount("/assets", StaticFiles(directory=built), name="assets"))

@@ -1,12 +1,14 @@
-"""The vault: credentials encrypted at rest in one SQLite file, safe across threads and processes.
+"""The vault: credentials encrypted at rest in one store, safe across threads and processes.
 
 :class:`Vault` is the whole interface; the concepts behind it each have a module here:
-:mod:`~.records` (the models and their rows), :mod:`~.store` (the store seam: what a backend
-does, and the test-only crash hook), :mod:`~.sqlite` (the SQLite backend, the only place with SQL),
-:mod:`~.keys` (data keys wrapped under master keys, and the vault header), :mod:`~.rotation` (key
-rotation), :mod:`~.locks` (per-credential refresh locks), :mod:`~.sealing` (the crypto: master keys,
-the AES-256-GCM blob format) and :mod:`~._files` (the home directory and its private files). Each
-secret field is its own sealed blob; the store below the seam only ever sees those blobs.
+:mod:`~.records` (the models and their rules), :mod:`~.rows` (a record as a sealed row, changed by
+compare-and-swap), :mod:`~.sign_ins` (pending sign-ins), :mod:`~.store` (the store seam, and the
+test-only crash hook), :mod:`~.sql` (the SQL both backends run), :mod:`~.sqlite` and
+:mod:`~.postgres` (the backends), :mod:`~.keys` (data keys wrapped under master keys, and the
+header), :mod:`~.keyfile`, :mod:`~.rotation` (key rotation), :mod:`~.locks` (refresh locks),
+:mod:`~.sealing` (the crypto: master keys, the AES-256-GCM blob format), :mod:`~.checkpoints`
+(trigger checkpoints) and :mod:`~._files` (the home directory and its private files). Each secret
+field is its own sealed blob; the store below the seam only ever sees those blobs.
 
 Everything fails closed: a missing, wrong or unknown key, a tampered or truncated blob and a corrupt
 file each raise their own error naming the credential and field, never a value, and one broken
@@ -18,7 +20,6 @@ are never changed silently.
 from __future__ import annotations
 
 import builtins
-import hmac
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +30,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from exact_connector.clock import Clock, SystemClock
-from exact_connector.exceptions import (
-    ConfigError,
-    CredentialExists,
-    CredentialNotFound,
-    InputError,
-)
-from exact_connector.vault import rotation, sealing
+from exact_connector.exceptions import ConfigError
+from exact_connector.vault import rotation, sealing, sign_ins
 from exact_connector.vault._files import (
     absolute_home,
     check_private_dir,
@@ -46,24 +42,26 @@ from exact_connector.vault.keyfile import create_key_file, load_key_ring, save_k
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.records import (
     AuditEntry,
-    Change,
     Credential,
     VerifyResult,
-    audit,
-    audit_credential,
     canonical_id,
+    check_version,
     check_workspace,
-    decode,
-    encode,
-    find_row,
-    fingerprints,
-    mutate,
     one_line,
     pending,
+)
+from exact_connector.vault.rotation import KeyInfo, RotationReport
+from exact_connector.vault.rows import (
+    Change,
+    audit,
+    decode,
+    insert,
+    mutate,
+    not_found,
+    row_of,
     stored_values,
 )
-from exact_connector.vault.records import verify as verify_records
-from exact_connector.vault.rotation import KeyInfo, RotationReport
+from exact_connector.vault.rows import verify as verify_records
 from exact_connector.vault.sealing import KeyRing, MasterKey
 from exact_connector.vault.sqlite import DB_NAME, SQLiteStore
 from exact_connector.vault.store import Initializer, VaultStore, crash_point
@@ -96,8 +94,8 @@ class Vault:
     :meth:`key_info` act on the whole file. Views made by :meth:`in_workspace` share one
     connection pool, so :meth:`close` on any of them closes them all.
 
-    :meth:`open` uses the SQLite store under ``home``; :meth:`on_store` takes any
-    :class:`VaultStore` backend.
+    :meth:`open` uses the SQLite store under ``home`` or PostgreSQL by URL; :meth:`on_store`
+    takes any :class:`VaultStore` backend.
     """
 
     home: Path
@@ -206,15 +204,7 @@ class Vault:
         }
         draft = pending(self.workspace, self._keys.clock.now(), given)
         with self._keys.write("begin") as session:
-            if find_row(session, self.workspace, connector_name) is not None:
-                raise CredentialExists(
-                    f"a credential named {connector_name!r} already exists in workspace "
-                    f"{self.workspace!r}",
-                    details={"connector_name": connector_name, "workspace": self.workspace},
-                )
-            session.insert_credential(encode(self._keys, draft))
-            created = fingerprints(self._keys, draft, "client_secret", "refresh_token")
-            audit_credential(self._keys, session, "created", draft, created)
+            insert(self._keys, session, draft)
         return draft
 
     def activate(self, credential_id: str) -> Credential:
@@ -233,9 +223,7 @@ class Vault:
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
         with self._keys.read() as session:
-            row = find_row(session, self.workspace, id_or_name)
-            if row is None:
-                raise self._not_found(id_or_name)
+            row = row_of(session, self.workspace, id_or_name)
         stored = stored_values(row)
         cached = self._decoded.get(str(row["id"]))
         if cached is not None and cached[0] == stored:
@@ -301,9 +289,7 @@ class Vault:
     def remove(self, credential_id: str) -> None:
         """Delete a credential, even one that no longer decrypts."""
         with self._keys.write("remove") as session:
-            row = find_row(session, self.workspace, credential_id)
-            if row is None:
-                raise self._not_found(credential_id)
+            row = row_of(session, self.workspace, credential_id)
             session.delete_credential(row["id"])
             detail = {"connector_name": row["connector_name"]}
             audit(self._keys, session, "removed", self.workspace, row["id"], detail)
@@ -317,7 +303,7 @@ class Vault:
         """
         cid = canonical_id(credential_id)
         if cid is None:
-            raise self._not_found(credential_id)
+            raise not_found(self.workspace, credential_id)
         with self._store.lease(cid, timeout):
             yield
 
@@ -330,28 +316,11 @@ class Vault:
 
         One pending sign-in per credential: starting another replaces it.
         """
-        digest = sealing.keyed_digest(self._keys.fingerprint_key, state)
-        with self._keys.write("sign-in") as session:
-            row = find_row(session, self.workspace, credential_id)
-            if row is None:
-                raise self._not_found(credential_id)
-            session.put_sign_in(row["id"], digest, self._keys.clock.now() + ttl)
+        sign_ins.begin(self._keys, self.workspace, credential_id, state, ttl)
 
     def finish_sign_in(self, credential_id: str, state: str) -> bool:
         """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
-        digest = sealing.keyed_digest(self._keys.fingerprint_key, state)
-        with self._keys.write("sign-in") as session:
-            row = find_row(session, self.workspace, credential_id)
-            if row is None:
-                raise self._not_found(credential_id)
-            pending = session.sign_in(row["id"])
-            if pending is None:
-                return False
-            expired = pending["expires_at"] <= self._keys.clock.now()
-            matches = hmac.compare_digest(pending["state_digest"], digest)
-            if matches or expired:
-                session.delete_sign_in(row["id"])
-            return matches and not expired
+        return sign_ins.finish(self._keys, self.workspace, credential_id, state)
 
     def fingerprint(self, secret: SecretStr) -> str:
         """A short HMAC fingerprint (``sha256-hmac:1a2b3c4d``), stable for this vault."""
@@ -410,13 +379,6 @@ class Vault:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _not_found(self, key: object) -> CredentialNotFound:
-        shown = str(key)[:100]
-        return CredentialNotFound(
-            f"no credential {shown!r} in workspace {self.workspace!r}",
-            details={"credential": shown, "workspace": self.workspace},
-        )
-
     def _mutate(
         self,
         op: str,
@@ -425,17 +387,9 @@ class Vault:
         change: Change,
         event: str,
     ) -> Credential:
-        if expected_version is not None and (
-            not isinstance(expected_version, int) or isinstance(expected_version, bool)
-        ):
-            raise InputError(
-                "expected_version must be an integer",
-                errors=[{"path": "$.expected_version", "code": "int_type", "message": "integer"}],
-            )
+        check_version(expected_version)
         with self._keys.write(op) as session:
-            row = find_row(session, self.workspace, credential_id)
-            if row is None:
-                raise self._not_found(credential_id)
+            row = row_of(session, self.workspace, credential_id)
             return mutate(self._keys, session, row, expected_version, change, event)
 
 

@@ -37,7 +37,7 @@ def load_key_ring(home: Path) -> KeyRing:
     if not check_private_file(path, "key file"):
         raise VaultLocked(
             f"no vault key: {KEY_ENV} is not set and there is no key file at {path}",
-            hint=f"Set {KEY_ENV}, or create a key: exact-connector vault init --home {home}",
+            hint=f"Set {KEY_ENV}, or create the key file first: Vault.init({str(home)!r}).",
         )
     try:
         fd = os.open(path, os.O_RDONLY | PRIVATE_OPEN)

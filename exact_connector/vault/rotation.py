@@ -22,7 +22,8 @@ from exact_connector.exceptions import (
 )
 from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
-from exact_connector.vault.records import SECRET_FIELDS, VerifyResult, audit, bound, verify
+from exact_connector.vault.records import SECRET_FIELDS, VerifyResult
+from exact_connector.vault.rows import audit, bound, verify
 from exact_connector.vault.sealing import MasterKey
 from exact_connector.vault.store import StoreSession
 
@@ -140,7 +141,7 @@ def retire_key(keys: DataKeys, kid: str) -> None:
                 raise VaultKeyError(
                     f"refusing to retire data key {kid}: {count} credential(s) still use it",
                     details={"kid": kid, "count": count},
-                    hint="Finish the rotation first: exact-connector vault rotate-key --resume",
+                    hint="Finish the rotation first: rotating again resumes where it stopped.",
                 )
             session.delete_data_key(kid)
         elif kid in session.master_kids():

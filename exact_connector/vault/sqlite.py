@@ -1,4 +1,4 @@
-"""The vault's SQLite backend: one file per home, and every SQL statement of the vault.
+"""The vault's SQLite backend: one file per home, its schema, and SQLite's errors translated.
 
 ``<home>`` holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could
 create them 0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh
@@ -8,8 +8,8 @@ connections and never touches its parent's. Every SQLite failure becomes the vau
 through one table, without SQLite's text. The refresh lease is a ``flock`` on a lock file
 (:mod:`exact_connector.vault.locks`).
 
-:class:`SQLiteStore` implements :class:`~exact_connector.vault.store.VaultStore` and
-:class:`SQLiteSession` implements :class:`~exact_connector.vault.store.StoreSession`.
+:class:`SQLiteStore` implements :class:`~exact_connector.vault.store.VaultStore`; its sessions are
+the shared :class:`~exact_connector.vault.sql.SQLSession` in the SQLite dialect.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 from exact_connector import _sqlite
 from exact_connector.exceptions import (
-    ExactConnectorError,
     TokenRefreshInProgress,
     VaultBusy,
     VaultCorrupt,
@@ -35,9 +33,16 @@ from exact_connector.exceptions import (
 )
 from exact_connector.vault._files import check_private_file, ensure_dir
 from exact_connector.vault.locks import credential_lock
-from exact_connector.vault.store import Initializer, Row, corrupt_hint, crash_point
+from exact_connector.vault.sql import SQLITE, SQLSession
+from exact_connector.vault.store import (
+    ErrorKind,
+    Initializer,
+    backend_error,
+    corrupt_hint,
+    crash_point,
+)
 
-__all__ = ["DB_NAME", "SQLiteSession", "SQLiteStore", "sqlite_errors"]
+__all__ = ["DB_NAME", "SQLiteStore", "sqlite_errors"]
 
 DB_NAME = "vault.db"
 SCHEMA_VERSION = "1"
@@ -91,7 +96,7 @@ _PRAGMAS = (
     "PRAGMA cell_size_check = ON",
 )
 #: SQLite primary result code -> (our error, what happened). Raw SQLite text never escapes.
-_SQLITE_ERRORS: dict[int, tuple[type[ExactConnectorError], str]] = {
+_SQLITE_ERRORS: dict[int, tuple[ErrorKind, str]] = {
     sqlite3.SQLITE_BUSY: (VaultBusy, "stayed locked by another writer past the busy timeout"),
     sqlite3.SQLITE_LOCKED: (VaultBusy, "is locked by another connection"),
     sqlite3.SQLITE_PERM: (VaultPermissions, "cannot be accessed (permission denied)"),
@@ -105,50 +110,14 @@ _SQLITE_ERRORS: dict[int, tuple[type[ExactConnectorError], str]] = {
     sqlite3.SQLITE_ERROR: (VaultCorrupt, "does not have the expected structure"),
     sqlite3.SQLITE_CONSTRAINT: (VaultCorrupt, "violates its own constraints"),
 }
-_CREDENTIAL_COLUMNS = (
-    "id",
-    "workspace",
-    "connector_name",
-    "auth_type",
-    "server_url",
-    "client_id",
-    "redirect_uri",
-    "status",
-    "allowed_divisions",
-    "default_division",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "access_token_issued_at",
-    "access_token_expires_at",
-    "refresh_token_issued_at",
-    "version",
-    "created_at",
-    "updated_at",
-    "status_reason",
-)
-_INSERT = (
-    f"INSERT INTO credentials ({', '.join(_CREDENTIAL_COLUMNS)})"  # noqa: S608 (fixed names)
-    f" VALUES (:{', :'.join(_CREDENTIAL_COLUMNS)})"
-)
-_SWAP = (
-    f"UPDATE credentials SET {', '.join(f'{c} = :{c}' for c in _CREDENTIAL_COLUMNS)}"  # noqa: S608
-    " WHERE id = :id AND version = :expected_version"
-)
-_RESEAL = (
-    "UPDATE credentials SET client_secret = :client_secret, refresh_token = :refresh_token,"
-    " access_token = :access_token WHERE id = :id"
-)
 
 
 def _translate(path: Path) -> Callable[[Exception], Exception]:
     def make(error: Exception) -> Exception:
         name = getattr(error, "sqlite_errorname", None) or type(error).__name__
         unexpected = (VaultIOError, "failed unexpectedly")
-        cls, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
-        hint = corrupt_hint(str(path)) if cls is VaultCorrupt else None
-        details = {"path": str(path), "sqlite_error": name}
-        return cls(f"vault database {path} {what}", details=details, hint=hint)
+        kind, what = _SQLITE_ERRORS.get(_sqlite.error_code(error), unexpected)
+        return backend_error(kind, str(path), what, {"path": str(path), "sqlite_error": name})
 
     return make
 
@@ -156,146 +125,6 @@ def _translate(path: Path) -> Callable[[Exception], Exception]:
 def sqlite_errors(path: Path) -> AbstractContextManager[None]:
     """Translate every sqlite3 error into the vault's own, without SQLite's text or traceback."""
     return _sqlite.translated(_translate(path))
-
-
-class SQLiteSession:
-    """One transaction on the vault file: rows in, rows out (see ``StoreSession``)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def _one(self, query: str, *args: Any) -> dict[str, Any] | None:
-        row = self._conn.execute(query, args).fetchone()
-        return None if row is None else dict(row)
-
-    def _all(self, query: str, *args: Any) -> list[Row]:
-        return [dict(row) for row in self._conn.execute(query, args)]
-
-    def _column(self, query: str, *args: Any) -> list[Any]:
-        return [row[0] for row in self._conn.execute(query, args)]
-
-    def credential(self, credential_id: str, workspace: str | None = None) -> Row | None:
-        if workspace is None:
-            return self._one("SELECT * FROM credentials WHERE id = ?", credential_id)
-        query = "SELECT * FROM credentials WHERE id = ? AND workspace = ?"
-        return self._one(query, credential_id, workspace)
-
-    def credential_by_name(self, workspace: str, connector_name: str) -> Row | None:
-        query = "SELECT * FROM credentials WHERE connector_name = ? AND workspace = ?"
-        return self._one(query, connector_name, workspace)
-
-    def credentials(self, workspace: str | None) -> list[Row]:
-        if workspace is None:
-            return self._all("SELECT * FROM credentials ORDER BY workspace, connector_name")
-        query = "SELECT * FROM credentials WHERE workspace = ? ORDER BY connector_name"
-        return self._all(query, workspace)
-
-    def credential_ids(self) -> list[str]:
-        return self._column("SELECT id FROM credentials ORDER BY rowid")
-
-    def insert_credential(self, row: Row) -> None:
-        self._conn.execute(_INSERT, dict(row))
-
-    def swap_credential(self, row: Row, expected_version: int) -> bool:
-        cursor = self._conn.execute(_SWAP, {**row, "expected_version": expected_version})
-        return cursor.rowcount == 1
-
-    def reseal_credential(self, credential_id: str, blobs: Mapping[str, bytes | None]) -> None:
-        self._conn.execute(_RESEAL, {**blobs, "id": credential_id})
-
-    def delete_credential(self, credential_id: str) -> None:
-        self._conn.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
-
-    def put_sign_in(self, credential_id: str, state_digest: str, expires_at: float) -> None:
-        query = "INSERT OR REPLACE INTO sign_ins VALUES (?, ?, ?)"
-        self._conn.execute(query, (credential_id, state_digest, expires_at))
-
-    def sign_in(self, credential_id: str) -> Row | None:
-        query = "SELECT state_digest, expires_at FROM sign_ins WHERE credential_id = ?"
-        return self._one(query, credential_id)
-
-    def delete_sign_in(self, credential_id: str) -> None:
-        self._conn.execute("DELETE FROM sign_ins WHERE credential_id = ?", (credential_id,))
-
-    def checkpoint(self, key: str) -> Row | None:
-        query = "SELECT version, state FROM trigger_checkpoints WHERE key = ?"
-        return self._one(query, key)
-
-    def swap_checkpoint(
-        self, key: str, credential_id: str, expected_version: int, state: str, at: float
-    ) -> bool:
-        if expected_version == 0:
-            cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO trigger_checkpoints "
-                "SELECT ?, id, 1, ?, ? FROM credentials WHERE id = ?",
-                (key, state, at, credential_id),
-            )
-        else:
-            cursor = self._conn.execute(
-                "UPDATE trigger_checkpoints SET version = version + 1, state = ?, updated_at = ? "
-                "WHERE key = ? AND credential_id = ? AND version = ?",
-                (state, at, key, credential_id, expected_version),
-            )
-        return cursor.rowcount == 1
-
-    def delete_checkpoint(self, key: str) -> bool:
-        cursor = self._conn.execute("DELETE FROM trigger_checkpoints WHERE key = ?", (key,))
-        return cursor.rowcount == 1
-
-    def append_audit(
-        self,
-        at: float,
-        workspace: str | None,
-        credential_id: str | None,
-        event: str,
-        detail: str,
-    ) -> None:
-        self._conn.execute(
-            "INSERT INTO audit (at, workspace, credential_id, event, detail) VALUES (?,?,?,?,?)",
-            (at, workspace, credential_id, event, detail),
-        )
-
-    def audit(self, workspace: str, credential_id: str | None) -> list[Row]:
-        query = "SELECT * FROM audit WHERE (workspace = ? OR workspace IS NULL)"
-        if credential_id is None:
-            return self._all(query + " ORDER BY seq", workspace)
-        return self._all(query + " AND credential_id = ? ORDER BY seq", workspace, credential_id)
-
-    def header(self) -> dict[str, str]:
-        rows = self._conn.execute("SELECT name, value FROM meta WHERE name != 'schema_version'")
-        return {str(name): str(value) for name, value in rows}
-
-    def set_header(self, name: str, value: str) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
-
-    def insert_data_key(self, kid: str, purpose: str, created_at: float) -> None:
-        self._conn.execute("INSERT INTO data_keys VALUES (?, ?, ?)", (kid, purpose, created_at))
-
-    def data_key_purpose(self, kid: str) -> str | None:
-        found = self._column("SELECT purpose FROM data_keys WHERE kid = ?", kid)
-        return str(found[0]) if found else None
-
-    def data_keys(self) -> list[Row]:
-        return self._all("SELECT kid, purpose FROM data_keys ORDER BY created_at")
-
-    def delete_data_key(self, kid: str) -> None:
-        self._conn.execute("DELETE FROM data_keys WHERE kid = ?", (kid,))  # wraps cascade
-
-    def put_wrap(self, data_kid: str, master_kid: str, blob: bytes) -> None:
-        query = "INSERT OR REPLACE INTO key_wraps VALUES (?, ?, ?)"
-        self._conn.execute(query, (data_kid, master_kid, blob))
-
-    def wraps(self, data_kid: str) -> dict[str, bytes]:
-        rows = self._conn.execute(
-            "SELECT master_kid, blob FROM key_wraps WHERE data_kid = ?", (data_kid,)
-        )
-        return {str(master_kid): blob for master_kid, blob in rows}
-
-    def master_kids(self) -> list[str]:
-        return self._column("SELECT DISTINCT master_kid FROM key_wraps ORDER BY 1")
-
-    def delete_wraps(self, master_kid: str) -> None:
-        self._conn.execute("DELETE FROM key_wraps WHERE master_kid = ?", (master_kid,))
 
 
 class SQLiteStore:
@@ -409,7 +238,7 @@ class SQLiteStore:
                 for statement in _SCHEMA.split(";"):  # executescript() would COMMIT first
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-                initialize(SQLiteSession(conn))
+                initialize(SQLSession(conn, SQLITE))
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (a forked child opens its own)."""
@@ -449,20 +278,20 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def write(self, op: str) -> Iterator[SQLiteSession]:
+    def write(self, op: str) -> Iterator[SQLSession]:
         """A ``BEGIN IMMEDIATE`` transaction: all or nothing, serialized across processes."""
         conn = self.connection()
         before_commit = functools.partial(crash_point, f"{op}.before_commit")
         with sqlite_errors(self.path), _sqlite.immediate(conn, before_commit):
-            yield SQLiteSession(conn)
+            yield SQLSession(conn, SQLITE)
         crash_point(f"{op}.after_commit")
 
     @contextmanager
-    def read(self) -> Iterator[SQLiteSession]:
+    def read(self) -> Iterator[SQLSession]:
         """A session for reads, with SQLite errors translated."""
         conn = self.connection()
         with sqlite_errors(self.path):
-            yield SQLiteSession(conn)
+            yield SQLSession(conn, SQLITE)
 
     def lease(self, credential_id: str, timeout: float) -> AbstractContextManager[None]:
         """The credential's refresh lease: a thread mutex plus ``flock`` on its lock file."""

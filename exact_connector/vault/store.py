@@ -2,8 +2,9 @@
 
 :class:`~exact_connector.vault.Vault` never touches SQL or a database driver. It speaks to a
 :class:`VaultStore` (open, transactions, a refresh lease, close) and, inside a transaction, to a
-:class:`StoreSession` (rows in, rows out). :mod:`exact_connector.vault.sqlite` is the one backend
-today; a second one is a new module implementing these two protocols, not a rewrite.
+:class:`StoreSession` (rows in, rows out). :mod:`exact_connector.vault.sqlite` and
+:mod:`exact_connector.vault.postgres` are the backends (sharing their SQL, :mod:`~.sql`); another
+one is a new module implementing these two protocols, not a rewrite.
 
 Rows are plain mappings of column name to value. The columns of a credential row are the fields of
 :class:`~exact_connector.vault.records.Credential`, except that ``allowed_divisions`` is a JSON
@@ -12,8 +13,8 @@ sealed blob (``bytes``) or None. A backend stores and returns blobs byte for byt
 interprets them: encryption happens above the seam, so a backend never sees a secret.
 
 Everything a backend raises is an :class:`~exact_connector.exceptions.ExactConnectorError` of the
-vault family (``VaultBusy``, ``VaultIOError``, ``VaultPermissions``, ``VaultCorrupt``): a driver's
-own exception or message must never cross the seam.
+vault family (``VaultBusy``, ``VaultIOError``, ``VaultPermissions``, ``VaultCorrupt``), built by
+:func:`backend_error`: a driver's own exception or message must never cross the seam.
 
 This module also holds the test-only crash hook every backend calls at its commit points.
 """
@@ -25,12 +26,16 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from exact_connector.exceptions import ExactConnectorError, VaultCorrupt
+
 __all__ = [
     "CRASH_ENV",
+    "ErrorKind",
     "Initializer",
     "Row",
     "StoreSession",
     "VaultStore",
+    "backend_error",
     "corrupt_hint",
     "crash_point",
 ]
@@ -48,6 +53,19 @@ def corrupt_hint(where: str) -> str:
     return (
         f"Restore {where} from a backup; do not delete it (an empty vault loses every credential)."
     )
+
+
+#: A vault error class that a backend translates a driver failure into.
+ErrorKind = type[ExactConnectorError]
+
+
+def backend_error(
+    kind: ErrorKind, where: str, what: str, details: Mapping[str, Any]
+) -> ExactConnectorError:
+    """The vault's error for a driver failure (``vault database <where> <what>``), never with the
+    driver's own text; a damaged store gets the hint never to start afresh."""
+    hint = corrupt_hint(where) if issubclass(kind, VaultCorrupt) else None
+    return kind(f"vault database {where} {what}", details=dict(details), hint=hint)
 
 
 def crash_point(name: str) -> None:
@@ -131,15 +149,9 @@ class StoreSession(Protocol):
 
     # --- audit ------------------------------------------------------------------------------
 
-    def append_audit(
-        self,
-        at: float,
-        workspace: str | None,
-        credential_id: str | None,
-        event: str,
-        detail: str,
-    ) -> None:
-        """Append one audit event (``detail`` is JSON text); the store numbers it (``seq``)."""
+    def append_audit(self, event: Row) -> None:
+        """Append one audit event (``at, workspace, credential_id, event, detail``, the last a JSON
+        text); the store numbers it (``seq``)."""
 
     def audit(self, workspace: str, credential_id: str | None) -> list[Row]:
         """Events of ``workspace`` and vault-wide ones (workspace None), of one credential if

@@ -256,12 +256,17 @@ def test_reauthorize_then_remove(tab: UiPage, served: Served) -> None:
     assert tab.problems == []
 
 
-def test_bad_input_shows_the_field_error_and_sends_nothing(tab: UiPage, served: Served) -> None:
-    """Hours left empty: the form shows the error at Hours and no request reaches the sandbox."""
+def ensure_active(tab: UiPage, served: Served, name: str) -> None:
+    """An active credential to run steps with: the one a test before made, else a new one."""
     if not any(c.status == "active" for c in served.workspace.connector.credentials.list()):
-        add_credential(tab, served, "Bad input B.V.")
+        add_credential(tab, served, name)
         tab.page.click("button:text-is('Connect & Create')")
         tab.page.wait_for_selector(".detail .status-active")
+
+
+def test_bad_input_shows_the_field_error_and_sends_nothing(tab: UiPage, served: Served) -> None:
+    """Hours left empty: the form shows the error at Hours and no request reaches the sandbox."""
+    ensure_active(tab, served, "Bad input B.V.")
     page = tab.page
     tab.choose_action("Create Project Time Transactions")
     page.wait_for_function("document.querySelectorAll('#root_data_Item option').length > 1")
@@ -280,6 +285,28 @@ def test_bad_input_shows_the_field_error_and_sends_nothing(tab: UiPage, served: 
     assert page.locator("section[aria-label='Dry run']").count() == 0
     assert served.requests() == before
     tab.shot("step-bad-input")
+    assert tab.problems == []
+
+
+def test_a_long_list_shows_its_progress_while_it_runs(tab: UiPage, served: Served) -> None:
+    """150 rows in three pages, the second answered slowly: while it waits the status line says
+    how far the run is; then the whole list is shown."""
+    ensure_active(tab, served, "Progress B.V.")
+    page = tab.page
+    tab.choose_action("List or Get Endpoint")
+    page.fill("#root_endpoint", TIME_TRANSACTIONS)
+    page.fill("#root_limit", "150")
+    page.wait_for_timeout(400)  # let a pending list refresh finish before arming the delay
+    served.workspace.sandbox.faults.add(
+        "latency", on_call=2, path_contains="/project/TimeTransactions", seconds=2.0
+    )
+    page.locator("button[type=submit]").click()
+    status = page.locator("p.progress[role=status]")
+    status.filter(has_text="60 rows in 1 page, 2 calls").wait_for()
+    tab.shot("step-progress")
+    page.wait_for_selector(f"{RESULT} table.records")
+    assert page.locator(f"{RESULT} table.records tbody tr").count() == 150
+    assert status.count() == 0
     assert tab.problems == []
 
 

@@ -40,6 +40,8 @@ DIVISION = 100001
 OTHER_DIVISION = 100002
 EXACT = "https://start.exactonline.nl"
 ACCOUNTS = "crm/Accounts"
+#: The refresh lease of the PostgreSQL tests, real seconds (a killed holder's lease lapses in this).
+LEASE_TTL = 3.0
 App = Callable[[httpx.Request], httpx.Response]
 #: ``tamper(request, call_app)``: an answer to use instead (None: the app's own answer).
 Tamper = Callable[[httpx.Request, Callable[[], httpx.Response]], "httpx.Response | None"]
@@ -182,8 +184,18 @@ def advance(clock: Clock, seconds: float) -> None:
     clock.advance(seconds)
 
 
-def open_vault(home: Path, key: bytes, clock: Clock) -> Vault:
-    return Vault.open(home, keys=KeyRing.from_bytes(key), clock=clock)
+def open_vault(home: Path, key: bytes, clock: Clock, database_url: str | None = None) -> Vault:
+    """The vault in ``home``, or on the PostgreSQL of ``database_url`` with its lease there."""
+    if database_url is None:
+        return Vault.open(home, keys=KeyRing.from_bytes(key), clock=clock)
+    from exact_connector.vault.postgres import PostgresStore
+
+    return Vault.on_store(
+        lambda init: PostgresStore.open(database_url, init, lease_ttl=LEASE_TTL),
+        home=home,
+        keys=KeyRing.from_bytes(key),
+        clock=clock,
+    )
 
 
 def issue_tokens(sb: Sandbox) -> dict[str, str]:
@@ -232,13 +244,17 @@ def make_world(
     sandbox: Sandbox | None = None,
     recorder: Recorder | None = None,
     age: float | None = 0.0,
+    database_url: str | None = None,
     **sandbox_options: Any,
 ) -> World:
-    """A world with a fresh grant; the access token is ``age`` s old (None: only a refresh token)."""
+    """A world with a fresh grant; the access token is ``age`` s old (None: only a refresh token).
+
+    The vault is the SQLite file in ``home``, or on the PostgreSQL of ``database_url``.
+    """
     clock = clock or (sandbox.clock if sandbox is not None else ManualClock())
     sb = sandbox or Sandbox(clock=clock, auto_consent=True, **sandbox_options)
     key = generate_key()
-    vault = open_vault(home, key, clock)
+    vault = open_vault(home, key, clock, database_url)
     tokens = issue_tokens(sb)
     credential = add_credential(vault, sb, server_url, tokens["refresh_token"])
     world = World(clock, sb, recorder or Recorder(sb), vault, key, home, credential.id, server_url)
@@ -251,7 +267,12 @@ def make_world(
 
 @contextlib.contextmanager
 def loopback_world(
-    home: Path, *, clock: Clock | None = None, age: float | None = 0.0, **sandbox_options: Any
+    home: Path,
+    *,
+    clock: Clock | None = None,
+    age: float | None = 0.0,
+    database_url: str | None = None,
+    **sandbox_options: Any,
 ) -> Iterator[World]:
     """A world whose sandbox listens on 127.0.0.1 (the clients use real sockets)."""
     clock = clock or ManualClock()
@@ -259,7 +280,13 @@ def loopback_world(
     recorder = Recorder(sb)
     with serve(recorder) as base_url:
         world = make_world(
-            home, clock=clock, server_url=base_url, sandbox=sb, recorder=recorder, age=age
+            home,
+            clock=clock,
+            server_url=base_url,
+            sandbox=sb,
+            recorder=recorder,
+            age=age,
+            database_url=database_url,
         )
         try:
             yield world
@@ -376,6 +403,7 @@ class ChildPlan:
     until: float | None = None
     pause: float = 0.0
     governor_path: str | None = None  # a rate-limit state file shared by every process
+    database_url: str | None = None  # PostgreSQL for the vault and the governor (another "host")
 
 
 def run_children(
@@ -411,10 +439,14 @@ def child_main(plan: ChildPlan, ready: Any, go: Any, results: Any) -> None:
     from exact_connector.limits import RateGovernor
 
     clock = HandoffClock(ManualClock())  # everything is built before the shared clock starts
-    vault = open_vault(Path(plan.home), plan.key, clock)
-    governor = (
-        RateGovernor(plan.governor_path, clock=clock) if plan.governor_path is not None else None
-    )
+    vault = open_vault(Path(plan.home), plan.key, clock, plan.database_url)
+    governor: RateGovernor | None = None
+    if plan.database_url is not None:
+        from exact_connector.limits_pg import PostgresRateGovernor
+
+        governor = PostgresRateGovernor(plan.database_url, clock=clock)
+    elif plan.governor_path is not None:
+        governor = RateGovernor(plan.governor_path, clock=clock)
     clients = [
         ExactClient(vault, plan.credential_id, clock=clock, governor=governor, allow_sandbox=True)
         for _ in range(plan.threads)
@@ -455,10 +487,12 @@ def child_main(plan: ChildPlan, ready: Any, go: Any, results: Any) -> None:
     results.put((os.getpid(), statuses, refreshed, clock.now()))
 
 
-def refresh_then_die(home: str, key: bytes, credential_id: str, now: float) -> None:
+def refresh_then_die(
+    home: str, key: bytes, credential_id: str, now: float, database_url: str | None = None
+) -> None:
     """Refresh through the loopback sandbox; the vault's crash hook kills us before the commit."""
     clock = ManualClock(now)
-    vault = open_vault(Path(home), key, clock)
+    vault = open_vault(Path(home), key, clock, database_url)
     with ExactClient(vault, credential_id, clock=clock, allow_sandbox=True) as client:
         client.auth.current()
     os._exit(3)  # not reached when the crash hook fires (status 137)

@@ -8,6 +8,7 @@ so does one marked ``sqlite_only``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator
@@ -70,27 +71,25 @@ def open_vault(
     backend: str, home: Path, ring: KeyRing, request: pytest.FixtureRequest
 ) -> Iterator[OpenVault]:
     """Open the test's vault (again): the SQLite file in ``home`` or the test's own schema."""
-    opened: list[Vault] = []
     schema = pg_server.fresh_schema()
 
-    def open_(**options: Any) -> Vault:
-        options.setdefault("keys", ring)
-        if backend == "sqlite":
-            vault = Vault.open(home, **options)
-        else:
-            from exact_connector.vault.postgres import PostgresStore
+    def on_postgres(**options: Any) -> Vault:
+        from exact_connector.vault.postgres import PostgresStore
 
-            url = request.getfixturevalue("postgres_url")
-            store = {"busy_timeout": options.pop("busy_timeout", 5.0), "schema": schema}
-            vault = Vault.on_store(
-                lambda init: PostgresStore.open(url, init, **store), home=home, **options
-            )
-        opened.append(vault)
-        return vault
+        url = request.getfixturevalue("postgres_url")
+        store = {"busy_timeout": options.pop("busy_timeout", 5.0), "schema": schema}
+        return Vault.on_store(
+            lambda init: PostgresStore.open(url, init, **store), home=home, **options
+        )
 
-    yield open_
-    for vault in opened:
-        vault.close()
+    with contextlib.ExitStack() as opened:  # every vault the test opened is closed after it
+
+        def open_(**options: Any) -> Vault:
+            options.setdefault("keys", ring)
+            vault = Vault.open(home, **options) if backend == "sqlite" else on_postgres(**options)
+            return opened.enter_context(vault)
+
+        yield open_
 
 
 @pytest.fixture

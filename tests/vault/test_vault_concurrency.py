@@ -15,7 +15,6 @@ from vault_harness import (
     add_credential,
     bracket_worker,
     cas_worker,
-    key_env,
     put_tokens,
     secret_values,
     start_child,
@@ -38,7 +37,7 @@ with vault.lock({cid!r}):
 def _hold(home: Path, ring: KeyRing, cid: str):  # type: ignore[no-untyped-def]
     child = start_child(
         HOLD_LOCK.format(home=str(home), cid=cid),
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "locked"
     return child
@@ -178,7 +177,7 @@ def test_forked_child_leaving_the_lock_does_not_release_the_parents_lock(
                 except TokenRefreshInProgress:
                     print("blocked")
                 """,
-                EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+                ring=ring,
             )
             out, err = probe.communicate(timeout=30)
             assert out.strip() == "blocked", err

@@ -19,7 +19,6 @@ from vault_harness import (
     add_credential,
     files_under,
     find_secrets,
-    key_env,
     put_tokens,
     raw_db,
     run_child,
@@ -51,10 +50,8 @@ vault.update_tokens(current.id, expected_version=current.version,
 
 
 def _child(home: Path, ring: KeyRing, code: str, crash: str = "") -> int:
-    env = {"EXACT_CONNECTOR_VAULT_KEY": key_env(ring.to_text())}
-    if crash:
-        env["EXACT_CONNECTOR_CRASH_AT"] = crash
-    result = run_child(code.format(home=str(home)), **env)
+    env = {"EXACT_CONNECTOR_CRASH_AT": crash} if crash else {}
+    result = run_child(code.format(home=str(home)), ring, **env)
     assert result.returncode in (0, 137), result.stderr
     return result.returncode
 
@@ -130,7 +127,7 @@ def test_c1_sigkill_during_a_stream_of_token_writes(home: Path, ring: KeyRing) -
                 issued_at=float(v), expires_at=float(v + 600))
             print(current.version, flush=True)
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
     )
     assert child.stdout is not None
     seen = [int(child.stdout.readline()) for _ in range(60)]
@@ -228,9 +225,7 @@ try:
 except VaultIOError as error:
     print(error.code, error.details["sqlite_error"])
 """
-    result = run_child(
-        code.format(home=str(home)), EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text())
-    )
+    result = run_child(code.format(home=str(home)), ring=ring)
     assert result.returncode == 0, result.stderr
     code_name, sqlite_error = result.stdout.split()
     assert code_name == "vault_io" and sqlite_error.startswith(("SQLITE_IOERR", "SQLITE_FULL"))

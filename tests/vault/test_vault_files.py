@@ -17,7 +17,6 @@ from vault_harness import (
     encodings,
     files_under,
     find_secrets,
-    key_env,
     make_secret,
     run_child,
 )
@@ -73,7 +72,7 @@ def test_a1_secrets_round_trip_across_processes_and_never_hit_the_disk_in_clear(
         """
     result = run_child(
         code,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
         EXACT_CONNECTOR_CRASH_AT="tokens.after_commit:2",
         TMPDIR=str(temp),
         SQLITE_TMPDIR=str(temp),
@@ -234,7 +233,7 @@ def test_d5_a_full_workload_creates_no_file_outside_the_vault_directory(
         """
     result = run_child(
         code,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
         TMPDIR=str(temp),
         SQLITE_TMPDIR=str(temp),
     )

@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 from vault_harness import (
     add_credential,
-    key_env,
     put_tokens,
     raw_db,
     read_blob,
@@ -76,7 +75,7 @@ def test_a8_no_key_anywhere_is_locked_and_creates_nothing(home: Path) -> None:
     """No env key and no key file: VaultLocked with a hint, and no vault file appears."""
     with pytest.raises(VaultLocked) as caught:
         Vault.open(home)
-    assert "vault init" in caught.value.hint
+    assert "Vault.init(" in caught.value.hint and "exact-connector" not in caught.value.hint
     assert not (home / "vault.db").exists()
 
 
@@ -209,7 +208,7 @@ def half_rotated(home: Path, ring: KeyRing) -> dict[str, dict[str, str]]:
         from exact_connector.vault import Vault
         Vault.open({str(home)!r}).rotate_key()
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
         EXACT_CONNECTOR_CRASH_AT="rotate.after_commit:3",
     )
     assert result.returncode == 137, result.stderr
@@ -265,7 +264,7 @@ def test_b2_sigkill_at_a_random_moment_of_rotation_loses_nothing(home: Path, rin
         while True:
             vault.rotate_key()
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "started"
     time.sleep(0.3)
@@ -295,7 +294,7 @@ def test_b4_process_with_the_old_master_key_follows_a_data_key_rotation(
             access_token=SecretStr("access-from-p2"), refresh_token=SecretStr("refresh-from-p2"),
             issued_at=1.0, expires_at=601.0)
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
     )
     assert result.returncode == 0, result.stderr
     assert p1.get(credential.id).refresh_token == SecretStr("refresh-from-p2")
@@ -316,7 +315,7 @@ def test_b4_process_without_the_new_master_key_gets_key_unknown(home: Path, ring
         vault.rotate_key(base64.b64decode({base64.b64encode(new_key).decode()!r}))
         vault.rewrap(retire_old=True)
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
     )
     assert result.returncode == 0, result.stderr
     with pytest.raises(VaultKeyUnknown) as caught:

@@ -11,7 +11,7 @@ import pg_server
 import psycopg
 import pytest
 from pydantic import SecretStr
-from vault_harness import add_credential, encodings, key_env, secret_values, start_child
+from vault_harness import add_credential, encodings, secret_values, start_child
 
 from exact_connector import _postgres
 from exact_connector.exceptions import (
@@ -207,7 +207,7 @@ def test_children_on_one_database_share_the_vault(database: str, home: Path, rin
         with Vault.open({str(other_home)!r}) as vault:
             print(vault.get("shared").connector_name)
         """,
-        EXACT_CONNECTOR_VAULT_KEY=key_env(ring.to_text()),
+        ring=ring,
         EXACT_CONNECTOR_DATABASE_URL=database,
     )
     out, err = child.communicate(timeout=60)

@@ -139,9 +139,12 @@ def find_secrets(paths: Iterable[Path], plaintexts: Iterable[str]) -> list[str]:
 # --- child processes ----------------------------------------------------------------------------
 
 
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(ring: KeyRing | None = None, **extra: str) -> dict[str, str]:
+    """A child's environment: none of ours, this repository importable, ``ring`` as its key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXACT_CONNECTOR_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent)])
+    if ring is not None:
+        env["EXACT_CONNECTOR_VAULT_KEY"] = key_env(ring.to_text())
     env.update(extra)
     return env
 
@@ -152,11 +155,13 @@ def key_env(ring_text: str) -> str:
     return ",".join(lines)
 
 
-def run_child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_child(
+    code: str, ring: KeyRing | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet in a fresh interpreter (crash hooks are read at import)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=child_env(**env),
+        env=child_env(ring, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -164,10 +169,11 @@ def run_child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_child(code: str, **env: str) -> subprocess.Popen[str]:
+def start_child(code: str, ring: KeyRing | None = None, **env: str) -> subprocess.Popen[str]:
+    """Start a Python snippet in a fresh interpreter, its stdin and stdout piped to us."""
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=child_env(**env),
+        env=child_env(ring, **env),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

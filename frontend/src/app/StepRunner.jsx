@@ -1,6 +1,6 @@
 // The workflow step: pick a credential and an action, fill its hydrated form, dry-run or run it.
 import { useEffect, useRef, useState } from 'react';
-import { api, extraErrors } from './api.js';
+import { api, extraErrors, progressLine, streamed } from './api.js';
 import { ConnectorForm } from './ConnectorForm.jsx';
 import { ErrorBox } from './ErrorBox.jsx';
 import { Result } from './Result.jsx';
@@ -26,6 +26,7 @@ export function StepRunner({ state }) {
   const [answer, setAnswer] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState('');
+  const [progress, setProgress] = useState(null);
   const asked = useRef('');
   const formRef = useRef(null);
 
@@ -69,12 +70,16 @@ export function StepRunner({ state }) {
     setBusy(dryRun ? 'dry' : 'run');
     setError(null);
     setAnswer(null);
+    setProgress(null);
+    const body = { credential, formData: data, dry_run: dryRun };
+    const path = `/api/run/${action}`;
     try {
-      setAnswer(await api('POST', `/api/run/${action}`, { credential, formData: data, dry_run: dryRun }));
+      setAnswer(await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress)));
     } catch (failure) {
       setError(failure.error);
     } finally {
       setBusy('');
+      setProgress(null);
     }
   }
 
@@ -134,7 +139,9 @@ export function StepRunner({ state }) {
             </div>
           </ConnectorForm>
         )}
-        {busy === 'run' && <p className="progress" role="status">Running…</p>}
+        {busy === 'run' && (
+          <p className="progress" role="status">Running…{progress && ` ${progressLine(progress)}`}</p>
+        )}
       </section>
       <Result answer={answer} onNext={nextPage} />
     </>

@@ -1,0 +1,187 @@
+"""How ``list_or_get_endpoint`` reads a list: fields checked, a faster twin chosen, the pager built.
+
+The fields of ``select`` and ``order_by`` are checked against the catalog and spelled its way; a
+bulk or sync twin answers the same question in fewer calls; a cursor resumes on the endpoint it was
+made on; records come back untouched or normalised by their field types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from exact_connector.catalog import Endpoint, catalog
+from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
+from exact_connector.odata import normalize, record_normalizer
+from exact_connector.pagination import Cursor, Pager
+
+if TYPE_CHECKING:
+    from exact_connector.actions import Step
+
+__all__ = ["list_errors", "pager", "select_param", "shaper"]
+
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
+_ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
+_DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
+_SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)
+
+
+@contextmanager
+def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
+    """Exact's refusals of a list, restated where the person's fix is clearer.
+
+    A 404 to a list of a typed endpoint means Exact has no such endpoint: no key could miss. A 400
+    about a filter to an unfiltered list of an endpoint with a sync API is Exact's mandatory
+    filter (API-FACTS §3): the person's fix is the filter field, so it is named.
+    """
+    try:
+        yield
+    except ExactRejected as error:
+        message = str(error.details.get("exact_message", ""))
+        if (
+            data.get("filter")
+            or catalog().sync_api(endpoint) is None
+            or "filter" not in message.lower()
+        ):
+            raise
+        raise ExactRejected(
+            f"Exact Online lists {endpoint.id} only with a filter: {message}",
+            errors=[{"path": "$.filter", "code": "filter_required", "message": "add a filter"}],
+            details={k: v for k, v in error.details.items() if k != "errors"},
+            hint="Add a filter (for example on Modified or Code) and run the step again.",
+        ) from None
+    except NotFound as error:
+        if catalog().get(endpoint.id) is not None:
+            raise
+        raise UnknownEndpoint(
+            f"Exact Online has no endpoint {endpoint.id} (it answered 404 to the list).",
+            errors=[{"path": "$.endpoint", "code": "unknown", "message": "Exact answered 404"}],
+            details={k: v for k, v in error.details.items() if k != "errors"},
+        ) from None
+
+
+def shaper(
+    endpoint: Endpoint, raw: bool, select: list[str]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """How a list's records are returned: untouched, or normalised by the endpoint's field types
+    (only the selected fields when a select was sent)."""
+    if raw:
+        return lambda record: record
+    if not endpoint.fields:  # a typed endpoint the catalog does not describe
+        return normalize
+    chosen = set(select)
+    fields = [f for f in endpoint.fields if f.name in chosen] if chosen else list(endpoint.fields)
+    return record_normalizer(
+        dates=(f.name for f in fields if f.type in _DATE_TYPES or f.type.startswith("php:")),
+        collections=(f.name for f in fields if f.collection),
+        known=(f.name for f in fields),
+    )
+
+
+def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
+    """Field names checked against the endpoint (canonical spelling); unknown ones refused."""
+    result = []
+    for index, name in enumerate(names):
+        where = f"{path}[{index}]"
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise InputError.at(where, "pattern", "a field name uses letters, digits and _ only")
+        field_ = endpoint.field(name)
+        if endpoint.fields and field_ is None:
+            raise InputError.at(where, "unknown_field", f"not a field of {endpoint.id}")
+        result.append(field_.name if field_ is not None else name)
+    return result
+
+
+def select_param(endpoint: Endpoint, select: list[str] | None) -> dict[str, str]:
+    return {"$select": ",".join(_fields(endpoint, select, "$.select"))} if select else {}
+
+
+def _order_by(endpoint: Endpoint, text: str) -> str:
+    terms = []
+    for index, part in enumerate(text.split(",")):
+        match = _ORDER_TERM.fullmatch(part.strip())
+        if match is None:
+            raise InputError.at("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
+        name = _fields(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
+        terms.append(f"{name} {match.group(2).lower()}" if match.group(2) else name)
+    return ",".join(terms)
+
+
+def _list_target(
+    endpoint: Endpoint, data: dict[str, Any], resumed: str | None = None
+) -> tuple[Endpoint, list[str]]:
+    """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
+
+    A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
+    is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
+    Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
+    A list resumed from a cursor stays on the endpoint the cursor was made on (``resumed``),
+    whatever the limit is now.
+    """
+    select = _fields(endpoint, data.get("select") or [], "$.select")
+    limit = data.get("limit")
+    if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
+        return endpoint, select or _scalar_fields(endpoint)
+    short = resumed is None and limit is not None and limit <= endpoint.page_size
+    if endpoint.kind != "regular" or short or resumed == endpoint.id:
+        return endpoint, select
+    candidates = [catalog().twin(endpoint, "bulk")]
+    if not data.get("filter") and not data.get("order_by"):
+        candidates.append(catalog().twin(endpoint, "sync"))
+    wanted = select or _scalar_fields(endpoint)
+    for twin in candidates:
+        fits = twin is not None and wanted and all(twin.field(name) for name in wanted)
+        if twin is not None and fits and resumed in (None, twin.id):
+            return twin, wanted
+    return endpoint, select
+
+
+def _list_endpoints(endpoint: Endpoint) -> set[str]:
+    """The endpoints a list of ``endpoint`` may be read from: itself and its twins."""
+    twins = (catalog().twin(endpoint, kind) for kind in ("bulk", "sync"))
+    return {endpoint.id, *(twin.id for twin in twins if twin is not None)}
+
+
+def _scalar_fields(endpoint: Endpoint) -> list[str]:
+    return [f.name for f in endpoint.fields if not f.collection]
+
+
+def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, list[str]]:
+    """The pager over the endpoint (or its twin), and the fields it selects (empty: all)."""
+    cursor = None
+    if data.get("cursor"):
+        cursor = Cursor.decode(
+            data["cursor"],
+            key=step.cursor_key,
+            endpoints=_list_endpoints(endpoint),
+            division=step.division,
+        )
+    target, select = _list_target(endpoint, data, cursor.endpoint if cursor else None)
+    params: dict[str, str] = {}
+    if select:
+        params["$select"] = ",".join(select)
+    if data.get("filter"):
+        if _CONTROL.search(data["filter"]):
+            raise InputError.at("$.filter", "pattern", "control characters are not allowed")
+        if target.kind == "sync" and not _SYNC_FILTER.fullmatch(data["filter"]):
+            raise InputError.at(
+                "$.filter", "sync_filter", "a sync endpoint takes only 'Timestamp gt <number>'"
+            )
+        params["$filter"] = data["filter"]
+    if data.get("order_by"):
+        params["$orderby"] = _order_by(target, data["order_by"])
+    # No $top for a limit: a full page costs the same one call and lets the cursor resume.
+    first = step.client.url(target, step.division, None, params)
+    if target is not endpoint:
+        step.audit["list_endpoint"] = target.id
+    if cursor is not None:
+        pager = Pager.resume(
+            step.client, target, first, step.division, cursor, deadline=step.deadline
+        )
+    else:
+        pager = Pager(step.client, target, step.division, first, deadline=step.deadline)
+    return pager, select

@@ -1,0 +1,38 @@
+"""Pending sign-ins: the OAuth ``state`` a credential waits for, which any process may finish.
+
+The state is kept only as a keyed digest (the vault's fingerprint key), one per credential:
+starting another sign-in replaces it, and finishing uses it up, as does finding it expired.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from exact_connector.vault import sealing
+from exact_connector.vault.keys import DataKeys
+from exact_connector.vault.rows import row_of
+
+__all__ = ["begin", "finish"]
+
+
+def begin(keys: DataKeys, workspace: str, key: str, state: str, ttl: float) -> None:
+    """Remember ``state`` as the pending sign-in of credential ``key`` for ``ttl`` seconds."""
+    digest = sealing.keyed_digest(keys.fingerprint_key, state)
+    with keys.write("sign-in") as session:
+        row = row_of(session, workspace, key)
+        session.put_sign_in(row["id"], digest, keys.clock.now() + ttl)
+
+
+def finish(keys: DataKeys, workspace: str, key: str, state: str) -> bool:
+    """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
+    digest = sealing.keyed_digest(keys.fingerprint_key, state)
+    with keys.write("sign-in") as session:
+        row = row_of(session, workspace, key)
+        pending = session.sign_in(row["id"])
+        if pending is None:
+            return False
+        expired = pending["expires_at"] <= keys.clock.now()
+        matches = hmac.compare_digest(pending["state_digest"], digest)
+        if matches or expired:
+            session.delete_sign_in(row["id"])
+        return matches and not expired
