@@ -290,3 +290,8 @@ def assert_error(
     assert result["meta"]["api_calls"] == api_calls, result["meta"]
     assert error["message"] and error["hint"]
     return dict(error)
+
+
+def assert_refused(result: dict[str, Any], code: str = "invalid_input") -> dict[str, Any]:
+    """A user error found before any request: ``code``, not retryable, zero API calls."""
+    return assert_error(result, code, "user", retryable=False, api_calls=0)
