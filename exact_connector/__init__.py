@@ -12,15 +12,33 @@ configuration), :class:`TransientError` (retry later), :class:`SystemError_` (st
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+import re
+from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exact_connector import redaction
 
-try:
-    __version__ = metadata.version("exact-connector")  # written once: connector.yaml
-except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def _manifest_version() -> str:
+    """The version, written once in ``connector.yaml`` (the wheel's copy, else the checkout's).
+
+    Read with the pattern the build reads it with, so the package metadata says the same; it is
+    not asked of ``importlib.metadata``, whose scan of the installed distributions costs more than
+    the rest of ``exact-connector --version`` together.
+    """
+    here = Path(__file__).resolve().parent
+    for manifest in (here / "_declarations" / "connector.yaml", here.parent / "connector.yaml"):
+        try:
+            found = re.search(r"(?m)^version: (?P<version>[^\s#]+)", manifest.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        if found is not None:
+            return found["version"]
+    return "0+unknown"
+
+
+__version__ = _manifest_version()
 
 redaction.install()
 

@@ -42,7 +42,9 @@ _LOGGERS = (
 _MIN_LENGTH = 8  # shorter values would mask ordinary words
 _CAPACITY = 4096  # tokens rotate every 10 minutes; the newest thousands are the live ones
 _LIVE: OrderedDict[str, None] = OrderedDict()
-_LIVE_LOCK = threading.Lock()
+#: Re-entrant: a garbage-collected connection pool may log (and so read the registry) from inside a
+#: read on the same thread; a plain lock would wait for itself forever.
+_LIVE_LOCK = threading.RLock()
 
 
 def remember(secret: str) -> str:

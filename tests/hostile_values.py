@@ -17,7 +17,16 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-__all__ = ["CORNERS", "SETTINGS", "UNSENDABLE", "WHERE", "as_json", "nested", "place"]
+__all__ = [
+    "CORNERS",
+    "ENDPOINT_NAMES",
+    "SETTINGS",
+    "UNSENDABLE",
+    "WHERE",
+    "as_json",
+    "nested",
+    "place",
+]
 
 #: Few examples (megabyte strings and 10,000-deep values are slow to draw), no database.
 SETTINGS = settings(
@@ -31,6 +40,21 @@ SETTINGS = settings(
         HealthCheck.large_base_example,
     ],
 )
+#: Typed-in endpoint names that name no catalog entry however read: paths that climb out, encoded
+#: or look-alike characters, queries, fragments, whole URLs, stray blanks, nothing at all.
+ENDPOINT_NAMES = [
+    "../oauth2/token",
+    "crm/../../x",
+    "crm%2FAccounts",
+    "crm/Accounts?$top=1",
+    "//evil.example/x",
+    "https://evil.example",
+    "crm/Аccounts",  # Cyrillic A
+    "crm/Accounts ",
+    "crm\\Accounts",
+    "crm/Accounts#x",
+    "",
+]
 #: Where ``place`` puts a value.
 WHERE = st.sampled_from(["field", "data", "add"])
 

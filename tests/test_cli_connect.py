@@ -103,6 +103,19 @@ class CliWorld:
         argv = ("run", action, "--credential", "cli", "--input", "-", *flags)
         return self.cli(*argv, stdin=json.dumps(inputs))
 
+    def run_file(
+        self, action: str, inputs: dict[str, Any], *flags: str, credential: str = "cli"
+    ) -> tuple[int, str, str]:
+        """``exact-connector run ACTION --credential CREDENTIAL --input FILE FLAGS``, ``inputs`` in FILE."""
+        path = self.home.parent / "input.json"
+        path.write_text(json.dumps(inputs), "utf-8")
+        return self.cli("run", action, "--credential", credential, "--input", str(path), *flags)
+
+    def credentials_add(self, name: str) -> tuple[str, ...]:
+        """The start of ``credentials add`` for ``name`` on the sandbox with the test app."""
+        server, client = ("--server-url", self.base_url), ("--client-id", self.app.client_id)
+        return ("credentials", "add", "--name", name, *server, *client)
+
     def vault(self) -> Vault:
         return Vault.open(self.home)
 
@@ -168,12 +181,6 @@ def signed_in(world: CliWorld) -> CliWorld:
     return world
 
 
-def _input_file(world: CliWorld, data: dict[str, Any]) -> str:
-    path = world.home.parent / "input.json"
-    path.write_text(json.dumps(data), "utf-8")
-    return str(path)
-
-
 # -- credentials add ------------------------------------------------------------------------------------
 
 
@@ -184,16 +191,9 @@ def test_credentials_add_signs_in_through_the_loopback_redirect(world: CliWorld)
         sys.executable,
         "-m",
         "exact_connector",
-        "credentials",
-        "add",
+        *world.credentials_add("cli"),
         "--home",
         str(world.home),
-        "--name",
-        "cli",
-        "--server-url",
-        world.base_url,
-        "--client-id",
-        world.app.client_id,
         "--redirect-uri",
         world.app.redirect_uris[0],
         "--secrets-stdin",
@@ -287,14 +287,7 @@ def test_a_secret_cannot_be_given_as_an_argument(world: CliWorld) -> None:
     """There is no --client-secret option: argparse refuses it (exit 2), nothing is stored."""
     with pytest.raises(SystemExit) as exited:
         world.cli(
-            "credentials",
-            "add",
-            "--name",
-            "argv",
-            "--server-url",
-            world.base_url,
-            "--client-id",
-            world.app.client_id,
+            *world.credentials_add("argv"),
             "--client-secret",
             world.app.client_secret,
         )
@@ -306,14 +299,7 @@ def test_a_secret_cannot_be_given_as_an_argument(world: CliWorld) -> None:
 def test_credentials_add_without_a_terminal_or_secrets_stdin_is_refused(world: CliWorld) -> None:
     """Secrets come from a terminal or --secrets-stdin; piped input without the flag is refused."""
     code, out, err = world.cli(
-        "credentials",
-        "add",
-        "--name",
-        "piped",
-        "--server-url",
-        world.base_url,
-        "--client-id",
-        world.app.client_id,
+        *world.credentials_add("piped"),
         "--redirect-uri",
         world.app.redirect_uris[0],
         stdin=json.dumps({"client_secret": world.app.client_secret}),
@@ -366,14 +352,7 @@ def test_run_prints_the_data_and_exits_0(signed_in: CliWorld) -> None:
     """run ACTION --input FILE: the action's data on stdout."""
     inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 2}
 
-    code, out, _ = signed_in.cli(
-        "run",
-        "list_or_get_endpoint",
-        "--credential",
-        "cli",
-        "--input",
-        _input_file(signed_in, inputs),
-    )
+    code, out, _ = signed_in.run_file("list_or_get_endpoint", inputs)
 
     data = json.loads(out)
     assert code == 0 and data["count"] == 2 and set(data) == {"records", "count", "next_cursor"}
@@ -491,9 +470,7 @@ def test_run_exits_with_the_error_categorys_code(
     """A failed step: nothing on stdout, one error line and a hint on stderr, exit 3/4/5/6."""
     inputs = setup(signed_in)
 
-    code, out, err = signed_in.cli(
-        "run", action, "--credential", credential, "--input", _input_file(signed_in, inputs)
-    )
+    code, out, err = signed_in.run_file(action, inputs, credential=credential)
 
     assert (code, out) == (exit_code, "")
     assert err.startswith(f"error[{error_code}]: ")
@@ -513,14 +490,8 @@ def test_run_json_prints_the_envelope_of_a_failure_too(
     signed_in: CliWorld, inputs: dict[str, Any], credential: str, error_code: str, exit_code: int
 ) -> None:
     """With --json the envelope is on stdout whether the step worked or not; the line on stderr."""
-    code, out, err = signed_in.cli(
-        "run",
-        "list_or_get_endpoint",
-        "--credential",
-        credential,
-        "--input",
-        _input_file(signed_in, inputs),
-        "--json",
+    code, out, err = signed_in.run_file(
+        "list_or_get_endpoint", inputs, "--json", credential=credential
     )
 
     envelope = json.loads(out)
@@ -583,15 +554,7 @@ def test_run_with_a_select_300_lists_deep_is_a_user_error_naming_the_path(
         select = [select]
     inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "select": select}
 
-    code, out, _ = signed_in.cli(
-        "run",
-        "list_or_get_endpoint",
-        "--credential",
-        "cli",
-        "--input",
-        _input_file(signed_in, inputs),
-        "--json",
-    )
+    code, out, _ = signed_in.run_file("list_or_get_endpoint", inputs, "--json")
 
     assert code == 3
     assert json.loads(out)["error"]["details"]["errors"][0]["path"].startswith("$.select[0]")
@@ -609,15 +572,7 @@ def test_dry_run_prints_the_request_with_the_token_masked_and_sends_nothing(
     inputs = {"division": DIVISION, "id": record["ID"], "data": {"Quantity": 3.5}}
     before = dict(signed_in.sb.counters.requests)
 
-    code, out, _ = signed_in.cli(
-        "run",
-        "update_project_time_transaction",
-        "--credential",
-        "cli",
-        "--input",
-        _input_file(signed_in, inputs),
-        "--dry-run",
-    )
+    code, out, _ = signed_in.run_file("update_project_time_transaction", inputs, "--dry-run")
 
     plan = json.loads(out)
     assert code == 0
@@ -634,14 +589,8 @@ def test_dry_run_prints_the_request_with_the_token_masked_and_sends_nothing(
 
 def test_dry_run_of_invalid_input_reports_it_without_sending(signed_in: CliWorld) -> None:
     """The dry run validates like the real run: the field errors, exit 3, nothing sent."""
-    code, out, err = signed_in.cli(
-        "run",
-        "delete_endpoint_record",
-        "--credential",
-        "cli",
-        "--input",
-        _input_file(signed_in, {"division": DIVISION, "endpoint": "crm/Accounts"}),
-        "--dry-run",
+    code, out, err = signed_in.run_file(
+        "delete_endpoint_record", {"division": DIVISION, "endpoint": "crm/Accounts"}, "--dry-run"
     )
 
     assert (code, out) == (3, "")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Iterator
 
 import pytest
 
+from exact_connector import redaction
 from exact_connector.redaction import redact
 from exact_connector.testing import find_secrets, register_secret
 
@@ -51,3 +54,25 @@ def test_the_scanner_finds_a_secret_in_any_encoding() -> None:
         "s3cr3t%2Fwith%2Bchars",
     ):
         assert find_secrets(f"prefix {leaked} suffix") == ["s3cr…"]
+
+
+def test_a_record_logged_in_the_middle_of_a_registry_read_is_masked_not_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool closed by the garbage collector logs from inside a registry read on the same thread
+    (it hung the e2e suite): the log filter reads the registry again instead of deadlocking."""
+    secret = register_secret("finalizer-" + "s" * 16)
+    nested: list[str] = []
+
+    class FinalizerMidRead(OrderedDict[str, None]):
+        def __iter__(self) -> Iterator[str]:
+            if not nested:  # the finalizer runs once, on this thread, while the lock is held
+                nested.append("stuck")
+                if redaction._LIVE_LOCK.acquire(timeout=2):  # a plain Lock waits forever here
+                    redaction._LIVE_LOCK.release()
+                    nested[0] = redact(f"closing {secret}")
+            return super().__iter__()
+
+    monkeypatch.setattr(redaction, "_LIVE", FinalizerMidRead(redaction._LIVE))
+    assert secret in redaction.known_secrets()
+    assert nested == ["closing [redacted]"]

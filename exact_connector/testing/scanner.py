@@ -13,20 +13,64 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from exact_connector import redaction
 
-__all__ = ["LogCollector", "assert_no_secrets", "find_secrets", "register_secret", "scanning"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "LogCollector",
+    "assert_no_secrets",
+    "find_secrets",
+    "register_answer",
+    "register_secret",
+    "register_sent",
+    "scanning",
+]
+
+#: The form fields of a request that carry a secret, and the token answer's secret fields.
+_SENT_FIELDS = ("client_secret", "refresh_token", "code")
+_ISSUED_FIELDS = ("access_token", "refresh_token")
 
 
 def register_secret(value: str) -> str:
     """Mark ``value`` as a secret for the scanner (and for log redaction); returns it."""
     return redaction.remember(value)
+
+
+def register_sent(body: bytes) -> None:
+    """Register the secrets a request's form body carries: client secret, refresh token, code."""
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace")) if b"=" in body else {}
+    for name in _SENT_FIELDS:
+        for value in form.get(name, []):
+            register_secret(value)
+
+
+def register_answer(path: str, response: httpx.Response) -> list[tuple[str, str]]:
+    """Register the secrets an answer to ``path`` carries: the tokens of an answer from the token
+    endpoint and a code in a redirect. Returns the tokens as ``(field, value)``."""
+    issued: list[tuple[str, str]] = []
+    if path == "/api/oauth2/token":
+        try:
+            body = json.loads(response.read())
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            issued = [(n, body[n]) for n in _ISSUED_FIELDS if isinstance(body.get(n), str)]
+    for _, value in issued:
+        register_secret(value)
+    location = urllib.parse.urlsplit(response.headers.get("location", ""))
+    for code in urllib.parse.parse_qs(location.query).get("code", []):
+        register_secret(code)
+    return issued
 
 
 @functools.cache

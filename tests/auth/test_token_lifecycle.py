@@ -183,15 +183,11 @@ def test_e4_old_refresh_token_used_marks_needs_reauth_and_fails_fast(world: Worl
 
 def test_e4_invalid_grant_is_reauth_required(world: World) -> None:
     """A refresh token Exact never issued: invalid_grant -> REAUTH_REQUIRED, needs_reauth."""
-    credential = world.credential()
-    world.vault.update_tokens(
-        credential.id,
-        expected_version=credential.version,
-        access_token=SecretStr(register_secret("stale-access-token-0001")),
-        refresh_token=SecretStr(register_secret("unknown-refresh-token-0001")),
-        issued_at=world.clock.now() - 580,
-        expires_at=world.clock.now() + 20,
-    )
+    unknown = {
+        "access_token": register_secret("stale-access-token-0001"),
+        "refresh_token": register_secret("unknown-refresh-token-0001"),
+    }
+    store_tokens(world.vault, world.credential_id, unknown, world.clock.now() - 580)
     with pytest.raises(ReauthRequired) as caught:
         get_accounts(world.client())
     assert caught.value.details["oauth_error"] == "invalid_grant"

@@ -12,7 +12,6 @@ Kept importable by name so ``multiprocessing`` spawn children can unpickle the w
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import queue
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -32,7 +31,7 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.client import ExactClient
 from exact_connector.clock import Clock, ManualClock, ScaledClock
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.testing import register_secret
+from exact_connector.testing.scanner import register_answer, register_secret, register_sent
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
@@ -88,24 +87,13 @@ class Recorder:
         with self._lock:
             now = self.clock.now() if self.clock is not None else 0.0
             self.seen.append(Seen(request.method, request.url, request.headers, body, now))
-        form = parse_qs(body.decode("utf-8", "replace")) if b"=" in body else {}
-        for name in ("client_secret", "refresh_token", "code"):
-            for value in form.get(name, []):
-                register_secret(value)
+        register_sent(body)
         response = self.tamper(request, lambda: self._call(request)) if self.tamper else None
         return response if response is not None else self._call(request)
 
     def _call(self, request: httpx.Request) -> httpx.Response:
         response = self.app(request)
-        if request.url.path == "/api/oauth2/token":
-            with contextlib.suppress(ValueError):
-                body = json.loads(response.read())
-                for name in ("access_token", "refresh_token"):
-                    if isinstance(body, dict) and isinstance(body.get(name), str):
-                        self.issued.append((name, register_secret(body[name])))
-        location = response.headers.get("location", "")
-        for value in parse_qs(urlsplit(location).query).get("code", []):
-            register_secret(value)
+        self.issued += register_answer(request.url.path, response)
         return response
 
     def requests(self, path_contains: str = "", method: str | None = None) -> list[Seen]:

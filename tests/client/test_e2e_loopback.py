@@ -14,8 +14,8 @@ from client_harness import (
     endpoint,
     get_accounts,
     register_secret,
+    store_tokens,
 )
-from pydantic import SecretStr
 
 from exact_connector.exceptions import (
     OutcomeUnknown,
@@ -108,15 +108,13 @@ def test_e2e_i4_filter_literals_survive_real_url_encoding(wire: World, name: str
 
 def test_e2e_i7_a_damaged_stored_token_never_reaches_h11(wire: World) -> None:
     """CR/LF in a stored token: refused before sending, so h11 never echoes it (scanner green)."""
-    credential = wire.credential()
-    wire.vault.update_tokens(
-        credential.id,
-        expected_version=credential.version,
-        access_token=SecretStr(register_secret("AAEAA-damaged\r\nX-Injected: 1")),
-        refresh_token=credential.refresh_token,  # type: ignore[arg-type]
-        issued_at=wire.clock.now(),
-        expires_at=wire.clock.now() + 600,
-    )
+    refresh_token = wire.credential().refresh_token
+    assert refresh_token is not None
+    damaged = {
+        "access_token": register_secret("AAEAA-damaged\r\nX-Injected: 1"),
+        "refresh_token": refresh_token.get_secret_value(),
+    }
+    store_tokens(wire.vault, wire.credential_id, damaged, wire.clock.now())
     with pytest.raises(TokenResponseInvalid):
         get_accounts(wire.client())
     assert wire.app.api_calls() == []

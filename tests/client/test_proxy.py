@@ -12,13 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from exact_connector.clock import ManualClock
 from exact_connector.exceptions import ConfigError
-from exact_connector.runtime import Connector
-from exact_connector.sandbox import Sandbox, serve
+from exact_connector.sandbox import Sandbox
+from exact_connector.testing import connect
 from exact_connector.urls import PROXY_ENV, configured_proxy
-from exact_connector.vault import Vault
-from exact_connector.vault.sealing import KeyRing, generate_key
 
 
 class _ForwardProxy(ThreadingHTTPServer):
@@ -74,25 +71,9 @@ def test_every_request_goes_through_the_configured_proxy(
     proxy: _ForwardProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Token and API calls both travel through EXACT_CONNECTOR_PROXY, and Test Connect passes."""
-    clock = ManualClock()
-    sandbox = Sandbox(clock=clock)
-    tokens = sandbox.issue_tokens()
-    clock.advance(571)
     monkeypatch.setenv(PROXY_ENV, f"http://127.0.0.1:{proxy.server_address[1]}")
-    with serve(sandbox) as base_url:
-        vault = Vault.open(tmp_path / "vault", keys=KeyRing.from_bytes(generate_key()), clock=clock)
-        connector = Connector(vault=vault, clock=clock, allow_sandbox=True)
-        credential = connector.credentials.begin(
-            {
-                "connector_name": "proxied",
-                "auth_type": "oauth2_refresh_token",
-                "server_url": base_url,
-                "client_id": sandbox.demo_app.client_id,
-                "client_secret": sandbox.demo_app.client_secret,
-                "refresh_token": tokens["refresh_token"],
-            }
-        )
-        assert connector.test_connect(credential)["ok"] is True
+    with connect(Sandbox(auto_consent=True), tmp_path / "vault", via="loopback") as connected:
+        base_url = connected.server_url  # signed in, and Test Connect passed, through the proxy
     paths = [urlsplit(url).path for url in proxy.carried]
     assert "/api/oauth2/token" in paths
     assert "/api/v1/current/Me" in paths

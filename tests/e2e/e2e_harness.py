@@ -25,6 +25,7 @@ from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
 from exact_connector.testing import assert_no_secrets, register_secret
+from exact_connector.testing.scanner import register_answer, register_sent
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
@@ -54,10 +55,7 @@ class Recorder:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        for name, values in parse_qs(body.decode("utf-8", "replace")).items():
-            if name in ("client_secret", "refresh_token", "code"):
-                for value in values:
-                    register_secret(value)
+        register_sent(body)
         with self._lock:
             if request.url.path.startswith("/api/v1/"):
                 self.api.append((request.method, request.url.path))
@@ -65,14 +63,7 @@ class Recorder:
             elif request.url.path == "/api/oauth2/token":
                 self.token += 1
         response = self.sandbox(request)
-        if request.url.path == "/api/oauth2/token":
-            with contextlib.suppress(ValueError):
-                answer = json.loads(response.read())
-                for name in ("access_token", "refresh_token"):
-                    if isinstance(answer, dict) and isinstance(answer.get(name), str):
-                        register_secret(answer[name])
-        for code in parse_qs(urlsplit(response.headers.get("location", "")).query).get("code", []):
-            register_secret(code)
+        register_answer(request.url.path, response)
         return response
 
     def reset(self) -> None:
@@ -290,3 +281,8 @@ def assert_error(
     assert result["meta"]["api_calls"] == api_calls, result["meta"]
     assert error["message"] and error["hint"]
     return dict(error)
+
+
+def assert_refused(result: dict[str, Any], code: str = "invalid_input") -> dict[str, Any]:
+    """A user error found before any request: ``code``, not retryable, zero API calls."""
+    return assert_error(result, code, "user", retryable=False, api_calls=0)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness import ACTIONS, DIVISION, World, assert_error, loopback_world
+from e2e_harness import ACTIONS, DIVISION, World, assert_error, assert_refused, loopback_world
 
 pytestmark = pytest.mark.e2e
 
@@ -108,13 +108,7 @@ def test_an_hour_status_exact_does_not_take_is_refused_unsent(world: World) -> N
     """HourStatus 20 (Final) is read-only: only 1, 2 and 10 are written (API-FACTS §5)."""
     inputs = world.valid_inputs("create_project_time_transaction")
     inputs["data"] = {**inputs["data"], "HourStatus": 20}
-    error = assert_error(
-        world.run("create_project_time_transaction", inputs),
-        "invalid_input",
-        "user",
-        retryable=False,
-        api_calls=0,
-    )
+    error = assert_refused(world.run("create_project_time_transaction", inputs))
     assert error["details"]["errors"][0]["path"] == "$.data.HourStatus"
 
 

@@ -17,6 +17,7 @@ from e2e_harness import (
     UNGRANTED_DIVISION,
     World,
     assert_error,
+    assert_refused,
 )
 
 pytestmark = pytest.mark.e2e
@@ -59,9 +60,7 @@ def test_bad_input_is_refused_with_every_path_and_nothing_sent(
     """Schema errors come back all at once, by JSON path, without the values; no call is made."""
     calls = world.recorder.api_calls()
 
-    error = assert_error(
-        world.run(action, broken), "invalid_input", "user", retryable=False, api_calls=0
-    )
+    error = assert_refused(world.run(action, broken))
 
     assert {item["path"] for item in error["details"]["errors"]} == paths
     assert "two" not in json.dumps(error) and "drop" not in json.dumps(error)
@@ -72,13 +71,7 @@ def test_an_unknown_select_field_is_refused_before_the_list_is_sent(world: World
     """A field the endpoint does not have is a local error with its path, not an Exact 400."""
     inputs = {**world.valid_inputs("list_or_get_endpoint"), "select": ["ID", "Nonsense"]}
 
-    error = assert_error(
-        world.run("list_or_get_endpoint", inputs),
-        "invalid_input",
-        "user",
-        retryable=False,
-        api_calls=0,
-    )
+    error = assert_refused(world.run("list_or_get_endpoint", inputs))
 
     assert error["details"]["errors"][0]["path"] == "$.select[1]"
 
@@ -95,9 +88,7 @@ def test_time_transaction_fields_the_endpoint_lacks_are_refused(world: World, ac
     inputs = world.valid_inputs(action)
     inputs["data"] = {**inputs["data"], "Nope": 1, "Created": "2026-01-01T00:00:00Z"}
 
-    error = assert_error(
-        world.run(action, inputs), "invalid_input", "user", retryable=False, api_calls=0
-    )
+    error = assert_refused(world.run(action, inputs))
 
     assert {item["path"] for item in error["details"]["errors"]} == {
         "$.data.Nope",
@@ -110,9 +101,7 @@ def test_a_reserved_service_name_is_an_unknown_endpoint(world: World, action: st
     """A typed endpoint under sync/, bulk/, read/, current/ or system/ is refused unsent."""
     inputs = {**world.valid_inputs(action), "endpoint": "sync/Nope"}
 
-    error = assert_error(
-        world.run(action, inputs), "unknown_endpoint", "user", retryable=False, api_calls=0
-    )
+    error = assert_refused(world.run(action, inputs), "unknown_endpoint")
 
     assert error["details"]["errors"][0]["path"] == "$.endpoint"
     assert world.recorder.api_calls() == 0
@@ -147,9 +136,7 @@ def test_an_endpoint_without_the_method_is_refused_unsent(
     """The catalog knows the endpoint's methods: no request is made to learn the 405."""
     inputs = {**world.valid_inputs(action), "endpoint": endpoint}
 
-    error = assert_error(
-        world.run(action, inputs), "method_not_supported", "user", retryable=False, api_calls=0
-    )
+    error = assert_refused(world.run(action, inputs), "method_not_supported")
 
     assert error["details"]["endpoint"] == endpoint
 
@@ -215,9 +202,7 @@ def test_create_answered_404_is_not_found(world: World) -> None:
     before = world.count()
 
     assert_error(
-        world.run(
-            "create_project_time_transaction", world.valid_inputs("create_project_time_transaction")
-        ),
+        world.run_valid("create_project_time_transaction"),
         "not_found",
         "user",
         retryable=False,
@@ -238,9 +223,7 @@ def test_a_division_the_connection_was_not_granted_is_refused_unsent(
     calls = world.recorder.api_calls()
     inputs = {**world.valid_inputs(action), "division": str(UNGRANTED_DIVISION)}
 
-    error = assert_error(
-        world.run(action, inputs), "division_not_allowed", "user", retryable=False, api_calls=0
-    )
+    error = assert_refused(world.run(action, inputs), "division_not_allowed")
 
     assert error["details"]["allowed"] == [100001, 100002, 100003]
     assert error["details"]["errors"][0]["path"] == "$.division"
@@ -253,13 +236,7 @@ def test_a_division_withdrawn_at_a_later_consent_is_refused_unsent(world: World)
     world.sign_in()
     inputs = {**world.valid_inputs("list_or_get_endpoint"), "division": 100002}
 
-    error = assert_error(
-        world.run("list_or_get_endpoint", inputs),
-        "division_not_allowed",
-        "user",
-        retryable=False,
-        api_calls=0,
-    )
+    error = assert_refused(world.run("list_or_get_endpoint", inputs), "division_not_allowed")
 
     assert error["details"]["allowed"] == [DIVISION]
 

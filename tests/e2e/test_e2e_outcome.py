@@ -7,6 +7,8 @@ cannot arise: the nearest real case is the same dropped answer, retried to a def
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from e2e_harness import DIVISION, TIME_TRANSACTIONS, World, assert_error
@@ -14,25 +16,27 @@ from e2e_harness import DIVISION, TIME_TRANSACTIONS, World, assert_error
 pytestmark = pytest.mark.e2e
 
 
-def test_a_create_whose_answer_is_lost_is_outcome_unknown_and_not_retried(world: World) -> None:
-    """outcome_unknown (system, not retryable); the record exists exactly once."""
-    world.sb.faults.add("drop", method="POST", path_contains=TIME_TRANSACTIONS)
+def _create_ends_in_outcome_unknown(world: World) -> dict[str, Any]:
+    """Run a valid create: outcome_unknown after one POST, and the record was made once."""
     before = world.count()
-
     error = assert_error(
-        world.run(
-            "create_project_time_transaction",
-            world.valid_inputs("create_project_time_transaction"),
-        ),
+        world.run_valid("create_project_time_transaction"),
         "outcome_unknown",
         "system",
         retryable=False,
         api_calls=1,
     )
-
     assert world.count() == before + 1
-    assert world.sb.counters.records_created[TIME_TRANSACTIONS] == 1
     assert world.recorder.api_calls("POST") == 1
+    return error
+
+
+def test_a_create_whose_answer_is_lost_is_outcome_unknown_and_not_retried(world: World) -> None:
+    """outcome_unknown (system, not retryable); the record exists exactly once."""
+    world.sb.faults.add("drop", method="POST", path_contains=TIME_TRANSACTIONS)
+    error = _create_ends_in_outcome_unknown(world)
+
+    assert world.sb.counters.records_created[TIME_TRANSACTIONS] == 1
     assert error["details"]["client_request_id"]
     created = [r for r in world.sb.records(DIVISION, TIME_TRANSACTIONS) if r["Notes"] == "e2e"]
     assert len(created) == 1
@@ -88,9 +92,7 @@ def test_a_create_answered_201_with_a_truncated_body_is_read_back_by_its_locatio
     world.sb.faults.add("malformed_json", method="POST", path_contains=TIME_TRANSACTIONS)
     before = world.count()
 
-    result = world.run(
-        "create_project_time_transaction", world.valid_inputs("create_project_time_transaction")
-    )
+    result = world.run_valid("create_project_time_transaction")
 
     assert result["ok"] is True, result
     assert [w["code"] for w in result["data"]["warnings"]] == ["created_answer_unreadable"]
@@ -112,18 +114,4 @@ def test_a_create_answered_201_with_no_readable_body_or_key_is_outcome_unknown(
         return httpx.Response(response.status_code, headers=headers, content=response.read())
 
     monkeypatch.setattr(world.recorder, "sandbox", without_location)
-    before = world.count()
-
-    assert_error(
-        world.run(
-            "create_project_time_transaction",
-            world.valid_inputs("create_project_time_transaction"),
-        ),
-        "outcome_unknown",
-        "system",
-        retryable=False,
-        api_calls=1,
-    )
-
-    assert world.count() == before + 1
-    assert world.recorder.api_calls("POST") == 1
+    _create_ends_in_outcome_unknown(world)

@@ -104,12 +104,8 @@ def test_each_change_is_handed_over_once_across_a_crash_before_ack(
     other.update(seeded, "Renamed B.V.")
     doomed = other.create("Short Lived B.V.")
     other.delete(doomed)
-    made = world.run(
-        "create_project_time_transaction", world.valid_inputs("create_project_time_transaction")
-    )
-    changed = world.run(
-        "update_project_time_transaction", world.valid_inputs("update_project_time_transaction")
-    )
+    made = world.run_valid("create_project_time_transaction")
+    changed = world.run_valid("update_project_time_transaction")
     removed = world.time_transaction(1)["ID"]
     deleted = world.run(
         "delete_endpoint_record",
