@@ -1,7 +1,9 @@
 """The ``exact-connector`` command line: one parser, one place that turns errors into exit codes.
 
 Each command group lives in its own module under this package and exposes
-``register(subparsers)``; a command's handler takes the parsed arguments and returns an exit code.
+``register(subparsers)``, which adds its commands with :func:`command` and :func:`group` (a
+top-level command's help line is written once, in :data:`COMMANDS`); a command's handler takes the
+parsed arguments and returns an exit code.
 Errors raised by handlers are printed as one line plus a hint on stderr, never as a traceback
 (the output contract is in :mod:`exact_connector.cli._output`). ``--home`` and ``--workspace``
 may come before the command as well as after it.
@@ -12,14 +14,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from exact_connector import __version__
 from exact_connector.cli._output import closed_pipe, fail, print_json
 from exact_connector.exceptions import ExactConnectorError, InputError
 
-__all__ = ["main"]
+__all__ = ["command", "group", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
 
 #: Every command, in ``--help`` order: the modules that register it and its line in ``--help``.
 #: Only the modules of the command being run are imported, so ``--version`` and ``--help`` import
@@ -134,3 +139,33 @@ def _utf8_arguments(argv: Sequence[str]) -> list[str]:
         except UnicodeEncodeError:
             raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text") from None
     return list(argv)
+
+
+def command(
+    subparsers: Any,
+    name: str,
+    handler: Handler,
+    *parents: argparse.ArgumentParser,
+    summary: str | None = None,
+    **options: Any,
+) -> argparse.ArgumentParser:
+    """Add the command ``name`` that runs ``handler``; a top-level command's help line is its
+    summary in :data:`COMMANDS`, a group's subcommand says its own ``summary``."""
+    help_line = summary if summary is not None else COMMANDS[name][1]
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, parents=list(parents), help=help_line, **options
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def group(subparsers: Any, name: str) -> Any:
+    """Add the command group ``name`` (its help line from :data:`COMMANDS`); returns the
+    subparsers to add its subcommands to. The group alone prints its help and exits 2."""
+    parser = command(subparsers, name, lambda _args: _usage(parser))
+    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from exact_connector.cli import command
 from exact_connector.cli._callback import (
     CallbackListener,
     is_loopback_redirect,
@@ -50,8 +51,12 @@ def register(subparsers: Any) -> None:
     """Add ``credentials add|reauthorize``, ``test-connect`` and ``run``."""
     scoped = vault_options()
     credentials = credentials_subparsers(subparsers)
-    add = credentials.add_parser(
-        "add", parents=[scoped], help="add a credential and sign in (authorization-code flow)"
+    add = command(
+        credentials,
+        "add",
+        _add,
+        scoped,
+        summary="add a credential and sign in (authorization-code flow)",
     )
     add.add_argument("--name", required=True, help="Connector Name (unique in the workspace)")
     add.add_argument(
@@ -71,25 +76,22 @@ def register(subparsers: Any) -> None:
         help='read {"client_secret": …, "refresh_token": …} as JSON from standard input',
     )
     _sign_in_options(add)
-    add.set_defaults(handler=_add)
 
-    again = credentials.add_parser(
+    again = command(
+        credentials,
         "reauthorize",
-        parents=[scoped],
-        help="sign in again for an existing credential (also one left pending)",
+        _reauthorize,
+        scoped,
+        summary="sign in again for an existing credential (also one left pending)",
     )
     again.add_argument("name", help="connector name or credential id")
     _sign_in_options(again)
-    again.set_defaults(handler=_reauthorize)
 
-    test = subparsers.add_parser(
-        "test-connect", parents=[scoped], help="check a credential against Exact Online"
-    )
+    test = command(subparsers, "test-connect", _test_connect, scoped)
     test.add_argument("name", help="connector name or credential id")
     test.add_argument("--json", action="store_true", help="print the report as JSON")
-    test.set_defaults(handler=_test_connect)
 
-    run = subparsers.add_parser("run", parents=[scoped], help="run an action; JSON in, JSON out")
+    run = command(subparsers, "run", _run, scoped)
     run.add_argument("action", help="action id, e.g. list_or_get_endpoint")
     run.add_argument("--credential", required=True, help="connector name or credential id")
     run.add_argument(
@@ -107,7 +109,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="list_or_get_endpoint: print records as they arrive, one JSON object a line",
     )
-    run.set_defaults(handler=_run)
 
 
 def _sign_in_options(parser: argparse.ArgumentParser) -> None:

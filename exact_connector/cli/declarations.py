@@ -16,6 +16,7 @@ from typing import Any
 
 from exact_connector import forms
 from exact_connector.catalog import Endpoint, catalog
+from exact_connector.cli import command
 from exact_connector.cli._output import print_json, print_table
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import InputError
@@ -241,17 +242,12 @@ def register(subparsers: Any) -> None:
         help="read connector.yaml and schemas/ from DIR instead of the installed package",
     )
 
-    manifest = subparsers.add_parser(
-        "manifest", parents=[root], help="show what the connector declares"
-    )
+    manifest = command(subparsers, "manifest", _show_manifest, root)
     manifest.add_argument(
         "--json", action="store_true", help="the whole manifest, schemas included"
     )
-    manifest.set_defaults(handler=_show_manifest)
 
-    form = subparsers.add_parser(
-        "form", parents=[root, vault_options()], help="show a generated form"
-    )
+    form = command(subparsers, "form", _show_form, root, vault_options())
     form.add_argument("name", help="credentials, or an action id")
     output = form.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="the form spec as JSON")
@@ -277,20 +273,12 @@ def register(subparsers: Any) -> None:
         metavar="SOURCE=TEXT",
         help=f"narrow a live list, e.g. projects=warehouse (lists show at most {LIVE_LIMIT})",
     )
-    form.set_defaults(handler=_show_form)
 
-    validate = subparsers.add_parser(
-        "validate",
-        parents=[root],
-        help="check a JSON document against a form (values never echoed)",
-    )
+    validate = command(subparsers, "validate", _validate, root)
     validate.add_argument("name", help="credentials, or an action id")
     validate.add_argument("file", metavar="FILE", help="a JSON file, or - for standard input")
-    validate.set_defaults(handler=_validate)
 
-    endpoints = subparsers.add_parser(
-        "endpoints", help="list catalog endpoints, or show one's fields (endpoints show ID)"
-    )
+    endpoints = command(subparsers, "endpoints", _endpoints)
     endpoints.add_argument(
         "--method", type=str.upper, choices=_METHOD_ORDER, help="only endpoints supporting it"
     )
@@ -300,9 +288,9 @@ def register(subparsers: Any) -> None:
         help='only endpoints whose id or title has every word, e.g. "time transactions"',
     )
     endpoints.add_argument("--json", action="store_true", help="a JSON list")
-    endpoints.set_defaults(handler=_endpoints)
     shown = endpoints.add_subparsers(dest="endpoints_command", metavar="ACTION")
-    show = shown.add_parser("show", help="one endpoint: methods, key, and fields with types")
+    show = command(
+        shown, "show", _show_endpoint, summary="one endpoint: methods, key, and fields with types"
+    )
     show.add_argument("endpoint", metavar="SERVICE/ENDPOINT", help="e.g. crm/Accounts")
     show.add_argument("--json", action="store_true", help="as JSON")
-    show.set_defaults(handler=_show_endpoint)

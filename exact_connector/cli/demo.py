@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exact_connector.cli import command
 from exact_connector.cli._callback import browser_get
 from exact_connector.cli.connect import complete_sign_in
 from exact_connector.clock import SystemClock
@@ -37,12 +38,9 @@ __all__ = ["SandboxWorkspace", "register", "run_demo", "sandbox_workspace"]
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` command."""
-    demo = subparsers.add_parser(
-        "demo", help="run every action against the embedded sandbox and show what happened"
-    )
+    demo = command(subparsers, "demo", _demo)
     demo.add_argument("--json", action="store_true", help="print the steps as JSON")
     demo.add_argument("--seed", type=int, default=1, help="sandbox data seed (default 1)")
-    demo.set_defaults(handler=_demo)
 
 
 def _free_port() -> int:

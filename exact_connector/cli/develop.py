@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from exact_connector.cli import command, group
 from exact_connector.cli._output import print_json, print_table
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError, InputError
@@ -28,11 +29,7 @@ _SOURCES = sorted({"divisions", "records", *LIVE_SOURCES, *STATIC_SOURCES})
 def register(subparsers: Any) -> None:
     """Add ``options`` and ``limits``."""
     scoped = vault_options()
-    options = subparsers.add_parser(
-        "options",
-        parents=[scoped],
-        help="list a dropdown's choices (divisions, projects, …) as an engine gets them",
-    )
+    options = command(subparsers, "options", _options, scoped)
     options.add_argument("source", metavar="SOURCE", help=", ".join(_SOURCES))
     options.add_argument("--credential", metavar="NAME", help="needed for lists from Exact")
     options.add_argument("--division", metavar="N", help="the division a list is for")
@@ -45,24 +42,17 @@ def register(subparsers: Any) -> None:
         help="another parameter, e.g. endpoint=crm/Accounts or method=DELETE",
     )
     options.add_argument("--json", action="store_true", help="the options as JSON")
-    options.set_defaults(handler=_options)
 
-    limits = subparsers.add_parser("limits", help="reset the local error budget (development)")
-    actions = limits.add_subparsers(dest="limits_command", metavar="ACTION")
-    limits.set_defaults(handler=lambda _args: _usage(limits))
-    reset = actions.add_parser(
+    actions = group(subparsers, "limits")
+    reset = command(
+        actions,
         "reset",
-        parents=[scoped],
-        help="forget the errors counted for a credential's app (and in the sandbox)",
+        _reset,
+        scoped,
+        summary="forget the errors counted for a credential's app (and in the sandbox)",
     )
     reset.add_argument("--credential", required=True, metavar="NAME")
     reset.add_argument("--endpoint", metavar="SERVICE/ENDPOINT", help="only this endpoint")
-    reset.set_defaults(handler=_reset)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _params(args: argparse.Namespace) -> dict[str, str]:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from exact_connector.cli import command
 from exact_connector.exceptions import ConfigError
 from exact_connector.sandbox import Sandbox, serve
 
@@ -37,9 +38,10 @@ def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sandbox`` command."""
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "sandbox",
-        help="run the Exact Online simulator on 127.0.0.1",
+        run,
         description="Serve an embedded Exact Online (OAuth, REST API, rate limits) on loopback "
         "until Ctrl-C or SIGTERM.",
     )
@@ -70,7 +72,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="grant every administration at once instead of showing the consent page",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 from exact_connector.budget import DEFAULT_INTERVAL, check_interval
 from exact_connector.checkpoints import FileCheckpoints
+from exact_connector.cli import command, group
 from exact_connector.cli._output import print_json
 from exact_connector.cli.connect import read_input
 from exact_connector.cli.vault import open_vault, vault_options
@@ -31,13 +32,14 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``trigger`` command group."""
-    group = subparsers.add_parser("trigger", help="poll triggers; subscribe webhooks")
-    commands = group.add_subparsers(dest="trigger_command", metavar="ACTION")
-    group.set_defaults(handler=lambda _args: _usage(group))
+    commands = group(subparsers, "trigger")
     scoped = vault_options()
 
-    def command(name: str, help_text: str, handler: Any, *, credential: bool = True) -> Any:
-        parser = commands.add_parser(name, parents=[scoped] if credential else [], help=help_text)
+    def trigger_command(
+        name: str, help_text: str, handler: Any, *, credential: bool = True
+    ) -> argparse.ArgumentParser:
+        parents = [scoped] if credential else []
+        parser = command(commands, name, handler, *parents, summary=help_text)
         if name not in ("subscribe", "unsubscribe"):
             parser.add_argument("name", help="trigger id, e.g. record_changed")
         if credential:
@@ -45,21 +47,17 @@ def register(subparsers: Any) -> None:
         parser.add_argument("--input", required=True, metavar="FILE", help="JSON input, - stdin")
         if credential and name not in ("subscribe", "unsubscribe"):
             parser.add_argument("--state", metavar="FILE", help="keep checkpoints in this file")
-        parser.set_defaults(handler=handler)
         return parser
 
-    command("poll", "print new events as JSON lines, then acknowledge them", _poll)
-    run = command("run", "poll at the trigger's interval until stopped", _run)
+    trigger_command("poll", "print new events as JSON lines, then acknowledge them", _poll)
+    run = trigger_command("run", "poll at the trigger's interval until stopped", _run)
     run.add_argument("--polls", type=int, metavar="N", help="stop after N polls")
-    command("budget", "API calls a day the poll interval costs", _budget, credential=False)
-    command("reset", "forget the checkpoint: the next poll starts afresh", _reset)
-    command("subscribe", "subscribe a webhook callback (reuses an equal one)", _subscribe)
-    command("unsubscribe", "remove a webhook subscription (none: done already)", _unsubscribe)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    trigger_command("budget", "API calls a day the poll interval costs", _budget, credential=False)
+    trigger_command("reset", "forget the checkpoint: the next poll starts afresh", _reset)
+    trigger_command("subscribe", "subscribe a webhook callback (reuses an equal one)", _subscribe)
+    trigger_command(
+        "unsubscribe", "remove a webhook subscription (none: done already)", _unsubscribe
+    )
 
 
 class _Failed(Exception):

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from exact_connector.cli import command
 from exact_connector.cli.demo import sandbox_workspace
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError
@@ -24,11 +25,7 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``ui`` command."""
-    ui = subparsers.add_parser(
-        "ui",
-        parents=[vault_options()],
-        help="serve the Vault page and the step runner on 127.0.0.1",
-    )
+    ui = command(subparsers, "ui", _ui, vault_options())
     ui.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     ui.add_argument(
         "--sandbox",
@@ -36,7 +33,6 @@ def register(subparsers: Any) -> None:
         help="run on the embedded sandbox with a temporary vault (default when no vault exists)",
     )
     ui.add_argument("--seed", type=int, default=1, help="sandbox data seed (default 1)")
-    ui.set_defaults(handler=_ui)
 
 
 def _web_stack() -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exact_connector.cli import command, group
 from exact_connector.cli._output import print_json, print_table
 from exact_connector.exceptions import EXIT_CODES, Category, InputError, VaultKeyError
 from exact_connector.vault import Credential, RotationReport, Vault, default_home, save_key_file
@@ -59,34 +60,25 @@ def open_vault(args: argparse.Namespace) -> Vault:
 def credentials_subparsers(subparsers: Any) -> Any:
     """The ``credentials`` group's subparsers, created on first use: add subcommands to it."""
     if subparsers not in _CREDENTIALS:
-        group = subparsers.add_parser(
-            "credentials", help="add, reauthorize, list, show and remove credentials"
-        )
-        _CREDENTIALS[subparsers] = group.add_subparsers(
-            dest="credentials_command", metavar="ACTION"
-        )
-        group.set_defaults(handler=lambda _args: _usage(group))
+        _CREDENTIALS[subparsers] = group(subparsers, "credentials")
     return _CREDENTIALS[subparsers]
 
 
 def register(subparsers: Any) -> None:
     """Add ``vault`` and ``credentials`` to the CLI."""
-    vault = subparsers.add_parser("vault", help="create, check and re-key the credential store")
-    actions = vault.add_subparsers(dest="vault_command", metavar="ACTION")
-    vault.set_defaults(handler=lambda _args: _usage(vault))
+    actions = group(subparsers, "vault")
     home = vault_options(workspace=None)
-
-    init = actions.add_parser("init", parents=[home], help="create the vault directory and key")
-    init.set_defaults(handler=_init)
-    verify = actions.add_parser(
-        "verify", parents=[home], help="decrypt every record; non-zero exit if any fails"
+    command(actions, "init", _init, home, summary="create the vault directory and key")
+    verify = command(
+        actions, "verify", _verify, home, summary="decrypt every record; non-zero exit if any fails"
     )
     verify.add_argument("--json", action="store_true", help="results as JSON")
-    verify.set_defaults(handler=_verify)
-    rotate = actions.add_parser(
+    rotate = command(
+        actions,
         "rotate-key",
-        parents=[home],
-        help="re-encrypt every record under a new data key (resumes an interrupted rotation)",
+        _rotate,
+        home,
+        summary="re-encrypt every record under a new data key (resumes an interrupted rotation)",
     )
     rotate.add_argument("--resume", action="store_true", help="only finish an interrupted rotation")
     rotate.add_argument(
@@ -100,29 +92,19 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="remove older master keys from the vault (and from the key file)",
     )
-    rotate.set_defaults(handler=_rotate)
-    keys = actions.add_parser("keys", parents=[home], help="list master and data keys")
+    keys = command(actions, "keys", _keys, home, summary="list master and data keys")
     keys.add_argument("--json", action="store_true", help="keys as JSON")
-    keys.set_defaults(handler=_keys)
 
     credentials = credentials_subparsers(subparsers)
     scoped = vault_options()
-    listing = credentials.add_parser("list", parents=[scoped], help="credentials of a workspace")
+    listing = command(credentials, "list", _list, scoped, summary="credentials of a workspace")
     listing.add_argument("--json", action="store_true", help="as JSON")
-    listing.set_defaults(handler=_list)
-    show = credentials.add_parser("show", parents=[scoped], help="one credential (fingerprints)")
+    show = command(credentials, "show", _show, scoped, summary="one credential (fingerprints)")
     show.add_argument("name", help="connector name or credential id")
     show.add_argument("--json", action="store_true", help="as JSON")
-    show.set_defaults(handler=_show)
-    remove = credentials.add_parser("remove", parents=[scoped], help="delete a credential")
+    remove = command(credentials, "remove", _remove, scoped, summary="delete a credential")
     remove.add_argument("name", help="connector name or credential id")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    remove.set_defaults(handler=_remove)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 # --- vault ---------------------------------------------------------------------------------------
