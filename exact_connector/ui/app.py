@@ -236,11 +236,13 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
         session.reports.pop(credential_id, None)
         return {"removed": credential_id}
 
+    run_answered = threaded(session.run, "action", body=True)
+
     async def run(request: Request) -> Response:
         """The step: one JSON answer, or its progress streamed when the page asks for it."""
         action = request.path_params["action"]
         if not wants_stream(request.headers.get("accept", "")):
-            return await threaded(session.run, "action", body=True)(request)
+            return await run_answered(request)
         try:
             body = await _body(request)
         except ExactConnectorError as error:
