@@ -57,17 +57,16 @@ def describe(event: ProgressEvent) -> str:
 def progress_on_stderr(what: str) -> Iterator[Progress]:
     """A ``progress`` callback for the duration of one command's work on ``what``."""
     console = Console(stderr=True, highlight=False)
-    tally = Tally()
     if not console.is_terminal:
 
         def notice(event: ProgressEvent) -> None:
-            tally.update(event)
             if isinstance(event, RateLimitWait | SignInWait):
                 sys.stderr.write(f"{what}: {describe(event)}\n")
                 sys.stderr.flush()
 
         yield notice
         return
+    tally = Tally()
     with console.status(_line(what, tally)) as status:
 
         def live(event: ProgressEvent) -> None:
