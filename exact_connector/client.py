@@ -66,6 +66,8 @@ __all__ = [
 DEFAULT_DEADLINE = 120.0
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: Headers that make the wire body differ from the decoded one (Content-Length then counts it).
+_ENCODED_BODY_HEADERS = ("content-encoding", "transfer-encoding")
 
 #: One send: method, URL, body, headers, seconds left, deadline.
 _Sent = tuple[str, httpx.URL, bytes | None, dict[str, str], float, float]
@@ -350,11 +352,12 @@ class ExactClient:
                     raise _Overdue()
         finally:
             response.close()
+        kept = response.headers
+        if any(name in kept for name in _ENCODED_BODY_HEADERS):  # they describe the wire body
+            kept = httpx.Headers([(k, v) for k, v in kept.multi_items() if k not in _BODY_HEADERS])
         return httpx.Response(
             response.status_code,
-            headers=[
-                (k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS
-            ],
+            headers=kept,
             content=b"".join(chunks),
             request=response.request,
             history=response.history,
@@ -375,21 +378,25 @@ class ExactClient:
         )
 
     def _observe(self, response: httpx.Response, endpoint: Endpoint, division: int | None) -> None:
-        self.stats.rate_limit = {
-            k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")
-        }
+        rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
+        self.stats.rate_limit = rate  # httpx gives header names in lower case
         self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
             # The auth flow's refused first attempt (a 401 it resent) is a call, not an error.
-            for seen in (*response.history, response):
+            for seen in response.history:
                 self.governor.observe(
                     self.client_id,
                     division,
                     endpoint.id,
                     seen.status_code,
                     seen.headers,
-                    resolved=seen is not response,
+                    resolved=True,
                 )
+            # The governor reads only the rate-limit headers, but of a 429 also Retry-After.
+            headers = response.headers if response.status_code == 429 else rate
+            self.governor.observe(
+                self.client_id, division, endpoint.id, response.status_code, headers
+            )
 
     def _pause(
         self,
