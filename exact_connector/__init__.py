@@ -12,37 +12,53 @@ configuration), :class:`TransientError` (retry later), :class:`SystemError_` (st
 
 from __future__ import annotations
 
-import re
-from importlib import import_module
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import os
 
-from exact_connector import redaction
+# Importing the package reads one small file and nothing else (``exact-connector --version`` is
+# answered from here); ``typing`` is left out for that reason, and each exported name below is
+# imported on first access. Log redaction is installed by the modules that handle secrets or make
+# HTTP clients, as they are imported (:mod:`exact_connector.redaction`).
+TYPE_CHECKING = False
 
 
 def _manifest_version() -> str:
     """The version, written once in ``connector.yaml`` (the wheel's copy, else the checkout's).
 
-    Read with the pattern the build reads it with, so the package metadata says the same; it is
-    not asked of ``importlib.metadata``, whose scan of the installed distributions costs more than
-    the rest of ``exact-connector --version`` together.
+    It is not asked of ``importlib.metadata``, whose scan of the installed distributions costs
+    more than the rest of ``exact-connector --version`` together.
     """
-    here = Path(__file__).resolve().parent
-    for manifest in (here / "_declarations" / "connector.yaml", here.parent / "connector.yaml"):
+    here = os.path.dirname(os.path.realpath(__file__))
+    for manifest in (
+        os.path.join(here, "_declarations", "connector.yaml"),
+        os.path.join(os.path.dirname(here), "connector.yaml"),
+    ):
         try:
-            found = re.search(r"(?m)^version: (?P<version>[^\s#]+)", manifest.read_text("utf-8"))
+            with open(manifest, encoding="utf-8") as handle:
+                found = _version_in(handle.read())
         except (OSError, UnicodeDecodeError):
             continue
         if found is not None:
-            return found["version"]
+            return found
     return "0+unknown"
+
+
+def _version_in(text: str) -> str | None:
+    """What the build's pattern ``(?m)^version: (?P<version>[^\\s#]+)`` finds first in ``text``
+    (so the package metadata says the same), found without importing ``re``."""
+    for line in text.split("\n"):
+        if line.startswith("version: "):
+            value = line[len("version: ") :]
+            end = next((i for i, c in enumerate(value) if c.isspace() or c == "#"), None)
+            if value[:end]:
+                return value[:end]
+    return None
 
 
 __version__ = _manifest_version()
 
-redaction.install()
-
 if TYPE_CHECKING:
+    from typing import Any
+
     from exact_connector.client import ExactClient
     from exact_connector.exceptions import (
         ConfigError,
@@ -103,5 +119,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        from importlib import import_module
+
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'exact_connector' has no attribute {name!r}")

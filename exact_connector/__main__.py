@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from exact_connector.cli import main
+from exact_connector.cli import console
 
-sys.exit(main())
+sys.exit(console())

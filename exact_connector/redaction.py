@@ -8,6 +8,11 @@ live secret this process has handled masked. It only ever masks; it never drops 
 The live secrets are a process-wide registry: the auth layer adds each client secret and token
 the moment it is used (RELIABILITY.md §4.1: defence in depth behind the patterns), and a test
 suite's secret scanner reads the same registry.
+
+The filter is installed when this module is first imported, and every module that handles
+secrets over HTTP or makes HTTP clients imports it (``auth``, ``oauth``, ``urls``, so ``client`` and
+``runtime`` through them, and the sandbox): it is in force before any secret is handled, while
+importing the package alone (``exact-connector --version``) pays for no logging machinery.
 """
 
 from __future__ import annotations
@@ -99,3 +104,6 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+install()

@@ -7,165 +7,65 @@ parsed arguments and returns an exit code.
 Errors raised by handlers are printed as one line plus a hint on stderr, never as a traceback
 (the output contract is in :mod:`exact_connector.cli._output`). ``--home`` and ``--workspace``
 may come before the command as well as after it.
+
+Starting is kept cheap: this module imports nothing but :mod:`sys` and :mod:`gc`, a bare
+``--version`` is answered here, and the parser (:mod:`exact_connector.cli._main`) and a command's
+modules are imported only when a command runs (tests/test_cli_lazy.py checks what each imports).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import gc
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-from exact_connector import __version__
-from exact_connector.cli._output import closed_pipe, fail, print_json
-from exact_connector.exceptions import ExactConnectorError, InputError
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-__all__ = ["command", "group", "main"]
+    from exact_connector.cli._main import COMMAND_MODULES, COMMANDS, build_parser, command, group
 
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "command", "console", "group", "main"]
 
-#: Every command, in ``--help`` order: the modules that register it and its line in ``--help``.
-#: Only the modules of the command being run are imported, so ``--version`` and ``--help`` import
-#: none of them (tests/test_cli_lazy.py checks this table against what the modules register).
-COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "manifest": (("declarations",), "show what the connector declares"),
-    "form": (("declarations",), "show a generated form"),
-    "validate": (
-        ("declarations",),
-        "check a JSON document against a form (values never echoed)",
-    ),
-    "endpoints": (
-        ("declarations",),
-        "list catalog endpoints, or show one's fields (endpoints show ID)",
-    ),
-    "vault": (("vault",), "create, check and re-key the credential store"),
-    "credentials": (("vault", "connect"), "add, reauthorize, list, show and remove credentials"),
-    "test-connect": (("connect",), "check a credential against Exact Online"),
-    "run": (("connect",), "run an action; JSON in, JSON out"),
-    "options": (
-        ("develop",),
-        "list a dropdown's choices (divisions, projects, …) as an engine gets them",
-    ),
-    "limits": (("develop",), "reset the local error budget (development)"),
-    "trigger": (("trigger",), "poll triggers; subscribe webhooks"),
-    "sandbox": (("sandbox",), "run the Exact Online simulator on 127.0.0.1"),
-    "demo": (("demo",), "run every action against the embedded sandbox and show what happened"),
-    "ui": (("ui",), "serve the Vault page and the step runner on 127.0.0.1"),
-}
-
-#: Command-group modules, in the order their commands are listed by ``--help``.
-COMMAND_MODULES: tuple[str, ...] = tuple(
-    dict.fromkeys(module for modules, _ in COMMANDS.values() for module in modules)
-)
-
-
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser: every command listed, the modules of those named in ``argv`` (all of
-    them when ``argv`` is None) registered in full, the others by name and help line only."""
-    parser = argparse.ArgumentParser(
-        prog="exact-connector",
-        description="Exact Online connector for workflow-automation engines.",
-    )
-    parser.add_argument("--version", action="version", version=f"exact-connector {__version__}")
-    parser.add_argument(
-        "--home", dest="top_home", type=Path, metavar="DIR", help="vault directory, for any command"
-    )
-    parser.add_argument(
-        "--workspace", dest="top_workspace", metavar="NAME", help="workspace, for any command"
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    named = COMMANDS if argv is None else [arg for arg in argv if arg in COMMANDS]
-    modules = dict.fromkeys(module for command in named for module in COMMANDS[command][0])
-    for name in modules:
-        importlib.import_module(f"exact_connector.cli.{name}").register(subparsers)
-    for command, (_, summary) in COMMANDS.items():
-        if command not in subparsers.choices:
-            subparsers.add_parser(command, help=summary)
-    return parser
+_FROM_MAIN = frozenset({"COMMANDS", "COMMAND_MODULES", "build_parser", "command", "group"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (the console script exits with it)."""
+    """Run the CLI; returns the process exit code."""
+    return _start(argv, own_process=False)
+
+
+def console() -> int:
+    """The ``exact-connector`` script and ``python -m exact_connector``: :func:`main` in a process
+    of its own.
+
+    The cyclic garbage collector is held off while the command's modules load (they make few
+    cycles and live as long as the process; collecting among them cost a ``run`` ~40 ms), then
+    those objects are frozen out of later collections and the collector runs as usual for the
+    command itself, however long it serves.
+    """
+    gc.disable()
     try:
-        try:
-            return _dispatch(argv)
-        finally:
-            sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
-    except BrokenPipeError:
-        return closed_pipe()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _start(None, own_process=True)
+    finally:
+        gc.enable()
 
 
-def _dispatch(argv: Sequence[str] | None) -> int:
-    try:
-        argv = _utf8_arguments(sys.argv[1:] if argv is None else argv)
-    except InputError as error:
-        return fail(error)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    _place_top_level(args)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return int(handler(args))
-    except ExactConnectorError as error:
-        if getattr(args, "json", False):
-            action = getattr(args, "action", None)
-            named = {"action": action} if isinstance(action, str) else {}
-            print_json({"ok": False, **named, "error": error.to_dict()})
-        return fail(error)
+def _start(argv: Sequence[str] | None, *, own_process: bool) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if list(arguments) == ["--version"]:
+        from exact_connector import __version__
+
+        sys.stdout.write(f"exact-connector {__version__}\n")
+        return 0
+    from exact_connector.cli._main import run
+
+    return run(argv, own_process=own_process)
 
 
-def _place_top_level(args: argparse.Namespace) -> None:
-    """``exact-connector --home DIR cmd`` means ``exact-connector cmd --home DIR``."""
-    if args.top_home is not None and getattr(args, "home", None) is None:
-        args.home = args.top_home
-    if args.top_workspace is not None and getattr(args, "workspace", None) in (None, "default"):
-        args.workspace = args.top_workspace
+def __getattr__(name: str) -> Any:
+    if name in _FROM_MAIN:
+        from exact_connector.cli import _main
 
-
-def _utf8_arguments(argv: Sequence[str]) -> list[str]:
-    """The arguments, refused if one held bytes that are not UTF-8 (Python keeps them as lone
-    surrogates, which nothing downstream can encode)."""
-    for index, argument in enumerate(argv, start=1):
-        try:
-            argument.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError.at(f"argv[{index}]", "encoding", "is not valid UTF-8 text") from None
-    return list(argv)
-
-
-def command(
-    subparsers: Any,
-    name: str,
-    handler: Handler,
-    *parents: argparse.ArgumentParser,
-    summary: str | None = None,
-    **options: Any,
-) -> argparse.ArgumentParser:
-    """Add the command ``name`` that runs ``handler``; a top-level command's help line is its
-    summary in :data:`COMMANDS`, a group's subcommand says its own ``summary``."""
-    help_line = summary if summary is not None else COMMANDS[name][1]
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, parents=list(parents), help=help_line, **options
-    )
-    parser.set_defaults(handler=handler)
-    return parser
-
-
-def group(subparsers: Any, name: str) -> Any:
-    """Add the command group ``name`` (its help line from :data:`COMMANDS`); returns the
-    subparsers to add its subcommands to. The group alone prints its help and exits 2."""
-    parser = command(subparsers, name, lambda _args: _usage(parser))
-    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+        return getattr(_main, name)
+    raise AttributeError(f"module 'exact_connector.cli' has no attribute {name!r}")
