@@ -20,6 +20,7 @@ import json as jsonlib
 import os
 import re
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -136,8 +137,49 @@ def configured_proxy() -> str | None:
 
 def default_transport() -> httpx.BaseTransport:
     """A new connection pool on the process's one verified TLS context, through the configured
-    proxy if there is one (never the environment's)."""
-    return httpx.HTTPTransport(verify=_tls_context(), trust_env=False, proxy=configured_proxy())
+    proxy if there is one (never the environment's).
+
+    Without a proxy, plain ``http://`` requests (only ever the loopback sandbox's) go to a pool of
+    their own whose TLS context trusts no certificate at all, so the CA bundle is loaded only
+    when a request needs TLS: a CLI step against the sandbox never pays for it.
+    """
+    proxy = configured_proxy()
+    if proxy is not None:
+        return httpx.HTTPTransport(verify=_tls_context(), trust_env=False, proxy=proxy)
+    return _SchemePools()
+
+
+class _SchemePools(httpx.BaseTransport):
+    """A connection pool per URL scheme, each made on its first request: ``https`` on the
+    verified TLS context, ``http`` on a context that can complete no TLS handshake."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = "http" if request.url.scheme == "http" else "https"
+        pool = self._pools.get(scheme)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(scheme)
+                if pool is None:
+                    pool = self._pools[scheme] = httpx.HTTPTransport(
+                        verify=_tls_context() if scheme == "https" else _no_tls_context(),
+                        trust_env=False,
+                    )
+        return pool.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+
+def _no_tls_context() -> ssl.SSLContext:
+    """A client TLS context that verifies and trusts nothing: any handshake through it fails."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def sandbox_allowed_by_env() -> bool:

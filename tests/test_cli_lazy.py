@@ -184,3 +184,23 @@ def test_importing_the_package_alone_installs_no_filter() -> None:
     filter arrives with the code that needs it, not before."""
     found = _fresh("import exact_connector\nfound = 'logging' in sys.modules")
     assert found is False
+
+
+def test_the_run_command_loads_no_sign_in_or_terminal_machinery() -> None:
+    """`run`'s module leaves the browser, the secret prompt and the callback listener unloaded,
+    and a piped step's progress never loads rich (both are for people at a terminal). As in an
+    install without httpx's own command line (click), whose import would load rich itself."""
+    found = _fresh(
+        "sys.modules['click'] = None\n"
+        "import os\n"
+        "for name in ('FORCE_COLOR', 'TTY_COMPATIBLE'):\n"
+        "    os.environ.pop(name, None)\n"
+        "import exact_connector.cli.connect\n"
+        "from exact_connector.cli._progress import progress_on_stderr\n"
+        "with progress_on_stderr('run') as progress:\n"
+        "    pass\n"
+        "unwanted = ('webbrowser', 'getpass', 'http.server', 'exact_connector.cli._callback')\n"
+        "found = sorted(m for m in sys.modules if m in unwanted or m.split('.')[0] == 'rich')\n"
+        "found.append('connect' in dir(sys.modules['exact_connector.cli']))"
+    )
+    assert found == [True]

@@ -3,16 +3,19 @@
 Stdout carries data only, so progress never goes there. On a terminal the line shows rows,
 pages and calls so far and any wait; piped or redirected, only waits are announced, one line each,
 so a log shows why a command was quiet for a minute without filling with counters.
+
+rich is imported only when stderr may be a terminal: a piped step (an engine's, a script's) never
+loads it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from exact_connector.progress import (
     CallMade,
@@ -24,7 +27,13 @@ from exact_connector.progress import (
     Tally,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 __all__ = ["describe", "progress_on_stderr"]
+
+#: Variables with which rich treats a stream that is not a tty as a terminal.
+_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE")
 
 
 def _clock_time(moment: datetime) -> str:
@@ -56,8 +65,8 @@ def describe(event: ProgressEvent) -> str:
 @contextmanager
 def progress_on_stderr(what: str) -> Iterator[Progress]:
     """A ``progress`` callback for the duration of one command's work on ``what``."""
-    console = Console(stderr=True, highlight=False)
-    if not console.is_terminal:
+    console = _terminal()
+    if console is None:
 
         def notice(event: ProgressEvent) -> None:
             if isinstance(event, RateLimitWait | SignInWait):
@@ -74,3 +83,18 @@ def progress_on_stderr(what: str) -> Iterator[Progress]:
             status.update(_line(what, tally))
 
         yield live
+
+
+def _terminal() -> Console | None:
+    """rich's console on stderr if rich judges stderr a terminal, else None; rich is not
+    imported for a stream that is no tty unless a variable could make it count as one."""
+    try:
+        maybe = sys.stderr.isatty() or any(name in os.environ for name in _TERMINAL_ENV)
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        maybe = False
+    if not maybe:
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    return console if console.is_terminal else None

@@ -7,11 +7,9 @@ terminal, or as a JSON object on standard input with ``--secrets-stdin``.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
-import webbrowser
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +17,6 @@ import httpx
 from pydantic import SecretStr
 
 from exact_connector.cli import command
-from exact_connector.cli._callback import (
-    CallbackListener,
-    is_loopback_redirect,
-    sandbox_refusal,
-)
 from exact_connector.cli._output import fail_with, print_json
 from exact_connector.cli._progress import progress_on_stderr
 from exact_connector.cli.vault import credentials_subparsers, open_vault, vault_options
@@ -135,11 +128,15 @@ def _secrets(args: argparse.Namespace, wanted: tuple[str, ...]) -> dict[str, str
             "Secrets are read from a terminal or with --secrets-stdin, never from arguments.",
             hint="Pipe a JSON object to the command and pass --secrets-stdin.",
         )
+    import getpass  # a terminal's secret prompt; `run` never needs it
+
     labels = {"client_secret": "Client Secret: ", "refresh_token": "Refresh Token: "}
     return {name: getpass.getpass(labels[name]) for name in wanted}
 
 
 def _add(args: argparse.Namespace) -> int:
+    from exact_connector.cli._callback import is_loopback_redirect
+
     if args.auth_type == "oauth2_authorization_code" and not args.redirect_uri:
         raise InputError(
             "The browser sign-in needs the redirect URI registered for the app.",
@@ -192,6 +189,13 @@ def complete_sign_in(
 
     ``progress`` hears a :class:`SignInWait` while the listener waits for the browser.
     """
+    # The sign-in's listener (an HTTP server) is loaded by the commands that sign in, not by `run`.
+    from exact_connector.cli._callback import (
+        CallbackListener,
+        is_loopback_redirect,
+        sandbox_refusal,
+    )
+
     redirect = credential.redirect_uri or ""
     state = new_state()
     url = connector.authorization_url(credential, state)
@@ -280,6 +284,8 @@ def open_browser(url: str) -> bool:
     The browser inherits this process's environment, so the vault key is out of it while the
     browser starts (the vault already holds its keys in memory), and put back afterwards.
     """
+    import webbrowser
+
     held = {name: os.environ.pop(name) for name in KEY_MATERIAL if name in os.environ}
     try:
         return webbrowser.open(url)
