@@ -20,7 +20,12 @@ audit_log = logging.getLogger("exact_connector.audit")
 
 
 def audit(event: str, credential: Credential, step: Step | None = None, **extra: Any) -> None:
-    """Log ``event`` on ``credential`` (and the division and record of an action's ``step``)."""
+    """Log ``event`` on ``credential`` (and the division and record of an action's ``step``).
+
+    The line is built only when the logger would emit it (its level is INFO or lower).
+    """
+    if not audit_log.isEnabledFor(logging.INFO):
+        return
     line: dict[str, Any] = {
         "event": event,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

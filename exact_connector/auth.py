@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
 import httpx
@@ -63,7 +64,11 @@ class TokenPolicy:
 
     @classmethod
     def declared(cls) -> TokenPolicy:
-        """The token policy of ``connector.yaml``."""
+        """The token policy of ``connector.yaml`` (read once: the declarations do not change)."""
+        return _declared_policy()
+
+    @classmethod
+    def _read(cls) -> TokenPolicy:
         policy = load_manifest().token_policy
         return cls(
             access_ttl=policy.access_ttl,
@@ -87,6 +92,11 @@ class TokenPolicy:
         """Whether Exact would accept a refresh now (used after a 401)."""
         issued = credential.access_token_issued_at
         return issued is None or now >= issued + self.min_refresh_age
+
+
+@cache
+def _declared_policy() -> TokenPolicy:
+    return TokenPolicy._read()
 
 
 class ExactAuth(httpx.Auth):

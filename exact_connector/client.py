@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -55,6 +57,8 @@ __all__ = [
     "MAX_BODY_BYTES",
     "CallStats",
     "ExactClient",
+    "http_client",
+    "lent",
     "request_headers",
     "result_meta",
 ]
@@ -62,6 +66,8 @@ __all__ = [
 DEFAULT_DEADLINE = 120.0
 _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: Headers that make the wire body differ from the decoded one (Content-Length then counts it).
+_ENCODED_BODY_HEADERS = ("content-encoding", "transfer-encoding")
 
 #: One send: method, URL, body, headers, seconds left, deadline.
 _Sent = tuple[str, httpx.URL, bytes | None, dict[str, str], float, float]
@@ -86,6 +92,59 @@ class _Lent(httpx.BaseTransport):
         return self._transport.handle_request(request)
 
 
+def lent(transport: httpx.BaseTransport) -> httpx.BaseTransport:
+    """``transport`` for a client that must not close it when the client closes."""
+    return _Lent(transport)
+
+
+def http_client(transport: httpx.BaseTransport, timeout: httpx.Timeout = _TIMEOUT) -> httpx.Client:
+    """The HTTP client requests are sent through; each send names its credential's auth flow.
+
+    ``trust_env=False``: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
+    bearer token nor widen which certificates are trusted; verification stays on. No cookie is
+    kept: Exact's REST API is authorised by the bearer token alone, and a client shared by a
+    credential's steps must not carry one step's cookies into the next.
+    """
+    return httpx.Client(
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        headers={"Accept": "application/json"},
+        cookies=_NoCookies(),
+    )
+
+
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep nothing (and skip the parsing)."""
+
+
+class _Guarded(httpx.Auth):
+    """A credential's auth flow with each request it sends checked and counted first: the first
+    and the flow's resend after a 401 alike."""
+
+    def __init__(self, auth: httpx.Auth, check: Callable[[httpx.Request], None]) -> None:
+        self._auth = auth
+        self._check = check
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self._auth.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            self._check(outgoing)
+            response = yield outgoing
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return
+
+
 class _Overdue(Exception):
     """The step's deadline passed while a response body was still arriving."""
 
@@ -105,44 +164,47 @@ class ExactClient:
         allow_sandbox: bool = False,
         timeout: httpx.Timeout = _TIMEOUT,
         credential: Credential | None = None,
+        http: httpx.Client | None = None,
+        origin: Origin | None = None,
     ) -> None:
-        """``credential``: the record as just read from the vault, so it is not read again."""
+        """``credential``: the record as just read from the vault, so it is not read again.
+
+        ``http`` (made by :func:`http_client` on ``transport``) and ``origin`` (the credential's
+        Server URL, parsed): a Connector's, reused across steps instead of made again.
+        """
         if credential is None or credential.id != credential_id:
             credential = vault.get(credential_id)
         self.credential_id = credential.id
         self.client_id = credential.client_id
-        self.origin: Origin = parse_server_url(credential.server_url, allow_sandbox=allow_sandbox)
+        self.origin: Origin = origin or parse_server_url(
+            credential.server_url, allow_sandbox=allow_sandbox
+        )
         self.clock = clock or SystemClock()
         self.governor = governor or RateGovernor(clock=self.clock)
         # A transport given is lent (a Connector's pool, kept open across steps): never closed here.
         self._own_transport: httpx.BaseTransport | None = None
         if transport is None:
             transport = self._own_transport = default_transport()
-        lent = _Lent(transport)
-        self.tokens = TokenService(self.origin, transport=lent, clock=self.clock)
+        borrowed = lent(transport)
+        self.tokens = TokenService(self.origin, transport=borrowed, clock=self.clock)
         self.auth = ExactAuth(
             vault, credential.id, self.tokens, policy=policy, clock=self.clock, read=credential
         )
+        self._guarded = _Guarded(self.auth, self._check_request)
         self.stats = CallStats()
         #: Told of every call and every wait (see :mod:`exact_connector.progress`).
         self.progress: Progress | None = None
         self._endpoint_id = ""
         self._timeout = timeout
-        # trust_env=False: HTTPS_PROXY and SSL_CERT_FILE in the environment neither reroute the
-        # bearer token nor widen which certificates are trusted; verification stays on.
-        self._http = httpx.Client(
-            transport=lent,
-            auth=self.auth,
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"Accept": "application/json"},
-            event_hooks={"request": [self._check_request]},
-        )
+        # An HTTP client given is lent as well (the Connector's, shared by the credential's steps
+        # and threads); the auth flow and the request check are this client's, per request.
+        self._own_http = http is None
+        self._http = http if http is not None else http_client(borrowed, timeout)
 
     def close(self) -> None:
-        """Release connections (those of a lent transport stay open for its owner)."""
-        self._http.close()
+        """Release connections (those of a lent transport or client stay open for their owner)."""
+        if self._own_http:
+            self._http.close()
         self.tokens.close()
         if self._own_transport is not None:
             self._own_transport.close()
@@ -281,7 +343,7 @@ class ExactClient:
         request = self._http.build_request(
             method, url, content=body, headers=headers, timeout=self._bounded(remaining)
         )
-        response = self._http.send(request, stream=True)
+        response = self._http.send(request, auth=self._guarded, stream=True)
         try:
             chunks = []
             for chunk in response.iter_bytes():
@@ -290,11 +352,12 @@ class ExactClient:
                     raise _Overdue()
         finally:
             response.close()
+        kept = response.headers
+        if any(name in kept for name in _ENCODED_BODY_HEADERS):  # they describe the wire body
+            kept = httpx.Headers([(k, v) for k, v in kept.multi_items() if k not in _BODY_HEADERS])
         return httpx.Response(
             response.status_code,
-            headers=[
-                (k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS
-            ],
+            headers=kept,
             content=b"".join(chunks),
             request=response.request,
             history=response.history,
@@ -315,21 +378,25 @@ class ExactClient:
         )
 
     def _observe(self, response: httpx.Response, endpoint: Endpoint, division: int | None) -> None:
-        self.stats.rate_limit = {
-            k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")
-        }
+        rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
+        self.stats.rate_limit = rate  # httpx gives header names in lower case
         self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
             # The auth flow's refused first attempt (a 401 it resent) is a call, not an error.
-            for seen in (*response.history, response):
+            for seen in response.history:
                 self.governor.observe(
                     self.client_id,
                     division,
                     endpoint.id,
                     seen.status_code,
                     seen.headers,
-                    resolved=seen is not response,
+                    resolved=True,
                 )
+            # The governor reads only the rate-limit headers, but of a 429 also Retry-After.
+            headers = response.headers if response.status_code == 429 else rate
+            self.governor.observe(
+                self.client_id, division, endpoint.id, response.status_code, headers
+            )
 
     def _pause(
         self,

@@ -15,6 +15,7 @@ import hmac
 import json
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -56,10 +57,14 @@ def read_json(response: httpx.Response) -> Any:
         ) from None
 
 
+@lru_cache(maxsize=256)
 def cursor_key(client_secret: SecretStr, credential_id: str) -> bytes:
     """The key a credential's cursors are signed with: derived from its client secret, so a
     cursor is only good for the connection that made it, and nobody without the secret can
-    make one (HMAC keeps the secret from being learnt from the key or the signatures)."""
+    make one (HMAC keeps the secret from being learnt from the key or the signatures).
+
+    Derived once per credential and kept (every step needs it; the secret is in memory anyway).
+    """
     label = f"exact-connector/cursor/v2/{credential_id}".encode()
     return hmac.new(client_secret.get_secret_value().encode(), label, hashlib.sha256).digest()
 

@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
@@ -27,7 +28,7 @@ from pydantic import SecretStr
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
 from exact_connector.audit import audit
-from exact_connector.client import DEFAULT_DEADLINE, ExactClient, result_meta
+from exact_connector.client import DEFAULT_DEADLINE, ExactClient, http_client, lent, result_meta
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.credentials import CredentialRef, Credentials
 from exact_connector.dryrun import PlanningClient, first_request
@@ -40,7 +41,7 @@ from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta
 from exact_connector.testconnect import run_test_connect
 from exact_connector.triggers import Triggers
-from exact_connector.urls import default_transport, sandbox_allowed_by_env
+from exact_connector.urls import Origin, default_transport, parse_server_url, sandbox_allowed_by_env
 from exact_connector.vault import DATABASE_URL_ENV, Credential, Vault
 from exact_connector.vault.sealing import KEY_ENV
 
@@ -74,9 +75,10 @@ class Connector:
         self.deadline_seconds = deadline_seconds
         self.credentials = Credentials(self)
         self.triggers = Triggers(self)
-        # One connection pool per (credential, origin), kept alive across steps and threads;
-        # closed by close(), or when the Connector is collected (an engine may never close it).
-        self._pools: dict[tuple[str, str], httpx.BaseTransport] = {}
+        # One connection pool and HTTP client per (credential, origin), kept alive across steps
+        # and threads; closed by close(), or when the Connector is collected (an engine may never
+        # close it).
+        self._pools: dict[tuple[object, ...], _Channel] = {}
         self._pools_lock = threading.Lock()
         weakref.finalize(self, _close_pools, self._pools)
 
@@ -182,25 +184,31 @@ class Connector:
 
     def _client(self, credential: Credential) -> ExactClient:
         """A client for a credential read from the vault moments ago (it is not read again)."""
+        channel = self._channel(credential)
         return ExactClient(
             self.vault,
             credential.id,
-            transport=self._transport(credential),
+            transport=channel.transport,
             clock=self.clock,
             governor=self.governor,
             allow_sandbox=self.allow_sandbox,
             credential=credential,
+            http=channel.http,
+            origin=channel.origin,
         )
 
-    def _transport(self, credential: Credential) -> httpx.BaseTransport:
-        if self.transport is not None:
-            return self.transport
-        key = (credential.id, credential.server_url)
+    def _channel(self, credential: Credential) -> _Channel:
+        given = self.transport
+        key = (credential.id, credential.server_url, self.allow_sandbox, given)
+        channel = self._pools.get(key)
+        if channel is not None:
+            return channel
+        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
         with self._pools_lock:
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = self._pools[key] = default_transport()
-            return pool
+            channel = self._pools.get(key)
+            if channel is None:
+                channel = self._pools[key] = _Channel.open(origin, given)
+            return channel
 
     def close(self) -> None:
         """Close the connection pools and the rate-limit state (the vault stays open)."""
@@ -376,7 +384,28 @@ async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(func, *args, **kwargs)
 
 
-def _close_pools(pools: dict[tuple[str, str], httpx.BaseTransport]) -> None:
+@dataclass(frozen=True, slots=True)
+class _Channel:
+    """What a credential's steps share: its parsed origin, a connection pool (the Connector's
+    own, or the transport it was given) and the HTTP client on it."""
+
+    origin: Origin
+    transport: httpx.BaseTransport
+    http: httpx.Client
+    owned: bool
+
+    @classmethod
+    def open(cls, origin: Origin, given: httpx.BaseTransport | None) -> _Channel:
+        transport = given if given is not None else default_transport()
+        return cls(origin, transport, http_client(lent(transport)), owned=given is None)
+
+    def close(self) -> None:
+        self.http.close()
+        if self.owned:
+            self.transport.close()
+
+
+def _close_pools(pools: dict[tuple[object, ...], _Channel]) -> None:
     while pools:
         pools.popitem()[1].close()
 

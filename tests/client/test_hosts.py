@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exact_connector.exceptions import HostNotAllowed, InvalidServerUrl
 from exact_connector.urls import Origin, check_request_url, parse_server_url, regional_hosts
@@ -94,3 +98,32 @@ def test_request_check_passes_the_origin_api() -> None:
     origin = Origin("https", "start.exactonline.nl")
     check_request_url(httpx.URL("https://start.exactonline.nl/api/v1/1/crm/Accounts"), origin)
     check_request_url(origin.join("/api/oauth2/token"), origin)
+
+
+#: Characters of record keys and endpoint paths, the ones URLs treat specially, and any other.
+_PATH_CHARACTERS = st.sampled_from("aZ09/()'=,.-_~?#%\\ \t\x1f\x7fé") | st.characters(
+    exclude_categories=["Cs"]  # lone surrogates: refused with the input, before any URL
+)
+
+
+@pytest.mark.parametrize(
+    "origin", [Origin("https", "start.exactonline.nl"), Origin("http", "127.0.0.1", 8080)]
+)
+@settings(max_examples=300, deadline=None)
+@given(path=st.text(_PATH_CHARACTERS, max_size=40).map(lambda text: "/api/v1/" + text))
+def test_a_joined_url_is_the_component_forms_url(origin: Origin, path: str) -> None:
+    """``Origin.join`` parses a plain path as text (fast); every path gives the URL the component
+    form gives (or the same refusal), so a ``?``, ``#`` or control character can never become a
+    query or fragment."""
+    assert _parts(lambda: origin.join(path)) == _parts(
+        lambda: httpx.URL(scheme=origin.scheme, host=origin.host, port=origin.port, path=path)
+    )
+
+
+def _parts(make: Callable[[], httpx.URL]) -> tuple[str, ...]:
+    """A URL's text and parts, or the error making it raised."""
+    try:
+        url = make()
+    except httpx.InvalidURL as error:
+        return ("invalid", str(error))
+    return (str(url), url.path, url.query.decode(), url.fragment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import inspect
 import ipaddress
 import os
@@ -332,3 +333,26 @@ def test_g15_the_configured_per_operation_timeout_is_honoured(tmp_path: Path) ->
         attempts = len(world.app.api_calls())
     assert attempts >= 2
     assert elapsed < 2.5
+
+
+@pytest.mark.parametrize("encoded", [True, False], ids=["gzip", "plain"])
+def test_a_compressed_body_is_read_decoded_with_headers_that_describe_it(
+    world: World, encoded: bool
+) -> None:
+    """Exact compresses its answers: the response the client returns holds the decoded body, and
+    no header still describes the wire's (a stale Content-Encoding would decode it twice)."""
+
+    def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> httpx.Response:
+        answer = call()
+        body = answer.read()
+        headers = {k: v for k, v in answer.headers.items() if k not in ("content-length",)}
+        if encoded:
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        return httpx.Response(answer.status_code, headers=headers, content=body)
+
+    world.app.tamper = tamper
+    response = get_accounts(world.client())
+    assert response.json()["d"]["results"]
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.headers["x-ratelimit-minutely-limit"] == "60"
