@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -162,21 +162,32 @@ def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
 
 def parse_date(text: str) -> str | None:
     """``/Date(ms)/`` as ISO 8601 (Exact's wall-clock time, so no zone unless one is given)."""
-    try:
-        return _parse_date(text)
-    except OverflowError:  # beyond year 9999: leave Exact's text as it is
-        return None
+    plain = _plain_date(text)
+    return None if plain is text else plain
 
 
-def _parse_date(text: str) -> str | None:
+def _plain_date(text: str) -> str:
+    """``text`` as :func:`parse_date` writes it if it is a date, else ``text`` itself.
+
+    This runs for every date of every listed record: the usual ``/Date(ms)/`` is tested once and
+    written by integer arithmetic and tables, its calendar date (shared by many rows) cached.
+    """
     body = text[6:-2]
-    if text.startswith("/Date(") and text.endswith(")/") and body.isdigit() and body.isascii():
-        return _iso_from_milliseconds(int(body))  # the usual form, on the hot path of every list
-    match = DATE_PATTERN.fullmatch(text)
-    if match is None:
-        return None
-    moment = _EPOCH + timedelta(milliseconds=int(match.group(1)))
-    offset = match.group(2)
+    try:
+        if text[:6] == "/Date(" and text[-2:] == ")/" and body.isdigit() and body.isascii():
+            days, rest = divmod(int(body), 86_400_000)
+            minute, rest = divmod(rest, 60_000)
+            second, milli = divmod(rest, 1000)
+            return _iso_day(days) + _CLOCK[minute] + _SECONDS[second] + _MILLIS[milli]
+        if text.startswith("/Date(") and (match := DATE_PATTERN.fullmatch(text)):
+            return _signed_or_zoned(int(match.group(1)), match.group(2))
+    except (OverflowError, ValueError):  # beyond year 9999 (or int()'s 4,300 digits): as sent
+        pass
+    return text
+
+
+def _signed_or_zoned(milliseconds: int, offset: str | None) -> str:
+    moment = _EPOCH + timedelta(milliseconds=milliseconds)
     if offset:
         minutes = int(offset[1:3]) * 60 + int(offset[3:])
         zone = timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
@@ -185,19 +196,15 @@ def _parse_date(text: str) -> str | None:
     return moment.isoformat(timespec=spec)
 
 
-@cache
+#: The time of day by table: "THH:MM:" for each minute of a day, "SS", and ".mmm" ("" for 0).
+_CLOCK = tuple(f"T{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60))
+_SECONDS = tuple(f"{second:02d}" for second in range(60))
+_MILLIS = ("", *(f".{milli:03d}" for milli in range(1, 1000)))
+
+
+@lru_cache(maxsize=1 << 14)  # the calendar dates of some 45 years, a few MB at most
 def _iso_day(days: int) -> str:
     return (_EPOCH + timedelta(days=days)).date().isoformat()
-
-
-def _iso_from_milliseconds(milliseconds: int) -> str:
-    """Integer arithmetic for the time of day; the calendar date (shared by many rows) cached."""
-    days, rest = divmod(milliseconds, 86_400_000)
-    seconds, milli = divmod(rest, 1000)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{_iso_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
-    return f"{text}.{milli:03d}" if milli else text
 
 
 class Page:
@@ -259,8 +266,8 @@ def normalize(value: Any) -> Any:
         return _normalize_record(value)
     if kind is list:
         return [normalize(item) for item in value]
-    if kind is str and value.startswith("/Date("):
-        return parse_date(value) or value
+    if kind is str:
+        return _plain_date(value)
     return value
 
 
@@ -289,8 +296,8 @@ def record_normalizer(
                     record[name] = normalize(value)
         for name in date_names:
             value = record.get(name)
-            if type(value) is str and value.startswith("/Date("):
-                record[name] = parse_date(value) or value
+            if type(value) is str:
+                record[name] = _plain_date(value)
         return record
 
     return plain
@@ -302,8 +309,7 @@ def _normalize_record(record: dict[str, Any]) -> dict[str, Any]:
     for key, item in record.items():
         kind = type(item)
         if kind is str:
-            if item.startswith("/Date("):
-                item = parse_date(item) or item
+            item = _plain_date(item)
         elif kind is dict:
             if key == "__metadata" or "__deferred" in item:
                 continue

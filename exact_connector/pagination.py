@@ -169,7 +169,7 @@ class Pager:
         **options: Any,
     ) -> Pager:
         """Continue where ``cursor`` stopped; it must belong to the list ``first`` starts."""
-        url = _validate_link(first.join(cursor.target), first, None)
+        url = _Links(first).check(first.join(cursor.target), None)
         return cls(client, endpoint, division, url, skip=cursor.skip, **options)
 
     def cursor(self) -> Cursor | None:
@@ -187,6 +187,7 @@ class Pager:
         url: httpx.URL | None = self._first
         skip = self._skip
         seen: set[str] = set()
+        links = _Links(self._first)
         while url is not None:
             if self.pages >= self._page_cap:
                 raise PaginationError(
@@ -204,7 +205,7 @@ class Pager:
             page = unwrap_page(read_json(response))
             if page.count is not None:
                 self.count = page.count
-            next_url = _validate_link(page.next, self._first, seen) if page.next else None
+            next_url = links.check(page.next, seen) if page.next else None
             records = page.records
             self.rows += len(records)
             event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
@@ -216,38 +217,48 @@ class Pager:
             url, skip = next_url, 0
 
 
-def _validate_link(link: str | httpx.URL, first: httpx.URL, seen: set[str] | None) -> httpx.URL:
-    """A next link, if it stays on the list's origin, path and query; else rejected."""
-    try:
-        url = httpx.URL(link)
-    except (httpx.InvalidURL, TypeError):
-        raise PaginationLinkRejected("The paging link is not a valid URL.") from None
-    same_place = (
-        url.scheme == first.scheme
-        and url.host == first.host
-        and url.port == first.port
-        and not url.userinfo
-        and url.path == first.path
-        and not url.fragment
-    )
-    if not same_place:
-        raise PaginationLinkRejected(
-            "The paging link points to another host or endpoint; the list was stopped.",
-            details={"host": url.host},
-        )
-    params = url.params
-    if not set(params.keys()) <= _ALLOWED_PARAMS or any(
-        params.get(name) != first.params.get(name) for name in _KEPT_PARAMS
-    ):
-        raise PaginationLinkRejected("The paging link changed the list's query; it was stopped.")
-    if seen is not None:
-        token = params.get("$skiptoken")
-        if not token:
-            raise PaginationLinkRejected("The paging link has no $skiptoken; it was stopped.")
-        if token in seen:
-            raise PaginationError(
-                "The server sent the same page link twice; paging was stopped to avoid a loop.",
-                details={"pages": len(seen)},
+class _Links:
+    """Checks the next links of one list: each must stay on the list's origin, path and query
+    (what is compared of the first URL is taken from it once, not at every page)."""
+
+    __slots__ = ("_kept", "_place")
+
+    def __init__(self, first: httpx.URL) -> None:
+        self._place = (first.scheme, first.host, first.port, first.path)
+        params = first.params
+        self._kept = [(name, params.get(name)) for name in _KEPT_PARAMS]
+
+    def check(self, link: str | httpx.URL, seen: set[str] | None) -> httpx.URL:
+        """The link as a URL if it may be followed, else rejected; ``seen``: the skip tokens of
+        the pages so far (None to check only the place and query)."""
+        try:
+            url = httpx.URL(link)
+        except (httpx.InvalidURL, TypeError):
+            raise PaginationLinkRejected("The paging link is not a valid URL.") from None
+        if (
+            (url.scheme, url.host, url.port, url.path) != self._place
+            or url.userinfo
+            or url.fragment
+        ):
+            raise PaginationLinkRejected(
+                "The paging link points to another host or endpoint; the list was stopped.",
+                details={"host": url.host},
             )
-        seen.add(token)
-    return url
+        params = url.params
+        if not _ALLOWED_PARAMS.issuperset(params.keys()) or any(
+            params.get(name) != value for name, value in self._kept
+        ):
+            raise PaginationLinkRejected(
+                "The paging link changed the list's query; it was stopped."
+            )
+        if seen is not None:
+            token = params.get("$skiptoken")
+            if not token:
+                raise PaginationLinkRejected("The paging link has no $skiptoken; it was stopped.")
+            if token in seen:
+                raise PaginationError(
+                    "The server sent the same page link twice; paging was stopped to avoid a loop.",
+                    details={"pages": len(seen)},
+                )
+            seen.add(token)
+        return url

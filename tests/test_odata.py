@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,10 +12,12 @@ from hypothesis import strategies as st
 
 from exact_connector.exceptions import ExactError, InputError
 from exact_connector.odata import (
+    DATE_PATTERN,
     filter_literal,
     key_literal,
     normalize,
     parse_date,
+    record_normalizer,
     unwrap_page,
     unwrap_record,
 )
@@ -172,3 +176,140 @@ def test_normalize_removes_metadata_and_deferred_and_converts_dates() -> None:
         "Created": "2022-01-01T00:00:00",
         "Lines": [{"Date": "1970-01-01T00:00:00"}],
     }
+
+
+# -- the fast paths against the straightforward ones -----------------------------------------------
+
+_USUAL_DATE = re.compile(r"/Date\(([0-9]+)\)/", re.ASCII)
+
+
+def plainly_parsed(text: str) -> str | None:
+    """What parse_date means, written the plain way: datetime arithmetic on the milliseconds."""
+    usual = _USUAL_DATE.fullmatch(text)
+    match = usual or DATE_PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(match.group(1)))
+        offset = None if usual else match.group(2)
+        if offset:
+            minutes = int(offset[1:3]) * 60 + int(offset[3:])
+            zone = timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+            moment = moment.replace(tzinfo=UTC).astimezone(zone)
+    except (OverflowError, ValueError):  # past year 9999, or more digits than int() takes
+        return None
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+
+
+def plainly_normalized(value: Any) -> Any:
+    """What normalize means, written the plain way."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("results"), list):
+            return [plainly_normalized(item) for item in value["results"]]
+        return {
+            key: plainly_normalized(item)
+            for key, item in value.items()
+            if not (isinstance(item, dict) and (key == "__metadata" or "__deferred" in item))
+        }
+    if isinstance(value, list):
+        return [plainly_normalized(item) for item in value]
+    if isinstance(value, str) and value.startswith("/Date("):
+        return plainly_parsed(value) or value
+    return value
+
+
+_ODD_DATES = [
+    "/Date(" + "9" * 5000 + ")/",  # more digits than int() converts
+    "/Date(0000000000000000001)/",
+    "/Date(-62135596800001)/",  # a millisecond before year 1
+    "/Date(253402300800000)/",  # the first millisecond after year 9999
+    "/Date(253402300799999+0100)/",
+    "/Date(+5)/",
+    "/Date(1 )/",
+    "/Date(\u0663)/",
+    "/Date(1)/ ",
+    "/Date()/",
+    "/Date(",
+    "/Date(12)",
+]
+date_texts = st.one_of(
+    st.integers(min_value=-(10**14), max_value=10**16).map(lambda ms: f"/Date({ms})/"),
+    st.tuples(
+        st.integers(min_value=-(10**13), max_value=10**14),
+        st.sampled_from(["+", "-"]),
+        st.integers(min_value=0, max_value=23),
+        st.integers(min_value=0, max_value=59),
+    ).map(lambda t: f"/Date({t[0]}{t[1]}{t[2]:02d}{t[3]:02d})/"),
+    st.sampled_from(_ODD_DATES),
+    st.text(max_size=30).map(lambda text: "/Date(" + text),
+    st.text(max_size=30),
+)
+
+
+@given(date_texts)
+def test_parse_date_agrees_with_datetime_arithmetic(text: str) -> None:
+    """The table-driven /Date(ms)/ conversion writes what datetime arithmetic writes, and leaves
+    alone (None) what it cannot convert, however many digits it has."""
+    assert parse_date(text) == plainly_parsed(text)
+
+
+@pytest.mark.parametrize("text", _ODD_DATES)
+def test_odd_date_texts_are_converted_plainly_or_left_alone(text: str) -> None:
+    """Each odd /Date( text converts as datetime arithmetic would, or is left as it came."""
+    assert normalize(text) == (plainly_parsed(text) or text)
+
+
+FIELDS = ["ID", "Name", "Created", "Modified", "Lines", "Notes", "Unknown"]
+DATES, COLLECTIONS, KNOWN = ["Created", "Modified"], ["Lines"], FIELDS[:-1]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), date_texts)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from([*FIELDS, "results", "__deferred"]), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+records = st.dictionaries(
+    st.sampled_from([*FIELDS, "__metadata"]),
+    st.one_of(
+        json_values,
+        st.just({"__deferred": {"uri": "https://x/Lines"}}),
+        st.lists(st.dictionaries(st.sampled_from(FIELDS), scalars, max_size=3)).map(
+            lambda lines: {"results": lines}
+        ),
+    ),
+)
+
+
+def plainly_shaped(record: dict[str, Any]) -> dict[str, Any]:
+    """What record_normalizer(DATES, COLLECTIONS, KNOWN) means, written the plain way: only the
+    date and navigation fields are touched, unless a field outside KNOWN came."""
+    if not set(record) <= {*KNOWN, "__metadata"}:
+        return dict(plainly_normalized(record))
+    shaped = {}
+    for key, value in record.items():
+        if key == "__metadata":
+            continue
+        if key in COLLECTIONS and isinstance(value, dict):
+            if "__deferred" in value:
+                continue
+            value = plainly_normalized(value)
+        if key in DATES and isinstance(value, str) and value.startswith("/Date("):
+            value = plainly_parsed(value) or value
+        shaped[key] = value
+    return shaped
+
+
+@given(records)
+def test_record_normalizer_agrees_with_the_plain_rules(record: dict[str, Any]) -> None:
+    """The typed fast path returns what the plain rules return, keys in the same order."""
+    expected = plainly_shaped(record)
+    shaped = record_normalizer(DATES, COLLECTIONS, KNOWN)(record)
+    assert list(shaped.items()) == list(expected.items())
+
+
+@given(json_values)
+def test_normalize_agrees_with_the_plain_rules(value: Any) -> None:
+    """The generic path returns what the plain rules return."""
+    assert normalize(value) == plainly_normalized(value)
