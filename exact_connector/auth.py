@@ -63,12 +63,9 @@ class TokenPolicy:
     lock_timeout: float = 30.0
 
     @classmethod
+    @cache
     def declared(cls) -> TokenPolicy:
         """The token policy of ``connector.yaml`` (read once: the declarations do not change)."""
-        return _declared_policy()
-
-    @classmethod
-    def _read(cls) -> TokenPolicy:
         policy = load_manifest().token_policy
         return cls(
             access_ttl=policy.access_ttl,
@@ -92,11 +89,6 @@ class TokenPolicy:
         """Whether Exact would accept a refresh now (used after a 401)."""
         issued = credential.access_token_issued_at
         return issued is None or now >= issued + self.min_refresh_age
-
-
-@cache
-def _declared_policy() -> TokenPolicy:
-    return TokenPolicy._read()
 
 
 class ExactAuth(httpx.Auth):

@@ -184,7 +184,7 @@ class ExactClient:
         # A transport given is lent (a Connector's pool, kept open across steps): never closed here.
         self._own_transport: httpx.BaseTransport | None = None
         if transport is None:
-            transport = self._own_transport = default_transport()
+            transport = self._own_transport = default_transport(self.origin)
         borrowed = lent(transport)
         self.tokens = TokenService(self.origin, transport=borrowed, clock=self.clock)
         self.auth = ExactAuth(

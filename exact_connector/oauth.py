@@ -121,7 +121,7 @@ class TokenService:
     def _http(self) -> httpx.Client:
         # Made on first use: most steps never refresh, and a client costs a step ~0.1 ms.
         return httpx.Client(
-            transport=self._transport or default_transport(),
+            transport=self._transport or default_transport(self._origin),
             timeout=self._timeout,
             follow_redirects=False,
             trust_env=False,

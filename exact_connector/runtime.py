@@ -396,7 +396,7 @@ class _Channel:
 
     @classmethod
     def open(cls, origin: Origin, given: httpx.BaseTransport | None) -> _Channel:
-        transport = given if given is not None else default_transport()
+        transport = given if given is not None else default_transport(origin)
         return cls(origin, transport, http_client(lent(transport)), owned=given is None)
 
     def close(self) -> None:

@@ -20,7 +20,6 @@ import json as jsonlib
 import os
 import re
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -135,46 +134,19 @@ def configured_proxy() -> str | None:
     return value
 
 
-def default_transport() -> httpx.BaseTransport:
-    """A new connection pool on the process's one verified TLS context, through the configured
-    proxy if there is one (never the environment's).
+def default_transport(origin: Origin) -> httpx.BaseTransport:
+    """A new connection pool for ``origin``, through the configured proxy if there is one (never
+    the environment's), on the process's one verified TLS context.
 
-    Without a proxy, plain ``http://`` requests (only ever the loopback sandbox's) go to a pool of
-    their own whose TLS context trusts no certificate at all, so the CA bundle is loaded only
-    when a request needs TLS: a CLI step against the sandbox never pays for it.
+    Without a proxy, a plain ``http://`` origin (only ever the loopback sandbox) gets a context
+    that trusts no certificate at all, so the CA bundle is loaded only where TLS is spoken: a CLI
+    step against the sandbox never pays for it. Every request a pool sends goes to its own origin
+    (the request check refuses any other), so routing can never weaken verification.
     """
     proxy = configured_proxy()
-    if proxy is not None:
-        return httpx.HTTPTransport(verify=_tls_context(), trust_env=False, proxy=proxy)
-    return _SchemePools()
-
-
-class _SchemePools(httpx.BaseTransport):
-    """A connection pool per URL scheme, each made on its first request: ``https`` on the
-    verified TLS context, ``http`` on a context that can complete no TLS handshake."""
-
-    def __init__(self) -> None:
-        self._pools: dict[str, httpx.HTTPTransport] = {}
-        self._lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        scheme = "http" if request.url.scheme == "http" else "https"
-        pool = self._pools.get(scheme)
-        if pool is None:
-            with self._lock:
-                pool = self._pools.get(scheme)
-                if pool is None:
-                    pool = self._pools[scheme] = httpx.HTTPTransport(
-                        verify=_tls_context() if scheme == "https" else _no_tls_context(),
-                        trust_env=False,
-                    )
-        return pool.handle_request(request)
-
-    def close(self) -> None:
-        with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            pool.close()
+    plain = origin.scheme == "http" and proxy is None
+    context = _no_tls_context() if plain else _tls_context()
+    return httpx.HTTPTransport(verify=context, trust_env=False, proxy=proxy)
 
 
 def _no_tls_context() -> ssl.SSLContext:

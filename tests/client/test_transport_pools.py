@@ -48,13 +48,16 @@ def _closed_port() -> int:
 def test_plain_http_never_asks_for_the_verified_context(
     plain_origin: str, tls_contexts: list[ssl.SSLContext]
 ) -> None:
-    """Two plain requests, answered on one pool; the CA bundle is not loaded for them. The first
-    https request then builds its pool on the verified context."""
-    with httpx.Client(transport=urls.default_transport(), trust_env=False) as client:
+    """Two plain requests, answered on one pool; the CA bundle is not loaded for them. An https
+    origin's pool is built on the verified context."""
+    plain = urls.parse_server_url(plain_origin, allow_sandbox=True)
+    with httpx.Client(transport=urls.default_transport(plain), trust_env=False) as client:
         assert [client.get(f"{plain_origin}/").text for _ in range(2)] == ["hello", "hello"]
         assert tls_contexts == []
-        with pytest.raises(httpx.ConnectError):
-            client.get(f"https://127.0.0.1:{_closed_port()}/")
+    secure = urls.parse_server_url("https://start.exactonline.nl")
+    verified = httpx.Client(transport=urls.default_transport(secure), trust_env=False)
+    with verified, pytest.raises(httpx.ConnectError):
+        verified.get(f"https://127.0.0.1:{_closed_port()}/")
     assert len(tls_contexts) == 1
     assert tls_contexts[0].verify_mode is ssl.CERT_REQUIRED
 
@@ -72,6 +75,8 @@ def test_a_configured_proxy_still_gets_the_verified_pool_at_once(
     """Through a proxy every request may be tunnelled TLS: the verified context is built at once
     (and a malformed proxy is refused there, before any request)."""
     monkeypatch.setenv(urls.PROXY_ENV, f"http://127.0.0.1:{_closed_port()}")
-    transport = urls.default_transport()
+    transport = urls.default_transport(
+        urls.parse_server_url("http://127.0.0.1:8080", allow_sandbox=True)
+    )
     transport.close()
     assert isinstance(transport, httpx.HTTPTransport) and len(tls_contexts) == 1
