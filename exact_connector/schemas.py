@@ -20,12 +20,13 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from exact_connector.exceptions import FieldError
+from exact_connector.fastcheck import COMPILE_AFTER, Check, compile_check
 from exact_connector.validation import (
     FORMAT_CHECKER,
     Validator,
     field_errors,
     json_path,
-    unsendable,
+    scan,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ class SchemaSet:
     problems: list[FieldError] = field(default_factory=list)
     registry: Registry[Any] = field(default_factory=Registry)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Per schema: how often it was checked, and its compiled check once built (None: none can be).
+    _checked: dict[str, int] = field(default_factory=dict, repr=False)
+    _fast: dict[str, Check | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, root: Traversable) -> SchemaSet:
@@ -149,11 +153,25 @@ class SchemaSet:
         """Every reason ``instance`` fails the schema, as value-free field errors.
 
         A value that could not be sent whatever the schema says (see :func:`unsendable`) is
-        reported alone: the schema is not applied to it.
+        reported alone: the schema is not applied to it. A schema checked often gets a compiled
+        check that answers "valid" quickly (:mod:`exact_connector.fastcheck`); every error still
+        comes from the full validator.
         """
-        return unsendable(instance, root) or field_errors(
-            self.validator(ref).iter_errors(instance), root, reveal=reveal
-        )
+        problems, plain = scan(instance, root)
+        if problems:
+            return problems
+        if plain and (check := self._fast_check(ref)) is not None and check(instance):
+            return []
+        return field_errors(self.validator(ref).iter_errors(instance), root, reveal=reveal)
+
+    def _fast_check(self, ref: str) -> Check | None:
+        if ref in self._fast:
+            return self._fast[ref]
+        seen = self._checked[ref] = self._checked.get(ref, 0) + 1
+        if seen < COMPILE_AFTER:
+            return None
+        self._fast[ref] = check = compile_check(self.bundle(ref))
+        return check
 
     def resolver(self, ref: str) -> Resolver[Any]:
         """A resolver rooted at a schema document, for following its ``$ref``s."""

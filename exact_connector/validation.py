@@ -33,6 +33,7 @@ __all__ = [
     "field_errors",
     "json_path",
     "parse_date_time",
+    "scan",
     "unsendable",
 ]
 
@@ -127,12 +128,23 @@ def unsendable(instance: Any, root: str = "$", max_depth: int = MAX_DEPTH) -> li
     (a lone surrogate: it has no UTF-8 form), in values and in keys, numbers that are not finite or
     too wide to write. Walked without recursion; the first problem of each kind is enough.
     """
+    return scan(instance, root, max_depth)[0]
+
+
+def scan(
+    instance: Any, root: str = "$", max_depth: int = MAX_DEPTH
+) -> tuple[list[FieldError], bool]:
+    """:func:`unsendable`'s problems, and whether ``instance`` is plain JSON: only objects with
+    text keys, lists, text, booleans, null, integers and floats that are not whole numbers (what
+    :mod:`exact_connector.fastcheck` may judge). One walk for both."""
     found: dict[str, FieldError] = {}
+    plain = True
     stack: list[tuple[Any, list[str | int]]] = [(instance, [])]
     while stack and len(found) < len(_SCALAR_PROBLEMS) + 1:
         value, path = stack.pop()
         problem = _scalar_problem(value)
         if problem is None and isinstance(value, dict | list | tuple):
+            plain = plain and not isinstance(value, tuple)
             if len(path) >= max_depth:
                 problem = ("depth", f"nests more than {max_depth} levels deep")
             else:
@@ -140,12 +152,27 @@ def unsendable(instance: Any, root: str = "$", max_depth: int = MAX_DEPTH) -> li
                 stack += ((item, [*path, key]) for key, item in items)
                 bad_keys = isinstance(value, dict) and not all(map(_is_unicode, value))
                 problem = ("encoding", "has a key that is not valid Unicode") if bad_keys else None
+                plain = plain and (not isinstance(value, dict) or all(map(_is_text, value)))
+        elif not isinstance(value, _PLAIN_SCALARS) or _whole_float(value):
+            plain = False
         if problem is not None:
             code, message = problem
             found.setdefault(
                 code, {"path": json_path(path, root), "code": code, "message": message}
             )
-    return sorted(found.values(), key=lambda error: (error["path"], error["code"]))
+    problems = sorted(found.values(), key=lambda error: (error["path"], error["code"]))
+    return problems, plain and not problems
+
+
+_PLAIN_SCALARS = (str, int, float, type(None))
+
+
+def _whole_float(value: object) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
+def _is_text(key: object) -> bool:
+    return isinstance(key, str)
 
 
 _SCALAR_PROBLEMS = {
