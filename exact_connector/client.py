@@ -11,13 +11,14 @@ time never trips them. So bodies are read in chunks against the step's deadline.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -149,6 +150,22 @@ class _Overdue(Exception):
     """The step's deadline passed while a response body was still arriving."""
 
 
+class _UntilDeadline(httpx.SyncByteStream):
+    """A response body read against the step's deadline, checked after each chunk."""
+
+    def __init__(self, stream: httpx.SyncByteStream, clock: Clock, deadline: float) -> None:
+        self._stream, self._clock, self._deadline = stream, clock, deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            yield chunk
+            if self._clock.now() > self._deadline:
+                raise _Overdue()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 class ExactClient:
     """Requests on behalf of one credential, with refresh, pacing, retries and classification."""
 
@@ -196,6 +213,9 @@ class ExactClient:
         self.progress: Progress | None = None
         self._endpoint_id = ""
         self._timeout = timeout
+        limits = [timeout.connect, timeout.read, timeout.write, timeout.pool]
+        longest = max((limit for limit in limits if limit is not None), default=math.inf)
+        self._longest_timeout = math.inf if None in limits else longest
         # An HTTP client given is lent as well (the Connector's, shared by the credential's steps
         # and threads); the auth flow and the request check are this client's, per request.
         self._own_http = http is None
@@ -344,32 +364,27 @@ class ExactClient:
             method, url, content=body, headers=headers, timeout=self._bounded(remaining)
         )
         response = self._http.send(request, auth=self._guarded, stream=True)
+        wire = cast("httpx.SyncByteStream", response.stream)  # a sync client's
+        response.stream = _UntilDeadline(wire, self.clock, deadline)
         try:
-            chunks = []
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                if self.clock.now() > deadline:
-                    raise _Overdue()
+            content = response.read()
         finally:
             response.close()
-        kept = response.headers
-        if any(name in kept for name in _ENCODED_BODY_HEADERS):  # they describe the wire body
-            kept = httpx.Headers([(k, v) for k, v in kept.multi_items() if k not in _BODY_HEADERS])
-        return httpx.Response(
-            response.status_code,
-            headers=kept,
-            content=b"".join(chunks),
-            request=response.request,
-            history=response.history,
-        )
+        if any(name in response.headers for name in _ENCODED_BODY_HEADERS):
+            # They describe the wire body; the response now holds the decoded one.
+            kept = [(k, v) for k, v in response.headers.multi_items() if k not in _BODY_HEADERS]
+            response.headers = httpx.Headers([*kept, ("content-length", str(len(content)))])
+        return response
 
     def _bounded(self, remaining: float) -> httpx.Timeout:
         """The configured timeouts, none longer than what is left of the step."""
+        timeout = self._timeout
+        if remaining >= self._longest_timeout:
+            return timeout
 
         def cap(value: float | None) -> float:
             return remaining if value is None else min(value, remaining)
 
-        timeout = self._timeout
         return httpx.Timeout(
             connect=cap(timeout.connect),
             read=cap(timeout.read),
