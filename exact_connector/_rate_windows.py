@@ -66,9 +66,19 @@ class Window:
             self.carry += 1
 
     def reconcile(
-        self, limit: int | None, remaining: int | None, reset: float | None, now: float, cap: int
+        self,
+        limit: int | None,
+        remaining: int | None,
+        reset: float | None,
+        now: float,
+        cap: int,
+        reserved: int = 0,
     ) -> None:
-        """Take the server's view: its reset ends the window, its count may only lower ours."""
+        """Take the server's view: its reset ends the window, its count may only lower ours.
+
+        ``reserved``: calls counted in ``used`` that are not made yet (a process's leases), which
+        the server's count cannot include.
+        """
         if limit:
             self.limit = min(cap, limit)
         if (reset := plausible(reset, now, self.length)) is not None:
@@ -78,7 +88,7 @@ class Window:
                 self.used, self.carry = self.carry, 0  # Exact is already in the next window
             self.end = max(self.end, reset)
         if remaining is not None:
-            self.used = max(self.used, self.limit - remaining)
+            self.used = max(self.used, self.limit - remaining + reserved)
 
     def spend(self, until: float) -> None:
         """A 429: nothing more in this window, which Exact says lasts until ``until``."""

@@ -704,6 +704,7 @@ def test_a_forked_worker_opens_its_own_connection(tmp_path: Path, clock: ManualC
     def child() -> None:
         for _ in range(10):
             governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+        governor.close()  # gives back the calls it reserved and did not make
 
     process = multiprocessing.get_context("fork").Process(target=child)
     process.start()
@@ -914,3 +915,99 @@ def test_the_connector_picks_the_postgres_governor_from_the_database_url(
     connector = Connector(home=tmp_path / "home")
     assert isinstance(connector.governor, PostgresRateGovernor)
     connector.governor.close()
+
+
+# --- leases: a reservation takes a few calls while the minute has room (LEASE_MAX, LEASE_SHARE) --
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(
+    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
+) -> Iterator[NewGovernor]:
+    """Governors on one state, as separate processes (or hosts) have it: a SQLite file, or one
+    PostgreSQL schema."""
+    made: list[RateGovernor] = []
+    schema = pg_server.fresh_schema()
+
+    def make(**options: Any) -> RateGovernor:
+        options.setdefault("clock", clock)
+        if request.param == "sqlite":
+            governor = RateGovernor(tmp_path / "limits.db", **options)
+        else:
+            url = request.getfixturevalue("postgres_url")
+            governor = PostgresRateGovernor(url, schema=schema, **options)
+        made.append(governor)
+        return governor
+
+    yield make
+    for governor in made:
+        governor.close()
+
+
+def test_leased_calls_are_reserved_for_others_and_given_back_at_close(shared: NewGovernor) -> None:
+    """One call with the minute empty reserves 60 // 16 = 3: the other process sees 57 left; the
+    caller's own snapshot counts only the call made; close gives the two unused back."""
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert first.snapshot(APP, DIV).minute_remaining == 59
+    assert other.snapshot(APP, DIV).minute_remaining == 57
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # from the lease: nothing more reserved
+    assert other.snapshot(APP, DIV).minute_remaining == 57
+    first.close()
+    assert other.snapshot(APP, DIV).minute_remaining == 58
+
+
+def test_processes_sharing_a_state_never_exceed_the_minute_together(
+    shared: NewGovernor, clock: ManualClock
+) -> None:
+    """Leases or not, three processes calling in turn get exactly the minute's 60 calls."""
+    governors = [shared() for _ in range(3)]
+    granted = Counter[int]()
+    for turn in range(90):
+        try:
+            governors[turn % 3].acquire(APP, DIV, ENDPOINT, deadline=clock.now() + 1)
+        except RateLimited:
+            continue
+        granted[turn % 3] += 1
+    assert sum(granted.values()) == 60
+    assert all(count >= 18 for count in granted.values())  # nobody is starved by another's lease
+
+
+def test_an_error_ends_the_leases_and_an_endpoint_with_errors_gets_none(
+    shared: NewGovernor,
+) -> None:
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    first.observe(APP, DIV, ENDPOINT, 404, {})
+    assert other.snapshot(APP, DIV).minute_remaining == 59  # the two leased calls went back
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert other.snapshot(APP, DIV).minute_remaining == 58  # one call, one reservation
+    first.acquire(APP, DIV, "crm/Contacts", deadline=None)  # an endpoint without errors
+    assert other.snapshot(APP, DIV).minute_remaining == 55
+
+
+def test_no_lease_reaches_into_the_last_second_of_the_minute(
+    shared: NewGovernor, clock: ManualClock
+) -> None:
+    """Calls in the window's last second also count in the next (carry): each is reserved alone."""
+    first, other = shared(), shared()
+    clock.advance(40)  # W + 50; W + 60 is the minute's end
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # reserves 3, usable until W + 59
+    clock.advance(9.5)  # W + 59.5
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert other.snapshot(APP, DIV).minute_remaining == 56
+
+
+def test_the_servers_count_is_taken_over_calls_reserved_and_not_made(
+    shared: NewGovernor,
+) -> None:
+    """Exact saying 50 calls are left, after our 1 made and 2 leased: 50 for us; once the lease
+    is given back, 50 for everyone (the headers are stored with the next transaction)."""
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(50, W + 60))
+    assert first.snapshot(APP, DIV).minute_remaining == 50
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # from the lease
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(49, W + 60))
+    first.close()
+    assert other.snapshot(APP, DIV).minute_remaining == 49
