@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,10 @@ __all__ = [
 DATABASE_URL_ENV = "EXACT_CONNECTOR_DATABASE_URL"
 
 
+#: Credentials kept by store version (per thread connection) before the map starts afresh.
+_FRESH_ENTRIES = 256
+
+
 class Vault:
     """One workspace's view of the vault file: every method sees only that workspace.
 
@@ -109,6 +113,9 @@ class Vault:
         # id -> (the row as stored, its credential): a step reads a record several times, and an
         # unchanged row need not be unsealed and validated again. Any write changes the row.
         self._decoded: dict[str, tuple[tuple[Any, ...], Credential]] = {}
+        # (id or name, connection) -> (the store's version when read, the credential): while
+        # nothing was committed anywhere, a step's read need not touch the rows at all.
+        self._fresh: dict[tuple[str, Hashable], tuple[Hashable, Credential]] = {}
 
     @classmethod
     def open(
@@ -222,14 +229,23 @@ class Vault:
 
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
+        version = self._store.version()  # before the read: a commit after it is seen next time
+        fresh_key = (id_or_name, version[0] if isinstance(version, tuple) else None)
+        if version is not None and (fresh := self._fresh.get(fresh_key)) and fresh[0] == version:
+            return fresh[1]
         with self._keys.read() as session:
             row = row_of(session, self.workspace, id_or_name)
         stored = stored_values(row)
         cached = self._decoded.get(str(row["id"]))
         if cached is not None and cached[0] == stored:
-            return cached[1]
-        credential = decode(self._keys, row)
-        self._decoded[credential.id] = (stored, credential)
+            credential = cached[1]
+        else:
+            credential = decode(self._keys, row)
+            self._decoded[credential.id] = (stored, credential)
+        if version is not None:
+            if len(self._fresh) >= _FRESH_ENTRIES:
+                self._fresh.clear()
+            self._fresh[fresh_key] = (version, credential)
         return credential
 
     def list(self) -> builtins.list[Credential]:

@@ -163,6 +163,10 @@ class PostgresStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield SQLSession(conn, POSTGRES)
 
+    def version(self) -> None:
+        """Not known without a round trip to the server, which is what a read costs anyway."""
+        return None
+
     @contextmanager
     def lease(self, credential_id: str, timeout: float) -> Iterator[None]:
         """Hold the credential's lease row, renewed by a heartbeat until released."""

@@ -144,6 +144,7 @@ class SQLiteStore:
         self._guard = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._serial = getattr(self, "_serial", 0)  # connections opened: never reused as a token
 
     @classmethod
     def open(cls, home: Path, busy_timeout: float, initialize: Initializer) -> SQLiteStore:
@@ -250,6 +251,8 @@ class SQLiteStore:
             self._local.conn = conn
             with self._guard:
                 self._connections.append(conn)
+                self._serial += 1
+                self._local.serial, self._local.writes = self._serial, 0
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -282,9 +285,20 @@ class SQLiteStore:
         """A ``BEGIN IMMEDIATE`` transaction: all or nothing, serialized across processes."""
         conn = self.connection()
         before_commit = functools.partial(crash_point, f"{op}.before_commit")
-        with sqlite_errors(self.path), _sqlite.immediate(conn, before_commit):
-            yield SQLSession(conn, SQLITE)
+        try:
+            with sqlite_errors(self.path), _sqlite.immediate(conn, before_commit):
+                yield SQLSession(conn, SQLITE)
+        finally:
+            self._local.writes = getattr(self._local, "writes", 0) + 1
         crash_point(f"{op}.after_commit")
+
+    def version(self) -> tuple[int, int, int]:
+        """This thread's connection, its ``PRAGMA data_version`` (which moves when any *other*
+        connection commits) and how many writes it made itself (which that pragma does not see)."""
+        conn = self.connection()
+        with sqlite_errors(self.path):
+            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+        return (self._local.serial, int(data_version), getattr(self._local, "writes", 0))
 
     @contextmanager
     def read(self) -> Iterator[SQLSession]:

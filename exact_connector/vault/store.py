@@ -22,7 +22,7 @@ This module also holds the test-only crash hook every backend calls at its commi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -215,6 +215,10 @@ class VaultStore(Protocol):
         A compare-and-swap inside it is exact. ``op`` names the operation for the crash hook:
         :func:`crash_point` is called with ``<op>.before_commit`` and ``<op>.after_commit``.
         """
+
+    def version(self) -> Hashable | None:
+        """A token that is equal between two calls only if nothing was committed in between (by
+        any thread or process), or None when the backend cannot tell cheaply."""
 
     def lease(self, credential_id: str, timeout: float) -> AbstractContextManager[None]:
         """Hold the credential's refresh lease across threads and processes.

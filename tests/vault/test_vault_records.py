@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -408,3 +409,36 @@ def test_an_unchanged_record_is_unsealed_once_and_every_change_is_seen(
         assert vault.get(credential.id) == changed != first
         other.set_status(credential.id, "disabled")
         assert vault.get(credential.id).status == "disabled"
+
+
+# -- reads while nothing changed (the store's version) ---------------------------------------------
+
+
+def test_a_read_with_nothing_committed_since_does_not_touch_the_rows(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """SQLite says through ``PRAGMA data_version`` whether anyone committed; PostgreSQL cannot
+    say it cheaply, so every read there reads the row."""
+    credential = add_credential(vault, "steps")
+    assert vault.get(credential.id) == credential
+    reads = []
+    store_read = vault._keys.read
+    monkeypatch.setattr(vault._keys, "read", lambda: reads.append(1) or store_read())
+    assert vault.get(credential.id) == credential
+    assert vault.get("steps") == credential
+    assert len(reads) == (1 if backend == "sqlite" else 2)  # the name's first read, or every one
+
+
+def test_a_commit_anywhere_is_seen_by_the_next_read(open_vault: Callable[..., Vault]) -> None:
+    """Another process (another open vault) refreshing, renaming or removing, and this vault's
+    own write, are all read at once."""
+    vault, other = open_vault(), open_vault()
+    credential = add_credential(vault, "steps")
+    assert vault.get("steps").version == credential.version
+    refreshed = put_tokens(other, credential.id, credential.version, make_secret("access"))
+    assert vault.get("steps").access_token == refreshed.access_token
+    mine = put_tokens(vault, credential.id, refreshed.version, make_secret("access"))
+    assert vault.get(credential.id).version == mine.version
+    other.remove(credential.id)
+    with pytest.raises(CredentialNotFound):
+        vault.get("steps")
