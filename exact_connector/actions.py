@@ -219,7 +219,8 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
         record = unwrap_record(
             read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params))
         )
-        return {"record": _shape(record, raw)}
+        selected = params["$select"].split(",") if params else []
+        return {"record": lists.shaper(endpoint, raw, selected)(record)}
     pager, select = lists.pager(step, endpoint, data)
     shape = lists.shaper(pager.endpoint, raw, select)
     limit = data.get("limit")

@@ -32,6 +32,7 @@ from exact_connector.exceptions import (
 from exact_connector.limits import RateGovernor
 from exact_connector.oauth import TokenService
 from exact_connector.progress import CallMade, Progress, RateLimitWait, emit
+from exact_connector.ratelimit_headers import RateHeaders, parse_rate_headers
 from exact_connector.results import Meta, RateLimit, rate_limit
 from exact_connector.retries import MAX_ATTEMPTS, Attempt
 from exact_connector.urls import (
@@ -81,6 +82,8 @@ class CallStats:
     api_calls: int = 0
     request_id: str | None = None
     rate_limit: dict[str, str] = field(default_factory=dict)
+    #: ``rate_limit`` as read (by :func:`~exact_connector.ratelimit_headers.parse_rate_headers`).
+    rate_headers: RateHeaders | None = None
 
 
 class _Lent(httpx.BaseTransport):
@@ -395,6 +398,7 @@ class ExactClient:
     def _observe(self, response: httpx.Response, endpoint: Endpoint, division: int | None) -> None:
         rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
         self.stats.rate_limit = rate  # httpx gives header names in lower case
+        self.stats.rate_headers = parsed = parse_rate_headers(rate)
         self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
             # The auth flow's refused first attempt (a 401 it resent) is a call, not an error.
@@ -410,7 +414,7 @@ class ExactClient:
             # The governor reads only the rate-limit headers, but of a 429 also Retry-After.
             headers = response.headers if response.status_code == 429 else rate
             self.governor.observe(
-                self.client_id, division, endpoint.id, response.status_code, headers
+                self.client_id, division, endpoint.id, response.status_code, headers, parsed=parsed
             )
 
     def _pause(
@@ -467,7 +471,7 @@ def result_meta(client: ExactClient | None, started: float) -> Meta:
     meta = Meta(
         api_calls=stats.api_calls if stats else 0,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
-        rate_limit=rate_limit(stats.rate_limit) if stats else RateLimit(),
+        rate_limit=rate_limit(stats.rate_headers or stats.rate_limit) if stats else RateLimit(),
     )
     if stats is not None and stats.request_id is not None:
         meta["request_id"] = stats.request_id

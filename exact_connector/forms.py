@@ -64,10 +64,12 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 def _schema(name: str, manifest: Manifest) -> dict[str, Any]:
     if name == CREDENTIALS:
         return manifest.credentials_schema
-    inputs = {a.id: a.input_schema for a in manifest.actions}
-    inputs |= {t.id: t.input_schema for t in manifest.triggers}
-    if name in inputs:
-        return inputs[name]
+    for action in manifest.actions:
+        if action.id == name:
+            return action.input_schema
+    for trigger in manifest.triggers:
+        if trigger.id == name:
+            return trigger.input_schema
     raise InputError(
         "There is no form with that name; use credentials, an action id or a trigger id.",
         errors=[

@@ -205,16 +205,18 @@ class RateGovernor:
         headers: Mapping[str, str],
         *,
         resolved: bool = False,
+        parsed: RateHeaders | None = None,
     ) -> None:
         """Reconcile with a response's rate-limit headers; count client errors toward the budget
         (not one the caller ``resolved``: a 401 the auth flow answered with a resend).
+        ``parsed``: the headers as the caller already read them.
 
         A success's headers are kept in memory and folded into the division's next reservation
         (or :meth:`snapshot`, or :meth:`close`): one SQLite transaction per call instead of two.
         They can only matter to a later reservation, and a late one is recognised as such by
         :meth:`Window.reconcile`. Errors and 429s are written at once, for every process to see.
         """
-        parsed = parse_rate_headers(headers)
+        parsed = parsed if parsed is not None else parse_rate_headers(headers)
         now = self._clock.now()
         if status not in COUNTED_ERRORS and status != 429:
             if parsed.seen:

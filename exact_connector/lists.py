@@ -70,16 +70,34 @@ def shaper(
     """How a list's records are returned: untouched, or normalised by the endpoint's field types
     (only the selected fields when a select was sent)."""
     if raw:
-        return lambda record: record
+        return _untouched
     if not endpoint.fields:  # a typed endpoint the catalog does not describe
         return normalize
+    key = (id(endpoint), tuple(select))
+    made = _SHAPERS.get(key)
+    if made is not None and made[0] is endpoint:
+        return made[1]
     chosen = set(select)
     fields = [f for f in endpoint.fields if f.name in chosen] if chosen else list(endpoint.fields)
-    return record_normalizer(
+    shape = record_normalizer(
         dates=(f.name for f in fields if f.type in _DATE_TYPES or f.type.startswith("php:")),
         collections=(f.name for f in fields if f.collection),
         known=(f.name for f in fields),
     )
+    if len(_SHAPERS) >= _SHAPERS_KEPT:
+        _SHAPERS.clear()
+    _SHAPERS[key] = (endpoint, shape)
+    return shape
+
+
+def _untouched(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+#: Normalisers by endpoint (held, so its ``id`` is not reused) and selected fields: a single
+#: record's step would otherwise spend as long making one as using it.
+_SHAPERS: dict[tuple[int, tuple[str, ...]], tuple[Endpoint, Callable[[dict[str, Any]], Any]]] = {}
+_SHAPERS_KEPT = 512
 
 
 def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from exact_connector.ratelimit_headers import parse_rate_headers
+from exact_connector.ratelimit_headers import RateHeaders, parse_rate_headers
 
 __all__ = ["ActionError", "ActionResult", "Meta", "RateLimit", "rate_limit"]
 
@@ -63,9 +63,10 @@ class ActionResult(TypedDict):
     meta: Meta
 
 
-def rate_limit(headers: dict[str, str]) -> RateLimit:
-    """Exact's ``X-RateLimit-*`` headers as numbers and times; absent ones are left out."""
-    parsed = parse_rate_headers(headers)
+def rate_limit(headers: dict[str, str] | RateHeaders) -> RateLimit:
+    """Exact's ``X-RateLimit-*`` headers (or their parsed form) as numbers and times; absent ones
+    are left out."""
+    parsed = headers if isinstance(headers, RateHeaders) else parse_rate_headers(headers)
     values = {
         "minute_limit": parsed.minute_limit,
         "minute_remaining": parsed.minute_remaining,
