@@ -15,14 +15,17 @@ State is a small SQLite database: ``:memory:`` for one process, or a file shared
 the host, where ``BEGIN IMMEDIATE`` makes each reservation atomic. It holds only counters, so
 deleting it is always safe.
 
-A write transaction costs some 25-50 µs, as much as the rest of a step's own work. So while a
-division's minute is far from spent, a reservation takes a few calls at once (:func:`lease_size`:
-a sixteenth of what is left, at most ``LEASE_MAX``, so 3 of Exact's 60 and none in the last 31)
-and the process hands the rest out from memory to the same endpoint, until the minute's last
-second. Only an endpoint with no counted error in the hour gets a lease; an error or a 429 on the
-division ends its leases, and unused calls go back to the window (also at :meth:`close`). The
-price: another process's errors on that endpoint are seen up to ``LEASE_MAX - 1`` calls late, and
-a process that stops calling mid-minute leaves at most two of Exact's 60 unused.
+A write transaction costs some 25-50 µs, as much as the rest of a step's own work. Where the
+budget is large (the sandbox with its limits off, a governor given higher limits) a reservation
+takes a few calls at once (:func:`lease_size`: a 64th of what is left of the minute and the day,
+at most ``LEASE_MAX``) and the process hands the rest out from memory to the same endpoint, until
+the minute's last second. Only an endpoint with no counted error in the hour gets a lease; an
+error or a 429 on the division ends its leases, and unused calls go back to the window (also at
+:meth:`close`). The price: another process's errors on that endpoint are seen up to
+``LEASE_MAX - 1`` calls late, and a process that stops calling an endpoint mid-minute leaves up
+to a 64th of the minute unused. At Exact's 60 calls a minute a 64th is nothing: every call is
+reserved alone, as the budget is too small to lend from (and a 40 µs transaction is nothing
+beside a minute's pacing).
 
 A 401 that the auth flow resolved (a resend with a token refreshed here or by another worker)
 does not count toward the error budget: with many workers, one rotation makes every other worker's
@@ -68,7 +71,7 @@ __all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "lease_size", "parse_r
 
 ERROR_WINDOW = 3_600.0
 LEASE_MAX = 8  # calls one reservation may take at most
-LEASE_SHARE = 16  # ... and at most this fraction of what is left of the minute and the day
+LEASE_SHARE = 64  # ... and at most this fraction of what is left of the minute and the day
 PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, then try again
 BUSY_TIMEOUT = 30.0
 WAL_WAIT = 2.0  # how long to retry the switch to WAL while another process opens the file
@@ -230,7 +233,7 @@ class RateGovernor:
                 self._record_error(db, (client_id, division, endpoint.lower()), now)
             windows = self._load(db, client_id, division, now)
             self._give_back(self._drop_leases(client_id, division), windows)
-            self._reconcile(windows, parsed, now)
+            self._reconcile(windows, parsed, now, [])  # leases given back above
             if status == 429:
                 windows["minute"].spend(self._throttled_until(now, parsed, headers))
             self._save(db, client_id, division, windows)
@@ -391,9 +394,16 @@ class RateGovernor:
         )
 
     def _reconcile(
-        self, windows: dict[str, Window], parsed: RateHeaders, now: float, reserved: int = 0
+        self, windows: dict[str, Window], parsed: RateHeaders, now: float, held: list[_Lease]
     ) -> None:
+        """``held``: this process's leases, whose calls are counted and not made yet (those of the
+        window being reconciled, that is: an expired lease's calls count in no window now)."""
         for kind, window in windows.items():
+            reserved = sum(
+                lease.left
+                for lease in held
+                if (lease.minute_end if kind == "minute" else lease.day_end) == window.end
+            )
             window.reconcile(*parsed.group(kind), now, self._limits[kind][1], reserved)
 
     def _load(self, db: Any, client_id: str, division: int, now: float) -> dict[str, Window]:
@@ -405,11 +415,11 @@ class RateGovernor:
             if (window := windows.get(kind)) is not None:
                 window.end, window.used, window.carry = float(end), int(used), int(carry)
                 window.limit = min(window.limit, int(limit))
-        reserved = sum(lease.left for lease in self._held(client_id, division)) if pending else 0
+        held = self._held(client_id, division) if pending else []
         for at, parsed in pending:
             for window in windows.values():
                 window.roll(at)
-            self._reconcile(windows, parsed, at, reserved)
+            self._reconcile(windows, parsed, at, held)
         for window in windows.values():
             window.roll(now)
         return windows

@@ -944,70 +944,92 @@ def shared(
         governor.close()
 
 
-def test_leased_calls_are_reserved_for_others_and_given_back_at_close(shared: NewGovernor) -> None:
-    """One call with the minute empty reserves 60 // 16 = 3: the other process sees 57 left; the
-    caller's own snapshot counts only the call made; close gives the two unused back."""
+BIG = 1000  # a minute whose first reservation leases LEASE_MAX (1000 // 64 > 8)
+
+
+def test_at_exacts_60_a_minute_every_call_is_reserved_alone(shared: NewGovernor) -> None:
+    """60 // 64 is 0: no call is ever reserved ahead, so none can go unused."""
     first, other = shared(), shared()
     first.acquire(APP, DIV, ENDPOINT, deadline=None)
-    assert first.snapshot(APP, DIV).minute_remaining == 59
-    assert other.snapshot(APP, DIV).minute_remaining == 57
+    assert other.snapshot(APP, DIV).minute_remaining == 59
+
+
+def test_leased_calls_are_reserved_for_others_and_given_back_at_close(shared: NewGovernor) -> None:
+    """One call with a big minute empty reserves 8: the other process sees 992 left; the caller's
+    own snapshot counts only the call made; close gives the unused back."""
+    first, other = shared(minute_limit=BIG), shared(minute_limit=BIG)
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert first.snapshot(APP, DIV).minute_remaining == BIG - 1
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 8
     first.acquire(APP, DIV, ENDPOINT, deadline=None)  # from the lease: nothing more reserved
-    assert other.snapshot(APP, DIV).minute_remaining == 57
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 8
     first.close()
-    assert other.snapshot(APP, DIV).minute_remaining == 58
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 2
 
 
 def test_processes_sharing_a_state_never_exceed_the_minute_together(
     shared: NewGovernor, clock: ManualClock
 ) -> None:
-    """Leases or not, three processes calling in turn get exactly the minute's 60 calls."""
-    governors = [shared() for _ in range(3)]
+    """Leases or not, three processes calling in turn get exactly the minute's calls."""
+    governors = [shared(minute_limit=200) for _ in range(3)]
     granted = Counter[int]()
-    for turn in range(90):
+    for turn in range(300):
         try:
             governors[turn % 3].acquire(APP, DIV, ENDPOINT, deadline=clock.now() + 1)
         except RateLimited:
             continue
         granted[turn % 3] += 1
-    assert sum(granted.values()) == 60
-    assert all(count >= 18 for count in granted.values())  # nobody is starved by another's lease
+    assert sum(granted.values()) == 200
+    assert all(count >= 60 for count in granted.values())  # nobody is starved by another's lease
 
 
 def test_an_error_ends_the_leases_and_an_endpoint_with_errors_gets_none(
     shared: NewGovernor,
 ) -> None:
-    first, other = shared(), shared()
+    first, other = shared(minute_limit=BIG), shared(minute_limit=BIG)
     first.acquire(APP, DIV, ENDPOINT, deadline=None)
     first.observe(APP, DIV, ENDPOINT, 404, {})
-    assert other.snapshot(APP, DIV).minute_remaining == 59  # the two leased calls went back
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 1  # the leased calls went back
     first.acquire(APP, DIV, ENDPOINT, deadline=None)
-    assert other.snapshot(APP, DIV).minute_remaining == 58  # one call, one reservation
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 2  # one call, one reservation
     first.acquire(APP, DIV, "crm/Contacts", deadline=None)  # an endpoint without errors
-    assert other.snapshot(APP, DIV).minute_remaining == 55
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 10
 
 
 def test_no_lease_reaches_into_the_last_second_of_the_minute(
     shared: NewGovernor, clock: ManualClock
 ) -> None:
     """Calls in the window's last second also count in the next (carry): each is reserved alone."""
-    first, other = shared(), shared()
+    first, other = shared(minute_limit=BIG), shared(minute_limit=BIG)
     clock.advance(40)  # W + 50; W + 60 is the minute's end
-    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # reserves 3, usable until W + 59
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # reserves 8, usable until W + 59
     clock.advance(9.5)  # W + 59.5
     first.acquire(APP, DIV, ENDPOINT, deadline=None)
-    assert other.snapshot(APP, DIV).minute_remaining == 56
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 9
 
 
 def test_the_servers_count_is_taken_over_calls_reserved_and_not_made(
     shared: NewGovernor,
 ) -> None:
-    """Exact saying 50 calls are left, after our 1 made and 2 leased: 50 for us; once the lease
-    is given back, 50 for everyone (the headers are stored with the next transaction)."""
-    first, other = shared(), shared()
+    """Exact saying 900 calls are left, after our 1 made and 7 leased: 900 for us; once the lease
+    is given back, 899 for everyone (the headers are stored with the next transaction)."""
+    first, other = shared(minute_limit=BIG), shared(minute_limit=BIG)
     first.acquire(APP, DIV, ENDPOINT, deadline=None)
-    first.observe(APP, DIV, ENDPOINT, 200, minutely(50, W + 60))
-    assert first.snapshot(APP, DIV).minute_remaining == 50
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(900, W + 60, limit=BIG))
+    assert first.snapshot(APP, DIV).minute_remaining == 900
     first.acquire(APP, DIV, ENDPOINT, deadline=None)  # from the lease
-    first.observe(APP, DIV, ENDPOINT, 200, minutely(49, W + 60))
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(899, W + 60, limit=BIG))
     first.close()
-    assert other.snapshot(APP, DIV).minute_remaining == 49
+    assert other.snapshot(APP, DIV).minute_remaining == 899
+
+
+def test_a_lease_of_an_ended_minute_does_not_count_in_the_next(
+    shared: NewGovernor, clock: ManualClock
+) -> None:
+    """Calls leased in one minute and never made are not taken for the next minute's."""
+    first, other = shared(minute_limit=BIG), shared(minute_limit=BIG)
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # 7 leased, unused
+    clock.advance(60)  # the next minute
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(BIG, W + 120, limit=BIG))
+    first.acquire(APP, DIV, "crm/Contacts", deadline=None)  # a reservation folds the headers in
+    assert other.snapshot(APP, DIV).minute_remaining == BIG - 8  # 1 made, 7 newly leased
