@@ -396,8 +396,8 @@ class ExactClient:
         )
 
     def _observe(self, response: httpx.Response, endpoint: Endpoint, division: int | None) -> None:
-        rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
-        self.stats.rate_limit = rate  # httpx gives header names in lower case
+        rate = _rate_limit_headers(response.headers)
+        self.stats.rate_limit = rate
         self.stats.rate_headers = parsed = parse_rate_headers(rate)
         self.stats.request_id = retries.request_id(response) or self.stats.request_id
         if division is not None and endpoint.division_in_path:
@@ -452,6 +452,17 @@ class ExactClient:
             until = datetime.fromtimestamp(self.clock.now() + delay, UTC)
             emit(self.progress, RateLimitWait(endpoint.id, None, until, "retry"))
         self.clock.sleep(delay)
+
+
+def _rate_limit_headers(headers: httpx.Headers) -> dict[str, str]:
+    """The ``X-RateLimit-*`` headers, names in lower case (only those are decoded); a repeated one
+    joined with ", " as httpx joins it (so it reads as no count at all)."""
+    found: dict[str, str] = {}
+    for raw_name, raw_value in headers.raw:
+        if raw_name[:12].lower() == b"x-ratelimit-":
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            found[name] = f"{found[name]}, {value}" if name in found else value
+    return found
 
 
 def request_headers(method: str) -> dict[str, str]:

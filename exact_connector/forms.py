@@ -19,6 +19,7 @@ The Data Manager's field schema (``schemas/defs/time_transaction_fields.json``) 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -159,9 +160,13 @@ def secret_fields(name: str, manifest: Manifest | None = None) -> tuple[str, ...
 
 def validate(name: str, data: Any, manifest: Manifest | None = None) -> list[FieldError]:
     """Every problem with a submission of form ``name``; messages never contain submitted values."""
+    return input_check(name, manifest)(data)
+
+
+def input_check(name: str, manifest: Manifest | None = None) -> Callable[[Any], list[FieldError]]:
+    """:func:`validate` for one form, its schema looked up once (for a caller that keeps it)."""
     manifest = manifest or load_manifest()
-    schema_id = _schema(name, manifest)["$id"]
-    return manifest.schemas.errors(schema_id, data)
+    return functools.partial(manifest.schemas.errors, _schema(name, manifest)["$id"])
 
 
 # --- react-jsonschema-form and the form-data transform --------------------------------------------

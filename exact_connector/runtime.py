@@ -32,7 +32,7 @@ from exact_connector.client import DEFAULT_DEADLINE, ExactClient, http_client, l
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.credentials import CredentialRef, Credentials
 from exact_connector.dryrun import PlanningClient, first_request
-from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.exceptions import ExactConnectorError, FieldError, InputError
 from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.options import serve_options
@@ -81,6 +81,8 @@ class Connector:
         self._pools: dict[tuple[object, ...], _Channel] = {}
         self._pools_lock = threading.Lock()
         weakref.finalize(self, _close_pools, self._pools)
+        # Form name -> its input check, looked up once (every step validates its input).
+        self._input_checks: dict[str, Callable[[Any], list[FieldError]]] = {}
 
     @classmethod
     def open(
@@ -342,9 +344,12 @@ class Connector:
     ) -> tuple[Credential, int]:
         """Validate an action's or trigger's input before anything is sent, and the division
         against the credential."""
-        if action == CREDENTIALS or action not in self.manifest.form_names():
-            self.manifest.action(action)
-        errors = forms.validate(action, inputs, self.manifest)
+        check = self._input_checks.get(action)
+        if check is None:
+            if action == CREDENTIALS or action not in self.manifest.form_names():
+                self.manifest.action(action)  # raises: not an action or trigger
+            check = self._input_checks[action] = forms.input_check(action, self.manifest)
+        errors = check(inputs)
         if errors:
             raise InputError("The action input is not valid.", errors=errors)
         division = int(inputs["division"])

@@ -128,6 +128,8 @@ def unsendable(instance: Any, root: str = "$", max_depth: int = MAX_DEPTH) -> li
     (a lone surrogate: it has no UTF-8 form), in values and in keys, numbers that are not finite or
     too wide to write. Walked without recursion; the first problem of each kind is enough.
     """
+    if isinstance(instance, str):  # a name or an id, checked on every step
+        return [] if _is_unicode(instance) else scan(instance, root, max_depth)[0]
     return scan(instance, root, max_depth)[0]
 
 

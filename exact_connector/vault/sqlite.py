@@ -296,8 +296,10 @@ class SQLiteStore:
         """This thread's connection, its ``PRAGMA data_version`` (which moves when any *other*
         connection commits) and how many writes it made itself (which that pragma does not see)."""
         conn = self.connection()
-        with sqlite_errors(self.path):
+        try:  # every step asks: no context manager around one statement
             (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as error:
+            raise _translate(self.path)(error) from None
         return (self._local.serial, int(data_version), getattr(self._local, "writes", 0))
 
     @contextmanager
