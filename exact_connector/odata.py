@@ -37,6 +37,8 @@ _GUID = re.compile(
     r"(?:urn:uuid:)?(\{)?([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})(?(1)\})",
     re.ASCII | re.IGNORECASE,
 )
+#: A GUID already as :func:`canonical_guid` writes it (what every earlier answer holds).
+_CANONICAL_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.A)
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 #: Characters never allowed in a string key: they would change the URL's path or query.
 _STRING_KEY_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\?#%]")
@@ -63,6 +65,8 @@ _MAX_STRING_KEY = 200
 
 def canonical_guid(value: object, path: str = "$.id") -> str:
     """Lower-case hyphenated GUID; braces, ``urn:uuid:``, upper case and no hyphens accepted."""
+    if isinstance(value, str) and _CANONICAL_GUID.fullmatch(value):
+        return value
     if not isinstance(value, str) or not (match := _GUID.fullmatch(value)):
         raise InputError.at(
             path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -23,6 +24,7 @@ from client_harness import (
     make_world,
 )
 
+from exact_connector.client import request_headers
 from exact_connector.exceptions import (
     DailyRateLimited,
     ErrorBudgetExhausted,
@@ -165,6 +167,15 @@ def test_g3_the_sandbox_drop_fault_gives_outcome_unknown_and_one_record(world: W
     assert len(_named(world, "G3 Drop")) == 1
     sent = world.app.requests("/crm/Accounts", "POST")[0]
     assert sent.headers["x-client-request-id"]
+
+
+def test_every_request_id_is_a_random_version_4_uuid_in_canonical_text() -> None:
+    ids = [request_headers("POST")["X-Client-Request-Id"] for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    assert {text[19] for text in ids} == set("89ab")  # every variant digit occurs
 
 
 # -- G4 ---------------------------------------------------------------------------------------------
