@@ -16,7 +16,7 @@ tokens.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -108,8 +108,11 @@ class ExactAuth(httpx.Auth):
         policy: TokenPolicy | None = None,
         clock: Clock | None = None,
         read: Credential | None = None,
+        check: Callable[[httpx.Request], None] | None = None,
     ) -> None:
-        """``read``: the record as the step just read it from the vault (saves reading it again)."""
+        """``read``: the record as the step just read it from the vault (saves reading it again).
+        ``check``: called with every request the flow sends, the first and a resend after a 401
+        alike, before it is sent (it raises to stop it)."""
         self._vault = vault
         self._credential_id = credential_id
         self._tokens = tokens
@@ -121,10 +124,13 @@ class ExactAuth(httpx.Auth):
         # A refreshed pair the vault refused to store: (the record it replaces, the grant).
         self._unsaved: tuple[Credential, Grant] | None = None
         self._persist_at, self._persist_wait = 0.0, _PERSIST_WAITS[0]
+        self._check = check
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         credential = self.current()
         request.headers["Authorization"] = _bearer(credential)
+        if self._check is not None:
+            self._check(request)
         response = yield request
         if response.status_code != 401:
             return
@@ -138,6 +144,8 @@ class ExactAuth(httpx.Auth):
             if not _replaced(latest, credential):
                 return  # Exact would not refresh yet: sending the same token again is pointless
         request.headers["Authorization"] = _bearer(latest)
+        if self._check is not None:
+            self._check(request)
         yield request
 
     def current(self) -> Credential:

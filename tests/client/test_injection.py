@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -253,6 +254,23 @@ def test_i7_the_sandbox_receives_only_the_clients_own_headers(world: World) -> N
     assert set(post.headers) == base | {"content-type", "prefer", "content-length"}
     assert get.headers["authorization"].startswith("Bearer AAEAA")
     assert "cookie" not in get.headers
+
+
+def test_i7_a_cookie_set_by_an_answer_is_never_sent_back(world: World) -> None:
+    """The HTTP client a credential's steps share keeps no cookie: one step's session (or a
+    server's tracking cookie) never rides along with the next step's bearer token."""
+
+    def with_cookie(request: httpx.Request, call: Callable[[], httpx.Response]) -> httpx.Response:
+        answer = call()
+        answer.headers["Set-Cookie"] = "session=step-one; Path=/; HttpOnly"
+        return answer
+
+    world.app.tamper = with_cookie
+    client = world.client()
+    get_accounts(client)
+    get_accounts(client)
+    first, second = world.app.api_calls()
+    assert "cookie" not in first.headers and "cookie" not in second.headers
 
 
 @pytest.mark.parametrize("token", ["AAEAA\r\nX-Injected: 1", "AAEAA\x00", "AAEAA tail", "AAEAAé"])
