@@ -222,12 +222,12 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
         selected = params["$select"].split(",") if params else []
         return {"record": lists.shaper(endpoint, raw, selected)(record)}
     pager, select = lists.pager(step, endpoint, data)
-    shape = lists.shaper(pager.endpoint, raw, select)
+    pager.shape = lists.shaper(pager.endpoint, raw, select)
     limit = data.get("limit")
     records = []
     with lists.list_errors(endpoint, data):
         for record in pager:
-            records.append(shape(record))
+            records.append(record)
             if limit is not None and len(records) >= limit:
                 break
     cursor = pager.cursor()
@@ -244,11 +244,14 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     raw = bool(data.get("raw"))
     limit = data.get("limit")
     pager, select = lists.pager(step, endpoint, data)
-    shape = lists.shaper(pager.endpoint, raw, select)
+    pager.shape = lists.shaper(pager.endpoint, raw, select)
     with lists.list_errors(endpoint, data):
+        if limit is None:
+            yield from pager
+            return
         for count, record in enumerate(pager, start=1):
-            yield shape(record)
-            if limit is not None and count >= limit:
+            yield record
+            if count >= limit:
                 return
 
 

@@ -176,14 +176,16 @@ def _plain_date(text: str) -> str:
     This runs for every date of every listed record: the usual ``/Date(ms)/`` is tested once and
     written by integer arithmetic and tables, its calendar date (shared by many rows) cached.
     """
+    if text[:6] != "/Date(":
+        return text
     body = text[6:-2]
     try:
-        if text[:6] == "/Date(" and text[-2:] == ")/" and body.isdigit() and body.isascii():
+        if text[-2:] == ")/" and body.isdigit() and body.isascii():
             days, rest = divmod(int(body), 86_400_000)
             minute, rest = divmod(rest, 60_000)
             second, milli = divmod(rest, 1000)
-            return _iso_day(days) + _CLOCK[minute] + _SECONDS[second] + _MILLIS[milli]
-        if text.startswith("/Date(") and (match := DATE_PATTERN.fullmatch(text)):
+            return f"{_iso_day(days)}{_CLOCK[minute]}{_SECONDS[second]}{_MILLIS[milli]}"
+        if match := DATE_PATTERN.fullmatch(text):
             return _signed_or_zoned(int(match.group(1)), match.group(2))
     except (OverflowError, ValueError):  # beyond year 9999 (or int()'s 4,300 digits): as sent
         pass
