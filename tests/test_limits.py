@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -89,11 +90,11 @@ def new_governor(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator
     made: list[RateGovernor] = []
     schema = pg_server.fresh_schema()
 
-    def make(**options: Any) -> RateGovernor:
+    def make(state_path: Path | None = None, **options: Any) -> RateGovernor:
         options.setdefault("clock", clock)
         if request.param == "sqlite":
-            governor = RateGovernor(**options)
-        else:
+            governor = RateGovernor(state_path, **options)
+        else:  # one schema per test: the state is shared already
             url = request.getfixturevalue("postgres_url")
             governor = PostgresRateGovernor(url, schema=schema, **options)
         made.append(governor)
@@ -920,28 +921,11 @@ def test_the_connector_picks_the_postgres_governor_from_the_database_url(
 # --- leases: a reservation takes a few calls while the minute has room (LEASE_MAX, LEASE_SHARE) --
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared(
-    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
-) -> Iterator[NewGovernor]:
+@pytest.fixture
+def shared(new_governor: NewGovernor, tmp_path: Path) -> NewGovernor:
     """Governors on one state, as separate processes (or hosts) have it: a SQLite file, or one
     PostgreSQL schema."""
-    made: list[RateGovernor] = []
-    schema = pg_server.fresh_schema()
-
-    def make(**options: Any) -> RateGovernor:
-        options.setdefault("clock", clock)
-        if request.param == "sqlite":
-            governor = RateGovernor(tmp_path / "limits.db", **options)
-        else:
-            url = request.getfixturevalue("postgres_url")
-            governor = PostgresRateGovernor(url, schema=schema, **options)
-        made.append(governor)
-        return governor
-
-    yield make
-    for governor in made:
-        governor.close()
+    return functools.partial(new_governor, tmp_path / "limits.db")
 
 
 BIG = 1000  # a minute whose first reservation leases LEASE_MAX (1000 // 64 > 8)
