@@ -12,7 +12,7 @@ time never trips them. So bodies are read in chunks against the step's deadline.
 from __future__ import annotations
 
 import math
-import os
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -458,10 +458,14 @@ def _rate_limit_headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 def _random_uuid() -> str:
-    """A version 4 UUID as text, as ``str(uuid.uuid4())`` writes it, in half its time."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+    """A version 4 UUID as text, as ``str(uuid.uuid4())`` writes it.
+
+    From ``random`` (reseeded in every forked child), not ``os.urandom``: a request id must be
+    unique, not secret, and the system call would hand the GIL to another thread on every step.
+    """
+    bits = random.getrandbits(128) & ~(0xF000 << 64 | 0xC000 << 48) | (0x4000 << 64 | 0x8000 << 48)
+    digits = f"{bits:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def request_headers(method: str) -> dict[str, str]:
