@@ -116,6 +116,8 @@ class Vault:
         # (id or name, connection) -> (the store's version when read, the credential): while
         # nothing was committed anywhere, a step's read need not touch the rows at all.
         self._fresh: dict[tuple[str, Hashable], tuple[Hashable, Credential]] = {}
+        # A backend written before ``version`` existed simply reads every time.
+        self._version: Callable[[], Hashable | None] = getattr(keys.store, "version", lambda: None)
 
     @classmethod
     def open(
@@ -229,7 +231,7 @@ class Vault:
 
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
-        version = self._store.version()  # before the read: a commit after it is seen next time
+        version = self._version()  # before the read: a commit after it is seen next time
         fresh_key = (id_or_name, version[0] if isinstance(version, tuple) else None)
         if version is not None and (fresh := self._fresh.get(fresh_key)) and fresh[0] == version:
             return fresh[1]

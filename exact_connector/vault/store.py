@@ -218,7 +218,8 @@ class VaultStore(Protocol):
 
     def version(self) -> Hashable | None:
         """A token that is equal between two calls only if nothing was committed in between (by
-        any thread or process), or None when the backend cannot tell cheaply."""
+        any thread or process), or None when the backend cannot tell cheaply. Optional: a
+        backend without it is read on every :meth:`Vault.get`."""
 
     def lease(self, credential_id: str, timeout: float) -> AbstractContextManager[None]:
         """Hold the credential's refresh lease across threads and processes.

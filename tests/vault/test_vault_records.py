@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -23,6 +24,8 @@ from exact_connector.exceptions import (
 )
 from exact_connector.vault import Credential, Vault
 from exact_connector.vault.sealing import KeyRing
+from exact_connector.vault.sqlite import SQLiteStore
+from exact_connector.vault.store import VaultStore
 
 NEW = {
     "connector_name": "Exact (production)",
@@ -442,3 +445,30 @@ def test_a_commit_anywhere_is_seen_by_the_next_read(open_vault: Callable[..., Va
     other.remove(credential.id)
     with pytest.raises(CredentialNotFound):
         vault.get("steps")
+
+
+class _StoreWithoutVersion:
+    """A backend written before ``version`` existed: every other attribute is the SQLite store's."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "version":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def test_a_backend_without_a_version_is_read_every_time(home: Path, ring: KeyRing) -> None:
+    vault = Vault.on_store(
+        lambda init: cast("VaultStore", _StoreWithoutVersion(SQLiteStore.open(home, 5.0, init))),
+        home=home,
+        keys=ring,
+    )
+    with vault:
+        credential = add_credential(vault, "steps")
+        assert vault.get("steps") == credential
+        other = Vault.open(home, keys=ring)
+        with other:
+            refreshed = put_tokens(other, credential.id, credential.version, make_secret("access"))
+        assert vault.get("steps").access_token == refreshed.access_token
