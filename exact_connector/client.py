@@ -1,9 +1,10 @@
 """ExactClient: the one way requests reach Exact Online.
 
 Every request is built from validated parts on the credential's allow-listed origin, checked again
-by a request hook and paced by the rate governor; what each attempt comes to is resolved by one
-table, :data:`exact_connector.retries.MATRIX` (RELIABILITY.md §4.3): a POST that may have reached
-Exact is never sent twice. A final status becomes its error through ``_STATUS_ERRORS``.
+by the auth flow as it is sent (a resend after a 401 too) and paced by the rate governor; what
+each attempt comes to is resolved by one table, :data:`exact_connector.retries.MATRIX`
+(RELIABILITY.md §4.3): a POST that may have reached Exact is never sent twice. A final status
+becomes its error through ``_STATUS_ERRORS``.
 
 httpx's timeouts bound each network operation, not a request: a body that trickles in a byte at a
 time never trips them. So bodies are read in chunks against the step's deadline.
