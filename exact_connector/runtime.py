@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -37,6 +37,7 @@ from exact_connector.limits import RateGovernor
 from exact_connector.manifest import CREDENTIALS, Manifest, load_manifest
 from exact_connector.options import serve_options
 from exact_connector.pagination import cursor_key
+from exact_connector.pools import ShardedTransport
 from exact_connector.progress import Progress
 from exact_connector.results import ActionError, ActionResult, Meta
 from exact_connector.testconnect import run_test_connect
@@ -391,8 +392,9 @@ async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
 @dataclass(frozen=True, slots=True)
 class _Channel:
-    """What a credential's steps share: its parsed origin, a connection pool (the Connector's
-    own, or the transport it was given) and the HTTP client on it."""
+    """What a credential's steps share: its parsed origin, its connections (the Connector's own
+    pools, one per thread up to :data:`~exact_connector.pools.SHARDS`, or the transport it was
+    given) and the HTTP client on them."""
 
     origin: Origin
     transport: httpx.BaseTransport
@@ -401,7 +403,9 @@ class _Channel:
 
     @classmethod
     def open(cls, origin: Origin, given: httpx.BaseTransport | None) -> _Channel:
-        transport = given if given is not None else default_transport(origin)
+        transport = (
+            given if given is not None else ShardedTransport(partial(default_transport, origin))
+        )
         return cls(origin, transport, http_client(lent(transport)), owned=given is None)
 
     def close(self) -> None:

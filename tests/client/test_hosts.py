@@ -105,16 +105,24 @@ _PATH_CHARACTERS = st.sampled_from("aZ09/()'=,.-_~?#%\\ \t\x1f\x7fé") | st.char
     exclude_categories=["Cs"]  # lone surrogates: refused with the input, before any URL
 )
 
+#: Text of the characters a path keeps unescaped, dot segments among them.
+_KEPT_TEXT = st.lists(
+    st.sampled_from([*"aZ09/()'=,.-_~!$&*+;:@", "/./", "/../", "/.", "/.."]), max_size=20
+).map("".join)
+
 
 @pytest.mark.parametrize(
     "origin", [Origin("https", "start.exactonline.nl"), Origin("http", "127.0.0.1", 8080)]
 )
 @settings(max_examples=300, deadline=None)
-@given(path=st.text(_PATH_CHARACTERS, max_size=40).map(lambda text: "/api/v1/" + text))
+@given(
+    path=(st.text(_PATH_CHARACTERS, max_size=40) | _KEPT_TEXT).map(lambda text: "/api/v1/" + text)
+)
 def test_a_joined_url_is_the_component_forms_url(origin: Origin, path: str) -> None:
-    """``Origin.join`` parses a plain path as text (fast); every path gives the URL the component
-    form gives (or the same refusal), so a ``?``, ``#`` or control character can never become a
-    query or fragment."""
+    """``Origin.join`` sets a path httpx keeps as it is into the parsed origin, and parses another
+    plain path as text (both fast); every path gives the URL the component form gives, part for
+    part (or the same refusal), so a ``?``, ``#``, dot segment or control character can never
+    become a query, fragment or other path."""
     assert _parts(lambda: origin.join(path)) == _parts(
         lambda: httpx.URL(scheme=origin.scheme, host=origin.host, port=origin.port, path=path)
     )
@@ -126,4 +134,5 @@ def _parts(make: Callable[[], httpx.URL]) -> tuple[str, ...]:
         url = make()
     except httpx.InvalidURL as error:
         return ("invalid", str(error))
-    return (str(url), url.path, url.query.decode(), url.fragment)
+    parts = url._uri_reference  # what httpx builds requests from
+    return (str(url), url.path, url.query.decode(), url.fragment, repr(url.raw_path), repr(parts))
