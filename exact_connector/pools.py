@@ -3,8 +3,9 @@
 httpcore's connection pool takes one lock and looks at every idle connection (a ``poll`` system
 call each, which hands the GIL to another thread) when a request starts and again when its
 response is closed. Eight threads sharing one pool of eight connections pay for all eight, twice
-a call, and take turns on the lock; ``benchmarks/step_bench.py`` measured a shared pool at
-0.68x raw httpx's 8-thread throughput and these shards at 0.77x, the per-call CPU falling by 15%.
+a call, and take turns on the lock. In an interleaved A/B of 8 threads' gets (12 rounds, one
+process), a shared pool gave 0.68x raw httpx's throughput and these shards 0.77x, the client's
+CPU per call falling by 15%.
 
 So a Connector's channel holds up to :data:`SHARDS` pools (each an ordinary httpx transport) and
 gives each thread one of them on its first request: the pool fewest live threads use, the first
