@@ -11,7 +11,8 @@ So a Connector's channel holds up to :data:`SHARDS` pools (each an ordinary http
 gives each thread one of them on its first request: the pool fewest live threads use, the first
 such one on a tie. Threads of a worker pool, running at once, each get a pool of their own; an
 engine that starts a new thread for every step finds the previous thread ended and gets the
-first pool again, with its kept-alive connection, as it would from one shared pool.
+first pool again, with its kept-alive connection, as it would from one shared pool. A forked
+child starts with pools of its own and never touches (or closes) the parent's connections.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ from collections.abc import Callable
 
 import httpx
 
+from exact_connector import _sqlite
+
 __all__ = ["SHARDS", "ShardedTransport"]
 
 SHARDS = 8
+
+#: Pools inherited over fork(): the child must never use or close them (closing a TLS
+#: connection would end it for the parent too), so they are kept here for good.
+_INHERITED: list[httpx.BaseTransport] = []
 
 
 class _Shard:
@@ -49,6 +56,7 @@ class ShardedTransport(httpx.BaseTransport):
         self._guard = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        _sqlite.reset_after_fork(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         transport: httpx.BaseTransport | None = getattr(self._local, "transport", None)
@@ -65,6 +73,13 @@ class ShardedTransport(httpx.BaseTransport):
             if shard.transport is None:
                 shard.transport = self._make()
             return shard.transport
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh pools and locks; the parent's are left as they are."""
+        _INHERITED.extend(shard.transport for shard in self._shards if shard.transport)
+        self._guard = threading.Lock()
+        self._local = threading.local()
+        self._shards = [_Shard() for _ in self._shards]
 
     def opened(self) -> int:
         """How many of the pools were made so far."""

@@ -4,6 +4,7 @@ real loopback sockets."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,3 +138,36 @@ def test_a_connectors_steps_from_eight_threads_over_loopback(tmp_path: Path) -> 
         assert channel.transport.opened() == SHARDS
         connector.close()
         assert channel.transport.opened() == 0
+
+
+def test_a_forked_child_uses_pools_of_its_own(tmp_path: Path) -> None:
+    """The parent's kept-alive connections are neither used nor closed by a forked child: its
+    steps go through new pools, and the parent's keep working on the pool they had."""
+    sandbox = Sandbox(auto_consent=True, limits=False)
+    with connect(sandbox, tmp_path / "home", via="loopback") as connected:
+        connector = connected.connector
+        division = connected.divisions[0]
+        inputs = {"division": division, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 1}
+
+        def step() -> bool:
+            result = connector.execute("list_or_get_endpoint", connected.credential_id, inputs)
+            return bool(result["ok"])
+
+        assert step()
+        (channel,) = connector._pools.values()
+        sharded = channel.transport
+        assert isinstance(sharded, ShardedTransport)
+        (parents,) = [shard.transport for shard in sharded._shards if shard.transport]
+
+        def child() -> None:
+            if sharded.opened() != 0 or not (step() and step()) or sharded.opened() != 1:
+                raise SystemExit(3)
+            if any(shard.transport is parents for shard in sharded._shards):
+                raise SystemExit(4)
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(timeout=60)
+        assert process.exitcode == 0
+        assert step()
+        assert [shard.transport for shard in sharded._shards if shard.transport] == [parents]
