@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ("script", "expected"),
     [
         ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
+        ("instructions.py", ["instructions per unit", "get", "standard", "bulk"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
         ("postgres_bench.py", ["8-thread st/s", "sqlite", "postgres"]),
