@@ -41,7 +41,8 @@ _ABANDONED: list[sqlite3.Connection] = []  # inherited over fork(): the child mu
 
 
 class ForkAware(Protocol):
-    """An object holding SQLite connections that must start afresh in a forked child."""
+    """An object holding connections (SQLite, or HTTP pools) that must start afresh in a forked
+    child."""
 
     def reset_after_fork(self) -> None:
         """Forget (never close) the parent's connections and locks."""
