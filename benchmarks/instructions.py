@@ -93,24 +93,9 @@ def list_way(name: str, way: str) -> Iterator[Callable[[int], None]]:
                 stream = setup.connector.stream(setup.credential, list_bench.inputs(case))
                 assert sum(1 for _ in itertools.islice(stream, part.rows)) == part.rows
             else:
-                assert _raw_pages(setup, part, units) == part.rows
+                assert list_bench.by_raw_httpx(setup, part, units) == part.rows
 
         yield run
-
-
-def _raw_pages(setup: list_bench.Setup, case: list_bench.Case, pages: int) -> int:
-    client = setup.raw
-    assert client is not None
-    client.headers["Authorization"] = f"Bearer {setup.token}"
-    url: str | None = f"{setup.base_url}/api/v1/{list_bench.DIVISION}/{case.pages_from}"
-    params: dict[str, str] | None = {"$select": ",".join(case.select)}
-    records = 0
-    for _ in range(pages):
-        assert url is not None
-        body = client.get(url, params=params).raise_for_status().json()["d"]
-        records += len(body["results"])
-        url, params = body.get("__next"), None
-    return records
 
 
 def child(case: str, way: str, units: int) -> None:

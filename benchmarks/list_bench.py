@@ -30,6 +30,7 @@ import argparse
 import cProfile
 import gc
 import io
+import itertools
 import pstats
 import statistics
 import tempfile
@@ -182,15 +183,18 @@ def by_execute(setup: Setup, case: Case) -> int:
     return int(result["data"]["count"])
 
 
-def by_raw_httpx(setup: Setup, case: Case) -> int:
-    """The same pages with httpx alone: the first URL the connector sends, then ``__next``."""
+def by_raw_httpx(setup: Setup, case: Case, pages: int | None = None) -> int:
+    """The same pages with httpx alone: the first URL the connector sends, then ``__next``
+    (``pages``: stop after that many)."""
     client = setup.raw
     assert client is not None
     client.headers["Authorization"] = f"Bearer {setup.token}"
     url: str | None = f"{setup.base_url}/api/v1/{DIVISION}/{case.pages_from}"
     params: dict[str, str] | None = {"$select": ",".join(case.select)}
     records = 0
-    while url is not None:
+    for _ in itertools.count() if pages is None else range(pages):
+        if url is None:
+            break
         body = client.get(url, params=params).raise_for_status().json()["d"]
         records += len(body["results"])
         url, params = body.get("__next"), None

@@ -7,11 +7,13 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from exact_connector import Connector
 from exact_connector.pools import SHARDS, ShardedTransport
 from exact_connector.sandbox import Sandbox
 from exact_connector.testing import connect
@@ -117,57 +119,63 @@ def test_a_thread_that_had_a_pool_is_refused_after_close(sharded: ShardedTranspo
         _pool_of(sharded)
 
 
-def test_a_connectors_steps_from_eight_threads_over_loopback(tmp_path: Path) -> None:
-    """Every step succeeds (32 calls: under the governor's 60 a minute); the credential's channel made one pool per thread and closes them."""
+@dataclass
+class _Loopback:
+    """A Connector signed in to a sandbox served on a loopback port, and one step on it."""
+
+    connector: Connector
+    credential_id: str
+
+    def step(self) -> bool:
+        inputs = {"division": 100001, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 1}
+        return bool(
+            self.connector.execute("list_or_get_endpoint", self.credential_id, inputs)["ok"]
+        )
+
+    def sharded(self) -> ShardedTransport:
+        (channel,) = self.connector._pools.values()
+        assert isinstance(channel.transport, ShardedTransport)
+        return channel.transport
+
+
+@pytest.fixture
+def loopback(tmp_path: Path) -> Iterator[_Loopback]:
     sandbox = Sandbox(auto_consent=True, limits=False)
     with connect(sandbox, tmp_path / "home", via="loopback") as connected:
-        connector = connected.connector
-        division = connected.divisions[0]
-        inputs = {"division": division, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 2}
-
-        def steps() -> int:
-            results = [
-                connector.execute("list_or_get_endpoint", connected.credential_id, inputs)
-                for _ in range(4)
-            ]
-            return sum(1 for result in results if result["ok"])
-
-        assert _at_once(SHARDS, steps) == [4] * SHARDS
-        (channel,) = connector._pools.values()
-        assert isinstance(channel.transport, ShardedTransport)
-        assert channel.transport.opened() == SHARDS
-        connector.close()
-        assert channel.transport.opened() == 0
+        assert connected.divisions[0] == 100001
+        yield _Loopback(connected.connector, connected.credential_id)
 
 
-def test_a_forked_child_uses_pools_of_its_own(tmp_path: Path) -> None:
+def test_a_connectors_steps_from_eight_threads_over_loopback(loopback: _Loopback) -> None:
+    """Every step succeeds (32 calls: under the governor's 60 a minute); the credential's channel
+    made one pool per thread, and closes them all."""
+
+    def steps() -> int:
+        return sum(1 for _ in range(4) if loopback.step())
+
+    assert _at_once(SHARDS, steps) == [4] * SHARDS
+    sharded = loopback.sharded()
+    assert sharded.opened() == SHARDS
+    loopback.connector.close()
+    assert sharded.opened() == 0
+
+
+def test_a_forked_child_uses_pools_of_its_own(loopback: _Loopback) -> None:
     """The parent's kept-alive connections are neither used nor closed by a forked child: its
     steps go through new pools, and the parent's keep working on the pool they had."""
-    sandbox = Sandbox(auto_consent=True, limits=False)
-    with connect(sandbox, tmp_path / "home", via="loopback") as connected:
-        connector = connected.connector
-        division = connected.divisions[0]
-        inputs = {"division": division, "endpoint": "crm/Accounts", "select": ["ID"], "limit": 1}
+    assert loopback.step()
+    sharded = loopback.sharded()
+    (parents,) = [shard.transport for shard in sharded._shards if shard.transport]
 
-        def step() -> bool:
-            result = connector.execute("list_or_get_endpoint", connected.credential_id, inputs)
-            return bool(result["ok"])
+    def child() -> None:
+        if sharded.opened() != 0 or not (loopback.step() and loopback.step()):
+            raise SystemExit(3)
+        if sharded.opened() != 1 or any(shard.transport is parents for shard in sharded._shards):
+            raise SystemExit(4)
 
-        assert step()
-        (channel,) = connector._pools.values()
-        sharded = channel.transport
-        assert isinstance(sharded, ShardedTransport)
-        (parents,) = [shard.transport for shard in sharded._shards if shard.transport]
-
-        def child() -> None:
-            if sharded.opened() != 0 or not (step() and step()) or sharded.opened() != 1:
-                raise SystemExit(3)
-            if any(shard.transport is parents for shard in sharded._shards):
-                raise SystemExit(4)
-
-        process = multiprocessing.get_context("fork").Process(target=child)
-        process.start()
-        process.join(timeout=60)
-        assert process.exitcode == 0
-        assert step()
-        assert [shard.transport for shard in sharded._shards if shard.transport] == [parents]
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    assert loopback.step()
+    assert [shard.transport for shard in sharded._shards if shard.transport] == [parents]
