@@ -215,11 +215,11 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     endpoint = resolve_endpoint(data["endpoint"], "GET", step)
     raw = bool(data.get("raw"))
     if data.get("id") not in (None, ""):
-        params = lists.select_param(endpoint, data.get("select"))
+        selected = lists.selected_fields(endpoint, data.get("select"))
+        params = {"$select": ",".join(selected)} if selected else {}
         record = unwrap_record(
             read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params))
         )
-        selected = params["$select"].split(",") if params else []
         return {"record": lists.shaper(endpoint, raw, selected)(record)}
     pager, select = lists.pager(step, endpoint, data)
     pager.shape = lists.shaper(pager.endpoint, raw, select)

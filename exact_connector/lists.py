@@ -20,7 +20,7 @@ from exact_connector.pagination import Cursor, Pager
 if TYPE_CHECKING:
     from exact_connector.actions import Step
 
-__all__ = ["list_errors", "pager", "select_param", "shaper"]
+__all__ = ["list_errors", "pager", "selected_fields", "shaper"]
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
@@ -114,8 +114,9 @@ def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
     return result
 
 
-def select_param(endpoint: Endpoint, select: list[str] | None) -> dict[str, str]:
-    return {"$select": ",".join(_fields(endpoint, select, "$.select"))} if select else {}
+def selected_fields(endpoint: Endpoint, select: list[str] | None) -> list[str]:
+    """The ``select`` input's field names, checked and canonically spelt (empty: all fields)."""
+    return _fields(endpoint, select or [], "$.select")
 
 
 def _order_by(endpoint: Endpoint, text: str) -> str:
@@ -140,7 +141,7 @@ def _list_target(
     A list resumed from a cursor stays on the endpoint the cursor was made on (``resumed``),
     whatever the limit is now.
     """
-    select = _fields(endpoint, data.get("select") or [], "$.select")
+    select = selected_fields(endpoint, data.get("select"))
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)

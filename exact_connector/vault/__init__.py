@@ -22,6 +22,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,9 +114,10 @@ class Vault:
         # id -> (the row as stored, its credential): a step reads a record several times, and an
         # unchanged row need not be unsealed and validated again. Any write changes the row.
         self._decoded: dict[str, tuple[tuple[Any, ...], Credential]] = {}
-        # (id or name, connection) -> (the store's version when read, the credential): while
-        # nothing was committed anywhere, a step's read need not touch the rows at all.
-        self._fresh: dict[tuple[str, Hashable], tuple[Hashable, Credential]] = {}
+        # (id or name, thread) -> (the store's version when read, the credential): while nothing
+        # was committed anywhere, a step's read need not touch the rows at all. By thread, as a
+        # store's version may be its thread's connection's (threads would evict each other).
+        self._fresh: dict[tuple[str, int], tuple[Hashable, Credential]] = {}
         # A backend written before ``version`` existed simply reads every time.
         self._version: Callable[[], Hashable | None] = getattr(keys.store, "version", lambda: None)
 
@@ -232,7 +234,7 @@ class Vault:
     def get(self, id_or_name: str) -> Credential:
         """The credential with this id or connector name in this workspace."""
         version = self._version()  # before the read: a commit after it is seen next time
-        fresh_key = (id_or_name, version[0] if isinstance(version, tuple) else None)
+        fresh_key = (id_or_name, threading.get_ident())
         if version is not None and (fresh := self._fresh.get(fresh_key)) and fresh[0] == version:
             return fresh[1]
         with self._keys.read() as session:
