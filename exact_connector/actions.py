@@ -223,7 +223,7 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
         return {"record": lists.shaper(endpoint, raw, selected)(record)}
     pager, select = lists.pager(step, endpoint, data)
     pager.shape = lists.shaper(pager.endpoint, raw, select)
-    limit = data.get("limit")
+    pager.limit = limit = data.get("limit")
     records = []
     with lists.list_errors(endpoint, data):
         for record in pager:
@@ -245,6 +245,7 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     limit = data.get("limit")
     pager, select = lists.pager(step, endpoint, data)
     pager.shape = lists.shaper(pager.endpoint, raw, select)
+    pager.limit = limit
     with lists.list_errors(endpoint, data):
         if limit is None:
             yield from pager

@@ -55,6 +55,7 @@ def read_since(
     params = {"$select": ",".join(fields), "$filter": f"Timestamp gt {since}L"}
     url = client.url(endpoint, division, params=params)
     pager = Pager(client, endpoint, division, url, deadline=deadline)
+    pager.limit = limit
     rows: list[dict[str, Any]] = []
     last = since
     before = client.stats.api_calls

@@ -278,8 +278,12 @@ class ExactClient:
         division: int | None,
         json: Any = None,
         deadline: float | None = None,
+        ahead: int = 0,
     ) -> httpx.Response:
         """Send, resolving each attempt by :data:`~exact_connector.retries.MATRIX`.
+
+        ``ahead``: calls to the same endpoint expected right after this one (a list's next
+        pages), which the governor may reserve with it (see :meth:`release_ahead`).
 
         A success (2xx) is returned, everything else raised. A DELETE whose earlier attempt may
         have been processed and whose retry answers 404 is returned as that 404: the record is
@@ -302,7 +306,12 @@ class ExactClient:
         for number in range(MAX_ATTEMPTS):
             if paced_division is not None:
                 self.governor.acquire(
-                    self.client_id, paced_division, endpoint.id, deadline=deadline, on_wait=waiting
+                    self.client_id,
+                    paced_division,
+                    endpoint.id,
+                    deadline=deadline,
+                    on_wait=waiting,
+                    ahead=ahead,
                 )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
@@ -326,6 +335,11 @@ class ExactClient:
             timed_out = isinstance(attempt.error, httpx.TimeoutException)
             self._pause(number, deadline, endpoint, paced_division is not None, attempt.response)
         raise retries.exhausted(endpoint.id, timed_out)
+
+    def release_ahead(self, endpoint: Endpoint, division: int | None) -> None:
+        """Give back the calls reserved ahead for ``endpoint`` and not made."""
+        if division is not None and endpoint.division_in_path:
+            self.governor.release(self.client_id, division, endpoint.id)
 
     def _before_sending(
         self, method: str, url: httpx.URL, headers: dict[str, str], json: Any

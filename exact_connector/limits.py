@@ -25,7 +25,9 @@ error or a 429 on the division ends its leases, and unused calls go back to the 
 ``LEASE_MAX - 1`` calls late, and a process that stops calling an endpoint mid-minute leaves up
 to a 64th of the minute unused. At Exact's 60 calls a minute a 64th is nothing: every call is
 reserved alone, as the budget is too small to lend from (and a 40 µs transaction is nothing
-beside a minute's pacing).
+beside a minute's pacing), unless the caller says more calls follow at once: a list read quickly
+announces its next pages (``ahead``), so one reservation covers up to ``LEASE_MAX`` of them even
+at 60 a minute, and the list gives back what it did not use when it ends (:meth:`release`).
 
 A 401 that the auth flow resolved (a resend with a token refreshed here or by another worker)
 does not count toward the error budget: with many workers, one rotation makes every other worker's
@@ -90,10 +92,11 @@ CREATE INDEX IF NOT EXISTS errors_by_endpoint ON errors (client_id, division, en
 """
 
 
-def lease_size(minute: Window, day: Window) -> int:
-    """How many calls one reservation takes: 1, or a few while both windows have room to spare."""
+def lease_size(minute: Window, day: Window, ahead: int = 0) -> int:
+    """How many calls one reservation takes: 1, or a few while both windows have room to spare,
+    or the ``ahead`` calls the caller announced (at most ``LEASE_MAX`` in all, and what is left)."""
     room = min(minute.limit - minute.used, day.limit - day.used)
-    return max(1, min(LEASE_MAX, room // LEASE_SHARE))
+    return max(1, min(LEASE_MAX, room, max(room // LEASE_SHARE, 1 + ahead)))
 
 
 @dataclass(slots=True)
@@ -154,10 +157,13 @@ class RateGovernor:
         *,
         deadline: float | None,
         on_wait: Callable[[float], None] | None = None,
+        ahead: int = 0,
     ) -> None:
         """Reserve one call, waiting for the minute to refill; raise if the wait is not possible.
 
-        ``on_wait`` hears when (epoch seconds) the wait will end, before each wait.
+        ``on_wait`` hears when (epoch seconds) the wait will end, before each wait. ``ahead``: how
+        many more calls to the endpoint the caller expects to make at once (the next pages of a
+        list); they may be reserved now, as a lease that :meth:`release` gives back if unused.
         """
         lease_key = (client_id, division, endpoint.lower())
         if self._take_leased(lease_key):
@@ -179,7 +185,7 @@ class RateGovernor:
                 opens = minute.opens_at()
                 if opens is None:
                     until = min(minute.end, day.end) - RESET_MARGIN
-                    taken = lease_size(minute, day) if errors == 0 and now < until else 1
+                    taken = lease_size(minute, day, ahead) if errors == 0 and now < until else 1
                     for _ in range(taken):
                         minute.reserve(now)
                         day.reserve(now)
@@ -237,6 +243,28 @@ class RateGovernor:
             if status == 429:
                 windows["minute"].spend(self._throttled_until(now, parsed, headers))
             self._save(db, client_id, division, windows)
+
+    def release(self, client_id: str, division: int, endpoint: str) -> None:
+        """Give the endpoint's leased calls not made back to the windows they were reserved in
+        (a list that ended before the pages it reserved ahead). Best effort: where the state
+        cannot be written, the calls stay counted until their windows end."""
+        key = (client_id, division, endpoint.lower())
+        with self._lease_lock:
+            lease = self._leases.get(key)
+            if lease is None or lease.left == 0 or self._clock.now() >= lease.until:
+                self._leases.pop(key, None)
+                return
+        try:
+            with self._transaction() as db:
+                self._lock_division(db, client_id, division)
+                # Loaded while the lease is held: a server count folded in here counts its calls.
+                windows = self._load(db, client_id, division, self._clock.now())
+                with self._lease_lock:
+                    lease = self._leases.pop(key, None)
+                self._give_back([lease] if lease is not None else [], windows)
+                self._save(db, client_id, division, windows)
+        except ExactConnectorError:
+            pass
 
     def retry_after(self, status: int, headers: Mapping[str, str]) -> float | None:
         """Seconds to wait before retrying a 429/503, from Retry-After or the minutely reset."""

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PAGE_CAP", "Cursor", "Pager", "cursor_key", "read_json"]
 
 DEFAULT_PAGE_CAP = 5_000
+#: A list read at least a page a second reserves up to this many of its next pages with a page's
+#: call (one rate-limit transaction for several pages); one read more slowly reserves one at a
+#: time, so calls reserved are not left unused while the records are being worked on.
+AHEAD_PAGES = 7
+AHEAD_GAP = 1.0
 _CURSOR_PREFIX = "c2."
 _KEPT_PARAMS = ("$select", "$filter", "$orderby", "$expand")
 _ALLOWED_PARAMS = frozenset({*_KEPT_PARAMS, "$top", "$skiptoken", "$inlinecount"})
@@ -176,6 +181,8 @@ class Pager:
         self.count: int | None = None
         #: What each record is made into as it is handed out (None: handed out as parsed).
         self.shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: How many records the caller takes at most (None: all), to reserve no pages beyond.
+        self.limit: int | None = None
 
     @classmethod
     def resume(
@@ -207,34 +214,60 @@ class Pager:
         skip = self._skip
         seen: set[str] = set()
         links = _Links(self._first)
-        while url is not None:
-            if self.pages >= self._page_cap:
-                raise PaginationError(
-                    f"The list passed the cap of {self._page_cap} pages and was stopped.",
-                    details={"endpoint": self.endpoint.id, "pages": self.pages},
+        clock = self._client.clock
+        sent_at: float | None = None
+        reserved = False
+        try:
+            while url is not None:
+                if self.pages >= self._page_cap:
+                    raise PaginationError(
+                        f"The list passed the cap of {self._page_cap} pages and was stopped.",
+                        details={"endpoint": self.endpoint.id, "pages": self.pages},
+                    )
+                now = clock.now()
+                ahead = 0 if sent_at is None or now - sent_at > AHEAD_GAP else self._ahead()
+                reserved = reserved or ahead > 0
+                sent_at = now
+                response = self._client.request(
+                    "GET",
+                    url,
+                    endpoint=self.endpoint,
+                    division=self._division,
+                    deadline=self._deadline,
+                    ahead=ahead,
                 )
-            response = self._client.request(
-                "GET",
-                url,
-                endpoint=self.endpoint,
-                division=self._division,
-                deadline=self._deadline,
-            )
-            self.pages += 1
-            page = unwrap_page(read_json(response))
-            if page.count is not None:
-                self.count = page.count
-            next_url = links.check(page.next, seen) if page.next else None
-            records = page.records
-            self.rows += len(records)
-            event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
-            emit(self._client.progress, event)
-            self._page, self._taken = (url, next_url, len(records)), skip
-            rows: Iterable[dict[str, Any]] = records[skip:] if skip else records
-            for record in map(self.shape, rows) if self.shape is not None else rows:
-                self._taken += 1
-                yield record
-            url, skip = next_url, 0
+                self.pages += 1
+                page = unwrap_page(read_json(response))
+                if page.count is not None:
+                    self.count = page.count
+                next_url = links.check(page.next, seen) if page.next else None
+                records = page.records
+                self.rows += len(records)
+                event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
+                emit(self._client.progress, event)
+                self._page, self._taken = (url, next_url, len(records)), skip
+                rows: Iterable[dict[str, Any]] = records[skip:] if skip else records
+                for record in map(self.shape, rows) if self.shape is not None else rows:
+                    self._taken += 1
+                    yield record
+                url, skip = next_url, 0
+        finally:
+            if reserved:  # pages reserved ahead and not read: the list ended, or its reader left
+                self._client.release_ahead(self.endpoint, self._division)
+
+    def _ahead(self) -> int:
+        """How many pages after the one about to be read this list may still need."""
+        size = self._page[2]
+        if size <= 0:
+            return 0
+        rows_left = None
+        if self.count is not None:
+            rows_left = self.count - self.rows
+        if self.limit is not None:
+            wanted = self.limit - (self.rows - self._skip)
+            rows_left = wanted if rows_left is None else min(rows_left, wanted)
+        pages = AHEAD_PAGES + 1 if rows_left is None else -(-rows_left // size)
+        return max(0, min(pages, self._page_cap - self.pages) - 1)
 
 
 class _Links:

@@ -1017,3 +1017,100 @@ def test_a_lease_of_an_ended_minute_does_not_count_in_the_next(
     first.observe(APP, DIV, ENDPOINT, 200, minutely(BIG, W + 120, limit=BIG))
     first.acquire(APP, DIV, "crm/Contacts", deadline=None)  # a reservation folds the headers in
     assert other.snapshot(APP, DIV).minute_remaining == BIG - 8  # 1 made, 7 newly leased
+
+
+# --- calls announced ahead: a list read quickly reserves its next pages with one transaction -----
+
+
+def test_calls_announced_ahead_are_reserved_at_60_a_minute_and_released_unused(
+    shared: NewGovernor,
+) -> None:
+    """A list's page announcing 7 more reserves 8 of Exact's 60; 3 are made from the lease, the
+    list ends, and release gives the other 4 back: everyone sees the 4 calls made."""
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+    assert other.snapshot(APP, DIV).minute_remaining == 52
+    for _ in range(3):
+        first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    assert other.snapshot(APP, DIV).minute_remaining == 52  # from the lease: no transaction
+    first.release(APP, DIV, ENDPOINT)
+    assert other.snapshot(APP, DIV).minute_remaining == 56
+    first.release(APP, DIV, ENDPOINT)  # nothing held any more: nothing changes
+    assert other.snapshot(APP, DIV).minute_remaining == 56
+
+
+@pytest.mark.parametrize(("ahead", "reserved"), [(0, 1), (2, 3), (7, 8), (50, 8)])
+def test_a_reservation_takes_what_was_announced_up_to_lease_max(
+    shared: NewGovernor, ahead: int, reserved: int
+) -> None:
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=ahead)
+    assert other.snapshot(APP, DIV).minute_remaining == 60 - reserved
+
+
+def test_calls_ahead_never_take_more_than_the_minute_has_left(
+    shared: NewGovernor, clock: ManualClock
+) -> None:
+    """With 3 calls left in the minute, announcing 7 reserves the 3; the 4th call waits for the
+    next minute as it would have without the lease."""
+    first, other = shared(), shared()
+    for _ in range(57):
+        other.acquire(APP, DIV, ENDPOINT, deadline=None)
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+    assert other.snapshot(APP, DIV).minute_remaining == 0
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    with pytest.raises(RateLimited):
+        first.acquire(APP, DIV, ENDPOINT, deadline=clock.now() + 1, ahead=7)
+
+
+def test_an_endpoint_with_counted_errors_reserves_nothing_ahead(shared: NewGovernor) -> None:
+    first, other = shared(), shared()
+    first.observe(APP, DIV, ENDPOINT, 404, {})
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+    assert other.snapshot(APP, DIV).minute_remaining == 59
+
+
+def test_a_release_after_the_minute_ended_gives_nothing_to_the_next(
+    shared: NewGovernor, clock: ManualClock
+) -> None:
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+    clock.advance(60)
+    other.acquire(APP, DIV, "crm/Contacts", deadline=None)
+    first.release(APP, DIV, ENDPOINT)
+    assert other.snapshot(APP, DIV).minute_remaining == 59  # the next minute's one call
+
+
+def test_a_release_counts_calls_the_server_saw_and_gives_back_only_the_unmade(
+    shared: NewGovernor,
+) -> None:
+    """Exact says 40 are left (other apps' calls): once our 6 unmade calls go back, 40 remain,
+    not 46 (the headers are folded in while the lease is still counted)."""
+    first, other = shared(), shared()
+    first.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)
+    first.observe(APP, DIV, ENDPOINT, 200, minutely(40, W + 60))
+    first.release(APP, DIV, ENDPOINT)
+    assert other.snapshot(APP, DIV).minute_remaining == 40
+
+
+def test_a_release_the_state_cannot_take_is_dropped_quietly(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving calls back is best effort (a list's end must not fail on it): the calls stay
+    counted, and the governor goes on working."""
+    governor = RateGovernor(tmp_path / "limits.db", clock=clock)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7)
+
+    def broken(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(governor, "_save", broken)
+    governor.release(APP, DIV, ENDPOINT)
+    monkeypatch.undo()
+    assert (
+        RateGovernor(tmp_path / "limits.db", clock=clock).snapshot(APP, DIV).minute_remaining == 52
+    )
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    governor.close()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ from pydantic import SecretStr
 
 from exact_connector.client import ExactClient
 from exact_connector.exceptions import InputError, PaginationError, PaginationLinkRejected
-from exact_connector.pagination import Cursor, Pager, cursor_key
+from exact_connector.limits import RateGovernor
+from exact_connector.pagination import AHEAD_GAP, Cursor, Pager, cursor_key
 
 KEY = cursor_key(SecretStr("paging tests' client secret"), "paging-credential")
 
@@ -163,3 +165,76 @@ def test_a_cursor_signed_for_another_connection_is_refused() -> None:
         Cursor.decode(text, key=other, endpoints={ACCOUNTS}, division=DIVISION)
 
     assert caught.value.errors[0]["message"] == "it was changed, or made for another connection"
+
+
+# --- pages reserved ahead: one rate-limit transaction for several pages of a list read quickly --
+
+
+@pytest.fixture
+def onlooker(world: World, tmp_path: Path) -> Iterator[tuple[ExactClient, RateGovernor]]:
+    """A client whose governor keeps its state in a file, and another process's view of it."""
+    path = tmp_path / "limits.db"
+    client = world.client(governor=RateGovernor(path, clock=world.clock))
+    other = RateGovernor(path, clock=world.clock)
+    yield client, other
+    client.governor.close()
+    other.close()
+
+
+def _reserved(client: ExactClient, other: RateGovernor) -> int:
+    """Calls of this minute counted in the shared state: made, or reserved and not made yet."""
+    return 60 - other.snapshot(client.client_id, DIVISION).minute_remaining
+
+
+def test_a_list_read_quickly_reserves_its_next_pages_and_gives_back_the_rest(
+    onlooker: tuple[ExactClient, RateGovernor],
+) -> None:
+    """Page 2 of 150 accounts reserves itself and 7 more (the list's length is not known); page 3
+    comes from that lease, and the list's end gives back the 6 not used."""
+    client, other = onlooker
+    records = iter(_pager(client))
+    for _ in range(61):
+        next(records)
+    assert _reserved(client, other) == 1 + 8
+    assert len(list(records)) == 89
+    assert _reserved(client, other) == 3
+
+
+def test_a_list_left_early_gives_back_the_pages_it_reserved(
+    onlooker: tuple[ExactClient, RateGovernor],
+) -> None:
+    client, other = onlooker
+    records = iter(_pager(client))
+    for _ in range(61):
+        next(records)
+    records.close()  # the reader stopped (a generator dropped is closed the same way)
+    assert _reserved(client, other) == 2
+
+
+def test_a_list_read_slowly_reserves_one_page_at_a_time(
+    world: World, onlooker: tuple[ExactClient, RateGovernor]
+) -> None:
+    """More than AHEAD_GAP between pages (records being worked on): nothing is held unused."""
+    client, other = onlooker
+    records = iter(_pager(client))
+    for number in range(1, 121):
+        next(records)
+        if number % 60 == 0:
+            world.clock.advance(AHEAD_GAP + 0.5)  # type: ignore[attr-defined]
+    assert _reserved(client, other) == 2
+    next(records)
+    assert _reserved(client, other) == 3
+
+
+@pytest.mark.parametrize(("limit", "reserved"), [(100, 2), (150, 3), (121, 3)])
+def test_a_limit_bounds_the_pages_reserved_ahead(
+    onlooker: tuple[ExactClient, RateGovernor], limit: int, reserved: int
+) -> None:
+    """A reader taking ``limit`` records reserves no page it will not read."""
+    client, other = onlooker
+    pager = _pager(client)
+    pager.limit = limit
+    records = iter(pager)
+    for _ in range(61):
+        next(records)
+    assert _reserved(client, other) == reserved
