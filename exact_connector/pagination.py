@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PAGE_CAP", "Cursor", "Pager", "cursor_key", "read_json"]
 
 DEFAULT_PAGE_CAP = 5_000
-#: A list read at least a page a second reserves up to this many of its next pages with a page's
-#: call (one rate-limit transaction for several pages); one read more slowly reserves one at a
-#: time, so calls reserved are not left unused while the records are being worked on.
+#: A list whose reader asks for the next page within ``AHEAD_GAP`` seconds of the last reserves up
+#: to ``AHEAD_PAGES`` more with it (one rate-limit transaction for several pages); a reader taking
+#: longer reserves one page at a time, so no call is held unused while records are worked on.
 AHEAD_PAGES = 7
 AHEAD_GAP = 1.0
 _CURSOR_PREFIX = "c2."
@@ -215,7 +215,7 @@ class Pager:
         seen: set[str] = set()
         links = _Links(self._first)
         clock = self._client.clock
-        sent_at: float | None = None
+        read_at: float | None = None
         reserved = False
         try:
             while url is not None:
@@ -224,10 +224,10 @@ class Pager:
                         f"The list passed the cap of {self._page_cap} pages and was stopped.",
                         details={"endpoint": self.endpoint.id, "pages": self.pages},
                     )
-                now = clock.now()
-                ahead = 0 if sent_at is None or now - sent_at > AHEAD_GAP else self._ahead()
+                # The reader's time since the last page (not the wait for a minute's calls).
+                quick = read_at is not None and clock.now() - read_at <= AHEAD_GAP
+                ahead = self._ahead() if quick else 0
                 reserved = reserved or ahead > 0
-                sent_at = now
                 response = self._client.request(
                     "GET",
                     url,
@@ -236,6 +236,7 @@ class Pager:
                     deadline=self._deadline,
                     ahead=ahead,
                 )
+                read_at = clock.now()
                 self.pages += 1
                 page = unwrap_page(read_json(response))
                 if page.count is not None:

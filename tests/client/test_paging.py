@@ -238,3 +238,19 @@ def test_a_limit_bounds_the_pages_reserved_ahead(
     for _ in range(61):
         next(records)
     assert _reserved(client, other) == reserved
+
+
+def test_a_list_waiting_for_the_next_minute_still_reserves_ahead(
+    onlooker: tuple[ExactClient, RateGovernor],
+) -> None:
+    """The wait for a minute's calls is not the reader's time: with the minute spent by another
+    process after page 1, page 2 waits for the next minute and reserves 8 there."""
+    client, other = onlooker
+    records = iter(_pager(client))
+    next(records)
+    for _ in range(59):
+        other.acquire(client.client_id, DIVISION, ACCOUNTS, deadline=None)
+    assert _reserved(client, other) == 60
+    for _ in range(60):
+        next(records)
+    assert _reserved(client, other) == 8  # the new minute: page 2 and 7 ahead
