@@ -220,7 +220,7 @@ def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
         record = unwrap_record(
             read_json(_send(step, "GET", endpoint, _key(endpoint, data["id"]), params=params))
         )
-        return {"record": lists.shaper(endpoint, raw, selected)(record)}
+        return {"record": lists.shaper(endpoint, raw, selected)([record])[0]}
     pager, select = lists.pager(step, endpoint, data)
     pager.shape = lists.shaper(pager.endpoint, raw, select)
     pager.limit = limit = data.get("limit")

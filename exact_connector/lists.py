@@ -25,6 +25,8 @@ __all__ = ["list_errors", "pager", "selected_fields", "shaper"]
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
 _DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
+#: What a list's records are made into, a page at a time (in place where it can).
+Shaper = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
 _SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)
@@ -64,15 +66,13 @@ def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
         ) from None
 
 
-def shaper(
-    endpoint: Endpoint, raw: bool, select: list[str]
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """How a list's records are returned: untouched, or normalised by the endpoint's field types
-    (only the selected fields when a select was sent)."""
+def shaper(endpoint: Endpoint, raw: bool, select: list[str]) -> Shaper:
+    """How a list's records are returned, a page at a time: untouched, or normalised by the
+    endpoint's field types (only the selected fields when a select was sent)."""
     if raw:
         return _untouched
     if not endpoint.fields:  # a typed endpoint the catalog does not describe
-        return normalize
+        return _normalized
     key = (id(endpoint), tuple(select))
     made = _SHAPERS.get(key)
     if made is not None and made[0] is endpoint:
@@ -90,13 +90,17 @@ def shaper(
     return shape
 
 
-def _untouched(record: dict[str, Any]) -> dict[str, Any]:
-    return record
+def _untouched(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return records
+
+
+def _normalized(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [normalize(record) for record in records]
 
 
 #: Normalisers by endpoint (held, so its ``id`` is not reused) and selected fields: a single
 #: record's step would otherwise spend as long making one as using it.
-_SHAPERS: dict[tuple[int, tuple[str, ...]], tuple[Endpoint, Callable[[dict[str, Any]], Any]]] = {}
+_SHAPERS: dict[tuple[int, tuple[str, ...]], tuple[Endpoint, Shaper]] = {}
 _SHAPERS_KEPT = 512
 
 

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -179,8 +179,8 @@ class Pager:
         self.pages = 0
         self.rows = 0
         self.count: int | None = None
-        #: What each record is made into as it is handed out (None: handed out as parsed).
-        self.shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: What a page's records are made into before they are handed out (None: as parsed).
+        self.shape: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
         #: How many records the caller takes at most (None: all), to reserve no pages beyond.
         self.limit: int | None = None
 
@@ -247,8 +247,8 @@ class Pager:
                 event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
                 emit(self._client.progress, event)
                 self._page, self._taken = (url, next_url, len(records)), skip
-                rows: Iterable[dict[str, Any]] = records[skip:] if skip else records
-                for record in map(self.shape, rows) if self.shape is not None else rows:
+                rows = records[skip:] if skip else records
+                for record in self.shape(rows) if self.shape is not None else rows:
                     self._taken += 1
                     yield record
                 url, skip = next_url, 0

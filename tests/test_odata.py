@@ -305,8 +305,19 @@ def plainly_shaped(record: dict[str, Any]) -> dict[str, Any]:
 def test_record_normalizer_agrees_with_the_plain_rules(record: dict[str, Any]) -> None:
     """The typed fast path returns what the plain rules return, keys in the same order."""
     expected = plainly_shaped(record)
-    shaped = record_normalizer(DATES, COLLECTIONS, KNOWN)(record)
+    shaped = record_normalizer(DATES, COLLECTIONS, KNOWN)([record])[0]
     assert list(shaped.items()) == list(expected.items())
+
+
+@given(st.lists(records, max_size=6))
+def test_a_page_is_normalised_record_by_record_in_its_own_list(page: list[dict[str, Any]]) -> None:
+    """A page of typed and untyped records (fields outside KNOWN) is shaped in place, in order,
+    each as it would be alone."""
+    expected = [plainly_shaped(record) for record in page]
+    given_list = list(page)
+    shaped = record_normalizer(DATES, COLLECTIONS, KNOWN)(given_list)
+    assert shaped is given_list
+    assert [list(r.items()) for r in shaped] == [list(r.items()) for r in expected]
 
 
 @given(json_values)
