@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -173,9 +174,12 @@ class Pager:
         self._skip = skip
         self._deadline = deadline
         self._page_cap = page_cap
-        # Where reading stands: this page's URL, the next page's, its size, and rows taken.
+        # Where reading stands: this page's URL, the next page's, its size, the rows skipped on
+        # it and the rows to hand out, and those not handed out yet (a list iterator: it knows
+        # how many are left, so nothing is counted per record).
         self._page: tuple[httpx.URL | None, httpx.URL | None, int] = (url, url, skip + 1)
-        self._taken = skip
+        self._skipped, self._handing = skip, 0
+        self._rest: Iterator[dict[str, Any]] = iter([])
         self.pages = 0
         self.rows = 0
         self.count: int | None = None
@@ -201,10 +205,9 @@ class Pager:
     def cursor(self) -> Cursor | None:
         """Where the records read so far end, or None when the list is exhausted."""
         url, next_url, size = self._page
-        if self._taken >= size:  # this page is used up: continue at the next one
+        taken = self._skipped + self._handing - length_hint(self._rest)
+        if taken >= size:  # this page is used up: continue at the next one
             url, taken = next_url, 0
-        else:
-            taken = self._taken
         if url is None:
             return None
         return Cursor(self.endpoint.id, self._division, url.raw_path.decode("ascii"), taken)
@@ -246,11 +249,16 @@ class Pager:
                 self.rows += len(records)
                 event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
                 emit(self._client.progress, event)
-                self._page, self._taken = (url, next_url, len(records)), skip
                 rows = records[skip:] if skip else records
-                for record in self.shape(rows) if self.shape is not None else rows:
-                    self._taken += 1
-                    yield record
+                if self.shape is not None:
+                    rows = self.shape(rows)
+                self._page, self._skipped, self._handing = (
+                    (url, next_url, len(records)),
+                    skip,
+                    len(rows),
+                )
+                self._rest = iter(rows)
+                yield from self._rest
                 url, skip = next_url, 0
         finally:
             if reserved:  # pages reserved ahead and not read: the list ended, or its reader left

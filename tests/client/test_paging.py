@@ -254,3 +254,40 @@ def test_a_list_waiting_for_the_next_minute_still_reserves_ahead(
     for _ in range(60):
         next(records)
     assert _reserved(client, other) == 8  # the new minute: page 2 and 7 ahead
+
+
+@pytest.mark.parametrize("stop", [0, 1, 59, 60, 61, 119, 120, 149])
+def test_a_cursor_taken_anywhere_resumes_with_exactly_the_rest(world: World, stop: int) -> None:
+    """Page boundaries included: what was read and what the cursor resumes are the whole list,
+    in order, once each."""
+    client = world.client()
+    pager = _pager(client)
+    read = []
+    records = iter(pager)
+    for _ in range(stop):
+        read.append(next(records)["ID"])
+    cursor = pager.cursor()
+    assert cursor is not None
+    accounts = endpoint()
+    start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
+    rest = [record["ID"] for record in Pager.resume(client, accounts, start, DIVISION, cursor)]
+    whole = [record["ID"] for record in _pager(client)]
+    assert read + rest == whole
+
+
+def test_a_cursor_of_a_resumed_list_counts_the_rows_it_skipped(world: World) -> None:
+    """Resumed 10 rows into page 2 and read 5 more: the next cursor is 15 rows into it."""
+    client = world.client()
+    records = iter(pager := _pager(client))
+    for _ in range(70):
+        next(records)
+    accounts = endpoint()
+    start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
+    cursor = pager.cursor()
+    assert cursor is not None
+    resumed = Pager.resume(client, accounts, start, DIVISION, cursor)
+    assert resumed.cursor() == cursor  # nothing read yet: where it starts
+    rows = iter(resumed)
+    for _ in range(5):
+        next(rows)
+    assert resumed.cursor() == Cursor(cursor.endpoint, DIVISION, cursor.target, 15)
