@@ -286,7 +286,7 @@ def record_normalizer(
     are changed in place, in the list given (they are the caller's, fresh from the JSON parser);
     the list is returned. A record carrying a field outside ``known`` (Exact adds fields without
     notice) takes the generic path. A page at a time, not a record: a list's records are shaped
-    in one loop, with no call per record (a 60-row page spends a tenth of its time here).
+    in one loop, with no call per record (a 60-row page spends about a tenth of its time here).
     """
     date_names, navigation_names = tuple(dates), tuple(collections)
     expected = frozenset(known) | {"__metadata"}

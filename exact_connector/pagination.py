@@ -252,12 +252,8 @@ class Pager:
                 rows = records[skip:] if skip else records
                 if self.shape is not None:
                     rows = self.shape(rows)
-                self._page, self._skipped, self._handing = (
-                    (url, next_url, len(records)),
-                    skip,
-                    len(rows),
-                )
-                self._rest = iter(rows)
+                self._page = (url, next_url, len(records))
+                self._skipped, self._handing, self._rest = skip, len(rows), iter(rows)
                 yield from self._rest
                 url, skip = next_url, 0
         finally:
