@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -291,3 +292,30 @@ def test_a_cursor_of_a_resumed_list_counts_the_rows_it_skipped(world: World) -> 
     for _ in range(5):
         next(rows)
     assert resumed.cursor() == Cursor(cursor.endpoint, DIVISION, cursor.target, 15)
+
+
+def test_two_threads_listing_one_endpoint_leave_only_the_calls_they_made(
+    world: World, onlooker: tuple[ExactClient, RateGovernor]
+) -> None:
+    """Reserve-ahead is per endpoint and shared by the process's threads: whichever list ends
+    first gives back what is held, the other reserves again; in the end the state counts the 6
+    pages read and nothing more."""
+    client, other = onlooker
+    second = world.client(governor=client.governor)
+    results: dict[str, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def read(name: str, reader: ExactClient) -> None:
+        start.wait()
+        results[name] = [record["ID"] for record in _pager(reader)]
+
+    threads = [
+        threading.Thread(target=read, args=(name, reader))
+        for name, reader in (("first", client), ("second", second))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results["first"]) == len(results["second"]) == 150
+    assert _reserved(client, other) == 6
