@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from client_harness import ACCOUNTS, DIVISION, OTHER_DIVISION, World, endpoint
+from client_harness import ACCOUNTS, DIVISION, OTHER_DIVISION, World, advance, endpoint
 from pydantic import SecretStr
 
 from exact_connector.client import ExactClient
@@ -221,7 +221,7 @@ def test_a_list_read_slowly_reserves_one_page_at_a_time(
     for number in range(1, 121):
         next(records)
         if number % 60 == 0:
-            world.clock.advance(AHEAD_GAP + 0.5)  # type: ignore[attr-defined]
+            advance(world.clock, AHEAD_GAP + 0.5)
     assert _reserved(client, other) == 2
     next(records)
     assert _reserved(client, other) == 3
