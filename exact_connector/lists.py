@@ -8,13 +8,13 @@ made on; records come back untouched or normalised by their field types.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
-from exact_connector.odata import normalize, record_normalizer
+from exact_connector.odata import Shaper, normalize, record_normalizer
 from exact_connector.pagination import Cursor, Pager
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ __all__ = ["list_errors", "pager", "selected_fields", "shaper"]
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
 _DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
-#: What a list's records are made into, a page at a time (in place where it can).
-Shaper = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
 _SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)

@@ -21,6 +21,7 @@ __all__ = [
     "KEY_LITERAL",
     "KEY_TYPES",
     "Page",
+    "Shaper",
     "canonical_guid",
     "canonical_integer",
     "filter_literal",
@@ -277,9 +278,13 @@ def normalize(value: Any) -> Any:
     return value
 
 
+#: What a list's records are made into, a page at a time (in place where it can).
+Shaper = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
 def record_normalizer(
     dates: Iterable[str], collections: Iterable[str], known: Iterable[str]
-) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+) -> Shaper:
     """:func:`normalize` for a page of records of one endpoint whose field types are known.
 
     Only the fields that can hold a date or a navigation property are looked at, and the records

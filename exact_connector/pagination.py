@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import length_hint
@@ -29,7 +29,8 @@ from exact_connector.exceptions import (
     PaginationError,
     PaginationLinkRejected,
 )
-from exact_connector.odata import unwrap_page
+from exact_connector.limits import LEASE_MAX
+from exact_connector.odata import Shaper, unwrap_page
 from exact_connector.progress import PageFetched, emit
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ DEFAULT_PAGE_CAP = 5_000
 #: A list whose reader asks for the next page within ``AHEAD_GAP`` seconds of the last reserves up
 #: to ``AHEAD_PAGES`` more with it (one rate-limit transaction for several pages); a reader taking
 #: longer reserves one page at a time, so no call is held unused while records are worked on.
-AHEAD_PAGES = 7
+AHEAD_PAGES = LEASE_MAX - 1
 AHEAD_GAP = 1.0
 _CURSOR_PREFIX = "c2."
 _KEPT_PARAMS = ("$select", "$filter", "$orderby", "$expand")
@@ -174,17 +175,17 @@ class Pager:
         self._skip = skip
         self._deadline = deadline
         self._page_cap = page_cap
-        # Where reading stands: this page's URL, the next page's, its size, the rows skipped on
-        # it and the rows to hand out, and those not handed out yet (a list iterator: it knows
+        # Where reading stands: this page's URL, the next page's, its size; the rows taken once
+        # its records are all handed out, and those not handed out yet (a list iterator knows
         # how many are left, so nothing is counted per record).
         self._page: tuple[httpx.URL | None, httpx.URL | None, int] = (url, url, skip + 1)
-        self._skipped, self._handing = skip, 0
+        self._taken_at_end = skip
         self._rest: Iterator[dict[str, Any]] = iter([])
         self.pages = 0
         self.rows = 0
         self.count: int | None = None
         #: What a page's records are made into before they are handed out (None: as parsed).
-        self.shape: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+        self.shape: Shaper | None = None
         #: How many records the caller takes at most (None: all), to reserve no pages beyond.
         self.limit: int | None = None
 
@@ -205,7 +206,7 @@ class Pager:
     def cursor(self) -> Cursor | None:
         """Where the records read so far end, or None when the list is exhausted."""
         url, next_url, size = self._page
-        taken = self._skipped + self._handing - length_hint(self._rest)
+        taken = self._taken_at_end - length_hint(self._rest)
         if taken >= size:  # this page is used up: continue at the next one
             url, taken = next_url, 0
         if url is None:
@@ -253,7 +254,7 @@ class Pager:
                 if self.shape is not None:
                     rows = self.shape(rows)
                 self._page = (url, next_url, len(records))
-                self._skipped, self._handing, self._rest = skip, len(rows), iter(rows)
+                self._taken_at_end, self._rest = max(skip, len(records)), iter(rows)
                 yield from self._rest
                 url, skip = next_url, 0
         finally:
