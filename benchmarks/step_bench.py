@@ -7,8 +7,10 @@ reaches). Every figure is printed beside raw httpx measured in the same run:
 * warm single-record steps -- get, create, update, delete -- through ``Connector.execute`` against
   one keep-alive ``httpx.Client`` sending the same requests (update is PUT then GET, as the action
   does); repeats interleaved, medians per call;
-* 8 threads sharing one Connector against 8 threads of raw httpx: gets per second, and how many
-  steps failed on the connector's own storage (vault, rate-limit state);
+* 8 threads sharing one Connector against 8 threads of raw httpx: gets per second, how many
+  steps failed on the connector's own storage (vault, rate-limit state), and what a get cost the
+  process in CPU and context switches (a thread that gives up the GIL for a socket or SQLite call
+  waits to get it back: under 8 threads, each such call costs a switch or two);
 * a CLI step as a fresh process (``exact-connector run``) against a fresh ``python -c`` doing the
   same GET with httpx, and ``exact-connector --version`` against ``python -c pass``. Before them
   the package's bytecode is compiled once, as ``pip install`` does at install time: a checkout's
@@ -25,6 +27,7 @@ import argparse
 import compileall
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -256,8 +259,9 @@ def warm_steps(bench: Bench, calls: int) -> dict[str, dict[str, float]]:
 # -- threads -------------------------------------------------------------------------------------
 
 
-def threaded(run: Callable[[], bool], per_thread: int) -> tuple[float, int]:
-    """Gets per second of THREADS threads each calling ``run`` ``per_thread`` times; failures."""
+def threaded(run: Callable[[], bool], per_thread: int) -> tuple[float, int, Usage]:
+    """Gets per second of THREADS threads each calling ``run`` ``per_thread`` times; failures; and
+    what each get cost the process (CPU, context switches)."""
     failures: list[int] = []
     barrier = threading.Barrier(THREADS + 1)
 
@@ -269,12 +273,31 @@ def threaded(run: Callable[[], bool], per_thread: int) -> tuple[float, int]:
     workers = [threading.Thread(target=worker) for _ in range(THREADS)]
     for thread in workers:
         thread.start()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     barrier.wait()
     start = time.perf_counter()
     for thread in workers:
         thread.join()
     elapsed = time.perf_counter() - start
-    return THREADS * per_thread / elapsed, sum(failures)
+    gets = THREADS * per_thread
+    return gets / elapsed, sum(failures), Usage.per(gets, before)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one get cost the whole process while the threads ran: CPU (user and system) and
+    context switches (a thread giving up the GIL for a socket or SQLite call, and waiting to get
+    it back, is one or two)."""
+
+    cpu: float
+    switches: float
+
+    @classmethod
+    def per(cls, gets: int, before: resource.struct_rusage) -> Usage:
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        switches = after.ru_nvcsw - before.ru_nvcsw + after.ru_nivcsw - before.ru_nivcsw
+        return cls(cpu / gets, switches / gets)
 
 
 def thread_figures(bench: Bench, per_thread: int, repeats: int) -> dict[str, Any]:
@@ -295,15 +318,24 @@ def thread_figures(bench: Bench, per_thread: int, repeats: int) -> dict[str, Any
         return response.status_code == 200 and bool(response.json())
 
     rates: dict[str, list[float]] = {"execute": [], "raw": []}
+    usage: dict[str, list[Usage]] = {"execute": [], "raw": []}
     failures = {"execute": 0, "raw": 0}
     for _ in range(repeats):
         for name, run in (("execute", connector_get), ("raw", raw_get)):
-            rate, failed = threaded(run, per_thread)
+            rate, failed, used = threaded(run, per_thread)
             rates[name].append(rate)
+            usage[name].append(used)
             failures[name] += failed
     storage = sum(1 for code in codes if code in STORAGE_ERRORS)
     return {
         "rates": {name: statistics.median(values) for name, values in rates.items()},
+        "usage": {
+            name: Usage(
+                statistics.median(u.cpu for u in used),
+                statistics.median(u.switches for u in used),
+            )
+            for name, used in usage.items()
+        },
         "failures": failures,
         "storage_errors": storage,
         "codes": sorted(set(codes)),
@@ -428,6 +460,12 @@ def report(
         f"{rates['execute'] / rates['raw']:.2f} (target >= 0.80)  failed steps "
         f"{threads['failures']['execute']}  storage errors {threads['storage_errors']} "
         f"{threads['codes'] or ''}"
+    )
+    usage = threads["usage"]
+    print(
+        f"per get, whole process: CPU execute {usage['execute'].cpu * 1e6:,.0f} us, raw httpx "
+        f"{usage['raw'].cpu * 1e6:,.0f} us; context switches execute "
+        f"{usage['execute'].switches:.1f}, raw httpx {usage['raw'].switches:.1f}"
     )
     print()
     print("fresh processes (ms, median; the package's bytecode compiled first, as an install does)")
