@@ -202,7 +202,7 @@ class ExactAuth(httpx.Auth):
     def _stored(self) -> Credential:
         """The vault's record; while a refreshed pair is unsaved, the pair held in memory."""
         if self._save_unsaved(force=True) or self._cached is None:
-            return self._vault.get(self._credential_id)
+            return self._vault.get(self._credential_id, latest=True)  # after a 401: the row
         return self._cached
 
     def _save_unsaved(self, *, force: bool) -> bool:
@@ -235,7 +235,8 @@ class ExactAuth(httpx.Auth):
                 details={"credential_id": self._credential_id},
             )
         with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
-            credential = self._cache(self._vault.get(self._credential_id))
+            # The row itself: a refresh token read from a cache could be one already spent.
+            credential = self._cache(self._vault.get(self._credential_id, latest=True))
             _ensure_usable(credential)
             now = self._clock.now()
             replaced = _replaced(credential, seen)
@@ -302,7 +303,7 @@ class ExactAuth(httpx.Auth):
             try:
                 return store_grant(self._vault, credential, grant)
             except ConcurrentUpdate:
-                latest = self._vault.get(credential.id)
+                latest = self._vault.get(credential.id, latest=True)
                 if _secret(latest.refresh_token) != _secret(credential.refresh_token):
                     return latest
                 credential = latest

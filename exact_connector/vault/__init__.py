@@ -231,11 +231,17 @@ class Vault:
 
         return self._mutate("activate", credential_id, None, change, "activated")
 
-    def get(self, id_or_name: str) -> Credential:
-        """The credential with this id or connector name in this workspace."""
+    def get(self, id_or_name: str, *, latest: bool = False) -> Credential:
+        """The credential with this id or connector name in this workspace.
+
+        Every commit made through the connector, in any process, is seen by the next read. One
+        made by another program is seen within a fraction of a second; ``latest`` reads the row
+        even then (the token refresh, under its lock, must never send a spent refresh token).
+        """
         version = self._version()  # before the read: a commit after it is seen next time
         fresh_key = (id_or_name, threading.get_ident())
-        if version is not None and (fresh := self._fresh.get(fresh_key)) and fresh[0] == version:
+        fresh = self._fresh.get(fresh_key) if version is not None and not latest else None
+        if fresh is not None and fresh[0] == version:
             return fresh[1]
         with self._keys.read() as session:
             row = row_of(session, self.workspace, id_or_name)

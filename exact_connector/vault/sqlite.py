@@ -1,12 +1,13 @@
 """The vault's SQLite backend: one file per home, its schema, and SQLite's errors translated.
 
 ``<home>`` holds ``vault.db`` and its ``-wal``/``-shm`` files, all created 0600 before SQLite could
-create them 0644. Every connection runs in WAL mode with ``synchronous=FULL`` (a committed refresh
-token survives power loss) and a busy timeout; every read-modify-write is one ``BEGIN IMMEDIATE``
-transaction, so a compare-and-swap is exact across processes. A forked child opens its own
-connections and never touches its parent's. Every SQLite failure becomes the vault's own error
-through one table, without SQLite's text. The refresh lease is a ``flock`` on a lock file
-(:mod:`exact_connector.vault.locks`).
+create them 0644, and ``vault.db-gen``, the commit signal that spares a read asking SQLite whether
+anything changed (:mod:`exact_connector.vault.generation`). Every connection runs in WAL mode with
+``synchronous=FULL`` (a committed refresh token survives power loss) and a busy timeout; every
+read-modify-write is one ``BEGIN IMMEDIATE`` transaction, so a compare-and-swap is exact across
+processes. A forked child opens its own connections and never touches its parent's. Every SQLite
+failure becomes the vault's own error through one table, without SQLite's text. The refresh lease
+is a ``flock`` on a lock file (:mod:`exact_connector.vault.locks`).
 
 :class:`SQLiteStore` implements :class:`~exact_connector.vault.store.VaultStore`; its sessions are
 the shared :class:`~exact_connector.vault.sql.SQLSession` in the SQLite dialect.
@@ -19,6 +20,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from exact_connector.exceptions import (
     VaultPermissions,
 )
 from exact_connector.vault._files import check_private_file, ensure_dir
+from exact_connector.vault.generation import Generation
 from exact_connector.vault.locks import credential_lock
 from exact_connector.vault.sql import SQLITE, SQLSession
 from exact_connector.vault.store import (
@@ -45,6 +48,8 @@ from exact_connector.vault.store import (
 __all__ = ["DB_NAME", "SQLiteStore", "sqlite_errors"]
 
 DB_NAME = "vault.db"
+#: The commit signal beside the database (:mod:`exact_connector.vault.generation`).
+GENERATION_SUFFIX = "-gen"
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -130,11 +135,17 @@ def sqlite_errors(path: Path) -> AbstractContextManager[None]:
 class SQLiteStore:
     """One open vault file: a connection per process and thread, and exact transactions."""
 
+    #: Seconds a thread trusts an unchanged commit signal before it asks SQLite again: how late
+    #: it may see a commit the signal missed (another program's edit, a writer killed between
+    #: its commit and its signal). Every commit made through the connector is seen at once.
+    FRESH_FOR = 0.25
+
     def __init__(self, home: Path, busy_timeout: float) -> None:
         self.home, self.path = home, home / DB_NAME
         self.where = str(self.path)
         self.busy_timeout = busy_timeout
         self.closed = False
+        self._generation: Generation | None = None
         self.reset_after_fork()
         _sqlite.reset_after_fork(self)
 
@@ -163,6 +174,8 @@ class SQLiteStore:
                     for suffix in ("-wal", "-shm", ""):
                         _precreate(Path(f"{store.path}{suffix}"))
                     store._open_database(initialize, creating=True)
+            # After the database: a vault made before the signal existed gets one here.
+            store._generation = Generation.open(Path(f"{store.path}{GENERATION_SUFFIX}"))
         except BaseException:
             store.close()
             raise
@@ -290,17 +303,32 @@ class SQLiteStore:
                 yield SQLSession(conn, SQLITE)
         finally:
             self._local.writes = getattr(self._local, "writes", 0) + 1
+            if (generation := self._generation) is not None:
+                generation.bump()  # after the commit (or the rollback, which costs a re-check)
         crash_point(f"{op}.after_commit")
 
     def version(self) -> tuple[int, int, int]:
         """This thread's connection, its ``PRAGMA data_version`` (which moves when any *other*
-        connection commits) and how many writes it made itself (which that pragma does not see)."""
+        connection commits) and how many writes it made itself (which that pragma does not see).
+
+        While the commit signal is unchanged since this thread last asked SQLite, for at most
+        :attr:`FRESH_FOR` seconds, the answer it got then: no statement, no system call.
+        """
         conn = self.connection()
-        try:  # every step asks: no context manager around one statement
+        local, generation = self._local, self._generation
+        signal = generation.read() if generation is not None else None
+        writes = getattr(local, "writes", 0)
+        now = time.monotonic()  # real time: how long since SQLite was asked, not product time
+        last: _Check | None = getattr(local, "last_check", None)
+        if signal is not None and last and last[:2] == (signal, writes) and now < last[2]:
+            return last[3]
+        try:  # read the signal first: a commit after it changes the signal for the next call
             (data_version,) = conn.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error as error:
             raise _translate(self.path)(error) from None
-        return (self._local.serial, int(data_version), getattr(self._local, "writes", 0))
+        version = (local.serial, int(data_version), writes)
+        local.last_check = (signal, writes, now + self.FRESH_FOR, version)
+        return version
 
     @contextmanager
     def read(self) -> Iterator[SQLSession]:
@@ -316,12 +344,18 @@ class SQLiteStore:
     def close(self) -> None:
         """Close every connection of this process; later use raises VaultIOError."""
         self.closed = True
+        self._generation = None  # unmapped when no thread holds it any more
         with self._guard:
             connections, self._connections = self._connections, []
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+
+#: A thread's last question to SQLite: the signal and its own writes then, until when the answer
+#: may be reused, and the answer.
+_Check = tuple[bytes | None, int, float, tuple[int, int, int]]
 
 
 def _lenient_text(raw: bytes) -> str:

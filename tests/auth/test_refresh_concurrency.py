@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from client_harness import (
+    EXACT,
     OTHER_DIVISION,
     ChildPlan,
     HandoffClock,
@@ -24,8 +25,10 @@ from client_harness import (
     issue_tokens,
     loopback_world,
     make_world,
+    open_vault,
     refresh_then_die,
     run_children,
+    store_tokens,
 )
 from pydantic import SecretStr
 
@@ -33,6 +36,7 @@ from exact_connector.auth import TokenPolicy
 from exact_connector.clock import ManualClock
 from exact_connector.exceptions import ReauthRequired, TokenRefreshInProgress
 from exact_connector.sandbox import Sandbox, serve
+from exact_connector.vault.sqlite import SQLiteStore
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -158,6 +162,43 @@ def test_f4_a_refresher_killed_before_its_commit_leads_to_one_clear_reauth(
         assert world.sb.counters.refresh_reuse == 1
         assert world.sb.counters.token_calls == 2, "no loop: one call each"
         assert world.credential().status == "needs_reauth"
+
+
+def test_f4_a_refresh_whose_writer_died_before_its_commit_signal_is_read_under_the_lock(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process refreshed and committed, then died before it signalled the commit: this
+    process's reads may trust their cache for the freshness window, but the refresh re-reads the
+    row under the lock and uses the new pair, never spending the old refresh token (which would
+    cost the user's consent)."""
+    monkeypatch.setattr(SQLiteStore, "FRESH_FOR", 3600.0)
+    client = world.client()
+    assert get_accounts(client).status_code == 200  # this thread has read the current pair
+    advance(world.clock, 590)
+    current = world.credential()
+    assert current.refresh_token is not None
+    app = world.sb.demo_app
+    with httpx.Client(transport=httpx.MockTransport(world.app), base_url=EXACT) as other_process:
+        answer = other_process.post(
+            "/api/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": current.refresh_token.get_secret_value(),
+                "client_id": app.client_id,
+                "client_secret": app.client_secret,
+            },
+        )
+    assert answer.status_code == 200
+    other = open_vault(world.home, world.key, world.clock)
+    other._store._generation = None  # type: ignore[attr-defined]  # its signal never comes
+    store_tokens(other, world.credential_id, answer.json(), world.clock.now())
+    other.close()
+    assert world.vault.get(world.credential_id) == current, "the cache trusts its window"
+    assert get_accounts(client).status_code == 200
+    assert world.sb.counters.token_grants["refresh_token"] == 1, "only the other process's"
+    assert world.sb.counters.refresh_reuse == 0
+    assert client.auth.refreshed == 0
+    assert world.vault.get(world.credential_id, latest=True).status == "active"
 
 
 # -- F5, F6 -----------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def test_a1_secrets_round_trip_across_processes_and_never_hit_the_disk_in_clear(
 
 
 def test_d1_new_vault_files_are_private_even_under_umask_022(home: Path) -> None:
-    """Directory 0700; db, -wal, -shm, key file and lock files 0600 (SQLite alone makes 0644)."""
+    """Directory 0700; db, -wal, -shm, commit signal, key file and lock files 0600 (SQLite alone
+    makes 0644)."""
     previous = os.umask(0o022)
     try:
         Vault.init(home)
@@ -110,6 +111,7 @@ def test_d1_new_vault_files_are_private_even_under_umask_022(home: Path) -> None
         "vault.db",
         "vault.db-wal",
         "vault.db-shm",
+        "vault.db-gen",
         "vault.key",
         f"{credential.id}.lock",
         "vault-creation.lock",  # held while a new vault file is created
@@ -119,8 +121,14 @@ def test_d1_new_vault_files_are_private_even_under_umask_022(home: Path) -> None
 
 @pytest.mark.parametrize(
     ("name", "mode"),
-    [("vault.db", 0o644), ("vault.db", 0o640), ("vault.db-wal", 0o604), (".", 0o755)],
-    ids=["db-0644", "db-0640", "wal-0604", "dir-0755"],
+    [
+        ("vault.db", 0o644),
+        ("vault.db", 0o640),
+        ("vault.db-wal", 0o604),
+        ("vault.db-gen", 0o644),
+        (".", 0o755),
+    ],
+    ids=["db-0644", "db-0640", "wal-0604", "gen-0644", "dir-0755"],
 )
 def test_d2_group_or_world_access_is_refused_with_a_chmod_hint(
     home: Path, ring: KeyRing, name: str, mode: int
@@ -148,6 +156,20 @@ def test_d3_vault_file_that_is_a_symlink_is_refused(
     (home / "vault.db").symlink_to(elsewhere)
     with pytest.raises(VaultPermissions, match="symbolic link"):
         Vault.open(home, keys=ring)
+
+
+def test_d3_commit_signal_that_is_a_symlink_is_refused(
+    home: Path, ring: KeyRing, tmp_path: Path
+) -> None:
+    """vault.db-gen pointing elsewhere is neither followed nor written through."""
+    Vault.open(home, keys=ring).close()
+    elsewhere = tmp_path / "elsewhere"
+    (home / "vault.db-gen").rename(elsewhere)
+    before = elsewhere.read_bytes()
+    (home / "vault.db-gen").symlink_to(elsewhere)
+    with pytest.raises(VaultPermissions, match="symbolic link"):
+        Vault.open(home, keys=ring)
+    assert elsewhere.read_bytes() == before
 
 
 def test_d3_vault_directory_that_is_a_symlink_is_refused(tmp_path: Path, ring: KeyRing) -> None:

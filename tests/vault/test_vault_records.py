@@ -447,6 +447,75 @@ def test_a_commit_anywhere_is_seen_by_the_next_read(open_vault: Callable[..., Va
         vault.get("steps")
 
 
+def test_an_unchanged_commit_signal_spares_asking_sqlite(
+    home: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While no commit was signalled, a read runs no statement at all (not even the pragma)."""
+    monkeypatch.setattr(SQLiteStore, "FRESH_FOR", 3600.0)
+    with Vault.open(home, keys=ring) as vault:
+        credential = add_credential(vault, "steps")
+        assert vault.get(credential.id) == credential  # asks SQLite: this thread just wrote
+        statements: list[str] = []
+        vault._store.connection().set_trace_callback(statements.append)
+        assert [vault.get(credential.id) for _ in range(5)] == [credential] * 5
+        assert statements == []
+        with Vault.open(home, keys=ring) as other:  # a commit elsewhere signals
+            other.set_status(credential.id, "needs_reauth", reason="signed out elsewhere")
+        assert vault.get(credential.id).status == "needs_reauth"
+        assert statements[0] == "PRAGMA data_version"
+
+
+def test_a_commit_the_signal_missed_is_seen_within_the_window_and_at_once_by_latest(
+    home: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program's edit (here: the sqlite3 module) does not signal: a read trusts the
+    signal for ``FRESH_FOR`` seconds at most, and ``latest`` reads the row regardless."""
+    now = [1000.0]
+    monkeypatch.setattr("exact_connector.vault.sqlite.time", _Monotonic(now))
+    with Vault.open(home, keys=ring) as vault:
+        credential = add_credential(vault, "steps")
+        assert vault.get("steps") == credential
+        with raw_db(home) as conn:
+            conn.execute("DELETE FROM credentials WHERE id = ?", (credential.id,))
+        assert vault.get("steps") == credential  # inside the window: the bound, not a wish
+        with pytest.raises(CredentialNotFound):
+            vault.get("steps", latest=True)
+        now[0] += SQLiteStore.FRESH_FOR
+        with pytest.raises(CredentialNotFound):
+            vault.get("steps")
+
+
+def test_a_vault_made_before_the_signal_gets_one_and_works_without_one(
+    home: Path, ring: KeyRing
+) -> None:
+    """An older vault has no ``vault.db-gen``: opening makes it (0600). A store that cannot map
+    one asks SQLite on every read, as before."""
+    Vault.open(home, keys=ring).close()
+    (home / "vault.db-gen").unlink()
+    with Vault.open(home, keys=ring) as vault:
+        assert (home / "vault.db-gen").stat().st_mode & 0o777 == 0o600
+        credential = add_credential(vault, "steps")
+        vault._store._generation = None
+        statements: list[str] = []
+        vault._store.connection().set_trace_callback(statements.append)
+        assert vault.get("steps") == credential
+        assert vault.get("steps") == credential
+        assert statements.count("PRAGMA data_version") == 2
+        with Vault.open(home, keys=ring) as other:
+            put_tokens(other, credential.id, credential.version, make_secret("access"))
+        assert vault.get("steps").version == credential.version + 1
+
+
+class _Monotonic:
+    """A stand-in for the ``time`` module whose ``monotonic`` reads ``now[0]``."""
+
+    def __init__(self, now: list[float]) -> None:
+        self._now = now
+
+    def monotonic(self) -> float:
+        return self._now[0]
+
+
 class _StoreWithoutVersion:
     """A backend written before ``version`` existed: every other attribute is the SQLite store's."""
 
