@@ -38,12 +38,14 @@ export function Report({ report }) {
 function Detail({ credential, reload, signIn }) {
   const [busy, setBusy] = useState('');
   const [error, setError] = useState(null);
-  const act = (label, work) => async () => {
+  // `then` runs once the page holds the new state (never a removed credential's stale row).
+  const act = (label, work, then) => async () => {
     setBusy(label);
     setError(null);
     try {
-      await work();
+      const done = await work();
       await reload();
+      if (done !== false && then) then();
     } catch (failure) {
       setError(failure.error);
     } finally {
@@ -96,11 +98,10 @@ function Detail({ credential, reload, signIn }) {
         )}
         <button className="btn btn-danger" disabled={!!busy}
           onClick={act('remove', async () => {
-            if (window.confirm(`Remove ${credential.connector_name} and its secrets?`)) {
-              await api('DELETE', path);
-              window.location.hash = '#/vault';
-            }
-          })}>
+            if (!window.confirm(`Remove ${credential.connector_name} and its secrets?`)) return false;
+            await api('DELETE', path);
+            return true;
+          }, () => { window.location.hash = '#/vault'; })}>
           Remove
         </button>
       </div>
