@@ -53,8 +53,13 @@ class Generation:
             return None
         try:
             check_private_file(path, "vault commit signal")
-            if os.fstat(fd).st_size < SIZE:  # new, or another process is creating it: extend
-                os.ftruncate(fd, SIZE)  # (to the same size it changes nothing already written)
+            # New, or another process is creating it: written, not extended with a hole, so the
+            # block is allocated now and a full disk fails here (the store then asks SQLite),
+            # never later as SIGBUS on a write through the mapping. Racing another creator only
+            # changes the value.
+            short = os.fstat(fd).st_size < SIZE
+            if short and os.pwrite(fd, os.urandom(SIZE), 0) != SIZE:
+                return None
             return cls(mmap.mmap(fd, SIZE))
         except (OSError, ValueError):
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from collections.abc import Callable
@@ -504,6 +505,25 @@ def test_a_vault_made_before_the_signal_gets_one_and_works_without_one(
         with Vault.open(home, keys=ring) as other:
             put_tokens(other, credential.id, credential.version, make_secret("access"))
         assert vault.get("steps").version == credential.version + 1
+
+
+def test_a_commit_signal_that_cannot_be_written_leaves_every_read_asking_sqlite(
+    home: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk when the signal is made: the vault opens and works, asking SQLite each time."""
+
+    def disk_full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("exact_connector.vault.generation.os.pwrite", disk_full)
+    with Vault.open(home, keys=ring) as vault:
+        assert vault._store._generation is None
+        credential = add_credential(vault, "steps")
+        assert vault.get("steps") == credential
+        with Vault.open(home, keys=ring) as other:
+            other.remove(credential.id)
+        with pytest.raises(CredentialNotFound):
+            vault.get("steps")
 
 
 class _Monotonic:
