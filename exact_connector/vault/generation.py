@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 from pathlib import Path
 
 from exact_connector.vault._files import check_private_file
@@ -43,8 +44,11 @@ class Generation:
         """Map ``path`` (created 0600 if missing); None where the file system cannot map it.
 
         A file that is not private (a symlink, another owner, a mode wider than 0600) is refused
-        like the vault's other files, with ``VaultPermissions``.
+        like the vault's other files, with ``VaultPermissions``. Windows has none: a file mapped
+        there cannot be removed or renamed, so there every read asks SQLite.
         """
+        if sys.platform == "win32":
+            return None
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags, 0o600)
