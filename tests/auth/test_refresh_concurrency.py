@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from client_harness import (
-    EXACT,
     OTHER_DIVISION,
     ChildPlan,
     HandoffClock,
@@ -28,6 +27,7 @@ from client_harness import (
     open_vault,
     refresh_then_die,
     run_children,
+    spend_refresh_token,
     store_tokens,
 )
 from pydantic import SecretStr
@@ -176,22 +176,10 @@ def test_f4_a_refresh_whose_writer_died_before_its_commit_signal_is_read_under_t
     assert get_accounts(client).status_code == 200  # this thread has read the current pair
     advance(world.clock, 590)
     current = world.credential()
-    assert current.refresh_token is not None
-    app = world.sb.demo_app
-    with httpx.Client(transport=httpx.MockTransport(world.app), base_url=EXACT) as other_process:
-        answer = other_process.post(
-            "/api/oauth2/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": current.refresh_token.get_secret_value(),
-                "client_id": app.client_id,
-                "client_secret": app.client_secret,
-            },
-        )
-    assert answer.status_code == 200
+    tokens = spend_refresh_token(world)
     other = open_vault(world.home, world.key, world.clock)
     other._store._generation = None  # type: ignore[attr-defined]  # its signal never comes
-    store_tokens(other, world.credential_id, answer.json(), world.clock.now())
+    store_tokens(other, world.credential_id, tokens, world.clock.now())
     other.close()
     assert world.vault.get(world.credential_id) == current, "the cache trusts its window"
     assert get_accounts(client).status_code == 200

@@ -19,6 +19,7 @@ from client_harness import (
     issue_tokens,
     make_world,
     register_secret,
+    spend_refresh_token,
     store_tokens,
 )
 from pydantic import SecretStr
@@ -54,24 +55,6 @@ def _stored(world: World) -> tuple[int, str, str]:
 
 def _bearer(seen: object) -> str:
     return str(seen.headers["authorization"]).removeprefix("Bearer ")  # type: ignore[attr-defined]
-
-
-def _spend_refresh_token(world: World) -> dict[str, str]:
-    """Someone else refreshes with the stored refresh token; returns the new pair."""
-    _, _, refresh = _stored(world)
-    app = world.sb.demo_app
-    with httpx.Client(transport=httpx.MockTransport(world.app), base_url=EXACT) as other:
-        answer = other.post(
-            "/api/oauth2/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh,
-                "client_id": app.client_id,
-                "client_secret": app.client_secret,
-            },
-        )
-    assert answer.status_code == 200
-    return dict(answer.json())
 
 
 # -- E1, E2: when to refresh -----------------------------------------------------------------------
@@ -165,7 +148,7 @@ def test_e3_a_pasted_token_younger_than_570_s_is_a_transient_error(tmp_path: obj
 def test_e4_old_refresh_token_used_marks_needs_reauth_and_fails_fast(world: World) -> None:
     """ "Old refresh token used." -> REAUTH_REQUIRED, needs_reauth persisted, tokens kept."""
     advance(world.clock, 575)
-    _spend_refresh_token(world)
+    spend_refresh_token(world)
     _, _, refresh = _stored(world)
     with pytest.raises(ReauthRequired) as caught:
         get_accounts(world.client())
@@ -454,7 +437,7 @@ def test_e10_another_worker_refreshed_so_retry_once_with_the_stored_token(world:
     assert get_accounts(client).status_code == 200  # caches the current token
     advance(world.clock, 575)
     # another process refreshes and stores the new pair (the sandbox revokes our access token)
-    store_tokens(world.vault, world.credential_id, _spend_refresh_token(world), world.clock.now())
+    store_tokens(world.vault, world.credential_id, spend_refresh_token(world), world.clock.now())
     calls = len(world.app.api_calls())
     assert get_accounts(client).status_code == 200
     assert len(world.app.api_calls()) == calls + 2, "the refused call and one retry"
@@ -585,7 +568,7 @@ def test_401s_resolved_after_another_workers_refresh_do_not_spend_the_error_budg
     for worker in workers:
         assert get_accounts(worker).status_code == 200  # each caches the current token
     advance(world.clock, 575)
-    store_tokens(world.vault, world.credential_id, _spend_refresh_token(world), world.clock.now())
+    store_tokens(world.vault, world.credential_id, spend_refresh_token(world), world.clock.now())
 
     answers = [get_accounts(worker).status_code for worker in workers]
 

@@ -208,6 +208,26 @@ def store_tokens(
     )
 
 
+def spend_refresh_token(world: World) -> dict[str, str]:
+    """Someone else (another process) refreshes with the stored refresh token at the in-process
+    sandbox; returns the new pair, which Exact now holds and the vault does not yet."""
+    refresh = world.credential().refresh_token
+    assert refresh is not None
+    app = world.sb.demo_app
+    with httpx.Client(transport=httpx.MockTransport(world.app), base_url=EXACT) as other:
+        answer = other.post(
+            "/api/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh.get_secret_value(),
+                "client_id": app.client_id,
+                "client_secret": app.client_secret,
+            },
+        )
+    assert answer.status_code == 200
+    return dict(answer.json())
+
+
 def add_credential(
     vault: Vault, sb: Sandbox, server_url: str, refresh_token: str, name: str = "demo"
 ) -> Credential:

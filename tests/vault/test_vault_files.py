@@ -146,27 +146,17 @@ def test_d2_group_or_world_access_is_refused_with_a_chmod_hint(
     assert _mode(target) == mode  # not changed behind the user's back
 
 
+@pytest.mark.parametrize("name", ["vault.db", "vault.db-gen"], ids=["db", "commit-signal"])
 def test_d3_vault_file_that_is_a_symlink_is_refused(
-    home: Path, ring: KeyRing, tmp_path: Path
+    home: Path, ring: KeyRing, tmp_path: Path, name: str
 ) -> None:
-    """vault.db pointing elsewhere is never followed."""
-    Vault.open(home, keys=ring).close()
-    elsewhere = tmp_path / "elsewhere.db"
-    (home / "vault.db").rename(elsewhere)
-    (home / "vault.db").symlink_to(elsewhere)
-    with pytest.raises(VaultPermissions, match="symbolic link"):
-        Vault.open(home, keys=ring)
-
-
-def test_d3_commit_signal_that_is_a_symlink_is_refused(
-    home: Path, ring: KeyRing, tmp_path: Path
-) -> None:
-    """vault.db-gen pointing elsewhere is neither followed nor written through."""
+    """vault.db (or its commit signal) pointing elsewhere is neither followed nor written
+    through."""
     Vault.open(home, keys=ring).close()
     elsewhere = tmp_path / "elsewhere"
-    (home / "vault.db-gen").rename(elsewhere)
+    (home / name).rename(elsewhere)
     before = elsewhere.read_bytes()
-    (home / "vault.db-gen").symlink_to(elsewhere)
+    (home / name).symlink_to(elsewhere)
     with pytest.raises(VaultPermissions, match="symbolic link"):
         Vault.open(home, keys=ring)
     assert elsewhere.read_bytes() == before
