@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -464,6 +466,50 @@ def test_an_unchanged_commit_signal_spares_asking_sqlite(
             other.set_status(credential.id, "needs_reauth", reason="signed out elsewhere")
         assert vault.get(credential.id).status == "needs_reauth"
         assert statements[0] == "PRAGMA data_version"
+
+
+def test_a_write_that_returned_is_seen_by_every_read_begun_after_it_under_load(
+    home: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One vault writes 60 token versions while two threads of another (its own connections
+    and mapping, as another process has) read: no read begun after a write returned sees an older
+    version. The window is an hour, so only the signal can keep the readers current."""
+    monkeypatch.setattr(SQLiteStore, "FRESH_FOR", 3600.0)
+    with Vault.open(home, keys=ring) as writer, Vault.open(home, keys=ring) as reader:
+        credential = add_credential(writer, "steps")
+        returned = [credential.version]  # versions whose write has returned, in order
+        stale: list[tuple[int, int]] = []
+        writing = threading.Event()
+        writing.set()
+
+        def write() -> None:
+            current = credential
+            try:
+                for _ in range(60):
+                    access = make_secret("access")
+                    current = put_tokens(writer, current.id, current.version, access)
+                    returned.append(current.version)
+            finally:
+                writing.clear()
+
+        def read() -> None:
+            while writing.is_set():
+                floor = returned[-1]
+                seen = reader.get("steps").version
+                if seen < floor:
+                    stale.append((seen, floor))
+                time.sleep(0)  # let the writer have the GIL back after its fsync
+
+        threads = [threading.Thread(target=write)] + [
+            threading.Thread(target=read) for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert stale == []
+        assert len(returned) == 61
+        assert reader.get("steps").version == returned[-1]
 
 
 def test_a_commit_the_signal_missed_is_seen_within_the_window_and_at_once_by_latest(
