@@ -48,3 +48,34 @@ def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> N
     for heading in expected:
         assert heading in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_list_bench_across_processes_prints_each_ratio_and_the_median() -> None:
+    """--processes 2: one line per list, way and transport, two ratios and their median."""
+    result = subprocess.run(  # our own interpreter on our own script
+        [
+            sys.executable,
+            str(BENCHMARKS / "list_bench.py"),
+            "--smoke",
+            "--pages",
+            "standard",
+            "--transport",
+            "in-process",
+            "--ways",
+            "stream,raw",
+            "--processes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "in 2 processes (PYTHONHASHSEED 0 to 1)" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if "stream/raw:" in line]
+    assert line.startswith("standard (60 a page), in-process, stream/raw: ")
+    ratios, median = line.split(": ")[1].split("; median ")
+    values = [float(value) for value in ratios.split(", ")]
+    assert len(values) == 2 and all(value > 0 for value in values)
+    assert float(median) == pytest.approx(sum(values) / 2, abs=0.01)
