@@ -37,14 +37,7 @@ def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> N
         pytest.skip("EXACT_CONNECTOR_SKIP_POSTGRES=1: the benchmark starts a PostgreSQL server")
     if script == "ui_bench.py" and os.environ.get("EXACT_CONNECTOR_SKIP_BROWSER") == "1":
         pytest.skip("EXACT_CONNECTOR_SKIP_BROWSER=1: the ui benchmark drives Chromium")
-    result = subprocess.run(  # our own interpreter on our own scripts
-        [sys.executable, str(BENCHMARKS / script), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = _run(script, "--smoke")
     for heading in expected:
         assert heading in result.stdout
     assert "Traceback" not in result.stderr
@@ -52,26 +45,8 @@ def test_the_benchmark_runs_in_smoke_mode(script: str, expected: list[str]) -> N
 
 def test_list_bench_across_processes_prints_each_ratio_and_the_median() -> None:
     """--processes 2: one line per list, way and transport, two ratios and their median."""
-    result = subprocess.run(  # our own interpreter on our own script
-        [
-            sys.executable,
-            str(BENCHMARKS / "list_bench.py"),
-            "--smoke",
-            "--pages",
-            "standard",
-            "--transport",
-            "in-process",
-            "--ways",
-            "stream,raw",
-            "--processes",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    args = ["--pages", "standard", "--transport", "in-process", "--ways", "stream,raw"]
+    result = _run("list_bench.py", "--smoke", *args, "--processes", "2")
     assert "in 2 processes (PYTHONHASHSEED 0 to 1)" in result.stdout
     [line] = [line for line in result.stdout.splitlines() if "stream/raw:" in line]
     assert line.startswith("standard (60 a page), in-process, stream/raw: ")
@@ -79,3 +54,16 @@ def test_list_bench_across_processes_prints_each_ratio_and_the_median() -> None:
     values = [float(value) for value in ratios.split(", ")]
     assert len(values) == 2 and all(value > 0 for value in values)
     assert float(median) == pytest.approx(sum(values) / 2, abs=0.01)
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The benchmark run by our own interpreter; it must exit 0."""
+    result = subprocess.run(  # our own interpreter on our own scripts
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

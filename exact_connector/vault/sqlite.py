@@ -317,17 +317,17 @@ class SQLiteStore:
         conn = self.connection()
         local, generation = self._local, self._generation
         signal = generation.read() if generation is not None else None
-        writes = getattr(local, "writes", 0)
         now = time.monotonic()  # real time: how long since SQLite was asked, not product time
         last: _Check | None = getattr(local, "last_check", None)
-        if signal is not None and last and last[:2] == (signal, writes) and now < last[2]:
-            return last[3]
+        # This thread's own writes change the signal too (``write`` signals after each one).
+        if signal is not None and last and last[0] == signal and now < last[1]:
+            return last[2]
         try:  # read the signal first: a commit after it changes the signal for the next call
             (data_version,) = conn.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error as error:
             raise _translate(self.path)(error) from None
-        version = (local.serial, int(data_version), writes)
-        local.last_check = (signal, writes, now + self.FRESH_FOR, version)
+        version = (local.serial, int(data_version), getattr(local, "writes", 0))
+        local.last_check = (signal, now + self.FRESH_FOR, version)
         return version
 
     @contextmanager
@@ -353,9 +353,9 @@ class SQLiteStore:
         self._local = threading.local()
 
 
-#: A thread's last question to SQLite: the signal and its own writes then, until when the answer
-#: may be reused, and the answer.
-_Check = tuple[bytes | None, int, float, tuple[int, int, int]]
+#: A thread's last question to SQLite: the signal then, until when the answer may be reused, and
+#: the answer.
+_Check = tuple[bytes | None, float, tuple[int, int, int]]
 
 
 def _lenient_text(raw: bytes) -> str:
