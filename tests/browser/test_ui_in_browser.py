@@ -251,6 +251,7 @@ def test_reauthorize_then_remove(tab: UiPage, served: Served) -> None:
     page.wait_for_url(served.origin + "/#/vault")
     page.wait_for_selector("table.credentials")
     assert "Short-lived B.V." not in page.locator("table.credentials").inner_text()
+    tab.shot("vault-after-remove")
     names = [c.connector_name for c in served.workspace.connector.credentials.list()]
     assert "Short-lived B.V." not in names
     assert tab.problems == []
