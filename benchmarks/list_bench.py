@@ -7,9 +7,11 @@ Two lists, each at its own page size, both with a ``$select``:
 * standard pages: 30,000 ``crm/Opportunities`` rows, an endpoint without a twin (60 rows a call,
   followed by ``__next``).
 
-The connector lists each three ways, in-process (``MockTransport``) and over loopback:
+The connector lists each in four ways, in-process (``MockTransport``) and over loopback:
 
-* ``Connector.stream`` -- records one at a time (flat memory);
+* ``Connector.stream`` -- records one at a time (flat memory), normalised (ISO dates, no
+  ``__metadata``); and ``stream_raw``, the same with ``raw: true`` (Exact's records as sent), so
+  that the normalisation's share of the overhead shows apart from the request path's;
 * ``Connector.execute`` with ``limit`` -- the whole list in one envelope;
 * a raw httpx loop over the same transport and the same page URLs, doing JSON parsing only.
 
@@ -98,7 +100,7 @@ CASES = {
     ),
 }
 SMOKE_ROWS = {"bulk": 5_000, "standard": 600}
-WAYS = ("stream", "execute", "raw")
+WAYS = ("stream", "stream_raw", "execute", "raw")
 TRANSPORTS = ("in-process", "loopback")
 
 
@@ -179,6 +181,11 @@ def by_stream(setup: Setup, case: Case) -> int:
     return sum(1 for _ in setup.connector.stream(setup.credential, inputs(case)))
 
 
+def by_stream_untouched(setup: Setup, case: Case) -> int:
+    """``stream`` with ``raw: true``: Exact's records as sent (``/Date(ms)/``, ``__metadata``)."""
+    return sum(1 for _ in setup.connector.stream(setup.credential, inputs(case, raw=True)))
+
+
 def by_execute(setup: Setup, case: Case) -> int:
     # The governor paces the calls at Exact's 60 a minute (instantly: a manual clock), which is
     # more than the default 120 s step deadline; an engine gives a step this long its own.
@@ -211,8 +218,18 @@ def by_raw_httpx(setup: Setup, case: Case, pages: int | None = None) -> int:
     return records
 
 
-BY = {"stream": by_stream, "execute": by_execute, "raw": by_raw_httpx}
-LABELS = {"stream": "stream", "execute": "execute(limit)", "raw": "raw httpx + json"}
+BY = {
+    "stream": by_stream,
+    "stream_raw": by_stream_untouched,
+    "execute": by_execute,
+    "raw": by_raw_httpx,
+}
+LABELS = {
+    "stream": "stream",
+    "stream_raw": "stream, raw: true",
+    "execute": "execute(limit)",
+    "raw": "raw httpx + json",
+}
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -288,7 +305,7 @@ def report(repeats: int, results: Results) -> None:
     for case, transport, figures in results:
         raw = figures.get("raw")
         line = f"{case.name} ({case.page} a page), {transport}:"
-        for way in ("stream", "execute"):
+        for way in ("stream", "stream_raw", "execute"):
             if way in figures and raw is not None:
                 ratio = figures[way].seconds / raw.seconds
                 added = (figures[way].seconds - raw.seconds) / max(raw.calls, 1) * 1000
