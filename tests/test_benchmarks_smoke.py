@@ -18,7 +18,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("list_bench.py", ["stream/raw overhead", "raw httpx + json", "calls"]),
+        (
+            "list_bench.py",
+            ["stream/raw overhead", "stream_raw/raw overhead", "stream, raw: true", "calls"],
+        ),
         ("instructions.py", ["instructions per unit", "get", "standard", "bulk"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
         ("vault_bench.py", ["get + update_tokens", "rotate_key"]),
