@@ -20,7 +20,13 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     [
         (
             "list_bench.py",
-            ["stream/raw overhead", "stream_raw/raw overhead", "stream, raw: true", "calls"],
+            [
+                "stream/raw overhead",
+                "stream_raw/raw overhead",
+                "stream, raw: true",
+                "raw httpx + json",
+                "calls",
+            ],
         ),
         ("instructions.py", ["instructions per unit", "get", "standard", "bulk"]),
         ("sandbox_bench.py", ["pages/s", "in-process", "loopback"]),
