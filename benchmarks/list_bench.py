@@ -7,7 +7,7 @@ Two lists, each at its own page size, both with a ``$select``:
 * standard pages: 30,000 ``crm/Opportunities`` rows, an endpoint without a twin (60 rows a call,
   followed by ``__next``).
 
-The connector lists each in four ways, in-process (``MockTransport``) and over loopback:
+Each list is read four ways, in-process (``MockTransport``) and over loopback:
 
 * ``Connector.stream`` -- records one at a time (flat memory), normalised (ISO dates, no
   ``__metadata``); and ``stream_raw``, the same with ``raw: true`` (Exact's records as sent), so
@@ -181,7 +181,7 @@ def by_stream(setup: Setup, case: Case) -> int:
     return sum(1 for _ in setup.connector.stream(setup.credential, inputs(case)))
 
 
-def by_stream_untouched(setup: Setup, case: Case) -> int:
+def by_stream_raw(setup: Setup, case: Case) -> int:
     """``stream`` with ``raw: true``: Exact's records as sent (``/Date(ms)/``, ``__metadata``)."""
     return sum(1 for _ in setup.connector.stream(setup.credential, inputs(case, raw=True)))
 
@@ -220,7 +220,7 @@ def by_raw_httpx(setup: Setup, case: Case, pages: int | None = None) -> int:
 
 BY = {
     "stream": by_stream,
-    "stream_raw": by_stream_untouched,
+    "stream_raw": by_stream_raw,
     "execute": by_execute,
     "raw": by_raw_httpx,
 }
