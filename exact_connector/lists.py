@@ -10,17 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
-from exact_connector.odata import Shaper, normalize, record_normalizer
+from exact_connector.odata import Shaper, filter_names, normalize, record_normalizer
 from exact_connector.pagination import Cursor, Pager
 
 if TYPE_CHECKING:
     from exact_connector.actions import Step
 
-__all__ = ["list_errors", "pager", "selected_fields", "shaper"]
+__all__ = ["checked_filter", "list_errors", "pager", "selected_fields", "shaper"]
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
@@ -121,6 +122,30 @@ def selected_fields(endpoint: Endpoint, select: list[str] | None) -> list[str]:
     return _fields(endpoint, select or [], "$.select")
 
 
+def checked_filter(endpoint: Endpoint, text: str) -> tuple[str, list[str]]:
+    """A ``$filter`` expression with its field names canonically spelt (Exact reads them
+    case-sensitively), and those fields. A name the endpoint does not have is refused before any
+    call: Exact would answer 400 and count it toward its lockout.
+
+    An expression this reader cannot follow, or an endpoint the catalog lists no fields of, is
+    left to Exact as written (nothing refused, no fields returned).
+    """
+    names = filter_names(text) if endpoint.fields else None
+    fields: list[str] = []
+    for start, name in reversed(names or ()):
+        field_ = endpoint.field(name)
+        if field_ is None:
+            known = {f.name.lower(): f.name for f in endpoint.fields}
+            close = get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
+            guess = f" (did you mean {known[close[0]]}?)" if close else ""
+            raise InputError.at(
+                "$.filter", "unknown_field", f"{name} is not a field of {endpoint.id}{guess}"
+            )
+        text = text[:start] + field_.name + text[start + len(name) :]
+        fields.insert(0, field_.name)
+    return text, fields
+
+
 def _order_by(endpoint: Endpoint, text: str) -> str:
     terms = []
     for index, part in enumerate(text.split(",")):
@@ -144,6 +169,11 @@ def _list_target(
     whatever the limit is now.
     """
     select = selected_fields(endpoint, data.get("select"))
+    # A twin must also know the fields the list filters and orders by.
+    compared = checked_filter(endpoint, data["filter"])[1] if data.get("filter") else []
+    for part in (data.get("order_by") or "").split(","):
+        if match := _ORDER_TERM.fullmatch(part.strip()):
+            compared.append(match.group(1))
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
@@ -155,7 +185,7 @@ def _list_target(
         candidates.append(catalog().twin(endpoint, "sync"))
     wanted = select or _scalar_fields(endpoint)
     for twin in candidates:
-        fits = twin is not None and wanted and all(twin.field(name) for name in wanted)
+        fits = twin is not None and wanted and all(twin.field(n) for n in [*wanted, *compared])
         if twin is not None and fits and resumed in (None, twin.id):
             return twin, wanted
     return endpoint, select
@@ -192,7 +222,7 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
             raise InputError.at(
                 "$.filter", "sync_filter", "a sync endpoint takes only 'Timestamp gt <number>'"
             )
-        params["$filter"] = data["filter"]
+        params["$filter"] = checked_filter(target, data["filter"])[0]
     if data.get("order_by"):
         params["$orderby"] = _order_by(target, data["order_by"])
     # No $top for a limit: a full page costs the same one call and lets the cursor resume.

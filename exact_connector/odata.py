@@ -25,6 +25,7 @@ __all__ = [
     "canonical_guid",
     "canonical_integer",
     "filter_literal",
+    "filter_names",
     "key_literal",
     "location_key",
     "normalize",
@@ -163,6 +164,57 @@ def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:
             raise InputError.at(path, "type", "expected text without control characters")
         return "'" + value.replace("'", "''") + "'"
     return key_literal(value, edm_type, path)
+
+
+#: The words of a ``$filter`` expression (OData v2): a quoted string ('' inside), a number (with
+#: its type suffix), a name, punctuation. Anything else stops :func:`filter_names` from judging.
+_FILTER_TOKEN = re.compile(
+    r"(?P<space>\s+)"
+    r"|(?P<string>'(?:[^']|'')*')"
+    r"|(?P<number>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[LlMmDdFf]?)(?![A-Za-z0-9_])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<punct>[()/,-])",
+    re.ASCII,
+)
+#: Operators and constants of OData v2's ``$filter`` (INF and NaN are doubles): not properties.
+_FILTER_WORDS = frozenset(
+    {"eq", "ne", "gt", "ge", "lt", "le", "and", "or", "not", "add", "sub", "mul", "div", "mod"}
+    | {"true", "false", "null", "inf", "nan"}
+)
+
+
+def filter_names(text: str) -> list[tuple[int, str]] | None:
+    """The properties a ``$filter`` expression names (for ``Account/Name``, ``Account``), each
+    with where it starts, in order; None if it uses syntax this reader does not know (Exact then
+    judges it alone).
+
+    Not properties: operators and constants, function names (a name before ``(``), literal
+    prefixes (``guid'…'``, ``datetime'…'``: a name right before a quote), later path segments
+    and anything inside a string literal.
+    """
+    tokens: list[tuple[str, str, int]] = []
+    position = 0
+    while position < len(text):
+        match = _FILTER_TOKEN.match(text, position)
+        if match is None:
+            return None
+        kind = match.lastgroup or ""
+        if kind != "space":
+            tokens.append((kind, match.group(), match.start()))
+        position = match.end()
+    names = []
+    for index, (kind, word, start) in enumerate(tokens):
+        if kind != "name" or word.lower() in _FILTER_WORDS:
+            continue
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if following is not None and following[0] == "string" and following[2] == start + len(word):
+            continue  # guid'…', datetime'…', X'…'
+        if following is not None and following[1] == "(":
+            continue  # a function: substringof(…), year(…)
+        if index > 0 and tokens[index - 1][1] == "/":
+            continue  # a property of the navigation property before it
+        names.append((start, word))
+    return names
 
 
 def parse_date(text: str) -> str | None:

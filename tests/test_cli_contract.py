@@ -331,9 +331,9 @@ def test_endpoints_search_matches_words_of_titles(cli: Cli) -> None:
 
 
 def test_limits_reset_lifts_the_local_hold_and_the_sandboxs(cli: Cli) -> None:
-    """Eight mistyped filters hold the endpoint; ``limits reset`` lets valid queries run again."""
+    """Eight malformed filters hold the endpoint; ``limits reset`` lets valid queries run again."""
     bad = cli.file(
-        "bad.json", {"division": DIVISION, "endpoint": "crm/Accounts", "filter": "Nme eq 1"}
+        "bad.json", {"division": DIVISION, "endpoint": "crm/Accounts", "filter": "Name eq"}
     )
     good = _list(cli)
     cli.sb.limits_enabled = True

@@ -14,6 +14,7 @@ from exact_connector.exceptions import ExactError, InputError
 from exact_connector.odata import (
     DATE_PATTERN,
     filter_literal,
+    filter_names,
     key_literal,
     normalize,
     parse_date,
@@ -111,6 +112,43 @@ def test_filter_literals_by_type() -> None:
     assert filter_literal(None, "Edm.String") == "null"
     assert filter_literal("2017-05-31", "Edm.DateTime") == "datetime'2017-05-31T00:00:00'"
     assert filter_literal(GUID.upper(), "Edm.Guid") == f"guid'{GUID}'"
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ("Name eq 'Acme'", ["Name"]),
+        ("Name eq 'Nope and Code eq 1'", ["Name"]),  # words inside a string are its text
+        ("Name eq 'O''Brien' or Code ne ''", ["Name", "Code"]),
+        (f"ID eq guid'{GUID}' and Date ge datetime'2024-01-01T00:00:00'", ["ID", "Date"]),
+        ("substringof('x', Name) and year(Modified) eq 2024", ["Name", "Modified"]),
+        (
+            "not Blocked and (Quantity add 1 gt 2.5m or Quantity le -1.5e3)",
+            ["Blocked", "Quantity", "Quantity"],
+        ),
+        ("Timestamp gt 123L", ["Timestamp"]),
+        ("Account/Name eq 'x'", ["Account"]),  # the navigation property, not its target's field
+        ("Name EQ 'x' AND IsTime Eq true", ["Name", "IsTime"]),
+        ("Name eq", ["Name"]),  # malformed, but its one name is still a name: Exact says the rest
+        ("true", []),
+        ("Price eq INF or Price eq -INF or Price ne NaN", ["Price", "Price", "Price"]),
+    ],
+)
+def test_filter_names_are_the_properties_an_expression_compares(
+    expression: str, names: list[str]
+) -> None:
+    found = filter_names(expression)
+    assert found is not None
+    assert [name for _, name in found] == names
+    assert all(expression[start:].startswith(name) for start, name in found)
+
+
+@pytest.mark.parametrize(
+    "expression", ["Name eq 'unterminated", "$it eq 1", "3abc eq 1", "Name eq 1;", 'Name eq "x"']
+)
+def test_filter_names_gives_up_on_syntax_it_does_not_know(expression: str) -> None:
+    """Nothing is judged (None) where the reader is not sure of every word."""
+    assert filter_names(expression) is None
 
 
 def format_date(value: datetime | str) -> str:

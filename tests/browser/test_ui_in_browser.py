@@ -219,15 +219,28 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     page.locator("button[type=submit]").click()
     page.wait_for_selector(f"{RESULT} >> text=0 records")
 
-    # Exact's refusal reads as the connector's error: code, category, message and hint.
-    page.fill("#root_filter", "NoSuchField eq 1")
+    # A filter on a field the endpoint lacks is refused at the filter, before any call.
+    before = served.requests()
+    page.fill("#root_filter", "Quantiy eq 1")
     page.locator("button[type=submit]").click()
     failed = page.locator(f"{RESULT}[data-ok=false]")
     failed.wait_for()
     text = failed.inner_text()
-    assert "exact_rejected · user" in text
-    assert "No property 'NoSuchField'" in text
+    assert "invalid_input · user" in text
+    assert "$.filter Quantiy is not a field of project/TimeTransactions" in text
+    assert "(did you mean Quantity?)" in text
+    assert "0 API calls" in text
+    assert served.requests() == before
+    tab.shot("step-filter-refused")
+
+    # Exact's refusal reads as the connector's error: code, category, message and hint.
+    page.fill("#root_filter", "Quantity eq 'two'")
+    page.locator("button[type=submit]").click()
+    page.wait_for_selector(f"{RESULT}[data-ok=false] >> text=exact_rejected · user")
+    text = page.locator(f"{RESULT}[data-ok=false]").inner_text()
+    assert "Operator 'eq' incompatible with operand types" in text
     assert "correct the data and run the step again" in text
+    assert "1 API call" in text
     tab.shot("step-error")
     gone = served.workspace.connector.execute(
         "list_or_get_endpoint",

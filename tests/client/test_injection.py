@@ -186,6 +186,54 @@ def test_i5_known_fields_are_accepted(world: World) -> None:
 
 
 @pytest.mark.parametrize(
+    ("expression", "refused", "guess"),
+    [
+        ("Nme eq 'Acme'", "Nme", "Name"),
+        ("Name eq 'x' or NoSuchField eq 1", "NoSuchField", None),
+        ("substringof('x', Cty)", "Cty", "City"),
+    ],
+)
+def test_i5_filter_fields_come_from_the_entity(
+    world: World, expression: str, refused: str, guess: str | None
+) -> None:
+    """A field the endpoint lacks is refused at $.filter (with the likely one), nothing sent."""
+    step = _step(world, world.client())
+    with pytest.raises(InputError) as caught:
+        ACTIONS["list_or_get_endpoint"](step, {"endpoint": ACCOUNTS, "filter": expression})
+    [error] = caught.value.errors
+    assert (error["path"], error["code"]) == ("$.filter", "unknown_field")
+    hint = f" (did you mean {guess}?)" if guess else ""
+    assert error["message"] == f"{refused} is not a field of {ACCOUNTS}{hint}"
+    _no_requests(world)
+
+
+def test_i5_known_filter_fields_are_sent_canonically_spelt(world: World) -> None:
+    """Known names in any case are sent as Exact spells them (it reads them case-sensitively);
+    functions, typed literals and string contents pass untouched."""
+    step = _step(world, world.client())
+    expression = "substringof('name eq 1', name) eq false and id ne guid'" + GUID + "'"
+    result = ACTIONS["list_or_get_endpoint"](
+        step, {"endpoint": ACCOUNTS, "filter": expression, "select": ["ID"], "limit": 1}
+    )
+    assert len(result["records"]) == 1
+    sent = world.app.api_calls()[0].url.params["$filter"]
+    assert sent == "substringof('name eq 1', Name) eq false and ID ne guid'" + GUID + "'"
+
+
+def test_i5_a_list_filtered_or_ordered_on_a_field_its_bulk_twin_lacks_stays_on_the_endpoint(
+    world: World,
+) -> None:
+    """crm/Accounts has Timestamp, bulk/CRM/Accounts has not: such a list is read from the
+    endpoint asked for (the twin would refuse the field), both for a filter and an order."""
+    step = _step(world, world.client())
+    list_or_get = ACTIONS["list_or_get_endpoint"]
+    for query in ({"filter": "Timestamp gt 1L"}, {"order_by": "Timestamp desc"}):
+        list_or_get(step, {"endpoint": ACCOUNTS, "select": ["ID"], "limit": 100, **query})
+    paths = {call.path for call in world.app.api_calls()}
+    assert paths == {f"/api/v1/{DIVISION}/crm/Accounts"}
+
+
+@pytest.mark.parametrize(
     "params",
     [
         {"$top": "-1"},
