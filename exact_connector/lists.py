@@ -158,22 +158,18 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
 
 
 def _list_target(
-    endpoint: Endpoint, data: dict[str, Any], resumed: str | None = None
+    endpoint: Endpoint, data: dict[str, Any], compared: list[str], resumed: str | None = None
 ) -> tuple[Endpoint, list[str]]:
     """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
 
     A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
     is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
     Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
-    A list resumed from a cursor stays on the endpoint the cursor was made on (``resumed``),
-    whatever the limit is now.
+    A twin must also have the fields the list filters and orders by (``compared``). A list
+    resumed from a cursor stays on the endpoint the cursor was made on (``resumed``), whatever the
+    limit is now.
     """
     select = selected_fields(endpoint, data.get("select"))
-    # A twin must also know the fields the list filters and orders by.
-    compared = checked_filter(endpoint, data["filter"])[1] if data.get("filter") else []
-    for part in (data.get("order_by") or "").split(","):
-        if match := _ORDER_TERM.fullmatch(part.strip()):
-            compared.append(match.group(1))
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
@@ -211,20 +207,28 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
             endpoints=_list_endpoints(endpoint),
             division=step.division,
         )
-    target, select = _list_target(endpoint, data, cursor.endpoint if cursor else None)
-    params: dict[str, str] = {}
-    if select:
-        params["$select"] = ",".join(select)
+    # Filter and order fields are checked against the endpoint asked for, and spelt as it spells
+    # them; a twin is used only if it has them too.
+    filter_text: str | None = None
+    compared: list[str] = []
     if data.get("filter"):
         if _CONTROL.search(data["filter"]):
             raise InputError.at("$.filter", "pattern", "control characters are not allowed")
+        filter_text, compared = checked_filter(endpoint, data["filter"])
+    order = _order_by(endpoint, data["order_by"]) if data.get("order_by") else None
+    compared += [term.split(" ")[0] for term in order.split(",")] if order else []
+    target, select = _list_target(endpoint, data, compared, cursor.endpoint if cursor else None)
+    params: dict[str, str] = {}
+    if select:
+        params["$select"] = ",".join(select)
+    if filter_text is not None:
         if target.kind == "sync" and not _SYNC_FILTER.fullmatch(data["filter"]):
             raise InputError.at(
                 "$.filter", "sync_filter", "a sync endpoint takes only 'Timestamp gt <number>'"
             )
-        params["$filter"] = checked_filter(target, data["filter"])[0]
-    if data.get("order_by"):
-        params["$orderby"] = _order_by(target, data["order_by"])
+        params["$filter"] = filter_text
+    if order is not None:
+        params["$orderby"] = order
     # No $top for a limit: a full page costs the same one call and lets the cursor resume.
     first = step.client.url(target, step.division, None, params)
     if target is not endpoint:
