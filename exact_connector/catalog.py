@@ -51,6 +51,13 @@ class Field:
         """Whether a POST or PUT may set this field."""
         return not (self.key or self.readonly or self.collection)
 
+    @property
+    def navigation(self) -> bool:
+        """Whether the field links to other records (Exact sends it as ``__deferred`` unless it
+        is expanded): a collection, a model (``Exact.Web.Api.Models.…``) or a list (``php:…[]``)."""
+        kind = self.type
+        return self.collection or kind.endswith("[]") or not kind.startswith(("Edm.", "php:"))
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:

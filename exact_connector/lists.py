@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
@@ -80,7 +80,7 @@ def shaper(endpoint: Endpoint, raw: bool, select: list[str]) -> Shaper:
     fields = [f for f in endpoint.fields if f.name in chosen] if chosen else list(endpoint.fields)
     shape = record_normalizer(
         dates=(f.name for f in fields if f.type in _DATE_TYPES or f.type.startswith("php:")),
-        collections=(f.name for f in fields if f.collection),
+        collections=(f.name for f in fields if f.navigation),
         known=(f.name for f in fields),
     )
     if len(_SHAPERS) >= _SHAPERS_KEPT:
@@ -176,25 +176,39 @@ def _list_target(
     short = resumed is None and limit is not None and limit <= endpoint.page_size
     if endpoint.kind != "regular" or short or resumed == endpoint.id:
         return endpoint, select
-    candidates = [catalog().twin(endpoint, "bulk")]
+    kinds: tuple[Literal["bulk", "sync"], ...] = ("bulk",)
     if not data.get("filter") and not data.get("order_by"):
-        candidates.append(catalog().twin(endpoint, "sync"))
+        kinds = ("bulk", "sync")
     wanted = select or _scalar_fields(endpoint)
-    for twin in candidates:
-        fits = twin is not None and wanted and all(twin.field(n) for n in [*wanted, *compared])
-        if twin is not None and fits and resumed in (None, twin.id):
+    for twin in _same_rows_twins(endpoint, kinds):
+        fits = wanted and all(twin.field(n) for n in [*wanted, *compared])
+        if fits and resumed in (None, twin.id):
             return twin, wanted
     return endpoint, select
 
 
+def _same_rows_twins(
+    endpoint: Endpoint, kinds: tuple[Literal["bulk", "sync"], ...] = ("bulk", "sync")
+) -> list[Endpoint]:
+    """The endpoint's twins whose rows are its records. Exact's sync twins of orders, invoices
+    and quotations (``sync/SalesInvoice/SalesInvoices``…) hold one row per line, with the
+    header's fields repeated: they carry a ``LineNumber`` their regular endpoint has not, and a
+    list read from them would repeat a document per line and leave out one without lines."""
+    twins = (catalog().twin(endpoint, kind) for kind in kinds)
+    return [
+        twin
+        for twin in twins
+        if twin is not None and (twin.field("LineNumber") is None or endpoint.field("LineNumber"))
+    ]
+
+
 def _list_endpoints(endpoint: Endpoint) -> set[str]:
     """The endpoints a list of ``endpoint`` may be read from: itself and its twins."""
-    twins = (catalog().twin(endpoint, kind) for kind in ("bulk", "sync"))
-    return {endpoint.id, *(twin.id for twin in twins if twin is not None)}
+    return {endpoint.id, *(twin.id for twin in _same_rows_twins(endpoint))}
 
 
 def _scalar_fields(endpoint: Endpoint) -> list[str]:
-    return [f.name for f in endpoint.fields if not f.collection]
+    return [f.name for f in endpoint.fields if not f.navigation]
 
 
 def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, list[str]]:

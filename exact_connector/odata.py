@@ -27,6 +27,7 @@ __all__ = [
     "filter_literal",
     "filter_names",
     "key_literal",
+    "key_value",
     "location_key",
     "normalize",
     "parse_date",
@@ -145,6 +146,16 @@ def location_key(location: str, collection_path: str) -> str | None:
         return None
     literal = path[len(collection_path) + 1 : -1]
     return literal if KEY_LITERAL.fullmatch(literal) else None
+
+
+def key_value(literal: str) -> str | int:
+    """The value a :data:`KEY_LITERAL` writes: ``guid'…'`` and ``datetime'…'`` as their text,
+    ``'it''s'`` as ``it's``, digits as a number."""
+    if literal.isdigit():
+        return int(literal)
+    if literal.startswith("'"):
+        return literal[1:-1].replace("''", "'")
+    return literal[literal.index("'") + 1 : -1]
 
 
 def filter_literal(value: object, edm_type: str, path: str = "$.filter") -> str:

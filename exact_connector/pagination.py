@@ -46,6 +46,10 @@ DEFAULT_PAGE_CAP = 5_000
 AHEAD_PAGES = LEASE_MAX - 1
 AHEAD_GAP = 1.0
 _CURSOR_PREFIX = "c2."
+#: The longest cursor: a page link as long as Exact's URLs may be (6,000 characters), with the
+#: endpoint, division and skip, in base64 and signed, comes to about 8,190 (the action's schema
+#: says the same).
+CURSOR_MAX_LENGTH = 8192
 _KEPT_PARAMS = ("$select", "$filter", "$orderby", "$expand")
 _ALLOWED_PARAMS = frozenset({*_KEPT_PARAMS, "$top", "$skiptoken", "$inlinecount"})
 #: Nineteen digits in a row: the shortest integer orjson could read as a float.
@@ -125,7 +129,11 @@ class Cursor:
                 errors=[{"path": "$.cursor", "code": "cursor", "message": message}],
             )
 
-        if not isinstance(text, str) or not text.startswith(_CURSOR_PREFIX) or len(text) > 4000:
+        if (
+            not isinstance(text, str)
+            or not text.startswith(_CURSOR_PREFIX)
+            or len(text) > CURSOR_MAX_LENGTH
+        ):
             raise invalid("it is not a cursor returned by this action")
         body, _, signature = text[len(_CURSOR_PREFIX) :].partition(".")
         try:
@@ -200,7 +208,15 @@ class Pager:
         **options: Any,
     ) -> Pager:
         """Continue where ``cursor`` stopped; it must belong to the list ``first`` starts."""
-        url = _Links(first).check(first.join(cursor.target), None)
+        try:
+            url = _Links(first).check(first.join(cursor.target), None)
+        except PaginationLinkRejected:
+            raise InputError(
+                "The cursor continues a list with another select, filter or order.",
+                errors=[{"path": "$.cursor", "code": "cursor", "message": "made for another list"}],
+                hint="Pass the same select, filter and order_by as the call that returned the "
+                "cursor, or leave the cursor out to start the list again.",
+            ) from None
         return cls(client, endpoint, division, url, skip=cursor.skip, **options)
 
     def cursor(self) -> Cursor | None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from actions_harness import Bench
 
+from exact_connector.catalog import catalog
 from exact_connector.exceptions import RequestTimeout, UnknownEndpoint
+from exact_connector.pagination import CURSOR_MAX_LENGTH, Cursor
+from exact_connector.urls import MAX_URL_LENGTH
 
 DIVISION = 100001
 
@@ -170,3 +174,149 @@ def test_an_edited_cursor_is_refused_and_reads_no_other_rows(bench: Bench) -> No
     assert result["error"]["code"] == "invalid_input"
     assert result["error"]["details"]["errors"][0]["path"] == "$.cursor"
     assert bench.calls == before
+
+
+def _list(bench: Bench, **inputs: object) -> dict[str, object]:
+    return bench.connector.execute(
+        "list_or_get_endpoint", bench.credential_id, {"division": DIVISION, **inputs}
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "select"),
+    [
+        ("purchaseorder/PurchaseOrders", ["PurchaseOrderID", "OrderNumber"]),
+        ("salesinvoice/SalesInvoices", ["InvoiceID", "InvoiceNumber", "Timestamp"]),
+    ],
+)
+def test_a_document_list_is_never_read_from_a_sync_twin_holding_one_row_per_line(
+    bench: Bench, endpoint: str, select: list[str]
+) -> None:
+    """Exact's sync twins of orders, invoices and quotations carry a row per line (LineNumber):
+    a list of the documents read from them would repeat a document per line and miss one
+    without lines, so it stays on an endpoint whose rows are the documents. (Sales orders and
+    quotations have a bulk twin with every field their sync twin shares: never sent there.)"""
+    before = bench.calls
+
+    result = _list(bench, endpoint=endpoint, select=select, limit=100)
+
+    assert result["ok"] is True, result.get("error")
+    paths = {request.url.path for request in bench.sb.requests[before:]}
+    assert paths and not any("/sync/" in path for path in paths), paths
+
+
+def test_a_plain_account_list_may_still_be_read_from_its_sync_twin(bench: Bench) -> None:
+    """The line rule leaves twins whose rows are the records alone: crm/Accounts with Timestamp
+    (which bulk lacks) is read from sync/CRM/Accounts, 1000 a page."""
+    before = bench.calls
+
+    result = _list(bench, endpoint="crm/Accounts", select=["ID", "Timestamp"], limit=100)
+
+    assert result["ok"] is True, result.get("error")
+    assert [r.url.path for r in bench.sb.requests[before:]] == [
+        f"/api/v1/{DIVISION}/sync/CRM/Accounts"
+    ]
+
+
+def test_a_stream_with_an_id_yields_that_one_record(bench: Bench) -> None:
+    """Connector.stream answers an id as execute does: the one record, one call, never the
+    whole endpoint."""
+    account = bench.sb.records(DIVISION, "crm/Accounts")[0]
+    inputs = {"division": DIVISION, "endpoint": "crm/Accounts", "id": account["ID"]}
+    before = bench.calls
+
+    streamed = list(bench.connector.stream(bench.credential_id, inputs))
+
+    executed = bench.connector.execute("list_or_get_endpoint", bench.credential_id, inputs)
+    assert streamed == [executed["data"]["record"]]
+    assert streamed[0]["ID"] == account["ID"]
+    assert bench.calls == before + 2
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        pytest.param({"endpoint": "system/Divisions"}, id="model-fields"),
+        pytest.param(
+            {
+                "endpoint": "bulk/SalesInvoice/SalesInvoices",
+                "select": ["InvoiceID", "SalesInvoiceOrderChargeLines"],
+                "limit": 2,
+            },
+            id="php-lists",
+        ),
+    ],
+)
+def test_normalised_records_carry_no_deferred_links(
+    bench: Bench, inputs: dict[str, object]
+) -> None:
+    """raw: false promises plain JSON: a navigation field that is not a collection
+    (system/Divisions' Class_01, a php:…[] line list) is dropped like a collection's link."""
+    result = _list(bench, **inputs)
+
+    assert result["ok"] is True, result.get("error")
+    records = result["data"]["records"]
+    assert records
+    assert not [
+        (name, value)
+        for record in records
+        for name, value in record.items()
+        if isinstance(value, dict) and "__deferred" in value
+    ]
+    raw = _list(bench, **inputs, raw=True)["data"]["records"]
+    assert any(isinstance(v, dict) and "__deferred" in v for r in raw for v in r.values())
+
+
+def test_a_cursor_given_back_with_another_select_is_an_input_error_at_the_cursor(
+    bench: Bench,
+) -> None:
+    """The list changed, not Exact's link: invalid_input at $.cursor, saying what to do, and
+    nothing sent."""
+    inputs = {"endpoint": "crm/Accounts", "select": ["ID", "Name"], "limit": 5}
+    cursor = _list(bench, **inputs)["data"]["next_cursor"]
+    before = bench.calls
+
+    result = _list(bench, **{**inputs, "select": ["ID", "Name", "Code"]}, cursor=cursor)
+
+    assert result["ok"] is False
+    error = result["error"]
+    assert error["code"] == "invalid_input"
+    assert error["details"]["errors"] == [
+        {"path": "$.cursor", "code": "cursor", "message": "made for another list"}
+    ]
+    assert "same select, filter and order_by" in error["hint"]
+    assert bench.calls == before
+
+
+def test_the_cursor_of_a_list_with_a_long_url_can_be_given_back(bench: Bench) -> None:
+    """A list URL of some 3,000 characters gives a cursor of over 4,000: it continues the list
+    (Exact takes URLs up to 6,000 characters, and the cursor's bound follows from that)."""
+    names = [f.name for f in catalog().lookup("crm/Accounts").fields if not f.navigation]
+    names.remove("Timestamp")  # read from bulk/CRM/Accounts
+    text = " or ".join(f"Name ne 'Nobody number {n:03d}'" for n in range(12))
+    inputs = {"endpoint": "crm/Accounts", "select": names, "filter": text, "limit": 100}
+    first = _list(bench, **inputs)
+    cursor = first["data"]["next_cursor"]
+    assert len(cursor) > 4096
+
+    second = _list(bench, **inputs, cursor=cursor)
+
+    assert second["ok"] is True, second.get("error")
+    ids = [r["ID"] for r in first["data"]["records"] + second["data"]["records"]]
+    assert len(ids) == len(set(ids)) == 150
+
+
+def test_the_cursor_bound_fits_a_link_as_long_as_exact_allows() -> None:
+    """The schema's maxLength and the decoder's bound are one figure, and a cursor for a page
+    link of Exact's 6,000 characters stays under it."""
+    schema = json.loads(
+        (Path(__file__).parents[2] / "schemas/actions/list_or_get_endpoint.input.json").read_text()
+    )
+    assert schema["properties"]["cursor"]["maxLength"] == CURSOR_MAX_LENGTH
+    target = "/api/v1/100001/bulk/CRM/Accounts?" + "x" * (MAX_URL_LENGTH - 40)
+    longest = Cursor("bulk/CRM/Accounts", 2_147_483_647, target, 999_999).encode(b"k" * 32)
+    assert len(longest) <= CURSOR_MAX_LENGTH
+    back = Cursor.decode(
+        longest, key=b"k" * 32, endpoints={"bulk/CRM/Accounts"}, division=2_147_483_647
+    )
+    assert back.target == target

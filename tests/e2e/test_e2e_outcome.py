@@ -101,6 +101,30 @@ def test_a_create_answered_201_with_a_truncated_body_is_read_back_by_its_locatio
     assert world.recorder.api_calls("POST") == 1
 
 
+def test_a_create_whose_read_back_fails_succeeds_with_its_key_and_is_never_retryable(
+    world: World,
+) -> None:
+    """The record exists once the POST got its 2xx: a failing read-back (503 every time) must not
+    turn into a retryable error, which an engine would answer with a second POST."""
+    world.sb.faults.add("malformed_json", method="POST", path_contains=TIME_TRANSACTIONS)
+    world.sb.faults.add(
+        "error", method="GET", path_contains=TIME_TRANSACTIONS + "(", status=503, times=None
+    )
+    before = world.count()
+
+    result = world.run_valid("create_project_time_transaction")
+
+    assert result["ok"] is True, result
+    codes = [w["code"] for w in result["data"]["warnings"]]
+    assert codes == ["created_answer_unreadable", "created_record_not_read"]
+    assert "transient" in result["data"]["warnings"][1]["message"]
+    made = world.sb.record(DIVISION, TIME_TRANSACTIONS, result["data"]["id"])
+    assert made is not None and made["Notes"] == "e2e"
+    assert result["data"]["record"] == {"ID": made["ID"]}
+    assert world.count() == before + 1
+    assert world.recorder.api_calls("POST") == 1
+
+
 def test_a_create_answered_201_with_no_readable_body_or_key_is_outcome_unknown(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
