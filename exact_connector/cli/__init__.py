@@ -23,11 +23,29 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from exact_connector.cli._main import COMMAND_MODULES, COMMANDS, build_parser, command, group
+    from exact_connector.cli._main import (
+        COMMAND_MODULES,
+        COMMANDS,
+        bounded,
+        build_parser,
+        command,
+        group,
+    )
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "command", "console", "group", "main"]
+__all__ = [
+    "COMMANDS",
+    "COMMAND_MODULES",
+    "bounded",
+    "build_parser",
+    "command",
+    "console",
+    "group",
+    "main",
+]
 
-_FROM_MAIN = frozenset({"COMMANDS", "COMMAND_MODULES", "build_parser", "command", "group"})
+_FROM_MAIN = frozenset(
+    {"COMMANDS", "COMMAND_MODULES", "bounded", "build_parser", "command", "group"}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

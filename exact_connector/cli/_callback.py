@@ -15,6 +15,9 @@ from exact_connector.exceptions import ConfigError, RequestTimeout
 
 __all__ = ["CallbackListener", "browser_get", "is_loopback_redirect"]
 
+#: How a sign-in that could not start is taken up again: the credential is stored, pending.
+_RESUME = "finish the sign-in with `exact-connector credentials reauthorize NAME`"
+
 _PAGE = (
     b"<!doctype html><meta charset=utf-8><title>exact-connector</title>"
     b"<p>Sign-in received. You can close this window and return to the terminal.</p>"
@@ -43,11 +46,26 @@ def sandbox_refusal(authorization_url: str) -> str | None:
 
     Asked with an unsupported ``response_type``: a sandbox that knows the app and its redirect URI
     sends the browser back with an error (and mints no code), one that does not answers 400 at
-    once. So a wrong redirect URI is reported now rather than after the sign-in wait times out.
+    once. So a wrong redirect URI is reported now rather than after the sign-in wait times out, and
+    a sandbox that does not answer at all is a :class:`ConfigError` naming its address.
     """
     url = httpx.URL(authorization_url)
     probe = url.copy_set_param("response_type", "none")
-    status, _ = browser_get(str(probe))
+    try:
+        status, _ = browser_get(str(probe))
+    except (OSError, http.client.HTTPException) as error:  # not started, or not it on that port
+        where = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        raise ConfigError(
+            f"The sandbox at {where} does not answer ({_reason(error)}); the sign-in cannot start.",
+            details={
+                "errors": [
+                    {"path": "$.server_url", "code": "unreachable", "message": "does not answer"}
+                ]
+            },
+            hint=f"Start it with `exact-connector sandbox`, then {_RESUME} (a server URL that "
+            "is not the base_url it prints: `exact-connector credentials remove NAME` and add it "
+            "again).",
+        ) from None
     if status == 400:
         return "The sandbox does not know this app's client id and redirect URI together."
     return None
@@ -91,7 +109,25 @@ class CallbackListener:
             def log_message(self, format: str, *args: Any) -> None:
                 """Silent: the query holds a one-time code that must not reach a log."""
 
-        self._server = ThreadingHTTPServer((parts.hostname or "127.0.0.1", parts.port), Handler)
+        address = (parts.hostname or "127.0.0.1", parts.port)
+        try:
+            self._server = ThreadingHTTPServer(address, Handler)
+        except OSError as error:  # the port is taken (another sign-in waiting?) or not ours
+            raise ConfigError(
+                f"The sign-in cannot listen on {address[0]}:{address[1]}, the redirect URI's "
+                f"port ({_reason(error)}).",
+                details={
+                    "errors": [
+                        {
+                            "path": "$.redirect_uri",
+                            "code": "listen",
+                            "message": "cannot be listened on",
+                        }
+                    ]
+                },
+                hint="Stop what listens on that port (another sign-in still waiting?), "
+                f"then {_RESUME}.",
+            ) from None
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> CallbackListener:
@@ -115,3 +151,8 @@ class CallbackListener:
                 hint="Open the printed URL in a browser and sign in; run the command again.",
             )
         return self.query
+
+
+def _reason(error: Exception) -> str:
+    """Why a socket failed, in the system's words when it has them (never a peer's text)."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else "no answer"

@@ -17,7 +17,7 @@ from exact_connector import __version__
 from exact_connector.cli._output import closed_pipe, fail, print_json
 from exact_connector.exceptions import ExactConnectorError, InputError
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "command", "group", "run"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "bounded", "build_parser", "command", "group", "run"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -163,6 +163,22 @@ def group(subparsers: Any, name: str) -> Any:
     subparsers to add its subcommands to. The group alone prints its help and exits 2."""
     parser = command(subparsers, name, lambda _args: _usage(parser))
     return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
+def bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``, else a usage error (exit 2)
+    naming ``what``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
+        return value
+
+    return parse
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

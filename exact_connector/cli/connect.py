@@ -205,7 +205,8 @@ def complete_sign_in(
             raise ConfigError(
                 refused,
                 details={"errors": [{"path": "$.redirect_uri", "code": "not_registered"}]},
-                hint="Use the redirect_uri and client_id that `exact-connector sandbox` prints.",
+                hint="Use the redirect_uri and client_id that `exact-connector sandbox` prints: "
+                "`exact-connector credentials remove NAME`, then add it again with them.",
             )
     if not is_loopback_redirect(redirect):
         if announce is not None:

@@ -11,29 +11,15 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from types import FrameType
 
-from exact_connector.cli import command
+from exact_connector.cli import bounded, command
 from exact_connector.exceptions import ConfigError
 from exact_connector.sandbox import Sandbox, serve
 
 __all__ = ["register"]
 
 DEFAULT_PORT = 8975
-
-
-def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--port",
-        type=_bounded(0, 65535, "--port"),
+        type=bounded(0, 65535, "--port"),
         default=DEFAULT_PORT,
         help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
     )
@@ -56,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--rows",
-        type=_bounded(0, 1_000_000, "--rows"),
+        type=bounded(0, 1_000_000, "--rows"),
         default=150,
         metavar="N",
         help="records per endpoint and division (default 150)",

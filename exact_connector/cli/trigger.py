@@ -2,7 +2,8 @@
 
 ``trigger poll NAME`` prints each new event as one JSON line, flushes, and only then
 acknowledges: a run that dies before the end leaves the checkpoint where it was, and the next run
-prints the same events again. The checkpoint lives in the vault, or in ``--state FILE``.
+prints the same events again. The checkpoint lives in the vault, or in ``--state FILE``. A poll
+that fails prints its error on stderr, as every command does: stdout carries events only.
 ``trigger run`` polls until stopped (or ``--polls`` times), at the trigger's interval, at once
 while more events wait.
 """
@@ -19,15 +20,20 @@ from typing import Any
 from exact_connector.budget import DEFAULT_INTERVAL, check_interval
 from exact_connector.checkpoints import FileCheckpoints
 from exact_connector.cli import command, group
-from exact_connector.cli._output import print_json
+from exact_connector.cli._output import fail_with, print_json
 from exact_connector.cli.connect import read_input
 from exact_connector.cli.vault import open_vault, vault_options
-from exact_connector.exceptions import EXIT_CODES, Category, ConcurrentUpdate
+from exact_connector.exceptions import ConcurrentUpdate, InputError
+from exact_connector.manifest import load_manifest
 from exact_connector.runtime import Connector
 from exact_connector.triggers import Triggers
+from exact_connector.validation import Validator, field_errors
 from exact_connector.vault.store import crash_point
 
 __all__ = ["register"]
+
+#: Where ``interval_seconds`` is declared: ``budget`` and ``run`` read it themselves, before a poll.
+_INTERVAL = ("schemas/defs/poll_settings.json", "#/$defs/interval_seconds")
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +67,7 @@ def register(subparsers: Any) -> None:
 
 
 class _Failed(Exception):
-    """A poll answered with an error envelope (already printed); exit with its code."""
+    """A poll answered with an error envelope (already printed on stderr); exit with its code."""
 
     def __init__(self, code: int) -> None:
         self.code = code
@@ -76,9 +82,8 @@ def _triggers(args: argparse.Namespace) -> Triggers:
 def _poll_once(triggers: Triggers, args: argparse.Namespace, inputs: dict[str, Any]) -> bool:
     """One poll, its events printed and flushed, then acknowledged; whether more are waiting."""
     result = triggers.poll(args.name, args.credential, inputs)
-    if not result["ok"]:
-        print_json(result)
-        raise _Failed(EXIT_CODES[Category(result["error"]["category"])])
+    if not result["ok"]:  # stdout carries events only: the error goes where every CLI error goes
+        raise _Failed(fail_with(result["error"]))
     data = result["data"]
     for event in data["events"]:
         sys.stdout.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
@@ -102,8 +107,9 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    triggers, inputs = _triggers(args), read_input(args.input)
-    interval = int(inputs.get("interval_seconds", DEFAULT_INTERVAL))
+    inputs = read_input(args.input)
+    interval = _interval(inputs)
+    triggers = _triggers(args)
     for count in itertools.count(1):
         try:
             more = _poll_once(triggers, args, inputs)
@@ -117,9 +123,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    inputs = read_input(args.input)
-    print_json(check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL))).to_dict())
+    print_json(check_interval(_interval(read_input(args.input))).to_dict())
     return 0
+
+
+def _interval(inputs: dict[str, Any]) -> int:
+    """The input's ``interval_seconds`` (300 if absent), checked against its schema first."""
+    value = inputs.get("interval_seconds", DEFAULT_INTERVAL)
+    document, pointer = _INTERVAL
+    schema = load_manifest().schemas.resolver(document).lookup(pointer).contents
+    errors = field_errors(Validator(schema).iter_errors(value), "$.interval_seconds")
+    if errors:
+        raise InputError(
+            f"Invalid value at $.interval_seconds: {errors[0]['message']}.", errors=errors
+        )
+    return int(value)
 
 
 def _reset(args: argparse.Namespace) -> int:
@@ -133,10 +151,10 @@ def _webhook(args: argparse.Namespace, subscribe: bool) -> int:
     inputs = read_input(args.input)
     operation = triggers.subscribe if subscribe else triggers.unsubscribe
     result = operation(args.credential, inputs)
-    print_json(result if not result["ok"] else result["data"])
-    if result["ok"]:
-        return 0
-    return EXIT_CODES[Category(result["error"]["category"])]
+    if not result["ok"]:
+        return fail_with(result["error"])
+    print_json(result["data"])
+    return 0
 
 
 def _subscribe(args: argparse.Namespace) -> int:

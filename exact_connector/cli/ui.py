@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from exact_connector.cli import command
+from exact_connector.cli import bounded, command
 from exact_connector.cli.demo import sandbox_workspace
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError
@@ -26,7 +26,12 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     """Add the ``ui`` command."""
     ui = command(subparsers, "ui", _ui, vault_options())
-    ui.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    ui.add_argument(
+        "--port",
+        type=bounded(0, 65535, "--port"),
+        default=0,
+        help="port on 127.0.0.1 (default: any free)",
+    )
     ui.add_argument(
         "--sandbox",
         action="store_true",
@@ -57,7 +62,14 @@ def _ui(args: argparse.Namespace) -> int:
         raise ConfigError("The UI's page is not built.", hint=BUILD_HINT)
     home = absolute_home(args.home)
     sandbox = args.sandbox or not any((home / name).exists() for name in (DB_NAME, KEY_FILE_NAME))
-    sock = bind(args.port)
+    try:
+        sock = bind(args.port)
+    except OSError as error:
+        reason = error.strerror or "unavailable"
+        raise ConfigError(
+            f"The UI cannot listen on 127.0.0.1:{args.port} ({reason}).",
+            hint="Choose another port with --port, or --port 0 for any free port.",
+        ) from None
     port = sock.getsockname()[1]
     settings = UiSettings(origin=f"http://127.0.0.1:{port}", token=new_token())
 

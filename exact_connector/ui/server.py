@@ -17,9 +17,13 @@ __all__ = ["bind", "running", "serve_forever"]
 def bind(port: int = 0) -> socket.socket:
     """A listening socket on 127.0.0.1 (``port`` 0: any free one); loopback only, by design."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(64)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+    except BaseException:
+        sock.close()  # a port that cannot be had leaves no socket open behind the error
+        raise
     return sock
 
 
