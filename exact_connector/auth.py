@@ -29,6 +29,7 @@ from exact_connector import redaction
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     ConcurrentUpdate,
+    CredentialNotActive,
     ReauthRequired,
     TokenResponseInvalid,
     TransientError,
@@ -49,6 +50,21 @@ _PAUSE = 5.0
 #: Vault failures that must not cost a rotated refresh token; the first and last persist waits.
 _STORAGE_ERRORS = (VaultIOError, VaultBusy, VaultPermissions)
 _PERSIST_WAITS = (1.0, 60.0)
+
+
+#: What brings back a connection whose refresh token Exact refused, where signing in again (the
+#: class hint of ReauthRequired) cannot: a pasted refresh token has no browser sign-in.
+_REAUTH_HINTS = {
+    "oauth2_refresh_token": (
+        "A pasted refresh token cannot be renewed by signing in: remove the credential and add "
+        "it again with a new refresh token."
+    ),
+}
+_REAUTH_REMEDIES = {"oauth2_refresh_token": "it needs a new refresh token"}
+_SIGN_IN_NOT_FINISHED = (
+    "Finish the credential's sign-in first (open the sign-in address and consent; re-authorize "
+    "it to start again), then run Test Connect."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +276,7 @@ class ExactAuth(httpx.Auth):
                 self._hold(credential, now, None)
                 return credential  # our clock runs ahead of Exact's: keep the current token
             except ReauthRequired as error:
-                self._cache(
-                    self._vault.set_status(credential.id, "needs_reauth", reason=error.message)
-                )
-                raise
+                return self._refused(credential, error)
             except TransientError as error:
                 wait = error.retry_at.timestamp() - now if error.retry_at else None
                 self._hold(credential, now, wait)
@@ -273,6 +286,40 @@ class ExactAuth(httpx.Auth):
             self.refreshed += 1
             self._hold_until = 0.0
             return self._cache(self._persist(credential, grant))
+
+    def _refused(self, credential: Credential, error: ReauthRequired) -> Credential:
+        """Exact refused the refresh token ``credential`` holds: mark the connection
+        ``needs_reauth`` (compare-and-swap on the version read), and raise.
+
+        Only an active connection is marked: one never activated stays ``pending`` (Test Connect
+        and activation still lie ahead of it, and a sign-in must not skip them). If the record's
+        refresh token changed meanwhile (a sign-in, or a writer that took no lock, stored new
+        tokens), the refusal is about a token nobody holds any more: the new record is used.
+        """
+        refusal = ReauthRequired(
+            error.message, details=error.details, hint=_REAUTH_HINTS.get(credential.auth_type)
+        )
+        for _ in range(5):
+            if credential.status != "active":
+                break
+            try:
+                self._cache(
+                    self._vault.set_status(
+                        credential.id,
+                        "needs_reauth",
+                        reason=error.message,
+                        expected_version=credential.version,
+                    )
+                )
+                break
+            except ConcurrentUpdate:
+                latest = self._cache(self._vault.get(credential.id, latest=True))
+                if _secret(latest.refresh_token) != _secret(credential.refresh_token):
+                    _ensure_usable(latest)
+                    self._hold_until = 0.0
+                    return latest
+                credential = latest  # another change (divisions, status): try on it
+        raise refusal from None
 
     def _persist(self, credential: Credential, grant: Grant) -> Credential:
         """Write the new pair before anyone uses it; if the vault cannot, keep it in memory."""
@@ -343,10 +390,24 @@ def _valid_at(credential: Credential, now: float) -> bool:
 
 
 def _ensure_usable(credential: Credential) -> None:
+    """Nothing, if the credential may ask for tokens; else why not, and what brings it back.
+
+    A credential whose sign-in has not finished holds no refresh token: that is not a dead grant,
+    and is reported without marking anything.
+    """
+    details = {"credential_id": credential.id, "status": credential.status}
     if credential.status in ("needs_reauth", "disabled"):
+        remedy = _REAUTH_REMEDIES.get(credential.auth_type, "sign in again")
         raise ReauthRequired(
-            f"This connection is {credential.status.replace('_', ' ')}; sign in again.",
-            details={"credential_id": credential.id, "status": credential.status},
+            f"This connection is {credential.status.replace('_', ' ')}; {remedy}.",
+            details=details,
+            hint=_REAUTH_HINTS.get(credential.auth_type),
+        )
+    if credential.refresh_token is None:
+        raise CredentialNotActive(
+            "This credential's sign-in has not finished: it holds no tokens yet.",
+            details=details,
+            hint=_SIGN_IN_NOT_FINISHED,
         )
 
 

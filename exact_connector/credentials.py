@@ -6,17 +6,20 @@ check that it may run an action on a division. Every change is written to the au
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from exact_connector import forms
 from exact_connector.audit import audit
-from exact_connector.auth import store_grant
+from exact_connector.auth import TokenPolicy, store_grant
 from exact_connector.exceptions import (
+    ConcurrentUpdate,
     ConfigError,
     CredentialExists,
     CredentialNotActive,
+    CredentialNotFound,
     CredentialPending,
     DivisionNotAllowed,
     InputError,
@@ -27,8 +30,10 @@ from exact_connector.testconnect import load_divisions
 from exact_connector.urls import Origin, parse_server_url
 from exact_connector.validation import unsendable
 from exact_connector.vault import Credential
+from exact_connector.vault.rows import UNREADABLE
 
 if TYPE_CHECKING:
+    from exact_connector.oauth import Grant
     from exact_connector.runtime import Connector
     from exact_connector.vault import Vault
 
@@ -68,16 +73,49 @@ class Credentials:
         try:
             credential = self._begin(form_data, origin, refresh)
         except CredentialExists as error:
-            existing = self._vault.list()
-            name = form_data["connector_name"]
-            if any(c.connector_name == name and c.status == "pending" for c in existing):
-                raise CredentialPending(
-                    f"A credential named {name!r} was added, but its sign-in never finished.",
-                    details=error.details,
-                ) from None
-            raise
+            raise self._taken(error, form_data, origin) from None
         audit("credential.begin", credential)
         return credential
+
+    def _taken(
+        self, error: CredentialExists, form_data: dict[str, Any], origin: Origin
+    ) -> CredentialExists:
+        """Why the form's connector name is taken, and what to do: a ``pending`` credential of
+        that name is finished, not added again, unless the form changes what its sign-in uses."""
+        name = form_data["connector_name"]
+        try:
+            existing = self._vault.get(name)  # that record only: others need not be readable
+        except UNREADABLE:
+            return CredentialExists(
+                f"A credential named {name!r} exists, but its record no longer decrypts.",
+                details=error.details,
+                hint="Remove that credential and add it again.",
+            )
+        except CredentialNotFound:
+            return error  # removed meanwhile: adding it again is up to the caller
+        if existing.status != "pending":
+            return error
+        changed = _changed_settings(existing, form_data, origin)
+        if changed:
+            return CredentialPending(
+                f"A credential named {name!r} is waiting to be finished, with other settings "
+                f"({', '.join(changed)}) than this form's.",
+                details={**error.details, "changed": changed},
+                hint=(
+                    "Finishing it would use its stored settings: remove that credential and add "
+                    "it again with these."
+                ),
+            )
+        if existing.refresh_token is None:
+            return CredentialPending(
+                f"A credential named {name!r} was added, but its sign-in never finished.",
+                details=error.details,
+            )
+        return CredentialPending(
+            f"A credential named {name!r} was added, but it was never activated.",
+            details=error.details,
+            hint="Run Test Connect on that credential and activate it instead of adding it again.",
+        )
 
     def _begin(self, form_data: dict[str, Any], origin: Origin, refresh: Any) -> Credential:
         return self._vault.begin(
@@ -94,11 +132,7 @@ class Credentials:
         """The stored credential by object, id or connector name (this workspace only)."""
         if isinstance(ref, Credential):
             return self._vault.get(ref.id)
-        if not isinstance(ref, str) or not ref or unsendable(ref):
-            raise InputError.at(
-                "$.credential", "type", "name a credential by its id or connector name, as text"
-            )
-        return self._vault.get(ref)
+        return self._vault.get(_reference(ref))
 
     def activate(self, ref: CredentialRef) -> Credential:
         """Mark a credential usable ("Connect & Create")."""
@@ -107,14 +141,22 @@ class Credentials:
         return credential
 
     def list(self) -> list[Credential]:
-        """Every credential of this workspace."""
-        return self._vault.list()
+        """Every credential of this workspace that can be read.
+
+        One whose record no longer decrypts is left out rather than hiding every other one (as
+        ``credentials list`` does); ``vault.verify()`` names it, and :meth:`remove` deletes it.
+        """
+        return self._vault.list(readable_only=True)
 
     def remove(self, ref: CredentialRef) -> None:
-        """Delete a credential and its secrets."""
-        credential = self.get(ref)
-        self._vault.remove(credential.id)
-        audit("credential.remove", credential)
+        """Delete a credential and its secrets, even one whose record no longer decrypts."""
+        key = ref.id if isinstance(ref, Credential) else _reference(ref)
+        credential_id, name = self._vault.remove(key)
+        # Only what the audit line names: the removed record is not decrypted.
+        removed = Credential.model_construct(
+            id=credential_id, workspace=self._vault.workspace, connector_name=name
+        )
+        audit("credential.remove", removed)
 
     def runnable(self, ref: CredentialRef, division: int) -> Credential:
         """The credential, if it may run an action on ``division`` now."""
@@ -168,14 +210,71 @@ class Credentials:
             grant = service.exchange_code(credential, code)
         finally:
             service.close()
-        credential = store_grant(self._vault, credential, grant)
-        if credential.status == "needs_reauth":
-            credential = self._vault.set_status(credential.id, "active", reason=None)
+        with self._vault.lock(credential.id, timeout=TokenPolicy.declared().lock_timeout):
+            credential = self._store_sign_in(credential.id, grant)
         with connector.client(credential) as client:
             load_divisions(client, self._vault)
         credential = self._vault.get(credential.id)
         audit("credential.authorized", credential)
         return credential
+
+    def _store_sign_in(self, credential_id: str, grant: Grant) -> Credential:
+        """Store a sign-in's tokens on the record as it is now, under its lock (no refresh runs).
+
+        The code was spent and Exact issued this pair: it supersedes whatever the record holds, so
+        a change made meanwhile (a refresh that finished first, divisions, a status) is read again
+        and the pair stored on it, never thrown away. A connection marked ``needs_reauth`` (only
+        an active one is) is active again; a ``pending`` one stays so until it is activated.
+        """
+        for _ in range(5):
+            latest = self._vault.get(credential_id, latest=True)
+            stored = latest.refresh_token
+            try:
+                if (
+                    stored is None
+                    or stored.get_secret_value() != grant.refresh_token.get_secret_value()
+                ):
+                    latest = store_grant(self._vault, latest, grant)
+                if latest.status == "needs_reauth":
+                    latest = self._vault.set_status(
+                        latest.id, "active", reason=None, expected_version=latest.version
+                    )
+            except ConcurrentUpdate:
+                continue
+            return latest
+        raise ConcurrentUpdate(
+            "The credential kept changing while the sign-in's tokens were being saved.",
+            details={"credential_id": credential_id},
+        )
+
+
+def _reference(ref: object) -> str:
+    """A credential's id or connector name as given, if it can be one."""
+    if not isinstance(ref, str) or not ref or unsendable(ref):
+        raise InputError.at(
+            "$.credential", "type", "name a credential by its id or connector name, as text"
+        )
+    return ref
+
+
+#: The form fields a pending credential's sign-in (or Test Connect) uses as stored.
+_SIGN_IN_SETTINGS = ("auth_type", "client_id", "client_secret", "redirect_uri", "refresh_token")
+
+
+def _changed_settings(existing: Credential, form_data: dict[str, Any], origin: Origin) -> list[str]:
+    """The settings the form gives otherwise than ``existing`` holds them (names, never values)."""
+    changed = ["server_url"] if existing.server_url != origin.url else []
+    for name in _SIGN_IN_SETTINGS:
+        given, stored = form_data.get(name) or None, getattr(existing, name)
+        if isinstance(stored, SecretStr):
+            stored = stored.get_secret_value()
+        if given is not None and not hmac.compare_digest(_utf8(given), _utf8(stored or "")):
+            changed.append(name)
+    return changed
+
+
+def _utf8(value: object) -> bytes:
+    return str(value).encode("utf-8", "surrogatepass")
 
 
 def _names_the_sandbox(value: object) -> bool:

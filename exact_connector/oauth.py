@@ -2,11 +2,13 @@
 
 :class:`TokenService` trades an authorization code or a refresh token for a new token pair and
 turns every answer into a grant or a typed error: a refused refresh token means sign in again, a
-wrong client secret is configuration, "too early" means keep the current token, a lost answer is
-retried once with the same token. Exact's recorded refusals (API-FACTS §1) are read as they come:
-a bare ``{"error":"invalid_request"}`` is its answer to wrong client credentials, and a used
-authorization code gets a plain-text "Bad Request", not JSON. A token answer's body is never
-echoed, and tokens are checked (printable ASCII, bounded) before anything stores them.
+wrong client secret is configuration, "too early" means keep the current token, a call that never
+left (by the transport table of :mod:`~exact_connector.retries`) is transient, and only an answer
+lost after the request may have arrived is retried once with the same token. Exact's recorded
+refusals (API-FACTS §1) are read as they come: a bare ``{"error":"invalid_request"}`` is its
+answer to wrong client credentials, and a used authorization code gets a plain-text "Bad
+Request", not JSON. A token answer's body is never echoed, and tokens are checked (printable
+ASCII, bounded) before anything stores them.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from exact_connector.exceptions import (
     TokenResponseInvalid,
     TransientError,
 )
-from exact_connector.retries import clamp_wait, retry_after, tls_refused
+from exact_connector.retries import Attempt, clamp_wait, failure, on_transport_error, retry_after
 from exact_connector.urls import default_transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from exact_connector.retries import Happened
     from exact_connector.urls import Origin
     from exact_connector.vault import Credential
 
@@ -55,6 +58,7 @@ TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,4096}", re.ASCII)
 _TOO_EARLY = "toearlytorefreshtokens"
 _REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_request"})
 _SECRET_PARAMETERS = frozenset({"code", "refresh_token", "client_secret"})
+_ENDPOINT = "oauth2/token"
 
 
 def new_state() -> str:
@@ -87,6 +91,17 @@ _REFUSALS = {
     ),
 }
 _LOST = " (the previous token answer was lost in transit)"
+#: What a lost token answer costs, by grant type: the grant it was sent with may be spent.
+_LOST_ANSWERS = {
+    "refresh_token": (
+        "The token endpoint's answer was lost, so the rotated refresh token never arrived; "
+        "sign in again to restore the connection."
+    ),
+    "authorization_code": (
+        "The token endpoint's answer was lost, so the authorization code may be spent; "
+        "sign in again."
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,26 +200,18 @@ class TokenService:
         _remember(form())
         attempts = 2 if retry_lost_response else 1
         for attempt in range(attempts):
-            failure: ExactConnectorError | None = None
+            problem: ExactConnectorError | None = None
             try:
                 response = self._http.post(self._origin.join("/api/oauth2/token"), data=form())
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                failure = tls_refused(error) or TransientError(
-                    "Could not reach Exact Online's token endpoint.",
-                    details={"endpoint": "oauth2/token"},
-                )
-            except httpx.TransportError:
-                # The request may have been processed and the refresh token rotated: one
-                # immediate retry with the same token is all that can be tried.
-                if attempt + 1 < attempts:
+            except httpx.TransportError as error:
+                happened = on_transport_error(error)
+                if happened == "maybe_sent" and attempt + 1 < attempts:
+                    # The request may have been processed and the refresh token rotated: one
+                    # immediate retry with the same token is all that can be tried.
                     continue
-                failure = ReauthRequired(
-                    "The token endpoint's answer was lost, so the rotated refresh token never "
-                    "arrived; sign in again to restore the connection.",
-                    details={"endpoint": "oauth2/token", "lost_response": True},
-                )
-            if failure is not None:
-                raise failure
+                problem = _transport_failure(happened, grant_type)
+            if problem is not None:
+                raise problem
             return self._grant_from(
                 response, grant_type=grant_type, after_lost_response=attempt > 0
             )
@@ -260,6 +267,25 @@ class TokenService:
                 "length": len(response.content),
             },
         )
+
+
+def _transport_failure(happened: Happened, grant_type: str) -> ExactConnectorError:
+    """The error a token call that failed in transport ends with, by whether it was sent.
+
+    Only an answer lost after the request may have reached Exact can have spent the grant; a call
+    that never left (no connection, an exhausted pool) is retried later with the same token.
+    """
+    if happened == "not_sent":
+        return TransientError(
+            "Could not reach Exact Online's token endpoint.",
+            details={"endpoint": _ENDPOINT},
+        )
+    if happened == "maybe_sent":
+        return ReauthRequired(
+            _LOST_ANSWERS[grant_type], details={"endpoint": _ENDPOINT, "lost_response": True}
+        )
+    # A refused certificate or a request that is not valid HTTP: as for any other request.
+    return failure("POST", _ENDPOINT, Attempt(happened), 0, "", lambda: None)
 
 
 def _read_grant(response: httpx.Response, now: float) -> Grant | str:

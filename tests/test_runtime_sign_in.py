@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from exact_connector.clock import ManualClock
-from exact_connector.exceptions import InputError, TokenResponseInvalid
+from exact_connector.exceptions import CredentialPending, InputError, TokenResponseInvalid
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
 from exact_connector.vault import Credential, Vault
@@ -168,3 +169,217 @@ def test_an_unusable_token_answer_carries_no_token_code_or_secret_with_its_error
     for local in frames:
         text = repr(local)
         assert not [secret for secret in secrets if secret in text], sorted(local)
+
+
+def _sign_in(
+    connector: Connector, sandbox: Sandbox, credential: Credential, state: str
+) -> Credential:
+    answer = _consent(sandbox, connector.authorization_url(credential, state))
+    return connector.complete_authorization(credential.id, answer["code"], answer["state"])
+
+
+_LIST = {"endpoint": "crm/Accounts", "limit": 1}
+
+
+def test_test_connect_before_the_sign_in_says_to_finish_it_and_marks_nothing(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """No tokens yet is not a dead grant: Test Connect says to finish the sign-in, makes no token
+    call and leaves the credential pending, so adding the name again still says the same."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+
+    report = connector.test_connect(credential.id)
+
+    assert report["ok"] is False
+    token = report["checks"][0]
+    assert (token["name"], token["code"]) == ("token", "credential_not_active")
+    assert "sign-in" in token["summary"] and "sign-in" in token["remediation"]
+    assert sandbox.counters.token_calls == 0
+    stored = connector.credentials.get(credential.id)
+    assert (stored.status, stored.status_reason) == ("pending", None)
+    with pytest.raises(CredentialPending) as again:
+        _begin(connector, sandbox)
+    assert "re-authorize" in again.value.hint
+
+
+def test_a_sign_in_leaves_a_never_activated_credential_pending(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """Test Connect tried before the sign-in, then the sign-in: still pending, so no action runs
+    until the credential is activated (Connect & Create)."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+    connector.test_connect(credential.id)
+
+    signed_in = _sign_in(connector, sandbox, credential, "state-after-a-test-1")
+
+    assert signed_in.status == "pending"
+    inputs = {"division": signed_in.allowed_divisions[0], **_LIST}
+    refused = connector.execute("list_or_get_endpoint", credential.id, inputs)
+    assert refused["ok"] is False and refused["error"]["code"] == "credential_not_active"
+    connector.credentials.activate(credential.id)
+    assert connector.execute("list_or_get_endpoint", credential.id, inputs)["ok"] is True
+
+
+def test_a_refused_refresh_token_of_a_never_activated_credential_keeps_it_pending(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """Signed in, never activated, idle past Exact's 30 days: Test Connect reports reauth_required
+    but the credential stays pending, and signing in again does not activate it."""
+    sandbox, _, _, clock = world
+    connector = _worker(world)
+    credential = _sign_in(connector, sandbox, _begin(connector, sandbox), "state-idle-0001")
+    clock.advance(31 * 86_400.0)
+
+    report = connector.test_connect(credential.id)
+
+    assert report["checks"][0]["code"] == "reauth_required"
+    assert connector.credentials.get(credential.id).status == "pending"
+    again = _sign_in(connector, sandbox, credential, "state-idle-0002")
+    assert again.status == "pending"
+
+
+def test_an_active_connection_that_lost_its_grant_is_active_again_after_a_sign_in(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """needs_reauth is only ever an active connection's state: a new sign-in brings it back."""
+    sandbox, _, _, clock = world
+    connector = _worker(world)
+    credential = _sign_in(connector, sandbox, _begin(connector, sandbox), "state-lost-0001")
+    connector.credentials.activate(credential.id)
+    clock.advance(31 * 86_400.0)
+    inputs = {"division": credential.allowed_divisions[0], **_LIST}
+    assert connector.execute("list_or_get_endpoint", credential.id, inputs)["ok"] is False
+    assert connector.credentials.get(credential.id).status == "needs_reauth"
+
+    again = _sign_in(connector, sandbox, credential, "state-lost-0002")
+
+    assert (again.status, again.status_reason) == ("active", None)
+    assert connector.execute("list_or_get_endpoint", credential.id, inputs)["ok"] is True
+
+
+class _DuringCodeExchange:
+    """The sandbox, running ``action`` when the next authorization-code call arrives."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.action: Callable[[], object] | None = None
+        self.refresh_tokens: list[str] = []  # issued for codes
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        code_grant = request.url.path == "/api/oauth2/token" and b"authorization_code" in (
+            request.read()
+        )
+        if code_grant and self.action is not None:
+            action, self.action = self.action, None
+            action()
+        response = self.sandbox(request)
+        if code_grant and response.status_code == 200:
+            self.refresh_tokens.append(response.json()["refresh_token"])
+        return response
+
+
+def test_a_re_authorization_keeps_its_tokens_when_a_worker_refreshed_meanwhile(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """A worker refreshes (and stores divisions) while the code is exchanged: the code is spent,
+    so the sign-in's pair is stored on the record as it is now instead of being thrown away."""
+    sandbox, ring, home, clock = world
+    hooked = _DuringCodeExchange(sandbox)
+    vault = Vault.open(home / "vault", keys=ring, clock=clock)
+    connector = Connector(vault=vault, transport=httpx.MockTransport(hooked), clock=clock)
+    worker = _worker(world)
+    credential = _sign_in(connector, sandbox, _begin(connector, sandbox), "state-reauth-0001")
+    connector.credentials.activate(credential.id)
+    clock.advance(590)  # the worker's access token is due
+    reports: list[dict[str, object]] = []
+    hooked.action = lambda: reports.append(worker.test_connect(credential.id))
+
+    again = _sign_in(connector, sandbox, credential, "state-reauth-0002")
+
+    assert [report["ok"] for report in reports] == [True]
+    assert sandbox.counters.token_grants["refresh_token"] == 1
+    assert again.refresh_token is not None
+    assert again.refresh_token.get_secret_value() == hooked.refresh_tokens[-1]
+    assert again.status == "active"
+    inputs = {"division": again.allowed_divisions[0], **_LIST}
+    assert worker.execute("list_or_get_endpoint", credential.id, inputs)["ok"] is True
+
+
+def test_a_pending_credential_added_again_with_another_client_secret_says_to_remove_it(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """Re-authorizing would use the stored (mistyped) secret again: the error says to remove it
+    and add it again, naming the field, never its value."""
+    sandbox = world[0]
+    connector = _worker(world)
+    app = sandbox.demo_app
+    form = {
+        "connector_name": "Typo",
+        "auth_type": "oauth2_authorization_code",
+        "server_url": "https://start.exactonline.nl",
+        "client_id": app.client_id,
+        "client_secret": "not-" + app.client_secret,
+        "redirect_uri": app.redirect_uris[0],
+    }
+    connector.credentials.begin(form)
+
+    with pytest.raises(CredentialPending) as caught:
+        connector.credentials.begin({**form, "client_secret": app.client_secret})
+
+    error = caught.value
+    assert error.details["changed"] == ["client_secret"]
+    assert "remove" in error.hint.lower() and "re-authorize" not in error.hint
+    assert app.client_secret not in f"{error.message} {error.details} {error.hint}"
+
+
+def test_a_pending_pasted_token_credential_added_again_is_not_told_to_sign_in(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """A pasted-token credential has no browser sign-in: the same form again says to run Test
+    Connect and activate it; another refresh token says to remove it and add it again."""
+    sandbox = world[0]
+    connector = _worker(world)
+    app = sandbox.demo_app
+    form = {
+        "connector_name": "Pasted",
+        "auth_type": "oauth2_refresh_token",
+        "server_url": "https://start.exactonline.nl",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "refresh_token": sandbox.issue_tokens()["refresh_token"],
+    }
+    connector.credentials.begin(form)
+
+    with pytest.raises(CredentialPending) as same:
+        connector.credentials.begin(form)
+    with pytest.raises(CredentialPending) as other:
+        connector.credentials.begin({**form, "refresh_token": "another-refresh-token-0001"})
+
+    assert "Test Connect" in same.value.hint and "re-authorize" not in same.value.hint
+    assert other.value.details["changed"] == ["refresh_token"]
+    assert "remove" in other.value.hint.lower()
+
+
+@pytest.mark.parametrize("state", ["x\ud800", ""], ids=["lone-surrogate", "empty"])
+def test_a_state_that_cannot_be_one_is_an_input_error_at_state(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock], state: str
+) -> None:
+    """Not Unicode text (no digest of it exists) or empty (no check at all): refused at $.state
+    when the sign-in starts, and a callback carrying it matches no sign-in."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+    connector.authorization_url(credential, "state-started-0001")
+
+    with pytest.raises(InputError) as started:
+        connector.authorization_url(credential, state)
+    with pytest.raises(InputError) as finished:
+        connector.complete_authorization(credential.id, "code-0001", state)
+
+    assert [e["path"] for e in started.value.errors] == ["$.state"]
+    assert [e["path"] for e in finished.value.errors] == ["$.state"]
+    assert sandbox.counters.token_calls == 0

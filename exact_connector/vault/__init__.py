@@ -53,6 +53,7 @@ from exact_connector.vault.records import (
 )
 from exact_connector.vault.rotation import KeyInfo, RotationReport
 from exact_connector.vault.rows import (
+    UNREADABLE,
     Change,
     audit,
     decode,
@@ -60,6 +61,7 @@ from exact_connector.vault.rows import (
     mutate,
     not_found,
     row_of,
+    shown,
     stored_values,
 )
 from exact_connector.vault.rows import verify as verify_records
@@ -258,11 +260,22 @@ class Vault:
             self._fresh[fresh_key] = (version, credential)
         return credential
 
-    def list(self) -> builtins.list[Credential]:
-        """Every credential in this workspace, by name; the first unreadable one raises."""
+    def list(self, *, readable_only: bool = False) -> builtins.list[Credential]:
+        """Every credential in this workspace, by name; the first unreadable one raises.
+
+        ``readable_only`` leaves out the records that do not decrypt (a tampered blob, a key this
+        process does not hold) instead: :meth:`verify` names them, and :meth:`remove` deletes them.
+        """
         with self._keys.read() as session:
             rows = session.credentials(self.workspace)
-            return [decode(self._keys, row) for row in rows]
+        credentials = []
+        for row in rows:
+            try:
+                credentials.append(decode(self._keys, row))
+            except UNREADABLE:
+                if not readable_only:
+                    raise
+        return credentials
 
     def update_tokens(
         self,
@@ -312,13 +325,17 @@ class Vault:
         updates = {"allowed_divisions": tuple(dict.fromkeys(allowed)), "default_division": default}
         return self._mutate("divisions", credential_id, None, lambda _: updates, "divisions")
 
-    def remove(self, credential_id: str) -> None:
-        """Delete a credential, even one that no longer decrypts."""
+    def remove(self, credential_id: str) -> tuple[str, str]:
+        """Delete a credential, even one that no longer decrypts; its id and connector name.
+
+        Found and removed by its plain columns: nothing is decrypted.
+        """
         with self._keys.write("remove") as session:
             row = row_of(session, self.workspace, credential_id)
             session.delete_credential(row["id"])
             detail = {"connector_name": row["connector_name"]}
             audit(self._keys, session, "removed", self.workspace, row["id"], detail)
+        return str(row["id"]), shown(str(row["connector_name"]))
 
     @contextmanager
     def lock(self, credential_id: str, timeout: float = 30.0) -> Iterator[None]:

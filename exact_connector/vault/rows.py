@@ -41,6 +41,7 @@ from exact_connector.vault.store import Row, StoreSession, corrupt_hint
 
 __all__ = [
     "BOUND_FIELDS",
+    "UNREADABLE",
     "Change",
     "audit",
     "audit_credential",
@@ -71,6 +72,9 @@ BOUND_FIELDS = (
     "allowed_divisions",
     "default_division",
 )
+
+#: What reading a record raises when it does not decrypt; every other record stays readable.
+UNREADABLE = (VaultIntegrityError, VaultKeyError)
 
 _PLACEHOLDER = SecretStr("sealed")  # stands in for a secret while only plain fields are checked
 
@@ -138,7 +142,10 @@ def decode(keys: DataKeys, row: Row) -> Credential:
             values[field] = None if blob is None else keys.unseal(cid, field, blob, digest)
     except VaultIntegrityError:
         # A plain column that is itself invalid is the better thing to name than the blob.
-        _validated(keys, cid, {**values, **{f: _PLACEHOLDER for f in SECRET_FIELDS if row[f]}})
+        # Every secret field is given (None where its column is NULL), or a NULL one would be
+        # reported as missing instead of the blob that failed.
+        placeholders = {f: None if row[f] is None else _PLACEHOLDER for f in SECRET_FIELDS}
+        _validated(keys, cid, {**values, **placeholders})
         raise
     return _validated(keys, cid, values)
 
@@ -193,7 +200,7 @@ def verify(keys: DataKeys, workspace: str | None) -> list[VerifyResult]:
         ident = {name: shown(str(row[name])) for name in ("id", "workspace", "connector_name")}
         try:
             decode(keys, row)
-        except (VaultIntegrityError, VaultKeyError) as error:
+        except UNREADABLE as error:
             field = error.details.get("field")
             results.append(VerifyResult(**ident, ok=False, error_code=error.code, field=field))
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 
+from exact_connector.exceptions import InputError
 from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.rows import row_of
@@ -16,7 +17,13 @@ __all__ = ["begin", "finish"]
 
 
 def begin(keys: DataKeys, workspace: str, key: str, state: str, ttl: float) -> None:
-    """Remember ``state`` as the pending sign-in of credential ``key`` for ``ttl`` seconds."""
+    """Remember ``state`` as the pending sign-in of credential ``key`` for ``ttl`` seconds.
+
+    An empty state would turn the check off, and one that is not Unicode text has no digest:
+    both are refused.
+    """
+    if not _is_state(state):
+        raise InputError.at("$.state", "type", "a sign-in state must be non-empty Unicode text")
     digest = sealing.keyed_digest(keys.fingerprint_key, state)
     with keys.write("sign-in") as session:
         row = row_of(session, workspace, key)
@@ -25,6 +32,8 @@ def begin(keys: DataKeys, workspace: str, key: str, state: str, ttl: float) -> N
 
 def finish(keys: DataKeys, workspace: str, key: str, state: str) -> bool:
     """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
+    if not _is_state(state):
+        return False  # no sign-in was ever started with it (begin refuses it)
     digest = sealing.keyed_digest(keys.fingerprint_key, state)
     with keys.write("sign-in") as session:
         row = row_of(session, workspace, key)
@@ -36,3 +45,13 @@ def finish(keys: DataKeys, workspace: str, key: str, state: str) -> bool:
         if matches or expired:
             session.delete_sign_in(row["id"])
         return matches and not expired
+
+
+def _is_state(state: object) -> bool:
+    if not isinstance(state, str) or not state:
+        return False
+    try:
+        state.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True

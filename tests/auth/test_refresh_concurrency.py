@@ -238,12 +238,11 @@ def test_f7_a_version_bump_by_another_writer_is_retried_not_lost(world: World) -
     assert client.auth.refreshed == 1
 
 
-def test_f7_tokens_written_meanwhile_are_never_overwritten_with_ours(world: World) -> None:
-    """A new sign-in stores other tokens mid-refresh: those are kept, ours are not written over."""
-    advance(world.clock, 590)
-    fresh = issue_tokens(world.sb)
+def _store_elsewhere(world: World, fresh: dict[str, str]) -> Callable[[], None]:
+    """A writer that takes no refresh lock (a sign-in on an older release, a lapsed lease)
+    stores another pair."""
 
-    def sign_in_elsewhere() -> None:
+    def store() -> None:
         current = world.credential()
         world.vault.update_tokens(
             current.id,
@@ -254,11 +253,48 @@ def test_f7_tokens_written_meanwhile_are_never_overwritten_with_ours(world: Worl
             expires_at=world.clock.now() + 600,
         )
 
-    _during_token_call(world, sign_in_elsewhere)
+    return store
+
+
+def test_f7_tokens_written_meanwhile_are_never_overwritten_with_ours(world: World) -> None:
+    """A new sign-in stores other tokens mid-refresh: those are kept, ours are not written over."""
+    advance(world.clock, 590)
+    fresh = issue_tokens(world.sb)
+    _during_token_call(world, _store_elsewhere(world, fresh))
     assert get_accounts(world.client()).status_code == 200
     stored = world.credential().refresh_token
     assert stored is not None and stored.get_secret_value() == fresh["refresh_token"]
     assert world.app.api_calls()[-1].headers["authorization"] == f"Bearer {fresh['access_token']}"
+
+
+def test_f7_a_refused_refresh_does_not_mark_tokens_stored_meanwhile_needs_reauth(
+    world: World,
+) -> None:
+    """Exact refuses the old, idle refresh token while a new pair is stored: the refusal concerns
+    a token nobody holds any more, so the new pair is used and the connection stays active."""
+    advance(world.clock, 31 * 86_400.0)
+    fresh = issue_tokens(world.sb)
+    _during_token_call(world, _store_elsewhere(world, fresh))
+    assert get_accounts(world.client()).status_code == 200
+    credential = world.credential()
+    assert credential.status == "active" and credential.status_reason is None
+    stored = credential.refresh_token
+    assert stored is not None and stored.get_secret_value() == fresh["refresh_token"]
+    assert world.app.api_calls()[-1].headers["authorization"] == f"Bearer {fresh['access_token']}"
+
+
+def test_f7_a_refusal_during_another_change_is_still_marked_on_the_new_version(
+    world: World,
+) -> None:
+    """Divisions change while Exact refuses the refresh token: the compare-and-swap misses, the
+    record is read again (same refresh token) and marked needs_reauth, keeping the change."""
+    advance(world.clock, 31 * 86_400.0)
+    _during_token_call(world, lambda: world.vault.set_divisions(world.credential_id, [7, 8], 8))
+    with pytest.raises(ReauthRequired):
+        get_accounts(world.client())
+    credential = world.credential()
+    assert credential.status == "needs_reauth"
+    assert credential.allowed_divisions == (7, 8)
 
 
 # -- F8 ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 
 from exact_connector.auth import TokenPolicy
 from exact_connector.exceptions import (
+    ExactConnectorError,
     InvalidClient,
     ReauthRequired,
     TokenResponseInvalid,
@@ -174,6 +176,25 @@ def test_e4_invalid_grant_is_reauth_required(world: World) -> None:
     with pytest.raises(ReauthRequired) as caught:
         get_accounts(world.client())
     assert caught.value.details["oauth_error"] == "invalid_grant"
+    assert world.credential().status == "needs_reauth"
+
+
+def test_e4_a_pasted_refresh_token_refused_says_to_add_a_new_one_not_to_sign_in(
+    world: World,
+) -> None:
+    """A pasted-token credential has no browser sign-in: the refusal, and every later step's
+    fail-fast error, say to remove it and add it again with a new refresh token."""
+    assert world.credential().auth_type == "oauth2_refresh_token"
+    advance(world.clock, 575)
+    spend_refresh_token(world)
+    with pytest.raises(ReauthRequired) as refused:
+        get_accounts(world.client())
+    with pytest.raises(ReauthRequired) as later:
+        get_accounts(world.client())
+    for error in (refused.value, later.value):
+        assert "new refresh token" in error.hint and "remove" in error.hint
+        assert "Reconnect" not in error.hint and "re-authorize" not in error.hint
+    assert "sign in" not in later.value.message
     assert world.credential().status == "needs_reauth"
 
 
@@ -346,6 +367,69 @@ def test_e8_connect_error_on_the_token_endpoint_is_transient(world: World) -> No
     world.app.tamper = unreachable
     with pytest.raises(TransientError):
         get_accounts(world.client())
+    assert world.credential().status == "active"
+
+
+def _token_calls_fail(world: World, failure: Callable[[httpx.Request], Exception]) -> None:
+    """Every token call fails in transport, before the sandbox sees it."""
+
+    def tamper(request: httpx.Request, call: Callable[[], httpx.Response]) -> None:
+        if request.url.path == "/api/oauth2/token":
+            raise failure(request)
+
+    world.app.tamper = tamper
+
+
+def _tls_refused(request: httpx.Request) -> Exception:
+    try:
+        raise ssl.SSLCertVerificationError("certificate verify failed")
+    except ssl.SSLCertVerificationError as cause:
+        error = httpx.ConnectError("TLS handshake failed", request=request)
+        error.__cause__ = cause
+        return error
+
+
+def test_e8_a_token_call_never_sent_keeps_the_token_in_use_and_marks_nothing(world: World) -> None:
+    """A PoolTimeout (retries: not_sent) while the token is still valid: the step runs on the
+    current token; once it has expired, a transient error; the connection stays active, and when
+    the pool is back the same refresh token refreshes."""
+    advance(world.clock, 590)
+    _token_calls_fail(world, lambda r: httpx.PoolTimeout("no connection available in the pool"))
+    client = world.client()
+    assert get_accounts(client).status_code == 200
+    advance(world.clock, 11)
+    with pytest.raises(TransientError) as caught:
+        get_accounts(client)
+    assert caught.value.code == "transient" and caught.value.retryable
+    assert world.credential().status == "active"
+    assert world.sb.counters.token_calls == 0
+    world.app.tamper = None
+    assert get_accounts(world.client()).status_code == 200
+    assert world.sb.counters.token_grants["refresh_token"] == 1
+    assert world.credential().status == "active"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (lambda r: httpx.LocalProtocolError("illegal header value"), "system_error"),
+        (lambda r: httpx.UnsupportedProtocol("no such scheme", request=r), "system_error"),
+        (_tls_refused, "config_error"),
+    ],
+    ids=["local-protocol-error", "unsupported-protocol", "tls-refused"],
+)
+def test_e8_a_token_call_that_cannot_be_sent_fails_once_and_marks_nothing(
+    world: World, failure: Callable[[httpx.Request], Exception], code: str
+) -> None:
+    """Not valid HTTP, or a certificate that did not verify: the error every request gets for it,
+    no second attempt, and no sign-in asked for (the refresh token never left)."""
+    advance(world.clock, 700)
+    _token_calls_fail(world, failure)
+    with pytest.raises(ExactConnectorError) as caught:
+        get_accounts(world.client())
+    assert caught.value.code == code != ReauthRequired.code
+    assert not caught.value.retryable
+    assert len(world.app.requests("oauth2/token")) == 1
     assert world.credential().status == "active"
 
 
