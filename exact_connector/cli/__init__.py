@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         COMMANDS,
         bounded,
         build_parser,
+        cannot_listen,
         command,
         group,
     )
@@ -37,6 +38,7 @@ __all__ = [
     "COMMAND_MODULES",
     "bounded",
     "build_parser",
+    "cannot_listen",
     "command",
     "console",
     "group",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 _FROM_MAIN = frozenset(
-    {"COMMANDS", "COMMAND_MODULES", "bounded", "build_parser", "command", "group"}
+    {"COMMANDS", "COMMAND_MODULES", "bounded", "build_parser", "cannot_listen", "command", "group"}
 )
 
 

@@ -15,9 +15,18 @@ from typing import Any
 
 from exact_connector import __version__
 from exact_connector.cli._output import closed_pipe, fail, print_json
-from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.exceptions import ConfigError, ExactConnectorError, InputError
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "bounded", "build_parser", "command", "group", "run"]
+__all__ = [
+    "COMMANDS",
+    "COMMAND_MODULES",
+    "bounded",
+    "build_parser",
+    "cannot_listen",
+    "command",
+    "group",
+    "run",
+]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -179,6 +188,15 @@ def bounded(low: int, high: int, what: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def cannot_listen(what: str, port: int, error: OSError) -> ConfigError:
+    """The error for a server of ours (``what``) that cannot have its loopback port."""
+    reason = error.strerror or "unavailable"
+    return ConfigError(
+        f"{what} cannot listen on 127.0.0.1:{port} ({reason}).",
+        hint="Choose another port with --port, or --port 0 for any free port.",
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

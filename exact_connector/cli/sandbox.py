@@ -13,8 +13,7 @@ import sys
 import threading
 from types import FrameType
 
-from exact_connector.cli import bounded, command
-from exact_connector.exceptions import ConfigError
+from exact_connector.cli import bounded, cannot_listen, command
 from exact_connector.sandbox import Sandbox, serve
 
 __all__ = ["register"]
@@ -92,11 +91,7 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise  # the reader of stdout left: the CLI ends quietly
     except OSError as error:
-        reason = error.strerror or "unavailable"
-        raise ConfigError(
-            f"The sandbox cannot listen on 127.0.0.1:{args.port} ({reason}).",
-            hint="Choose another port with --port, or --port 0 for any free port.",
-        ) from None
+        raise cannot_listen("The sandbox", args.port, error) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.stderr.write("sandbox stopped\n")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from exact_connector.cli import bounded, command
+from exact_connector.cli import bounded, cannot_listen, command
 from exact_connector.cli.demo import sandbox_workspace
 from exact_connector.cli.vault import open_vault, vault_options
 from exact_connector.exceptions import ConfigError
@@ -65,11 +65,7 @@ def _ui(args: argparse.Namespace) -> int:
     try:
         sock = bind(args.port)
     except OSError as error:
-        reason = error.strerror or "unavailable"
-        raise ConfigError(
-            f"The UI cannot listen on 127.0.0.1:{args.port} ({reason}).",
-            hint="Choose another port with --port, or --port 0 for any free port.",
-        ) from None
+        raise cannot_listen("The UI", args.port, error) from None
     port = sock.getsockname()[1]
     settings = UiSettings(origin=f"http://127.0.0.1:{port}", token=new_token())
 
