@@ -172,15 +172,24 @@ def _created(step: Step, endpoint: Endpoint, response: httpx.Response) -> dict[s
             "path": "$",
         }
     )
+    return _read_back(step, endpoint, key, "created")
+
+
+def _read_back(step: Step, endpoint: Endpoint, key: str, done: str) -> dict[str, Any]:
+    """The record a write that succeeded (``done``: created, updated) left, read by its key.
+
+    The write stands whatever this read comes to: if it fails, only the key is returned, with a
+    warning. A failed step would be run again, and a create run again makes a duplicate.
+    """
     try:
         return unwrap_record(read_json(_send(step, "GET", endpoint, key)))
     except ExactConnectorError as error:
-        failure = error.code  # the record exists: a failure now would invite a duplicate
+        failure = error.code
     step.warnings.append(
         {
-            "code": "created_record_not_read",
-            "message": f"Reading the created record back failed ({failure}), so only its key "
-            "is returned; read it later by that key.",
+            "code": f"{done}_record_not_read",
+            "message": f"The record was {done}, but reading it back failed ({failure}), so only "
+            "its key is returned; read it later by that key.",
             "path": "$.record",
         }
     )
@@ -193,7 +202,7 @@ def update_time_transaction(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     endpoint = catalog().lookup(TIME_TRANSACTIONS)
     key = _key(endpoint, data["id"])
     _send(step, "PUT", endpoint, key, json=_wall_clock(endpoint, data["data"]))
-    record = unwrap_record(read_json(_send(step, "GET", endpoint, key)))
+    record = _read_back(step, endpoint, key, "updated")
     step.audit.update(endpoint=endpoint.id, id=record.get("ID", data["id"]))
     return {
         "id": record.get("ID", data["id"]),

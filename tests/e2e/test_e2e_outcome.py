@@ -55,6 +55,23 @@ def test_an_update_whose_answer_is_lost_is_repeated_and_succeeds(world: World) -
     assert world.recorder.api_calls("PUT") == 2
 
 
+def test_an_update_whose_read_back_fails_is_reported_as_done_with_its_key(world: World) -> None:
+    """The PUT was applied: a read-back that keeps failing leaves the step done (the key and a
+    warning), not a failure that says the change did not happen."""
+    world.sb.faults.add(
+        "error", method="GET", path_contains=TIME_TRANSACTIONS + "(", status=503, times=None
+    )
+    inputs = world.valid_inputs("update_project_time_transaction")
+
+    result = world.run("update_project_time_transaction", inputs)
+
+    assert result["ok"] is True, result
+    assert [w["code"] for w in result["data"]["warnings"]] == ["updated_record_not_read"]
+    assert result["data"]["record"] == {"ID": inputs["id"]}
+    assert world.sb.record(DIVISION, TIME_TRANSACTIONS, inputs["id"])["Quantity"] == 7.25
+    assert world.recorder.api_calls("PUT") == 1
+
+
 def test_a_delete_whose_answer_is_lost_is_repeated_and_counts_as_done(world: World) -> None:
     """The repeated DELETE finds nothing: the record is gone, which is what was asked."""
     world.sb.faults.add("drop", method="DELETE", path_contains=TIME_TRANSACTIONS)
