@@ -3,7 +3,8 @@
 | route | what it does |
 | --- | --- |
 | ``GET /`` | the page (the React app), with this run's CSRF token |
-| ``GET /api/state`` | the workspace's credentials (fingerprints, never secrets) and the mode |
+| ``GET /api/state`` | the workspace's credentials (fingerprints, never secrets), those whose |
+| | record no longer decrypts (names and error codes only), and the mode |
 | ``GET /api/forms/credentials`` | the credential form (RJSF), prefilled on the sandbox |
 | ``POST /api/credentials`` | store a credential (pending); the sign-in address to open |
 | ``GET /callback`` | where Exact sends the browser back: tokens stored, Test Connect run |
@@ -46,12 +47,27 @@ from exact_connector.runtime import Connector
 from exact_connector.ui.assets import bundle_dir, page
 from exact_connector.ui.guard import Guard
 from exact_connector.ui.stream import streamed, wants_stream
+from exact_connector.vault import VerifyResult
+from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME
 
 __all__ = ["UiSettings", "create_app"]
 
 #: The HTTP status for each error category: what the page should do is in the body.
 _STATUS = {Category.USER: 422, Category.CONFIG: 409, Category.TRANSIENT: 503, Category.SYSTEM: 502}
 _Handler = Callable[[Request], Awaitable[Response]]
+
+#: What a person can do about a credential whose record no longer decrypts, by its error code.
+_REMEDIES = {
+    "vault_key_unknown": (
+        "It is sealed under a key this vault no longer holds: restore the key file "
+        f"({KEY_FILE_NAME}, or {KEY_ENV}) with that key to read it again, or remove it and add "
+        "it again."
+    ),
+    "vault_unsupported_format": (
+        "A newer exact-connector wrote it: upgrade to read it, or remove it and add it again."
+    ),
+}
+_REMOVE_AND_ADD = "It was changed outside exact-connector: remove it and add it again."
 
 
 @dataclass
@@ -178,6 +194,17 @@ class _Session:
         return {"result": result, "input": inputs}
 
 
+def _unreadable(result: VerifyResult) -> dict[str, Any]:
+    """A credential whose record no longer decrypts, as the page shows it: names and codes only."""
+    return {
+        "id": result.id,
+        "connector_name": result.connector_name,
+        "error_code": result.error_code,
+        "field": result.field,
+        "hint": _REMEDIES.get(result.error_code or "", _REMOVE_AND_ADD),
+    }
+
+
 def _status(error: ExactConnectorError) -> int:
     return _STATUS[error.category]
 
@@ -223,6 +250,8 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
             "mode": "sandbox" if settings.sandbox else "vault",
             "workspace": connector.vault.workspace,
             "credentials": [session.describe(c.id) for c in connector.credentials.list()],
+            # Left out of the list above, so that the page can still show and remove them.
+            "unreadable": [_unreadable(r) for r in connector.vault.verify() if not r.ok],
         }
 
     def actions() -> list[dict[str, Any]]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from browser_harness import SCREENSHOTS, watch
-from playwright.sync_api import Browser, ConsoleMessage, Page
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
+from vault_harness import tamper
 
 from exact_connector.cli.demo import SandboxWorkspace, sandbox_workspace
 from exact_connector.ui import UiSettings, create_app
@@ -27,6 +28,7 @@ from exact_connector.ui.server import bind, running
 
 TIME_TRANSACTIONS = "project/TimeTransactions"
 RESULT = "section[aria-label=Result]"
+UNREADABLE = "section[aria-label='Credentials that no longer decrypt']"
 
 
 @dataclass
@@ -267,6 +269,41 @@ def test_reauthorize_then_remove(tab: UiPage, served: Served) -> None:
     tab.shot("vault-after-remove")
     names = [c.connector_name for c in served.workspace.connector.credentials.list()]
     assert "Short-lived B.V." not in names
+    assert tab.problems == []
+
+
+def test_a_credential_that_no_longer_decrypts_is_shown_and_removed(
+    tab: UiPage, served: Served
+) -> None:
+    """Its row names it, the field and code that failed and what to do (no secret); Remove,
+    confirmed as any removal is, deletes it and the row goes."""
+    connector = served.workspace.connector
+    broken = connector.credentials.begin(served.workspace.credential_form("Tampered B.V."))
+    tamper(connector.vault.home, broken.id)
+    page = tab.page
+    page.goto(served.origin + "/#/vault")
+    row = page.locator(f"{UNREADABLE} tr", has_text="Tampered B.V.")
+    row.wait_for()
+    text = row.inner_text()
+    assert "Its record no longer decrypts: client_secret failed with vault_integrity." in text
+    assert "remove it and add it again" in text
+    assert "Tampered B.V." not in page.locator("table.credentials").inner_text()
+    assert broken.client_secret is not None
+    assert broken.client_secret.get_secret_value() not in page.content()
+    tab.shot("vault-unreadable")
+
+    asked: list[str] = []
+
+    def confirm(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
+    row.locator("button:text-is('Remove')").click()
+    page.locator(UNREADABLE).wait_for(state="detached")
+    assert asked == ["Remove Tampered B.V. and its secrets?"]
+    assert broken.id not in [result.id for result in connector.vault.verify()]
+    tab.shot("vault-unreadable-removed")
     assert tab.problems == []
 
 

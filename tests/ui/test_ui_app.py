@@ -4,7 +4,8 @@ no stored secret ever reaches the browser."""
 from __future__ import annotations
 
 import pytest
-from conftest import Ui
+from ui_harness import Ui
+from vault_harness import tamper
 
 from exact_connector.ui.guard import CSRF_HEADER
 
@@ -189,6 +190,47 @@ def test_remove_deletes_the_credential(ui: Ui) -> None:
     answer = ui.client.delete(f"/api/credentials/{added['id']}", headers={CSRF_HEADER: ui.token})
     assert answer.json() == {"removed": added["id"]}
     assert ui.client.get("/api/state").json()["credentials"] == []
+
+
+def test_a_credential_that_no_longer_decrypts_is_listed_by_name_and_error(ui: Ui) -> None:
+    """State lists it apart, with the field and code that failed and what to do, beside the
+    readable credentials, and none of its secrets."""
+    kept = ui.add("Kept")
+    broken = ui.workspace.connector.credentials.get(ui.add("Broken")["id"])
+    tamper(ui.workspace.connector.vault.home, broken.id)
+
+    answer = ui.client.get("/api/state")
+
+    assert [c["id"] for c in answer.json()["credentials"]] == [kept["id"]]
+    assert answer.json()["unreadable"] == [
+        {
+            "id": broken.id,
+            "connector_name": "Broken",
+            "error_code": "vault_integrity",
+            "field": "client_secret",
+            "hint": "It was changed outside exact-connector: remove it and add it again.",
+        }
+    ]
+    for secret in (broken.client_secret, broken.refresh_token, broken.access_token):
+        assert secret is not None
+        assert secret.get_secret_value() not in answer.text
+
+
+def test_remove_deletes_a_credential_that_no_longer_decrypts(ui: Ui) -> None:
+    """DELETE takes it out of the vault without decrypting it; the state no longer lists it."""
+    broken = ui.add("Broken")["id"]
+    tamper(ui.workspace.connector.vault.home, broken)
+    assert [u["id"] for u in ui.client.get("/api/state").json()["unreadable"]] == [broken]
+
+    answer = ui.client.delete(f"/api/credentials/{broken}", headers={CSRF_HEADER: ui.token})
+
+    assert answer.json() == {"removed": broken}
+    assert ui.client.get("/api/state").json() == {
+        "mode": "sandbox",
+        "workspace": ui.workspace.connector.vault.workspace,
+        "credentials": [],
+        "unreadable": [],
+    }
 
 
 def test_reauthorize_gives_a_new_sign_in_address(ui: Ui) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Ui
+from ui_harness import Ui
 
 from exact_connector.ui.guard import CSRF_HEADER
 from exact_connector.ui.stream import MEDIA_TYPE

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from vault_harness import add_credential, read_blob, write_blob
+from vault_harness import add_credential, tamper
 
 from exact_connector.exceptions import (
     CredentialExists,
@@ -22,13 +22,6 @@ from exact_connector.sandbox import Sandbox
 from exact_connector.vault import Credential, Vault
 
 EXACT = "https://start.exactonline.nl"
-
-
-def _tamper(home: Path, credential: Credential, field: str = "client_secret") -> None:
-    """Flip one bit of the field's authentication tag."""
-    blob = bytearray(read_blob(home, credential.id, field))
-    blob[-1] ^= 0x01
-    write_blob(home, credential.id, field, bytes(blob))
 
 
 def _pending_code(vault: Vault, name: str) -> Credential:
@@ -66,7 +59,7 @@ def test_a_tampered_secret_is_an_integrity_error_on_that_field_whatever_else_is_
     """A secret column left NULL does not turn the failure into "vault_corrupt" on another field
     (whose hint is to restore the whole vault): get and verify both name client_secret."""
     credential = make(vault, "victim")  # type: ignore[operator]
-    _tamper(home, credential)
+    tamper(home, credential.id)
 
     with pytest.raises(VaultIntegrityError) as caught:
         vault.get(credential.id)
@@ -107,7 +100,7 @@ def test_removing_a_credential_whose_record_no_longer_decrypts_deletes_it(
 ) -> None:
     """The remedy the integrity hints give works through the Connector too, audited by name."""
     broken, kept = add_credential(vault, "broken"), add_credential(vault, "kept")
-    _tamper(home, broken)
+    tamper(home, broken.id)
     ref = {"id": broken.id, "name": "broken", "record": broken}[by]
 
     with caplog.at_level(logging.INFO, logger="exact_connector.audit"):
@@ -128,7 +121,7 @@ def test_the_credentials_list_leaves_out_a_record_that_no_longer_decrypts(
     """One unreadable record does not hide every other one (as ``credentials list`` does);
     the vault's own list still raises unless asked to leave it out."""
     first, broken, last = (add_credential(vault, name) for name in ("a", "b", "c"))
-    _tamper(home, broken)
+    tamper(home, broken.id)
 
     assert [c.id for c in connector.credentials.list()] == [first.id, last.id]
     assert [c.id for c in vault.list(readable_only=True)] == [first.id, last.id]
@@ -142,7 +135,7 @@ def test_adding_a_taken_name_is_not_blocked_by_another_record_that_no_longer_dec
     """The name check reads the record of that name only: pending -> credential_pending, and the
     unreadable record's own name says to remove it."""
     connector.credentials.begin(_form("waiting"))
-    _tamper(home, add_credential(vault, "broken"))
+    tamper(home, add_credential(vault, "broken").id)
 
     with pytest.raises(CredentialPending):
         connector.credentials.begin(_form("waiting"))

@@ -102,6 +102,13 @@ def write_blob(home: Path, credential_id: str, field: str, blob: object) -> None
         conn.execute(f"UPDATE credentials SET {field} = ? WHERE id = ?", (blob, credential_id))
 
 
+def tamper(home: Path, credential_id: str, field: str = "client_secret") -> None:
+    """Flip one bit of a stored field's authentication tag: its record no longer decrypts."""
+    blob = bytearray(read_blob(home, credential_id, field))
+    blob[-1] ^= 0x01
+    write_blob(home, credential_id, field, bytes(blob))
+
+
 # --- scanners ----------------------------------------------------------------------------------
 
 

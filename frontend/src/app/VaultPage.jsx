@@ -35,10 +35,11 @@ export function Report({ report }) {
   );
 }
 
-function Detail({ credential, reload, signIn }) {
+// A button's work: which one is busy, the page's state reloaded after, the error to show.
+// `then` runs once the page holds the new state (never a removed credential's stale row).
+function useAct(reload) {
   const [busy, setBusy] = useState('');
   const [error, setError] = useState(null);
-  // `then` runs once the page holds the new state (never a removed credential's stale row).
   const act = (label, work, then) => async () => {
     setBusy(label);
     setError(null);
@@ -52,6 +53,18 @@ function Detail({ credential, reload, signIn }) {
       setBusy('');
     }
   };
+  return { busy, error, act };
+}
+
+// Remove a credential once the person confirms; false when they do not.
+async function remove({ id, connector_name: name }) {
+  if (!window.confirm(`Remove ${name} and its secrets?`)) return false;
+  await api('DELETE', `/api/credentials/${encodeURIComponent(id)}`);
+  return true;
+}
+
+function Detail({ credential, reload, signIn }) {
+  const { busy, error, act } = useAct(reload);
   const path = `/api/credentials/${encodeURIComponent(credential.id)}`;
   const passed = credential.report?.ok === true;
   return (
@@ -97,15 +110,33 @@ function Detail({ credential, reload, signIn }) {
           </button>
         )}
         <button className="btn btn-danger" disabled={!!busy}
-          onClick={act('remove', async () => {
-            if (!window.confirm(`Remove ${credential.connector_name} and its secrets?`)) return false;
-            await api('DELETE', path);
-            return true;
-          }, () => { window.location.hash = '#/vault'; })}>
+          onClick={act('remove', () => remove(credential), () => { window.location.hash = '#/vault'; })}>
           Remove
         </button>
       </div>
     </section>
+  );
+}
+
+// A credential whose record no longer decrypts: its name and what failed (never a value).
+function Unreadable({ entry, selected, reload }) {
+  const { busy, error, act } = useAct(reload);
+  return (
+    <tr className={entry.id === selected ? 'selected' : ''}>
+      <td>{entry.connector_name}</td>
+      <td>
+        Its record no longer decrypts: <code>{entry.field ?? 'record'}</code> failed
+        with <code>{entry.error_code}</code>.
+        <div className="hint">{entry.hint}</div>
+        <ErrorBox error={error} />
+      </td>
+      <td>
+        <button className="btn btn-danger" disabled={!!busy}
+          onClick={act('remove', () => remove(entry))}>
+          {busy ? 'Removing…' : 'Remove'}
+        </button>
+      </td>
+    </tr>
   );
 }
 
@@ -141,12 +172,31 @@ export function VaultPage({ state, selected, reload, signIn }) {
             ))}
             {shown.length === 0 && (
               <tr><td colSpan="5" className="muted">
-                {state.credentials.length ? 'No credential matches.' : 'No credentials yet: add one with New App Credentials.'}
+                {state.credentials.length ? 'No credential matches.'
+                  : state.unreadable.length ? 'No credential can be read: see below.'
+                    : 'No credentials yet: add one with New App Credentials.'}
               </td></tr>
             )}
           </tbody>
         </table>
       </section>
+      {state.unreadable.length > 0 && (
+        <section className="card attention" aria-label="Credentials that no longer decrypt">
+          <h2>Credentials that no longer decrypt</h2>
+          <p className="muted">
+            These records are in the vault, but its keys no longer open them, so no action can use
+            them. Only their names and what failed are shown.
+          </p>
+          <table className="grid unreadable">
+            <thead><tr><th>Name</th><th>Problem</th><th /></tr></thead>
+            <tbody>
+              {state.unreadable.map((entry) => (
+                <Unreadable key={entry.id} entry={entry} selected={selected} reload={reload} />
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
       {chosen && <Detail credential={chosen} reload={reload} signIn={signIn} />}
     </>
   );
