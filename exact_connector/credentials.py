@@ -26,6 +26,7 @@ from exact_connector.exceptions import (
     InvalidServerUrl,
 )
 from exact_connector.oauth import TokenService, authorization_url
+from exact_connector.odata import canonical_guid
 from exact_connector.testconnect import load_divisions
 from exact_connector.urls import Origin, parse_server_url
 from exact_connector.validation import unsendable
@@ -69,6 +70,11 @@ class Credentials:
         errors = forms.validate("credentials", checked, manifest)
         if errors or origin is None:
             raise InputError("The credential form has errors.", errors=errors)
+        # Stored and sent as Exact writes it (the form takes braces, upper case, urn:uuid:).
+        form_data = {
+            **form_data,
+            "client_id": canonical_guid(form_data["client_id"], "$.client_id"),
+        }
         refresh = form_data.get("refresh_token")
         try:
             credential = self._begin(form_data, origin, refresh)

@@ -9,14 +9,14 @@ ProjectTimeTransactions in our own words; the Exact name stays visible as a seco
 from __future__ import annotations
 
 import json
-import re
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import FieldError
 from exact_connector.hints import ordered as _ordered
 from exact_connector.schemas import SCHEMA_BASE
-from exact_connector.validation import json_path
+from exact_connector.validation import json_path, parse_date_time
 
 __all__ = [
     "DATA_MANAGER_ENDPOINT",
@@ -185,9 +185,6 @@ FIELDS = "fields"
 FIELD = "field"
 #: A date-time as a browser's datetime-local input gives it: the wall-clock time, no zone.
 LOCAL_DATE_TIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,3})?)?$"
-_INPUT_DATE_TIME = re.compile(
-    r"([0-9-]+T[0-9:]+(?:\.[0-9]+)?)(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?", re.A
-)
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 """A field in a form: its schema and its uiSchema."""
@@ -281,8 +278,25 @@ def to_input(
     for name, value in fields.items():
         if _is_date_time(properties.get(name, {})) and isinstance(value, str):
             seconds = "" if value.count(":") > 1 else ":00"
-            fields[name] = f"{value}{seconds}Z"
+            fields[name] = written = f"{value}{seconds}Z"
+            if parse_date_time(written) is None:  # the form's pattern checks only the digits
+                at = [FIELDS, first_row[name], name] if name in first_row else [name]
+                errors.append(
+                    {
+                        "path": json_path(at, where),
+                        "code": "format",
+                        "message": "must be a date and time that exist (no 30 February, 24:00 "
+                        "or :60)",
+                    }
+                )
     return fields, errors
+
+
+def _local_date_time(moment: datetime) -> str:
+    """A date-time as the form's datetime-local field holds it: the wall-clock time written (its
+    offset dropped, as the action drops it), milliseconds at most."""
+    text = moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return text.removesuffix(".000")
 
 
 def from_input(value: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -294,8 +308,8 @@ def from_input(value: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         if name not in value:
             continue
         item = value[name]
-        if _is_date_time(prop) and (match := _INPUT_DATE_TIME.fullmatch(item)):
-            item = match.group(1)
+        if _is_date_time(prop) and (moment := parse_date_time(item)) is not None:
+            item = _local_date_time(moment)
         if name in required:
             fixed[name] = item
         else:

@@ -13,7 +13,7 @@ from typing import Any
 
 from exact_connector import datamanager, hints
 from exact_connector.exceptions import FieldError, InputError
-from exact_connector.rjsf import form_schema
+from exact_connector.rjsf import as_form_value, form_schema
 from exact_connector.validation import (
     FORMAT_CHECKER,
     Validator,
@@ -73,9 +73,13 @@ def to_input(schema: dict[str, Any], form_data: Any) -> dict[str, Any]:
 
 
 def to_form_data(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Valid input for ``schema`` as the data of its form: the inverse of :func:`to_input`."""
+    """Valid input for ``schema`` as the data of its form: the inverse of :func:`to_input`
+    (a value the input may give in two types is given in the one the form's field holds)."""
+    fields = form_schema(schema)[0]["properties"]
     return {
-        name: datamanager.from_input(inputs[name], prop) if hints.is_picker(prop) else inputs[name]
+        name: datamanager.from_input(inputs[name], prop)
+        if hints.is_picker(prop)
+        else as_form_value(fields.get(name, {}), inputs[name])
         for name, prop in hints.ordered(schema)
         if name in inputs
     }

@@ -130,7 +130,8 @@ def form_spec(
     fields = []
     for field_name, prop in hints.ordered(schema):
         field = _field(field_name, prop, field_name in required, _offered(prop, offered))
-        field["default"] = chosen.get(field_name, field["default"])
+        if not field["secret"]:  # a secret is never sent back out, not even as typed
+            field["default"] = chosen.get(field_name, field["default"])
         if hints.is_picker(prop) and field["options"]:
             field["options"] = [_with_lookup(option, offered) for option in field["options"]]
         fields.append(field)

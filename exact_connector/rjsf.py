@@ -107,8 +107,8 @@ def _object(
             pairs[name] = _picker(prop, options)
         else:
             pairs[name] = _field(prop, options, name in required)
-        if name in values:
-            pairs[name][0]["default"] = values[name]
+        if name in values and not prop.get("writeOnly"):  # a secret never goes back out
+            pairs[name][0]["default"] = as_form_value(pairs[name][0], values[name])
     shown = {name: prop for name, prop in hints.ordered(schema) if not hints.depends_on(prop)}
     form: dict[str, Any] = {
         key: schema[key]
@@ -202,15 +202,31 @@ def _field(
     return form, ui
 
 
+def as_form_value(field: dict[str, Any], value: Any) -> Any:
+    """``value`` as a form field of one type holds it, where the input allows two: a division
+    given as digits is the number, a record key that is a number is its digits."""
+    kind = field.get("type")
+    if kind == "integer" and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _offer(form: dict[str, Any], offered: list[dict[str, Any]]) -> None:
-    """Put resolved options into a field: a dropdown when they carry labels, else suggestions."""
+    """Put resolved options into a field: a dropdown when they carry labels, else suggestions
+    (their values of the field's type: a record key listed as a number is offered as text)."""
     target = form["items"] if form.get("type") == "array" else form
     if not offered:
         return
+    values = [as_form_value(target, option["value"]) for option in offered]
     if all(str(option["label"]) == str(option["value"]) for option in offered):
-        target["examples"] = [option["value"] for option in offered]
+        target["examples"] = values
         return
-    target["oneOf"] = [{"const": o["value"], "title": str(o["label"])} for o in offered]
+    target["oneOf"] = [
+        {"const": value, "title": str(option["label"])}
+        for value, option in zip(values, offered, strict=True)
+    ]
     for keyword in ("format", "pattern", "minimum", "maximum", "minLength", "maxLength"):
         target.pop(keyword, None)  # the listed values are the rule now
 

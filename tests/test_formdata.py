@@ -210,3 +210,44 @@ def test_round_trip(name: str, data: st.DataObject) -> None:
         Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(form_data)
     )
     assert forms.to_input(name, form_data) == inputs
+
+
+@pytest.mark.parametrize(
+    "written", ["2024-02-30T09:00", "2024-05-01T24:00", "2024-05-01T09:00:60", "0000-01-01T00:00"]
+)
+def test_a_date_time_that_does_not_exist_is_refused_at_its_row(written: str) -> None:
+    """The datetime-local pattern checks digits only: 30 February is refused at the row the
+    person typed it in, not later by the action at a path the form does not have."""
+    form_data = {
+        "division": 100001,
+        "data": {
+            "Project": GUID,
+            "Item": OTHER,
+            "Quantity": 1,
+            "fields": [{"field": "Date", "Date": written}],
+        },
+    }
+
+    assert errors_of(CREATE, form_data) == [("$.data.fields[0].Date", "format")]
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("2024-05-01T09:00:00.123456Z", "2024-05-01T09:00:00.123"),
+        ("2024-05-01t09:00:00z", "2024-05-01T09:00:00"),
+        ("2024-05-01T09:00:00+02:00", "2024-05-01T09:00:00"),
+        ("2024-05-01T09:00:00.500-05:00", "2024-05-01T09:00:00.500"),
+    ],
+)
+def test_any_date_time_the_action_takes_opens_in_its_form_and_submits_again(
+    given: str, shown: str
+) -> None:
+    """to_form_data writes the wall-clock time the action sends, as the datetime-local field
+    holds it (milliseconds at most, upper-case T), so the opened form submits unchanged."""
+    inputs = {"division": 100001, "id": GUID, "data": {"Date": given}}
+
+    opened = forms.to_form_data(UPDATE, inputs)
+
+    assert opened["data"]["fields"] == [{"field": "Date", "Date": shown}]
+    assert forms.to_input(UPDATE, opened)["data"]["Date"] == shown + "Z"

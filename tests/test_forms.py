@@ -495,3 +495,24 @@ def test_connector_exposes_manifest_and_forms() -> None:
     assert connector.manifest is load_manifest()
     assert connector.form_spec("credentials") == forms.form_spec("credentials")
     assert repr(connector) == "Connector(id='exact-online', workspace='default')"
+
+
+def test_secrets_typed_so_far_are_never_sent_back_as_defaults() -> None:
+    """A credential form rebuilt with the values typed so far (after a failed save, say) keeps
+    the plain fields but never carries a writeOnly secret back out, in either form format."""
+    values = {
+        "connector_name": "Acme",
+        "auth_type": "oauth2_refresh_token",
+        "client_secret": "Zx9-typed-secret",
+        "refresh_token": "RT-typed-token",
+    }
+
+    spec = forms.form_spec("credentials", values=values)
+    document = json.dumps(forms.rjsf("credentials", values=values))
+
+    defaults = {field["name"]: field["default"] for field in spec["fields"]}
+    assert defaults["connector_name"] == "Acme"
+    assert defaults["client_secret"] is None and defaults["refresh_token"] is None
+    assert "Zx9-typed-secret" not in json.dumps(spec) and "Zx9-typed-secret" not in document
+    assert "RT-typed-token" not in json.dumps(spec) and "RT-typed-token" not in document
+    assert '"default": "Acme"' in document

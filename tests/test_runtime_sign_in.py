@@ -383,3 +383,37 @@ def test_a_state_that_cannot_be_one_is_an_input_error_at_state(
     assert [e["path"] for e in started.value.errors] == ["$.state"]
     assert [e["path"] for e in finished.value.errors] == ["$.state"]
     assert sandbox.counters.token_calls == 0
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param(lambda guid: "{" + guid.upper() + "}", id="braces-upper"),
+        pytest.param(lambda guid: "urn:uuid:" + guid, id="urn"),
+        pytest.param(lambda guid: guid.replace("-", ""), id="no-hyphens"),
+    ],
+)
+def test_a_client_id_written_as_the_form_allows_is_stored_and_sent_as_exact_writes_it(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock], written: Callable[[str], str]
+) -> None:
+    """App Center shows the Client ID in braces: the form takes it, and the sign-in must work
+    (the sandbox, like Exact, knows the app by its canonical id only)."""
+    sandbox = world[0]
+    connector = _worker(world)
+    app = sandbox.demo_app
+    credential = connector.credentials.begin(
+        {
+            "connector_name": "Braces",
+            "auth_type": "oauth2_authorization_code",
+            "server_url": "https://start.exactonline.nl",
+            "client_id": written(app.client_id),
+            "client_secret": app.client_secret,
+            "redirect_uri": app.redirect_uris[0],
+        }
+    )
+
+    assert credential.client_id == app.client_id
+    url = connector.authorization_url(credential, "state-braces")
+    assert parse_qs(urlsplit(url).query)["client_id"] == [app.client_id]
+    signed_in = _sign_in(connector, sandbox, credential, "state-braces")
+    assert signed_in.refresh_token is not None
