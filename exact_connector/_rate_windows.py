@@ -91,6 +91,13 @@ class Window:
             self.used = max(self.used, self.limit - remaining + reserved)
 
     def spend(self, until: float) -> None:
-        """A 429: nothing more in this window, which Exact says lasts until ``until``."""
+        """A 429: nothing more in this window, which Exact says lasts until ``until``.
+
+        If that ends it early (a reset that has passed: our clock runs ahead, or the 429 answered
+        a call of the previous minute and arrived late), the calls it counted still count in the
+        window that follows: the next clock minute may already hold them.
+        """
+        if until < self.end:
+            self.carry = max(self.carry, self.used)
         self.used = max(self.used, self.limit)
         self.end = until

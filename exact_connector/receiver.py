@@ -61,7 +61,7 @@ def verify_and_parse(body: bytes, secret: str | SecretStr) -> Delivery:
     try:
         text = body.decode("utf-8")
         members = _top_level(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         raise _invalid() from None
     raw, given = members.get("Content"), members.get("HashCode")
     if raw is None or given is None:

@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +170,7 @@ class Triggers:
         limit = int(inputs.get("limit", _DEFAULT_LIMIT))
         deletions = POLLING_TRIGGERS[poll.trigger]
         endpoint = catalog().lookup(DELETED) if deletions else poll.feed.sync
-        select = _DELETED_FIELDS if deletions else inputs.get("select") or poll.feed.fields
+        select = _DELETED_FIELDS if deletions else _selected(poll.feed, inputs.get("select"))
         since = state.get("timestamp")
         events: list[dict[str, Any]] = []
         if since is None and inputs.get("start", "now") == "now" and "resyncing" not in state:
@@ -203,6 +203,18 @@ class Triggers:
         while batch.more:
             batch = read_since(client, endpoint, division, batch.last, (), limit=_DEFAULT_LIMIT)
         return batch
+
+
+def _selected(watched: Feed, chosen: list[str] | None) -> Sequence[str]:
+    """The fields a poll reads: the person's choice (or all), and always those an event is made
+    of (its key, Created and Modified for "new", the field that tells a shared feed's rows apart),
+    so that a select never changes which events come or what they say."""
+    if not chosen:
+        return watched.fields
+    made_of = [watched.key_field, "Created", "Modified"]
+    if watched.row_filter is not None:
+        made_of.append(watched.row_filter[0])
+    return [*chosen, *(n for n in made_of if n not in chosen and watched.sync.field(n))]
 
 
 def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dict[str, Any] | None:

@@ -411,6 +411,33 @@ def test_429_wait_past_the_deadline_raises_rate_limited(
     assert clock.now() == W + 10
 
 
+def test_a_late_429_of_the_previous_minute_keeps_this_minutes_calls_counted(
+    new_governor: NewGovernor, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A call sent at the end of one minute whose 429 arrives after the next began (its reset
+    already passed) ends the window early, but the calls the new minute holds still count: two
+    workers together stay at 60 in that minute (the window was emptied: 100 went out)."""
+    clock.advance(W + 59.5 - clock.now())
+    first, second = new_governor(tmp_path / "limits.db"), new_governor(tmp_path / "limits.db")
+    first.acquire(APP, DIV, ENDPOINT, deadline=None)  # minute M, answered late
+    clock.advance(5.5)
+    for _ in range(40):  # minute M+1
+        second.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+    first.observe(APP, DIV, ENDPOINT, 429, minutely(0, W + 60))
+    clock.advance(2.5)
+    made = 0
+    try:
+        while made < 100:
+            second.acquire(APP, DIV, ENDPOINT, deadline=W + 119.9)
+            made += 1
+    except RateLimited:
+        pass
+
+    assert made > 0 and 40 + made <= 60
+    assert clock.now() < W + 120
+
+
 def test_minutely_429_with_daily_headers_read_as_zero_is_not_a_daily_limit(
     governor: RateGovernor, clock: ManualClock
 ) -> None:

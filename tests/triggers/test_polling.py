@@ -134,3 +134,39 @@ def test_a_damaged_checkpoint_is_refused(bench: Bench) -> None:
 
     with pytest.raises(InputError, match="checkpoint"):
         bench.connector.triggers.ack(bench.credential_id, "k1.not-base64!")
+
+
+@pytest.mark.parametrize("select", [["Name"], ["ID", "Name"]], ids=["no-key", "key"])
+def test_a_select_never_changes_which_events_come_or_what_they_say(
+    bench: Bench, select: list[str]
+) -> None:
+    """A new account is "new" with its key whatever fields the person selected: the poll reads
+    the key, Created and Modified itself (with ["Name"] it was an "updated" event keyed None)."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, select=select)
+    key = exact.new_account("Selected B.V.")
+
+    events = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, select=select)
+
+    assert [(e["change"], e["key"], e["record"]["Name"]) for e in events] == [
+        ("new", key, "Selected B.V.")
+    ]
+
+
+def test_a_cost_transaction_is_not_a_time_transaction_event_whatever_the_select(
+    bench: Bench,
+) -> None:
+    """sync/Project/TimeCostTransactions holds both: the Type that tells them apart is read
+    even when the select leaves it out."""
+    poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS, select=["ID", "Quantity"])
+    table = bench.sb.store.table_by_id(DIVISION, TIME_TRANSACTIONS)
+    some = bench.sb.records(DIVISION, TIME_TRANSACTIONS)[0]
+    bench.clock.advance(1)
+    values = {name: some[name] for name in ("Item", "Project", "Quantity")}
+    table.insert({**values, "Type": 2}, int(bench.clock.now() * 1000))
+
+    events = poll_and_ack(
+        bench, "record_changed", endpoint=TIME_TRANSACTIONS, select=["ID", "Quantity"]
+    )
+
+    assert events == []

@@ -80,6 +80,8 @@ def forgeries() -> dict[str, bytes]:
         "duplicate-content": delivery(raw, sign(raw)).replace(b"{", b'{"Content": {}, ', 1),
         "trailing-data": delivery(raw, sign(raw)) + b"{}",
         "content-not-object": delivery('"x"', sign('"x"')),
+        "deeply-nested": b'{"Content":' + b"[" * 1100 + b',"HashCode":"x"}',
+        "very-deeply-nested": b'{"Content":' + b"[" * 40_000 + b"}",
     }
 
 
