@@ -35,20 +35,26 @@ def _worker(world: tuple[Sandbox, KeyRing, Path, ManualClock]) -> Connector:
     return Connector(vault=vault, transport=httpx.MockTransport(sandbox), clock=clock)
 
 
+def _form(sandbox: Sandbox, name: str, **changes: object) -> dict[str, object]:
+    """The credential form for the sandbox's app (a browser sign-in), with ``changes``; a change
+    to None leaves that field out."""
+    app = sandbox.demo_app
+    form = {
+        "connector_name": name,
+        "auth_type": "oauth2_authorization_code",
+        "server_url": "https://start.exactonline.nl",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "redirect_uri": app.redirect_uris[0],
+        **changes,
+    }
+    return {key: value for key, value in form.items() if value is not None}
+
+
 def _begin(
     connector: Connector, sandbox: Sandbox, server_url: str = "https://start.exactonline.nl"
 ) -> Credential:
-    app = sandbox.demo_app
-    return connector.credentials.begin(
-        {
-            "connector_name": "Workers",
-            "auth_type": "oauth2_authorization_code",
-            "server_url": server_url,
-            "client_id": app.client_id,
-            "client_secret": app.client_secret,
-            "redirect_uri": app.redirect_uris[0],
-        }
-    )
+    return connector.credentials.begin(_form(sandbox, "Workers", server_url=server_url))
 
 
 def _consent(sandbox: Sandbox, url: str) -> dict[str, str]:
@@ -317,14 +323,7 @@ def test_a_pending_credential_added_again_with_another_client_secret_says_to_rem
     sandbox = world[0]
     connector = _worker(world)
     app = sandbox.demo_app
-    form = {
-        "connector_name": "Typo",
-        "auth_type": "oauth2_authorization_code",
-        "server_url": "https://start.exactonline.nl",
-        "client_id": app.client_id,
-        "client_secret": "not-" + app.client_secret,
-        "redirect_uri": app.redirect_uris[0],
-    }
+    form = _form(sandbox, "Typo", client_secret="not-" + app.client_secret)
     connector.credentials.begin(form)
 
     with pytest.raises(CredentialPending) as caught:
@@ -343,15 +342,13 @@ def test_a_pending_pasted_token_credential_added_again_is_not_told_to_sign_in(
     Connect and activate it; another refresh token says to remove it and add it again."""
     sandbox = world[0]
     connector = _worker(world)
-    app = sandbox.demo_app
-    form = {
-        "connector_name": "Pasted",
-        "auth_type": "oauth2_refresh_token",
-        "server_url": "https://start.exactonline.nl",
-        "client_id": app.client_id,
-        "client_secret": app.client_secret,
-        "refresh_token": sandbox.issue_tokens()["refresh_token"],
-    }
+    form = _form(
+        sandbox,
+        "Pasted",
+        auth_type="oauth2_refresh_token",
+        redirect_uri=None,
+        refresh_token=sandbox.issue_tokens()["refresh_token"],
+    )
     connector.credentials.begin(form)
 
     with pytest.raises(CredentialPending) as same:
@@ -402,14 +399,7 @@ def test_a_client_id_written_as_the_form_allows_is_stored_and_sent_as_exact_writ
     connector = _worker(world)
     app = sandbox.demo_app
     credential = connector.credentials.begin(
-        {
-            "connector_name": "Braces",
-            "auth_type": "oauth2_authorization_code",
-            "server_url": "https://start.exactonline.nl",
-            "client_id": written(app.client_id),
-            "client_secret": app.client_secret,
-            "redirect_uri": app.redirect_uris[0],
-        }
+        _form(sandbox, "Braces", client_id=written(app.client_id))
     )
 
     assert credential.client_id == app.client_id

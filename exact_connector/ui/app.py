@@ -246,12 +246,14 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
         return HTMLResponse(page(settings.token, built is not None))
 
     def state() -> dict[str, Any]:
+        # One walk over the records, as `credentials list` does: an unreadable one is listed
+        # apart (names and codes only), so the page can still show and remove it.
+        results = connector.vault.verify()
         return {
             "mode": "sandbox" if settings.sandbox else "vault",
             "workspace": connector.vault.workspace,
-            "credentials": [session.describe(c.id) for c in connector.credentials.list()],
-            # Left out of the list above, so that the page can still show and remove them.
-            "unreadable": [_unreadable(r) for r in connector.vault.verify() if not r.ok],
+            "credentials": [session.describe(r.id) for r in results if r.ok],
+            "unreadable": [_unreadable(r) for r in results if not r.ok],
         }
 
     def actions() -> list[dict[str, Any]]:

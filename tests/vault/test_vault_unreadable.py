@@ -3,6 +3,7 @@ others (removing it, listing the rest, adding another credential)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -24,28 +25,27 @@ from exact_connector.vault import Credential, Vault
 EXACT = "https://start.exactonline.nl"
 
 
-def _pending_code(vault: Vault, name: str) -> Credential:
-    """A browser sign-in credential that has not finished it: only a client secret is set."""
+def _pending(vault: Vault, name: str, **how: object) -> Credential:
+    """A credential as added, before any token is stored: secrets other than these left unset."""
     return vault.begin(
         connector_name=name,
-        auth_type="oauth2_authorization_code",
         server_url=EXACT,
         client_id="b81cc4de-d192-400e-bcb4-09254394c52a",
         client_secret=SecretStr("client-secret-of-a-pending-one"),
-        redirect_uri="https://engine.example/callback",
+        **how,
     )
 
 
-def _pending_pasted(vault: Vault, name: str) -> Credential:
-    """A pasted-token credential before Test Connect: no access token yet."""
-    return vault.begin(
-        connector_name=name,
-        auth_type="oauth2_refresh_token",
-        server_url=EXACT,
-        client_id="b81cc4de-d192-400e-bcb4-09254394c52a",
-        client_secret=SecretStr("client-secret-of-a-pasted-one"),
-        refresh_token=SecretStr("refresh-token-of-a-pasted-one"),
-    )
+#: A browser sign-in not finished (only a client secret set), and a pasted token before Test
+#: Connect (no access token yet).
+_pending_code = functools.partial(
+    _pending, auth_type="oauth2_authorization_code", redirect_uri="https://engine.example/callback"
+)
+_pending_pasted = functools.partial(
+    _pending,
+    auth_type="oauth2_refresh_token",
+    refresh_token=SecretStr("refresh-token-of-a-pasted-one"),
+)
 
 
 @pytest.mark.parametrize(
