@@ -90,8 +90,12 @@ _EXAMPLES: dict[str, Any] = {
     "integer": 1,
     "boolean": True,
     "uuid": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
-    "date-time": "2024-05-01T09:00:00Z",
+    "date-time": "2024-05-01T09:00:00",
 }
+#: What a date-time field means to Exact (API-FACTS, "Dates"), said where it is filled in.
+_WALL_CLOCK_HELP = (
+    "Exact's local time, such as 2024-05-01T09:00:00; a UTC offset is dropped, not converted."
+)
 _GUID_ERROR = "must be an ID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 #: Values Exact accepts on POST/PUT where the catalog only knows the type (API-FACTS section 5).
 _ENUMS: dict[str, tuple[tuple[int, str], ...]] = {
@@ -110,7 +114,8 @@ _LOOKUPS = {
 def _writable_field(name: str, edm_type: str) -> dict[str, Any]:
     label = LABELS.get(name, Label(name, "A field of the time transaction."))
     hint = f" Exact name: {name}." if label.label != name else ""
-    prop: dict[str, Any] = {"title": label.label, "description": label.help + hint}
+    about = f"{label.help} {_WALL_CLOCK_HELP}" if edm_type == "Edm.DateTime" else label.help
+    prop: dict[str, Any] = {"title": label.label, "description": about + hint}
     if name in _ENUMS:
         values, labels = zip(*_ENUMS[name], strict=True)
         hints = {"widget": "select", "enum_labels": list(labels)}
@@ -253,8 +258,8 @@ def to_input(
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """The Data Manager's form value (already valid for its form schema) as the action's ``data``.
 
-    A field chosen twice is an error at the later row. A datetime-local value gets its seconds
-    and a ``Z``: the runtime sends the wall-clock time as written.
+    A field chosen twice is an error at the later row. A datetime-local value gets its seconds:
+    the wall-clock time as written, the form Exact reads and answers with.
     """
     properties = data["properties"]
     fields = {name: value for name, value in form.items() if name != FIELDS}
@@ -278,7 +283,7 @@ def to_input(
     for name, value in fields.items():
         if _is_date_time(properties.get(name, {})) and isinstance(value, str):
             seconds = "" if value.count(":") > 1 else ":00"
-            fields[name] = written = f"{value}{seconds}Z"
+            fields[name] = written = f"{value}{seconds}"
             if parse_date_time(written) is None:  # the form's pattern checks only the digits
                 at = [FIELDS, first_row[name], name] if name in first_row else [name]
                 errors.append(

@@ -2,8 +2,9 @@
 errors built from paths and keywords only, so a submitted value (a secret, say) is never echoed.
 
 Formats (``uuid``, ``date-time``, ``date``, ``uri``) are checked with the standard library because
-``rfc3339-validator`` and ``rfc3987`` are not dependencies. A ``date-time`` is one that can be sent:
-RFC 3339 without the leap second (Exact Online, like Python, has no 23:59:60), either letter case.
+``rfc3339-validator`` and ``rfc3987`` are not dependencies. A ``date-time`` is one Exact Online
+reads: RFC 3339 without the leap second (Exact, like Python, has no 23:59:60), either letter case,
+and also Exact's own wall-clock form without an offset (see :func:`parse_date_time`).
 ``pattern`` follows ECMA-262, so ``$`` is the end of the text (Python's ``$`` also matches before a
 final newline: ``"12\\n"`` would pass), and ``integer`` means a JSON integer, so ``1.0`` and ``1e3``
 are rejected.
@@ -15,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +44,8 @@ __all__ = [
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A)
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.A)
 _DATE_TIME = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
-    r"([Zz]|[+-]([0-9]{2}):([0-9]{2}))",
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[Tt]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]+)?)?"
+    r"([Zz]|[+-]([0-9]{2}):([0-9]{2}))?)?",
     re.A,
 )
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[!#-;=?-\[\]_a-z~]*", re.A)
@@ -58,28 +59,32 @@ def _is_date(text: str) -> bool:
 
 
 def parse_date_time(text: str) -> datetime | None:
-    """An RFC 3339 ``date-time`` (full date, full time, mandatory offset) as an aware datetime.
+    """A date-time as Exact Online reads one, as a datetime; ``None`` for anything else.
 
-    ``None`` for anything else, and for a leap second: no datetime (and no Exact field) holds one.
+    Exact stores wall-clock times, and its answers (and so the connector's lists) write them
+    without an offset: ``2024-05-01T09:00:00``. That form is accepted as well as RFC 3339's, which
+    has an offset (``Z``, ``+02:00``: the result is then aware), and so are the minutes without
+    seconds and a day alone (its midnight), as a person writes them. Not a leap second: no
+    datetime (and no Exact field) holds one.
     """
     match = _DATE_TIME.fullmatch(text)
     if match is None or not _is_date(match.group(1)):
         return None
-    hour, minute, second = (int(match.group(i)) for i in (2, 3, 4))
+    hour, minute, second = (int(match.group(i) or 0) for i in (2, 3, 4))
     zone, offset_hours, offset_minutes = match.group(6, 7, 8)
     if hour > 23 or minute > 59 or second > 59:
         return None
-    offset = timedelta(0)
-    if offset_hours is not None:
-        if int(offset_hours) > 23 or int(offset_minutes) > 59:
-            return None
-        offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
-        offset = -offset if zone.startswith("-") else offset
+    offset: timezone | None = None
+    if zone is not None:
+        offset = UTC
+        if offset_hours is not None:
+            if int(offset_hours) > 23 or int(offset_minutes) > 59:
+                return None
+            shift = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+            offset = timezone(-shift if zone.startswith("-") else shift)
     micro = int((match.group(5) or ".0")[1:7].ljust(6, "0"))
     day = date.fromisoformat(match.group(1))
-    return datetime(
-        day.year, day.month, day.day, hour, minute, second, micro, tzinfo=timezone(offset)
-    )
+    return datetime(day.year, day.month, day.day, hour, minute, second, micro, tzinfo=offset)
 
 
 def _is_uri(text: str) -> bool:
@@ -248,12 +253,19 @@ _TYPE_WORDS = {
     "array": "a list",
     "null": "null",
 }
+_FORMAT_MESSAGES = {
+    "uuid": "must be an ID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+    "date-time": "must be a date and time that exist, such as 2024-05-01T09:00:00 (Exact's local "
+    "time), or a day such as 2024-05-01",
+    "date": "must be a day that exists, such as 2024-05-01",
+    "uri": "must be a full web address such as https://example.com/callback",
+}
 _MESSAGES: dict[str, Callable[[Any], str]] = {
     "type": lambda v: "must be " + " or ".join(_TYPE_WORDS.get(t, t) for t in _as_list(v)),
     "enum": lambda v: "must be one of the listed values",
     "const": lambda v: f"must be {json.dumps(v)}",
     "pattern": lambda v: "is not in the expected form",
-    "format": lambda v: f"must be a valid {v}",
+    "format": lambda v: _FORMAT_MESSAGES.get(v, f"must be a valid {v}"),
     "minLength": lambda v: f"must be at least {v} characters long",
     "maxLength": lambda v: f"must be at most {v} characters long",
     "minimum": lambda v: f"must be at least {v}",

@@ -57,7 +57,7 @@ def test_create_rows_become_fields() -> None:
             "Item": OTHER,
             "Quantity": 2.5,
             "Notes": "Workshop",
-            "StartTime": "2024-05-01T09:30:00Z",
+            "StartTime": "2024-05-01T09:30:00",
             "HourStatus": 10,
         },
     }
@@ -160,7 +160,7 @@ def test_to_form_data_refuses_invalid_input() -> None:
 # --- the round trip ---------------------------------------------------------------------------------
 
 _DATE_TIMES = st.builds(
-    "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format,
+    "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format,
     st.integers(1990, 2099),
     st.integers(1, 12),
     st.integers(1, 28),
@@ -238,16 +238,20 @@ def test_a_date_time_that_does_not_exist_is_refused_at_its_row(written: str) -> 
         ("2024-05-01t09:00:00z", "2024-05-01T09:00:00"),
         ("2024-05-01T09:00:00+02:00", "2024-05-01T09:00:00"),
         ("2024-05-01T09:00:00.500-05:00", "2024-05-01T09:00:00.500"),
+        ("2024-05-01T09:00:00", "2024-05-01T09:00:00"),
+        ("2024-05-01T09:00", "2024-05-01T09:00:00"),
+        ("2024-05-01", "2024-05-01T00:00:00"),
     ],
 )
 def test_any_date_time_the_action_takes_opens_in_its_form_and_submits_again(
     given: str, shown: str
 ) -> None:
     """to_form_data writes the wall-clock time the action sends, as the datetime-local field
-    holds it (milliseconds at most, upper-case T), so the opened form submits unchanged."""
+    holds it (milliseconds at most, upper-case T), so the opened form submits the same time,
+    in Exact's own form (no offset)."""
     inputs = {"division": 100001, "id": GUID, "data": {"Date": given}}
 
     opened = forms.to_form_data(UPDATE, inputs)
 
     assert opened["data"]["fields"] == [{"field": "Date", "Date": shown}]
-    assert forms.to_input(UPDATE, opened)["data"]["Date"] == shown + "Z"
+    assert forms.to_input(UPDATE, opened)["data"]["Date"] == shown

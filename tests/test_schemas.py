@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from exact_connector.schemas import (
     merge,
     uri_for,
 )
-from exact_connector.validation import ecma_pattern, json_path
+from exact_connector.validation import ecma_pattern, field_errors, json_path, parse_date_time
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_FILES = sorted(str(p.relative_to(REPO)) for p in (REPO / "schemas").rglob("*.json"))
@@ -129,6 +130,11 @@ def _format_errors(fmt: str, value: object) -> list[str]:
         ("date-time", "2024-05-01T09:00:00.123+02:00"),
         ("date-time", "2024-05-01t09:00:00z"),
         ("date-time", "2024-05-01T09:00:00.123456789-23:59"),
+        # Exact's own form (its lists write it): the wall-clock time, no offset; and as typed
+        ("date-time", "2024-05-01T09:00:00"),
+        ("date-time", "2024-05-01T09:00:00.5"),
+        ("date-time", "2024-05-01T09:00"),
+        ("date-time", "2024-05-01"),
         ("date", "2024-02-29"),
         ("uri", "https://engine.example.com/oauth/callback?x=1"),
         ("uri", "http://127.0.0.1:8080/cb"),
@@ -145,8 +151,12 @@ def test_format_accepts(fmt: str, value: str) -> None:
         ("uuid", "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}"),
         ("uuid", "3f2504e04f8911d39a0c0305e82c3301"),
         ("uuid", "x' or 1 eq 1"),
-        ("date-time", "2024-05-01T09:00:00"),
         ("date-time", "2024-02-30T09:00:00Z"),
+        ("date-time", "2024-02-30"),
+        ("date-time", "2024-05-01T09"),
+        ("date-time", "2024-05-01T09:00.5"),
+        ("date-time", "2024-05-01Z"),
+        ("date-time", "2024-05-01T09:00:00+0200"),
         ("date-time", "2024-05-01T24:00:00Z"),
         ("date-time", "2024-05-01 09:00:00Z"),
         ("date-time", "2016-12-31T23:59:60Z"),  # a leap second: no Exact field can hold one
@@ -163,6 +173,49 @@ def test_format_accepts(fmt: str, value: str) -> None:
 def test_format_rejects(fmt: str, value: str) -> None:
     """Malformed values fail their format: formats are enforced, not decorative."""
     assert _format_errors(fmt, value) == ["format"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-01T09:00:00", datetime(2024, 5, 1, 9)),
+        ("2024-05-01T09:30", datetime(2024, 5, 1, 9, 30)),
+        ("2024-05-01", datetime(2024, 5, 1)),
+        ("2024-05-01T09:00:00.25", datetime(2024, 5, 1, 9, 0, 0, 250_000)),
+        ("2024-05-01T09:00:00Z", datetime(2024, 5, 1, 9, tzinfo=UTC)),
+        (
+            "2024-05-01T09:00:00-02:30",
+            datetime(2024, 5, 1, 9, tzinfo=timezone(-timedelta(hours=2.5))),
+        ),
+    ],
+)
+def test_a_date_time_without_an_offset_is_exacts_wall_clock_time(
+    text: str, expected: datetime
+) -> None:
+    """Exact answers with wall-clock times and the connector's lists write them without an
+    offset, so that form (and a day, or minutes, as a person types them) reads as written, naive;
+    an offset gives an aware datetime."""
+    moment = parse_date_time(text)
+    assert moment == expected
+    assert moment is not None and moment.tzinfo == expected.tzinfo
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "shown"),
+    [
+        ("date-time", "1 May", "2024-05-01T09:00:00"),
+        ("date", "1 May", "2024-05-01"),
+        ("uuid", "42", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+        ("uri", "cb x", "https://"),
+    ],
+)
+def test_a_format_error_shows_the_form_to_write(fmt: str, value: str, shown: str) -> None:
+    """The message says what to write instead ("must be a valid date-time" did not)."""
+    validator = schema_set().validator(DIVISION).evolve(schema={"type": "string", "format": fmt})
+    (error,) = field_errors(validator.iter_errors(value))
+    assert error["code"] == "format"
+    assert shown in error["message"]
+    assert value not in error["message"]
 
 
 def test_stock_jsonschema_would_not_enforce_uuid() -> None:

@@ -58,3 +58,33 @@ def test_a_division_given_as_digits_opens_its_form_on_that_division(bench: Bench
     division = document["schema"]["properties"]["division"]
     assert division["default"] == DIVISION
     assert Draft202012Validator(division).is_valid(division["default"])
+
+
+def test_a_listed_time_transactions_dates_can_be_written_back_as_listed(bench: Bench) -> None:
+    """A workflow maps one step's output into the next: the dates a list writes (Exact's
+    wall-clock time, no offset) pass the update's schema and are stored as they read."""
+    listed = bench.connector.execute(
+        "list_or_get_endpoint",
+        bench.credential_id,
+        {"division": DIVISION, "endpoint": "project/TimeTransactions", "limit": 1},
+    )
+    assert listed["ok"] is True, listed.get("error")
+    (record,) = listed["data"]["records"]
+    day = record["Date"]
+    assert isinstance(day, str) and "T" in day and day[-1].isdigit()  # no Z, no offset
+
+    result = bench.connector.execute(
+        "update_project_time_transaction",
+        bench.credential_id,
+        {"division": DIVISION, "id": record["ID"], "data": {"Date": day, "Notes": "moved"}},
+    )
+
+    assert result["ok"] is True, result.get("error")
+    assert result["data"]["record"]["Date"] == day
+    again = bench.connector.execute(
+        "list_or_get_endpoint",
+        bench.credential_id,
+        {"division": DIVISION, "endpoint": "project/TimeTransactions", "id": record["ID"]},
+    )
+    assert again["data"]["record"]["Date"] == day
+    assert again["data"]["record"]["Notes"] == "moved"

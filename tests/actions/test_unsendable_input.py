@@ -50,12 +50,16 @@ def _nested(depth: int) -> Any:
         pytest.param("2024-06-30t10:15:00z", "2024-06-30T10:15:00", id="lower-case-t-and-z"),
         pytest.param("2024-06-30T10:15:00.5+02:00", "2024-06-30T10:15:00.500", id="fraction"),
         pytest.param("2024-06-30T10:15:00.123456789-23:59", "2024-06-30T10:15:00.123", id="ns"),
+        pytest.param("2024-06-30T10:15:00", "2024-06-30T10:15:00", id="exacts-own-form"),
+        pytest.param("2024-06-30T10:15", "2024-06-30T10:15:00", id="minutes"),
+        pytest.param("2024-06-30", "2024-06-30T00:00:00", id="a-day"),
     ],
 )
 def test_every_date_time_the_schema_accepts_is_sent_as_its_wall_clock_time(
     bench: Bench, written: str, stored: str
 ) -> None:
-    """RFC 3339 in either letter case, any fraction, any offset: created, not a ValueError."""
+    """RFC 3339 in either letter case, any fraction, any offset, and Exact's own form without
+    one (as a day, or minutes, too): created at the wall-clock time written, not a ValueError."""
     result = bench.connector.execute(
         "create_project_time_transaction",
         bench.credential_id,
@@ -72,9 +76,9 @@ def test_a_leap_second_is_refused_at_its_path_before_sending(bench: Bench) -> No
 
     error = _refused_unsent(bench, "create_project_time_transaction", inputs)
 
-    assert error["details"]["errors"] == [
-        {"path": "$.data.Date", "code": "format", "message": "must be a valid date-time"}
-    ]
+    ((path, code, message),) = [tuple(e.values()) for e in error["details"]["errors"]]
+    assert (path, code) == ("$.data.Date", "format")
+    assert "must be a date and time that exist, such as 2024-05-01T09:00:00" in message
 
 
 # -- item 4: lone surrogates ---------------------------------------------------------------------
