@@ -24,6 +24,7 @@ from exact_connector.exceptions import (
     DivisionNotAllowed,
     InputError,
     InvalidServerUrl,
+    TransientError,
 )
 from exact_connector.oauth import TokenService, authorization_url
 from exact_connector.odata import canonical_guid
@@ -205,7 +206,8 @@ class Credentials:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
         connector = self._connector
         credential = self.get(ref)
-        if not isinstance(state, str) or not self._vault.finish_sign_in(credential.id, state):
+        expires_at = self._vault.take_sign_in(credential.id, state)  # None for a non-text state
+        if expires_at is None:
             raise InputError(
                 "The sign-in answer does not belong to a sign-in started here; start it again.",
                 errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],
@@ -214,6 +216,12 @@ class Credentials:
         service = TokenService(origin, transport=connector.transport, clock=connector.clock)
         try:
             grant = service.exchange_code(credential, code)
+        except TransientError as error:
+            # Exact's token endpoint did not answer (unreachable, 5xx, 429): the code may still
+            # be good, so the same answer may be tried again while the sign-in lasts.
+            if self._vault.reopen_sign_in(credential.id, state, expires_at):
+                error.hint = _RETRY_SIGN_IN  # type: ignore[misc]  # sharpens the class hint
+            raise
         finally:
             service.close()
         with self._vault.lock(credential.id, timeout=TokenPolicy.declared().lock_timeout):
@@ -252,6 +260,12 @@ class Credentials:
             "The credential kept changing while the sign-in's tokens were being saved.",
             details={"credential_id": credential_id},
         )
+
+
+_RETRY_SIGN_IN = (
+    "Try the same sign-in answer again in a moment (reload the page Exact sent you back to); if "
+    "Exact then refuses the code, start the sign-in again."
+)
 
 
 def _reference(ref: object) -> str:

@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from exact_connector.clock import ManualClock
-from exact_connector.exceptions import CredentialPending, InputError, TokenResponseInvalid
+from exact_connector.exceptions import (
+    CredentialPending,
+    InputError,
+    ReauthRequired,
+    TokenResponseInvalid,
+    TransientError,
+)
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
 from exact_connector.vault import Credential, Vault
@@ -91,6 +97,54 @@ def test_a_forged_or_replayed_state_is_refused_before_the_token_call(
     with pytest.raises(InputError):
         connector.complete_authorization(credential.id, answer["code"], answer["state"])
     assert sum(sandbox.counters.token_grants.values()) == grants_before + 1
+
+
+def test_a_token_endpoint_outage_leaves_the_sign_in_open_for_the_same_answer(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """Exact's token endpoint answers 503 to the code exchange: the code was not spent, so the
+    person reloads the page Exact sent them back to and the same code and state finish the
+    sign-in (before, the state was used up and they had to start again). Then it is used up."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+    answer = _consent(sandbox, connector.authorization_url(credential, "state-outage-0001"))
+    sandbox.faults.add("error", status=503, path_contains="/oauth2/token")
+
+    with pytest.raises(TransientError) as outage:
+        connector.complete_authorization(credential.id, answer["code"], answer["state"])
+    assert "same sign-in answer again" in outage.value.hint
+
+    signed_in = connector.complete_authorization(credential.id, answer["code"], answer["state"])
+    assert signed_in.refresh_token is not None
+    with pytest.raises(InputError) as replayed:
+        connector.complete_authorization(credential.id, answer["code"], answer["state"])
+    assert replayed.value.errors[0]["path"] == "$.state"
+
+
+def test_a_refused_code_or_a_newer_sign_in_does_not_reopen_a_sign_in(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """Only an exchange Exact did not answer reopens the sign-in: a code Exact refused uses it
+    up, and one started meanwhile is the one that stays (the outage's state no longer works)."""
+    sandbox = world[0]
+    connector = _worker(world)
+    credential = _begin(connector, sandbox)
+    first = _consent(sandbox, connector.authorization_url(credential, "state-refused-01"))
+    with pytest.raises(ReauthRequired):
+        connector.complete_authorization(credential.id, "not-a-code-exact-gave", first["state"])
+    with pytest.raises(InputError):
+        connector.complete_authorization(credential.id, first["code"], first["state"])
+
+    second = _consent(sandbox, connector.authorization_url(credential, "state-outage-0002"))
+    sandbox.faults.add("error", status=502, path_contains="/oauth2/token")
+    with pytest.raises(TransientError) as outage:
+        connector.complete_authorization(credential.id, second["code"], second["state"])
+    third = _consent(sandbox, connector.authorization_url(credential, "state-newer-0003"))
+    with pytest.raises(InputError):
+        connector.complete_authorization(credential.id, second["code"], second["state"])
+    assert "same sign-in answer again" in outage.value.hint
+    assert connector.complete_authorization(credential.id, third["code"], third["state"])
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,36 @@ def test_an_expired_state_is_refused(home: Path, ring: KeyRing) -> None:
         assert vault.finish_sign_in(credential.id, STATE) is False
 
 
+def test_a_taken_sign_in_reopens_until_its_own_expiry_only(home: Path, ring: KeyRing) -> None:
+    """A sign-in put back (its code exchange went unanswered) is good again, until the time it
+    had, not a new time to live; once that has passed it is not put back at all."""
+    clock = ManualClock()
+    with Vault.open(home, keys=ring, clock=clock) as vault:
+        credential = add_credential(vault, "a")
+        vault.begin_sign_in(credential.id, STATE, ttl=60)
+        expires_at = vault.take_sign_in(credential.id, STATE)
+        assert expires_at == clock.now() + 60
+        assert vault.reopen_sign_in(credential.id, STATE, expires_at) is True
+        clock.advance(30)
+        assert vault.take_sign_in(credential.id, STATE) == expires_at
+        clock.advance(31)
+        assert vault.reopen_sign_in(credential.id, STATE, expires_at) is False
+        assert vault.finish_sign_in(credential.id, STATE) is False
+
+
+def test_a_reopened_sign_in_never_replaces_a_newer_one(vault: Vault) -> None:
+    """A sign-in started while the code exchange was out stays the pending one."""
+    credential = add_credential(vault, "a")
+    vault.begin_sign_in(credential.id, STATE)
+    expires_at = vault.take_sign_in(credential.id, STATE)
+    assert expires_at is not None
+    vault.begin_sign_in(credential.id, "a-newer-state-123456")
+
+    assert vault.reopen_sign_in(credential.id, STATE, expires_at) is False
+    assert vault.finish_sign_in(credential.id, STATE) is False
+    assert vault.finish_sign_in(credential.id, "a-newer-state-123456") is True
+
+
 def test_a_new_sign_in_replaces_the_pending_one(vault: Vault) -> None:
     """Starting again invalidates the earlier state."""
     credential = add_credential(vault, "a")
