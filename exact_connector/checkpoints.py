@@ -1,7 +1,7 @@
 """Where a trigger's position in a feed is kept: a small compare-and-swap store.
 
 A checkpoint is plain JSON state (row versions, the division's move date; nothing secret) under a
-text key naming (credential, trigger, division, endpoint). It advances only by
+text key naming (credential, trigger, division, endpoint[, consumer]). It advances only by
 :meth:`CheckpointStore.advance`, and only from the version the poll started at: a poll that was
 never acknowledged, or one acknowledged after another worker's, changes nothing. Engines keep
 checkpoints with the credential store (``Vault.checkpoints()``); the command line keeps them in a
@@ -28,15 +28,18 @@ State = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class CheckpointKey:
-    """Whose position in which feed: one per (credential, trigger, division, endpoint)."""
+    """Whose position in which feed: one per (credential, trigger, division, endpoint), and per
+    consumer (the engine's workflow) when one is named, so each workflow gets every event."""
 
     credential_id: str
     trigger: str
     division: int
     endpoint: str
+    consumer: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.credential_id}/{self.trigger}/{self.division}/{self.endpoint.lower()}"
+        shared = f"{self.credential_id}/{self.trigger}/{self.division}/{self.endpoint.lower()}"
+        return shared if self.consumer is None else f"{shared}#{self.consumer}"
 
 
 @dataclass(frozen=True, slots=True)

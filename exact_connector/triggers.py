@@ -8,6 +8,10 @@ the same events: each change reaches a workflow exactly once, counted at acknowl
 event carries a stable ``id`` (division, endpoint, key, row version) for engines that want to
 check.
 
+The position is kept per credential, trigger, division and endpoint, and per ``consumer`` when the
+input names one: an engine passes its workflow's id there, so two workflows watching the same
+endpoint each get every event, instead of whichever acknowledges first taking them.
+
 Each poll also checks, at most hourly, whether the division moved database (its row versions then
 restart); a move resyncs the feed from its beginning, and those events say ``resync: true``.
 """
@@ -100,7 +104,8 @@ class Triggers:
 
     def wake(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The polls a verified webhook event (``verify_and_parse(...).event``) asks for: "poll
-        now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll."""
+        now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll. An
+        engine runs each with its own workflows' full inputs (their ``consumer`` among them)."""
         division, action = event.get("division"), event.get("action")
         polls = []
         for found in feeds_for_topic(event.get("topic", "")):
@@ -151,7 +156,7 @@ class Triggers:
         credential, division = self._connector.checked(trigger, ref, inputs)
         watched = feed(inputs["endpoint"], deletions=POLLING_TRIGGERS[trigger])
         check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL)))
-        key = CheckpointKey(credential.id, trigger, division, watched.name)
+        key = CheckpointKey(credential.id, trigger, division, watched.name, inputs.get("consumer"))
         stored = self.store.load(str(key))
         version, state = (stored.version, stored.state) if stored else (0, {})
         return _Poll(trigger, watched, division, key, version, state)

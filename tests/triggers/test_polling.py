@@ -58,6 +58,46 @@ def test_only_the_first_of_two_acks_of_one_poll_advances(bench: Bench) -> None:
     assert triggers.ack(bench.credential_id, data["checkpoint"]) is False
 
 
+def test_two_workflows_watching_one_endpoint_each_get_every_event(bench: Bench) -> None:
+    """Each workflow names itself (its consumer): one acknowledging does not take the events
+    from the other, and each moves on at its own pace."""
+    first, second = {"consumer": "workflow-1"}, {"consumer": "workflow-2"}
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **first)
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **second)
+    exact = Exact(bench)
+    created = exact.new_account("Shared B.V.")
+
+    seen_first = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **first)
+    later = exact.new_account("Later B.V.")
+    seen_second = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **second)
+
+    assert [e["key"] for e in seen_first] == [created]
+    assert [e["key"] for e in seen_second] == [created, later]
+    assert seen_second[0]["id"] == seen_first[0]["id"]
+    assert [
+        e["key"] for e in poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **first)
+    ] == [later]
+    assert poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, **second) == []
+
+
+def test_without_a_consumer_polls_share_one_place_as_before(bench: Bench) -> None:
+    """No consumer keeps the key checkpoints were stored under before there was one: an ack by
+    one poller moves them all on, and a consumer's place is apart from it."""
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, consumer="workflow-3")
+    created = Exact(bench).new_account("Once B.V.")
+
+    assert [e["key"] for e in poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS)] == [created]
+    assert poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS) == []
+    assert [
+        e["key"]
+        for e in poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, consumer="workflow-3")
+    ] == [created]
+    stored = bench.connector.vault.checkpoints()
+    key = f"{bench.credential_id}/record_changed/{DIVISION}/{ACCOUNTS.lower()}"
+    assert stored.load(key) is not None and stored.load(key + "#workflow-3") is not None
+
+
 def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:
     """project/TimeTransactions reads sync/Project/TimeCostTransactions; one event per change."""
     poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
@@ -111,8 +151,9 @@ def test_a_large_change_set_is_handed_over_in_bounded_polls(bench: Bench) -> Non
         ({"endpoint": "crm/Contacts", "trigger": "record_deleted"}, "$.endpoint", "no_deletions"),
         ({"endpoint": ACCOUNTS, "interval_seconds": 10}, "$.interval_seconds", "budget"),
         ({"endpoint": ACCOUNTS, "limit": 0}, "$.limit", "minimum"),
+        ({"endpoint": ACCOUNTS, "consumer": "a/b"}, "$.consumer", "pattern"),
     ],
-    ids=["no-sync-api", "no-deletion-code", "interval-exhausts-budget", "limit-zero"],
+    ids=["no-sync-api", "no-deletion-code", "interval-exhausts-budget", "limit-zero", "consumer"],
 )
 def test_bad_trigger_input_is_refused_before_any_call(
     bench: Bench, inputs: dict[str, object], path: str, code: str
