@@ -72,7 +72,10 @@ def poll_cost(
 def check_interval(
     interval_seconds: int, *, feeds: int = 1, path: str = "$.interval_seconds"
 ) -> PollCost:
-    """The cost of an interval; an :class:`InputError` at ``path`` if it would exhaust the day."""
+    """The cost of an interval; an :class:`InputError` at ``path`` if it is not a whole number of
+    seconds from 1 to a day, or would exhaust the day."""
+    if type(interval_seconds) is not int or not 1 <= interval_seconds <= _DAY:
+        raise InputError.at(path, "range", f"must be a whole number of seconds from 1 to {_DAY}")
     cost = poll_cost(interval_seconds, feeds=feeds)
     if cost.idle_calls_per_day >= DAILY_CALLS:
         shortest = next(

@@ -55,3 +55,12 @@ def test_an_interval_that_exhausts_the_day_is_refused_with_the_shortest_safe_one
     assert raised.value.errors[0]["path"] == "$.interval_seconds"
     assert "18 seconds" in raised.value.hint
     assert check_interval(18).interval_seconds == 18
+
+
+@pytest.mark.parametrize("interval", [0, -5, 86_401, 2.5, True])
+def test_an_interval_that_is_no_number_of_seconds_is_an_input_error(interval: object) -> None:
+    """check_interval itself refuses what the schema refuses, not only its callers: 0 was a
+    ZeroDivisionError and -5 a negative cost that passed."""
+    with pytest.raises(InputError) as raised:
+        check_interval(interval, path="$.every")  # type: ignore[arg-type]
+    assert [(e["path"], e["code"]) for e in raised.value.errors] == [("$.every", "range")]
