@@ -175,15 +175,16 @@ class RateGovernor:
                 errors = self._check_error_budget(db, client_id, division, endpoint, now)
                 windows = self._load(db, client_id, division, now)
                 minute, day = windows["minute"], windows["day"]
+                spent_day: DailyRateLimited | None = None
                 if (day_opens := day.opens_at()) is not None:
-                    raise DailyRateLimited(
+                    spent_day = DailyRateLimited(
                         f"Division {division} used all {day.limit} API calls for today; Exact "
                         f"resets the count at {utc(day_opens).isoformat(timespec='seconds')}.",
                         details={"division": division, "endpoint": endpoint, "limit": day.limit},
                         retry_at=utc(day_opens),
                     )
                 opens = minute.opens_at()
-                if opens is None:
+                if spent_day is None and opens is None:
                     until = min(minute.end, day.end) - RESET_MARGIN
                     taken = lease_size(minute, day, ahead) if errors == 0 and now < until else 1
                     for _ in range(taken):
@@ -193,6 +194,12 @@ class RateGovernor:
                     if taken > 1:
                         self._add_lease(lease_key, _Lease(taken - 1, until, minute.end, day.end))
                     return
+                # No call now; the server counts the load folded in are kept all the same.
+                self._save(db, client_id, division, windows)
+            if spent_day is not None:
+                raise spent_day
+            if opens is None:  # not reached: an open day and minute took the call above
+                continue
             if deadline is not None and opens > deadline:
                 raise RateLimited(
                     f"Division {division} used its {minute.limit} calls for this minute; the next "
@@ -280,7 +287,9 @@ class RateGovernor:
     def snapshot(self, client_id: str, division: int) -> RateSnapshot:
         """The division's limits, what is left of them, and when each resets."""
         with self._transaction() as db:
+            self._lock_division(db, client_id, division)
             windows = self._load(db, client_id, division, self._clock.now())
+            self._save(db, client_id, division, windows)  # the server counts folded in are kept
         self._give_back(self._held(client_id, division), windows)  # reserved is not spent
         minute, day = windows["minute"], windows["day"]
         return RateSnapshot(

@@ -706,6 +706,35 @@ def test_snapshot_reflects_the_servers_headers(governor: RateGovernor) -> None:
     assert snapshot.day_reset - snapshot.minute_reset == timedelta(seconds=86_400 - 60)
 
 
+def test_the_servers_counts_outlive_the_snapshot_that_first_reads_them(
+    governor: RateGovernor,
+) -> None:
+    """A success's headers are folded in at the next read of the division; a snapshot is such a
+    read, and what it folded in stays (a second snapshot, or the next call, still sees it)."""
+    governor.observe(APP, DIV, ENDPOINT, 200, {**minutely(5, W + 60), **daily(4766, W + 86_400)})
+
+    first = governor.snapshot(APP, DIV)
+    second = governor.snapshot(APP, DIV)
+
+    assert (first.minute_remaining, first.day_remaining) == (5, 4766)
+    assert (second.minute_remaining, second.day_remaining) == (5, 4766)
+
+
+def test_the_servers_counts_outlive_a_call_that_waits_for_the_minute(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """A call that finds the minute spent waits; the daily count the last success reported is
+    kept through that wait, not dropped with the read that found the minute full."""
+    for _ in range(60):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+    governor.observe(APP, DIV, ENDPOINT, 200, {**minutely(0, W + 60), **daily(100, W + 86_400)})
+
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None)
+
+    assert clock.now() == W + 60 + RESET_MARGIN
+    assert governor.snapshot(APP, DIV).day_remaining == 99
+
+
 def test_state_file_is_shared_private_and_persistent(tmp_path: Path, clock: ManualClock) -> None:
     """Two governors on one file share reservations; the file is 0600 and survives a restart."""
     path = tmp_path / "home" / "limits.db"
