@@ -4,9 +4,11 @@ An endpoint can be watched when Exact has a ``sync/…`` twin for it (API-FACTS,
 twin lists every record ordered by its row version ``Timestamp``, 1,000 a page. Deletions come from
 the one ``sync/Deleted`` feed of a division, told apart by ``EntityType`` code; only the codes the
 facts name are used (2 accounts, 14 time and cost transactions, 21 projects), so "Deleted record"
-is offered for those feeds alone. Webhook topics (API-FACTS, "Topics seen") name the feed an event
-wakes. Everything here is derived from the catalog plus the small tables below: a new sync
-endpoint in the catalog is a new feed without new code.
+is offered for those feeds alone. The sync twins of orders, invoices and quotations hold one row
+per line: their events are per document, keyed by the document's own key. Webhook topics
+(API-FACTS, "Topics seen") name the feed an event wakes. Everything here is derived from the
+catalog plus the small tables below: a new sync endpoint in the catalog is a new feed without new
+code.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class Feed:
     key_field: str
     entity_type: int | None = None
     row_filter: tuple[str, int] | None = None
+    #: The watched endpoint's fields, when the sync twin holds one row per line of a document
+    #: (orders, invoices, quotations): an event is the document, made of these, once per poll.
+    document_fields: frozenset[str] | None = None
 
     @property
     def deletions(self) -> bool:
@@ -77,6 +82,13 @@ def _feed_for(sync: Endpoint) -> Feed:
     origin = catalog().get(_ORIGINS.get(sync.id, "")) or catalog().origin(sync)
     name = origin.id if origin is not None else sync.id
     names = {f.name for f in sync.fields}
+    document_fields = None
+    if origin is not None and sync.field("LineNumber") and not origin.field("LineNumber"):
+        # One row per line: its ID is the line's; the document's own key names the event.
+        document_fields = frozenset(
+            f.name for f in [*origin.fields, sync.field("Timestamp")] if f and f.name in names
+        )
+        names = set(document_fields)
     key = next((k for k in ("ID", origin and origin.primary_key) if k in names), "Timestamp")
     return Feed(
         name=name,
@@ -84,6 +96,7 @@ def _feed_for(sync: Endpoint) -> Feed:
         key_field=str(key),
         entity_type=_ENTITY_TYPES.get(sync.id),
         row_filter=_ROW_FILTERS.get(name),
+        document_fields=document_fields,
     )
 
 

@@ -190,6 +190,8 @@ class Triggers:
                 for row in batch.rows
                 if (event := _event(poll, row, deletions, resyncing)) is not None
             ]
+            if poll.feed.document_fields is not None and not deletions:
+                events = _per_document(events)
         state["timestamp"] = batch.last
         if not batch.more:
             state.pop("resyncing", None)
@@ -235,6 +237,8 @@ def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dic
         ):
             return None
         key = row.get(watched.key_field)
+        if watched.document_fields is not None:  # a line's row: the document's fields alone
+            row = {name: value for name, value in row.items() if name in watched.document_fields}
         created, modified = row.get("Created"), row.get("Modified")
         change = "new" if created is not None and created == modified else "updated"
     timestamp = row["Timestamp"]
@@ -248,6 +252,14 @@ def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dic
         "resync": resync,
         "record": row,
     }
+
+
+def _per_document(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event per document of a feed whose rows are lines: its last row's, in the place
+    that row had (a document changed again later in the same poll is reported once, as its
+    last version)."""
+    last = {event["key"]: index for index, event in enumerate(events)}
+    return [event for index, event in enumerate(events) if last[event["key"]] == index]
 
 
 def _encode(key: str, version: int, state: dict[str, Any]) -> str:

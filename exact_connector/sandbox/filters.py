@@ -329,6 +329,11 @@ def timestamp_only(node: Any) -> bool:
     return left.op == "ref" and left.value == "Timestamp" and right.kind == "number"
 
 
+def timestamp_after(node: Any) -> int:
+    """The row version of a ``Timestamp gt <number>`` filter (see :func:`timestamp_only`)."""
+    return int(node.args[1].value)
+
+
 def parse_filter(text: str, fields: Mapping[str, str]) -> Any:
     """A parsed, type-checked ``$filter`` over fields (name -> Edm type)."""
     return _Parser(text, fields).parse()

@@ -30,7 +30,7 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.clock import Clock
 from exact_connector.sandbox.counters import Counters
 from exact_connector.sandbox.domain import REFERENCES
-from exact_connector.sandbox.filters import predicate, timestamp_only
+from exact_connector.sandbox.filters import predicate, timestamp_after, timestamp_only
 from exact_connector.sandbox.functions import function_table, single_result
 from exact_connector.sandbox.history import takes_skip
 from exact_connector.sandbox.links import Link, child_links, group_by
@@ -49,6 +49,8 @@ from exact_connector.sandbox.writes import check_write
 __all__ = ["Rest"]
 
 _DIVISION_LISTS = frozenset({"system/divisions", "system/alldivisions", "hrm/divisions"})
+#: Row versions per document in a feed whose rows are lines (the most lines a document shows).
+_LINE_VERSIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ class Rest:
         options = self._options(call, listing=True)
         table, endpoint = call.table, call.endpoint
         self._check_filter(endpoint, options)
+        if (lines := self._per_line(call, options.select)) is not None:
+            return self._list_lines(call, options, lines)
         by_ts = endpoint.kind == "sync"
         order_edm = "Edm.Int64" if by_ts or table.spec.key_field is None else table.spec.key_type
         test = predicate(options.filter, table.getter) if options.filter is not None else None
@@ -206,6 +210,79 @@ class Rest:
         top_left = None if options.top is None else options.top - len(found.rows)
         if found.more and (top_left is None or top_left > 0):
             skiptoken = uri_literal(found.last, order_edm)
+            body["__next"] = next_link(call.collection, options.params, skiptoken, top_left)
+        return self._envelope({"d": body})
+
+    def _per_line(self, call: Call, select: tuple[str, ...] | None) -> Lines | None:
+        """A document's rows in its sync feed, when that feed holds one row per line.
+
+        Exact's sync twins of orders, invoices and quotations carry a ``LineNumber`` their regular
+        endpoint lacks: each row is one line, with the document's fields repeated, and a
+        document without lines has no row. Here a row is the document as rendered, with the
+        line's own fields (``ID``, ``LineNumber``, ``Item``…) from the line table.
+        """
+        endpoint = call.endpoint
+        origin = catalog().get(call.table.spec.id) if isinstance(call.table, Table) else None
+        if endpoint.kind != "sync" or origin is None or origin.field("LineNumber") is not None:
+            return None
+        links = child_links(origin.id).values()
+        link = next((k for k in links if catalog().lookup(k.child).field("LineNumber")), None)
+        if endpoint.field("LineNumber") is None or link is None:
+            return None
+        wanted = set(select) if select is not None and "*" not in select else None
+        child = catalog().lookup(link.child)
+        line_fields = [
+            f.name
+            for f in endpoint.fields
+            if origin.field(f.name) is None
+            and child.field(f.name) is not None
+            and (wanted is None or f.name in wanted)
+        ]
+        lines = self.store.table_by_id(call.division, link.child)
+        render_line = Renderer(child, lines, call.collection, line_fields or ["LineNumber"])
+        render = Renderer(endpoint, call.table, call.collection, select)
+        groups = group_by(lines.scan(False), lines.getter(link.field))
+        key = call.table.getter(origin.primary_key if isinstance(origin.primary_key, str) else "")
+
+        def rows(row: Row) -> list[dict[str, Any]]:
+            document = render(row)
+            return [
+                document | {name: line[name] for name in line_fields if name in line}
+                for line in map(render_line, groups.get(key(row), []))
+            ]
+
+        return rows
+
+    def _list_lines(self, call: Call, options: Options, lines: Lines) -> httpx.Response:
+        """A page of a feed whose rows are lines, in row-version order.
+
+        A line's row version is its document's times :data:`_LINE_VERSIONS`, plus its place: a
+        change to the document gives each of its rows a new one, as Exact's row per line would
+        (a change to a line alone does not show here).
+        """
+        after = timestamp_after(options.filter) if options.filter is not None else None
+        if options.skiptoken is not None:
+            after = max(after or 0, int(parse_key(options.skiptoken, "Edm.Int64")))
+        limit = call.endpoint.page_size if options.top is None else options.top
+        limit = min(limit, call.endpoint.page_size)
+        version_of = call.table.getter("Timestamp")
+        start = None if after is None else after // _LINE_VERSIONS
+        found: list[tuple[int, dict[str, Any]]] = []
+        for _, row in call.table.scan(True, start, inclusive=True):
+            base = int(version_of(row)) * _LINE_VERSIONS
+            for place, record in enumerate(lines(row)[:_LINE_VERSIONS]):
+                if after is None or base + place > after:
+                    if "Timestamp" in record:
+                        record["Timestamp"] = base + place
+                    found.append((base + place, record))
+            if len(found) > limit:
+                break
+        body: dict[str, Any] = {"results": [record for _, record in found[:limit]]}
+        if options.inlinecount:
+            body["__count"] = str(sum(len(lines(row)) for _, row in call.table.scan(True)))
+        top_left = None if options.top is None else options.top - len(body["results"])
+        if len(found) > limit and (top_left is None or top_left > 0):
+            skiptoken = uri_literal(found[limit - 1][0], "Edm.Int64")
             body["__next"] = next_link(call.collection, options.params, skiptoken, top_left)
         return self._envelope({"d": body})
 

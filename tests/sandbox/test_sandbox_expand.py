@@ -122,3 +122,45 @@ def test_deleting_an_invoice_deletes_its_lines(api: httpx.Client, sb: Sandbox) -
     assert deleted == {invoice["InvoiceID"], *owned["salesinvoice/SalesInvoiceLines"]} | set(
         owned["salesinvoice/SalesInvoiceOrderChargeLines"]
     )
+
+
+SYNC_INVOICES = f"/api/v1/{DIVISION}/sync/SalesInvoice/SalesInvoices"
+
+
+def test_the_sync_feed_of_invoices_holds_a_row_per_line(api: httpx.Client, sb: Sandbox) -> None:
+    """As Exact's does: each row is a line (its ID and LineNumber) with its invoice's fields,
+    in strictly rising row versions, every page after the last version of the one before."""
+    select = "Timestamp,InvoiceID,InvoiceNumber,ID,LineNumber"
+    rows = all_pages(api, SYNC_INVOICES, {"$select": select, "$top": "200"})
+    lines = sb.records(DIVISION, "salesinvoice/SalesInvoiceLines")
+
+    assert sorted(row["ID"] for row in rows) == sorted(line["ID"] for line in lines)
+    invoice_of = {line["ID"]: line["InvoiceID"] for line in lines}
+    assert all(row["InvoiceID"] == invoice_of[row["ID"]] for row in rows)
+    versions = [int(row["Timestamp"]) for row in rows]
+    assert versions == sorted(set(versions))
+    later = api.get(
+        SYNC_INVOICES, params={"$select": select, "$filter": f"Timestamp gt {versions[9]}L"}
+    )
+    assert [row["ID"] for row in later.json()["d"]["results"]] == [row["ID"] for row in rows[10:]]
+
+
+def test_a_new_invoice_adds_one_sync_row_per_line_and_one_without_lines_none(
+    api: httpx.Client, sb: Sandbox
+) -> None:
+    """A deep insert of three lines is three rows, after every row before; an invoice with no
+    lines has no row (Exact's feed is of lines)."""
+    item = sb.records(DIVISION, "logistics/Items")[0]["ID"]
+    select = {"$select": "Timestamp,InvoiceID,ID,LineNumber"}
+    before = all_pages(api, SYNC_INVOICES, select)
+    created = _new_invoice(api, sb, [{"Item": item, "Quantity": n} for n in (1, 2, 3)])
+    empty = _new_invoice(api, sb, [])
+    assert created.status_code == empty.status_code == 201
+
+    after = all_pages(api, SYNC_INVOICES, select)
+
+    added = after[len(before) :]
+    invoice = created.json()["d"]["InvoiceID"]
+    assert [row["InvoiceID"] for row in added] == [invoice] * 3
+    assert len({row["ID"] for row in added}) == 3
+    assert empty.json()["d"]["InvoiceID"] not in {row["InvoiceID"] for row in after}

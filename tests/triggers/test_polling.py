@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 from actions_harness import Bench
-from trigger_harness import ACCOUNTS, DIVISION, TIME_TRANSACTIONS, Exact, poll, poll_and_ack
+from trigger_harness import (
+    ACCOUNTS,
+    DIVISION,
+    INVOICES,
+    TIME_TRANSACTIONS,
+    Exact,
+    poll,
+    poll_and_ack,
+)
 
 
 def test_first_poll_starts_now_and_reports_nothing_old(bench: Bench) -> None:
@@ -96,6 +104,33 @@ def test_without_a_consumer_polls_share_one_place_as_before(bench: Bench) -> Non
     stored = bench.connector.vault.checkpoints()
     key = f"{bench.credential_id}/record_changed/{DIVISION}/{ACCOUNTS.lower()}"
     assert stored.load(key) is not None and stored.load(key + "#workflow-3") is not None
+
+
+def test_an_invoice_is_one_event_keyed_by_the_invoice_whatever_its_lines(bench: Bench) -> None:
+    """Exact's sync feed of sales invoices holds a row per line, whose ID is the line's: the
+    event is the invoice, keyed by its InvoiceID (a key its endpoint finds), made of the
+    invoice's fields, once however many lines it has."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    three, one = exact.new_invoice(lines=3), exact.new_invoice(lines=1)
+
+    events = poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+
+    assert [(e["change"], e["key"]) for e in events] == [("new", three), ("new", one)]
+    record = events[0]["record"]
+    assert record["InvoiceID"] == three
+    assert not {"ID", "LineNumber", "Item", "Quantity"} & set(record)
+    found = bench.connector.execute(
+        "list_or_get_endpoint",
+        bench.credential_id,
+        {"division": DIVISION, "endpoint": INVOICES, "id": three},
+    )
+    assert found["ok"] is True, found.get("error")
+    exact.update(INVOICES, three, {"Description": "Changed"})
+    changed = poll_and_ack(bench, "record_changed", endpoint=INVOICES, select=["Description"])
+    assert [(e["change"], e["key"], e["record"]["Description"]) for e in changed] == [
+        ("updated", three, "Changed")
+    ]
 
 
 def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:

@@ -12,6 +12,7 @@ from exact_connector.testing import register_secret
 DIVISION = 100001
 ACCOUNTS = "crm/Accounts"
 TIME_TRANSACTIONS = "project/TimeTransactions"
+INVOICES = "salesinvoice/SalesInvoices"
 
 
 class Exact:
@@ -33,6 +34,21 @@ class Exact:
         response = self._http.post(endpoint, json=body)
         assert response.status_code == 201, response.text
         return str(response.json()["d"]["ID"])
+
+    def new_invoice(self, lines: int) -> str:
+        """A sales invoice with ``lines`` lines (Exact's deep insert); its InvoiceID."""
+        sb = self.bench.sb
+        account = sb.records(DIVISION, ACCOUNTS)[0]["ID"]
+        item = sb.records(DIVISION, "logistics/Items")[0]["ID"]
+        body = {
+            "InvoiceTo": account,
+            "OrderedBy": account,
+            "SalesInvoiceLines": [{"Item": item, "Quantity": n + 1} for n in range(lines)],
+        }
+        self.bench.clock.advance(1)
+        response = self._http.post(INVOICES, json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["d"]["InvoiceID"])
 
     def update(self, endpoint: str, key: str, body: dict[str, Any]) -> None:
         """Change a record."""
