@@ -191,7 +191,7 @@ def _actions(connector: Connector, credential: str, story: _Story) -> int:
     hour_type = connector.options("hour_types", credential)[0]
     employee = connector.options("employees", credential)[0]
     calls = 3  # the three option lookups above, one API call each
-    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00")
     entry = {"division": division, "endpoint": "project/TimeTransactions"}
 
     def run(action: str, inputs: dict[str, Any]) -> ActionResult:
