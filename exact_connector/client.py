@@ -312,12 +312,17 @@ class ExactClient:
                     deadline=deadline,
                     on_wait=waiting,
                     ahead=ahead,
+                    board=True,
                 )
-            remaining = deadline - self.clock.now()
-            if remaining <= 0:
-                raise retries.out_of_time(endpoint.id, number)
-            sent = (method, url, body, headers, remaining, deadline)
-            attempt = self._attempt(sent, endpoint, division, maybe_processed)
+            try:
+                remaining = deadline - self.clock.now()
+                if remaining <= 0:
+                    raise retries.out_of_time(endpoint.id, number)
+                sent = (method, url, body, headers, remaining, deadline)
+                attempt = self._attempt(sent, endpoint, division, maybe_processed)
+            finally:
+                if paced_division is not None:
+                    self.governor.land(self.client_id, paced_division, endpoint.id)
             resolution = retries.resolve(method, attempt.happened)
             if resolution == "return" and attempt.response is not None:
                 return attempt.response

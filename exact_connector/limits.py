@@ -29,6 +29,12 @@ beside a minute's pacing), unless the caller says more calls follow at once: a l
 announces its next pages (``ahead``), so one reservation covers up to ``LEASE_MAX`` of them even
 at 60 a minute, and the list gives back what it did not use when it ends (:meth:`release`).
 
+The error budget counts answered errors; calls still under way may fail too. A call the client
+acquires with ``board`` counts as in flight until it lands (:meth:`RateGovernor.land`, after its
+answer is observed), and an endpoint's next call waits while its counted errors plus its calls in
+flight reach the stop: eleven workers sending a bad filter at once send eight, not eleven. The
+count of calls in flight is this process's: workers in several processes each keep their own.
+
 A 401 that the auth flow resolved (a resend with a token refreshed here or by another worker)
 does not count toward the error budget: with many workers, one rotation makes every other worker's
 cached token draw one, and counting those locked endpoints for an hour. A 401 left unresolved
@@ -40,6 +46,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +79,10 @@ from exact_connector.retries import MAX_RETRY_AFTER, clamp_wait, retry_after
 __all__ = ["RateGovernor", "RateHeaders", "RateSnapshot", "lease_size", "parse_rate_headers"]
 
 ERROR_WINDOW = 3_600.0
+#: A call in flight longer than this (real seconds) no longer holds back the error budget.
+FLIGHT_EXPIRY = 600.0
+#: How long (real seconds) a call waiting for calls in flight to land sleeps between checks.
+_LANDING_POLL = 0.5
 LEASE_MAX = 8  # calls one reservation may take at most
 LEASE_SHARE = 64  # ... and at most this fraction of what is left of the minute and the day
 PAST_RESET_BACKOFF = 1.0  # a 429 whose reset already passed: wait this long, then try again
@@ -110,6 +121,18 @@ class _Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class _NoCall:
+    """Why a reservation made no call: the day is spent, calls in flight fill what the error
+    budget leaves (``crowded``: the errors counted), or the minute is (``opens``)."""
+
+    spent_day: DailyRateLimited | None
+    crowded: int | None
+    opens: float | None
+    now: float
+    minute: Window
+
+
+@dataclass(frozen=True, slots=True)
 class RateSnapshot:
     """One division's budgets right now, for Test Connect's rate-limit headroom."""
 
@@ -119,6 +142,52 @@ class RateSnapshot:
     day_limit: int
     day_remaining: int
     day_reset: datetime
+
+
+_Key = tuple[str, int, str]
+
+
+class _InFlight:
+    """Calls sent and not yet answered, per endpoint of a division, in this process.
+
+    The error budget counts errors already answered; calls in flight may all fail too, so a call
+    boards only while the errors counted plus those in flight stay below the stop. A call that
+    never lands (its process lost the thread) stops counting after :data:`FLIGHT_EXPIRY`.
+    """
+
+    def __init__(self) -> None:
+        self._landed = threading.Condition()
+        self._flying: dict[_Key, list[float]] = {}
+
+    def board(self, key: _Key, room: int | None) -> bool:
+        """Count one call in flight if fewer than ``room`` are (None: whatever the number)."""
+        with self._landed:
+            flying = self._flying.setdefault(key, [])
+            cutoff = time.monotonic() - FLIGHT_EXPIRY
+            while flying and flying[0] < cutoff:
+                flying.pop(0)
+            if room is not None and len(flying) >= room:
+                return False
+            flying.append(time.monotonic())
+            return True
+
+    def count(self, key: _Key) -> int:
+        with self._landed:
+            return len(self._flying.get(key, ()))
+
+    def land(self, key: _Key) -> None:
+        with self._landed:
+            flying = self._flying.get(key)
+            if flying:
+                flying.pop(0)
+            if not flying:
+                self._flying.pop(key, None)
+            self._landed.notify_all()
+
+    def wait(self, seconds: float) -> None:
+        """Until a call lands, or ``seconds`` (real time) have passed."""
+        with self._landed:
+            self._landed.wait(seconds)
 
 
 class RateGovernor:
@@ -144,6 +213,7 @@ class RateGovernor:
         self._pending_lock = threading.Lock()
         self._leases: dict[tuple[str, int, str], _Lease] = {}
         self._lease_lock = threading.Lock()
+        self._flights = _InFlight()
         self._db: sqlite3.Connection | None = None  # the in-memory state's one connection
         self._idle: list[sqlite3.Connection] = []  # a state file's: one per concurrent caller
         self._opened: list[sqlite3.Connection] = []
@@ -158,47 +228,33 @@ class RateGovernor:
         deadline: float | None,
         on_wait: Callable[[float], None] | None = None,
         ahead: int = 0,
+        board: bool = False,
     ) -> None:
         """Reserve one call, waiting for the minute to refill; raise if the wait is not possible.
 
         ``on_wait`` hears when (epoch seconds) the wait will end, before each wait. ``ahead``: how
         many more calls to the endpoint the caller expects to make at once (the next pages of a
         list); they may be reserved now, as a lease that :meth:`release` gives back if unused.
+        ``board``: the call counts as in flight until :meth:`land`, and waits while the
+        endpoint's counted errors plus its calls in flight (this process's) reach the stop: if
+        they all failed, Exact would block the app.
         """
         lease_key = (client_id, division, endpoint.lower())
         if self._take_leased(lease_key):
+            if board:
+                self._flights.board(lease_key, None)  # leased: the endpoint had no error
             return
         while True:
-            with self._transaction() as db:
-                self._lock_division(db, client_id, division)  # before reading the clock
-                now = self._clock.now()
-                errors = self._check_error_budget(db, client_id, division, endpoint, now)
-                windows = self._load(db, client_id, division, now)
-                minute, day = windows["minute"], windows["day"]
-                spent_day: DailyRateLimited | None = None
-                if (day_opens := day.opens_at()) is not None:
-                    spent_day = DailyRateLimited(
-                        f"Division {division} used all {day.limit} API calls for today; Exact "
-                        f"resets the count at {utc(day_opens).isoformat(timespec='seconds')}.",
-                        details={"division": division, "endpoint": endpoint, "limit": day.limit},
-                        retry_at=utc(day_opens),
-                    )
-                opens = minute.opens_at()
-                if spent_day is None and opens is None:
-                    until = min(minute.end, day.end) - RESET_MARGIN
-                    taken = lease_size(minute, day, ahead) if errors == 0 and now < until else 1
-                    for _ in range(taken):
-                        minute.reserve(now)
-                        day.reserve(now)
-                    self._save(db, client_id, division, windows)
-                    if taken > 1:
-                        self._add_lease(lease_key, _Lease(taken - 1, until, minute.end, day.end))
-                    return
-                # No call now; the server counts the load folded in are kept all the same.
-                self._save(db, client_id, division, windows)
-            if spent_day is not None:
-                raise spent_day
-            if opens is None:  # not reached: an open day and minute took the call above
+            held = self._reserve(lease_key, endpoint, ahead, board)
+            if held is None:
+                return
+            if held.spent_day is not None:
+                raise held.spent_day
+            if held.crowded is not None:
+                self._wait_for_landing(lease_key, held.crowded, endpoint, deadline)
+                continue
+            opens, now, minute = held.opens, held.now, held.minute
+            if opens is None:  # not reached: an open day and minute took the call
                 continue
             if deadline is not None and opens > deadline:
                 raise RateLimited(
@@ -211,6 +267,69 @@ class RateGovernor:
             if on_wait is not None:
                 on_wait(opens)
             self._clock.sleep(opens - now)
+
+    def _reserve(self, key: _Key, endpoint: str, ahead: int, board: bool) -> _NoCall | None:
+        """One transaction of :meth:`acquire`: the call reserved (None), or why it was not."""
+        client_id, division, _ = key
+        boarded = False
+        try:
+            with self._transaction() as db:
+                self._lock_division(db, client_id, division)  # before reading the clock
+                now = self._clock.now()
+                errors = self._check_error_budget(db, client_id, division, endpoint, now)
+                windows = self._load(db, client_id, division, now)
+                minute, day = windows["minute"], windows["day"]
+                day_opens, opens = day.opens_at(), minute.opens_at()
+                open_now = day_opens is None and opens is None
+                if open_now and board:
+                    boarded = self._flights.board(key, self._error_stop - errors)
+                if open_now and (boarded or not board):
+                    until = min(minute.end, day.end) - RESET_MARGIN
+                    taken = lease_size(minute, day, ahead) if errors == 0 and now < until else 1
+                    for _ in range(taken):
+                        minute.reserve(now)
+                        day.reserve(now)
+                    self._save(db, client_id, division, windows)
+                    if taken > 1:
+                        self._add_lease(key, _Lease(taken - 1, until, minute.end, day.end))
+                    return None
+                # No call now; the server counts the load folded in are kept all the same.
+                self._save(db, client_id, division, windows)
+        except BaseException:
+            if boarded:  # no call will be made, so none will land
+                self._flights.land(key)
+            raise
+        spent_day = None
+        if day_opens is not None:
+            spent_day = DailyRateLimited(
+                f"Division {division} used all {day.limit} API calls for today; Exact resets "
+                f"the count at {utc(day_opens).isoformat(timespec='seconds')}.",
+                details={"division": division, "endpoint": endpoint, "limit": day.limit},
+                retry_at=utc(day_opens),
+            )
+        return _NoCall(spent_day, errors if open_now else None, opens, now, minute)
+
+    def in_flight(self, client_id: str, division: int, endpoint: str) -> int:
+        """How many calls to the endpoint this process acquired with ``board`` and not landed."""
+        return self._flights.count((client_id, division, endpoint.lower()))
+
+    def land(self, client_id: str, division: int, endpoint: str) -> None:
+        """A call acquired with ``board`` is answered, or failed: it is no longer in flight.
+        (Its answer is observed first, so a call waiting for it sees the error it drew.)"""
+        self._flights.land((client_id, division, endpoint.lower()))
+
+    def _wait_for_landing(
+        self, key: _Key, errors: int, endpoint: str, deadline: float | None
+    ) -> None:
+        if deadline is not None and self._clock.now() >= deadline:
+            flying = self._flights.count(key)
+            raise ErrorBudgetExhausted(
+                f"{errors} calls to {endpoint} failed in the last hour and {flying} more are "
+                f"under way; Exact blocks the app at {self._error_limit} errors an hour, so this "
+                "call waited for them to be answered, and the step's time ran out.",
+                details={"division": key[1], "endpoint": endpoint, "errors": errors},
+            )
+        self._flights.wait(_LANDING_POLL)
 
     def observe(
         self,
@@ -507,6 +626,7 @@ class RateGovernor:
         self._lock, self._db, self._idle, self._opened = threading.Lock(), None, [], []
         self._pending_lock, self._pending = threading.Lock(), {}
         self._lease_lock, self._leases = threading.Lock(), {}  # the parent's calls, not ours
+        self._flights = _InFlight()
 
     def _connect(self) -> sqlite3.Connection:
         if self._path is None:

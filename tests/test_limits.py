@@ -614,6 +614,59 @@ def test_seven_errors_still_allow_calls(governor: RateGovernor) -> None:
     governor.acquire(APP, DIV, ENDPOINT, deadline=None)
 
 
+def test_calls_in_flight_count_against_the_error_budget(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """Five errors counted and three calls under way: were those three to fail too, the next
+    call could make the ninth error, so it waits for one to be answered (here, past its deadline:
+    refused before sending). Another endpoint is not held back, and a landing makes room."""
+    fail(governor, 5)
+    for _ in range(3):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    assert governor.in_flight(APP, DIV, ENDPOINT.upper()) == 3
+
+    with pytest.raises(ErrorBudgetExhausted) as refused:
+        governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+
+    assert "5 calls to crm/Accounts failed in the last hour and 3 more are under way" in (
+        refused.value.message
+    )
+    governor.acquire(APP, DIV, "project/TimeTransactions", deadline=clock.now(), board=True)
+    governor.observe(APP, DIV, ENDPOINT, 200, {})
+    governor.land(APP, DIV, ENDPOINT)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 3
+
+
+def test_eleven_workers_on_a_failing_endpoint_send_no_more_than_the_stop(
+    governor: RateGovernor,
+) -> None:
+    """Eleven threads call an endpoint that answers 400 at the same moment: eight are sent and
+    three refused before sending, so Exact's ten errors an hour are never reached (each one's
+    check passed before any error was counted, and all eleven were sent)."""
+    sent, refused = [], []
+
+    def worker() -> None:
+        try:
+            governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+        except ErrorBudgetExhausted:
+            refused.append(1)
+            return
+        sent.append(1)
+        time.sleep(0.05)  # the request is under way
+        governor.observe(APP, DIV, ENDPOINT, 400, {})
+        governor.land(APP, DIV, ENDPOINT)
+
+    threads = [threading.Thread(target=worker) for _ in range(11)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert (len(sent), len(refused)) == (8, 3)
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 0
+
+
 def test_error_budget_is_per_endpoint_and_division(governor: RateGovernor) -> None:
     """G11: another endpoint, or the same endpoint in another division, is unaffected."""
     fail(governor, 8)

@@ -35,7 +35,7 @@ from exact_connector.exceptions import (
     TransientError,
 )
 from exact_connector.odata import key_literal
-from exact_connector.retries import backoff_delay
+from exact_connector.retries import MAX_ATTEMPTS, backoff_delay
 
 
 @pytest.fixture
@@ -458,3 +458,36 @@ def test_g11_the_error_budget_refuses_locally_before_exact_blocks(world: World) 
     times = endpoint("project/TimeTransactions")
     url = client.url(times, DIVISION, params={"$select": "ID"})
     assert client.request("GET", url, endpoint=times, division=DIVISION).status_code == 200
+
+
+def test_g11_every_attempt_lands_whatever_became_of_it(world: World) -> None:
+    """A call counts as in flight from its reservation to its answer: answered, refused (404),
+    lost in transport after retries, or stopped by the deadline, it lands, so no phantom call
+    holds the endpoint's error budget back (eight of them would stop it for good)."""
+    client = world.client()
+    accounts = endpoint()
+    key = (client.client_id, DIVISION, ACCOUNTS)
+    url = _account_url(world, client, "0f0e0d0c-0b0a-0908-0706-050403020100")
+    seen_in_flight: list[int] = []
+
+    def count_in_flight(request: httpx.Request, call: Callable[[], httpx.Response]) -> None:
+        if request.url.path.startswith("/api/v1/"):
+            seen_in_flight.append(client.governor.in_flight(*key))
+
+    world.app.tamper = count_in_flight
+    assert get_accounts(client).status_code == 200
+    assert seen_in_flight == [1]
+    assert client.governor.in_flight(*key) == 0
+    with pytest.raises(NotFound):
+        client.request("GET", url, endpoint=accounts, division=DIVISION)
+    assert client.governor.in_flight(*key) == 0
+    _on_api(world, "GET", _connect_error, times=MAX_ATTEMPTS)
+    with pytest.raises(TransientError):
+        get_accounts(client)
+    assert client.governor.in_flight(*key) == 0
+    with pytest.raises(RequestTimeout):
+        get_accounts(client, deadline=world.clock.now() - 1)
+    assert client.governor.in_flight(*key) == 0
+    for _ in range(12):
+        assert get_accounts(client).status_code == 200
+    assert client.governor.in_flight(*key) == 0
