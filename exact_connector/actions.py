@@ -242,19 +242,17 @@ def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
 def list_or_get(step: Step, data: dict[str, Any]) -> dict[str, Any]:
     """One record by key, or a list (with a resumable cursor when a limit stops it early)."""
     endpoint = resolve_endpoint(data["endpoint"], "GET", step)
-    raw = bool(data.get("raw"))
     if data.get("id") not in (None, ""):
         return {"record": _get_by_key(step, endpoint, data)}
-    pager, select = lists.pager(step, endpoint, data)
-    pager.shape = lists.shaper(pager.endpoint, raw, select)
-    pager.limit = limit = data.get("limit")
+    reading = lists.Reading(step, endpoint, data)
+    limit = data.get("limit")
     records = []
     with lists.list_errors(endpoint, data):
-        for record in pager:
+        for record in reading:
             records.append(record)
             if limit is not None and len(records) >= limit:
                 break
-    cursor = pager.cursor()
+    cursor = reading.pager.cursor()
     return {
         "records": records,
         "count": len(records),
@@ -279,16 +277,13 @@ def iter_list(step: Step, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if data.get("id") not in (None, ""):
         yield _get_by_key(step, endpoint, data)
         return
-    raw = bool(data.get("raw"))
     limit = data.get("limit")
-    pager, select = lists.pager(step, endpoint, data)
-    pager.shape = lists.shaper(pager.endpoint, raw, select)
-    pager.limit = limit
+    reading = lists.Reading(step, endpoint, data)
     with lists.list_errors(endpoint, data):
         if limit is None:
-            yield from pager
+            yield from reading
             return
-        for count, record in enumerate(pager, start=1):
+        for count, record in enumerate(reading, start=1):
             yield record
             if count >= limit:
                 return

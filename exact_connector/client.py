@@ -207,6 +207,9 @@ class ExactClient:
         self.stats = CallStats()
         #: Told of every call and every wait (see :mod:`exact_connector.progress`).
         self.progress: Progress | None = None
+        #: Endpoints (lower case) whose lists Exact refused without a ``$filter`` (its mandatory
+        #: filter, set per app): learnt from a refusal, shared by a connection's clients.
+        self.filter_required: set[str] = set()
         self._endpoint_id = ""
         self._timeout = timeout
         limits = [timeout.connect, timeout.read, timeout.write, timeout.pool]

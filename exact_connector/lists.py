@@ -21,7 +21,7 @@ from exact_connector.pagination import Cursor, Pager
 if TYPE_CHECKING:
     from exact_connector.actions import Step
 
-__all__ = ["checked_filter", "list_errors", "pager", "selected_fields", "shaper"]
+__all__ = ["Reading", "checked_filter", "list_errors", "pager", "selected_fields", "shaper"]
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
@@ -42,13 +42,9 @@ def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except ExactRejected as error:
-        message = str(error.details.get("exact_message", ""))
-        if (
-            data.get("filter")
-            or catalog().sync_api(endpoint) is None
-            or "filter" not in message.lower()
-        ):
+        if not _wants_a_filter(endpoint, data, error):
             raise
+        message = str(error.details.get("exact_message", ""))
         raise ExactRejected(
             f"Exact Online lists {endpoint.id} only with a filter: {message}",
             errors=[{"path": "$.filter", "code": "filter_required", "message": "add a filter"}],
@@ -63,6 +59,61 @@ def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
             errors=[{"path": "$.endpoint", "code": "unknown", "message": "Exact answered 404"}],
             details={k: v for k, v in error.details.items() if k != "errors"},
         ) from None
+
+
+def _wants_a_filter(endpoint: Endpoint, data: dict[str, Any], error: ExactRejected) -> bool:
+    """Whether Exact refused an unfiltered list for want of a ``$filter`` (API-FACTS §3: lists of
+    the regular and bulk endpoints that have a sync API; Exact sets the rule per app)."""
+    message = str(error.details.get("exact_message", ""))
+    return (
+        not data.get("filter")
+        and catalog().sync_api(endpoint) is not None
+        and "filter" in message.lower()
+    )
+
+
+class Reading:
+    """The records of ``list_or_get_endpoint``'s list, read by :attr:`pager`, shaped.
+
+    Where Exact refuses the first page of an unfiltered list for want of a filter (its mandatory
+    filter, which it sets per app), the list is read again from the endpoint's sync twin, which
+    takes none, and the connection remembers the endpoint (``ExactClient.filter_required``): its
+    later plain lists go to the sync twin at once. Only a refused first page is read again: no
+    record has been handed out yet.
+    """
+
+    def __init__(self, step: Step, endpoint: Endpoint, data: dict[str, Any]) -> None:
+        self._step, self._endpoint, self._data = step, endpoint, data
+        self.pager = self._open()
+
+    def _open(self) -> Pager:
+        made, select = pager(self._step, self._endpoint, self._data)
+        made.shape = shaper(made.endpoint, bool(self._data.get("raw")), select)
+        made.limit = self._data.get("limit")
+        return made
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.pager
+            return
+        except ExactRejected as error:
+            if not self._read_from_sync(error):
+                raise
+        yield from self.pager
+
+    def _read_from_sync(self, error: ExactRejected) -> bool:
+        """Whether the refused list is now read from the sync twin (see the class)."""
+        refused = self.pager
+        if refused.pages or refused.endpoint.kind == "sync":
+            return False
+        if not _wants_a_filter(self._endpoint, self._data, error):
+            return False
+        self._step.client.filter_required.add(self._endpoint.id.lower())
+        self.pager = self._open()
+        if self.pager.endpoint.kind == "sync":
+            return True
+        self.pager = refused  # no sync twin answers this list (an order, a missing field)
+        return False
 
 
 def shaper(endpoint: Endpoint, raw: bool, select: list[str]) -> Shaper:
@@ -158,7 +209,11 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
 
 
 def _list_target(
-    endpoint: Endpoint, data: dict[str, Any], compared: list[str], resumed: str | None = None
+    endpoint: Endpoint,
+    data: dict[str, Any],
+    compared: list[str],
+    resumed: str | None = None,
+    filter_required: bool = False,
 ) -> tuple[Endpoint, list[str]]:
     """The endpoint to page through, preferring a bulk or sync twin that answers the same question.
 
@@ -167,18 +222,22 @@ def _list_target(
     Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
     A twin must also have the fields the list filters and orders by (``compared``). A list
     resumed from a cursor stays on the endpoint the cursor was made on (``resumed``), whatever the
-    limit is now.
+    limit is now. Where the app must filter its lists (``filter_required``), a plain list goes to
+    the sync twin, however short: the regular and bulk endpoints would refuse it.
     """
     select = selected_fields(endpoint, data.get("select"))
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
+    plain = not data.get("filter") and not data.get("order_by")
     short = resumed is None and limit is not None and limit <= endpoint.page_size
+    if short and plain and filter_required:
+        short = False
     if endpoint.kind != "regular" or short or resumed == endpoint.id:
         return endpoint, select
     kinds: tuple[Literal["bulk", "sync"], ...] = ("bulk",)
-    if not data.get("filter") and not data.get("order_by"):
-        kinds = ("bulk", "sync")
+    if plain:
+        kinds = ("sync", "bulk") if filter_required else ("bulk", "sync")
     wanted = select or _scalar_fields(endpoint)
     for twin in _same_rows_twins(endpoint, kinds):
         fits = wanted and all(twin.field(n) for n in [*wanted, *compared])
@@ -231,7 +290,9 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
         filter_text, compared = checked_filter(endpoint, data["filter"])
     order = _order_by(endpoint, data["order_by"]) if data.get("order_by") else None
     compared += [term.split(" ")[0] for term in order.split(",")] if order else []
-    target, select = _list_target(endpoint, data, compared, cursor.endpoint if cursor else None)
+    filter_required = endpoint.id.lower() in step.client.filter_required
+    resumed = cursor.endpoint if cursor else None
+    target, select = _list_target(endpoint, data, compared, resumed, filter_required)
     params: dict[str, str] = {}
     if select:
         params["$select"] = ",".join(select)

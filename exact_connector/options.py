@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from exact_connector.catalog import catalog
+from exact_connector.catalog import Endpoint, catalog
 from exact_connector.datamanager import data_manager_schema
 from exact_connector.exceptions import (
     ConfigError,
     DivisionNotAllowed,
     ExactConnectorError,
+    ExactRejected,
     InputError,
 )
 from exact_connector.feeds import feeds
@@ -236,10 +237,63 @@ def _records(client: ExactClient, credential: Credential, params: dict[str, Any]
     return [{"value": row.get(key), "label": _label(row, labels or (key,))} for row in rows]
 
 
-def _page(client: ExactClient, division: int, endpoint_id: str, query: dict[str, str]) -> Any:
+def _page(
+    client: ExactClient, division: int, endpoint_id: str, query: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The first :data:`LIVE_LIMIT` rows of one page of the endpoint's list.
+
+    Where Exact refuses an unfiltered list for want of a ``$filter`` (its mandatory filter, set
+    per app), one page of the sync twin is read instead and ordered here: it takes no filter and
+    no order (the connection remembers, as for lists: one refused call, not one per form).
+    """
     endpoint = catalog().lookup(endpoint_id)
-    url = client.url(endpoint, division, None, query)
-    return islice(Pager(client, endpoint, division, url, page_cap=1), LIVE_LIMIT)
+    sync = _sync_for(endpoint, query)
+    if sync is None or endpoint.id.lower() not in client.filter_required:
+        url = client.url(endpoint, division, None, query)
+        try:
+            return list(islice(Pager(client, endpoint, division, url, page_cap=1), LIVE_LIMIT))
+        except ExactRejected as error:
+            message = str(error.details.get("exact_message", "")).lower()
+            if sync is None or "filter" not in message:
+                raise
+            client.filter_required.add(endpoint.id.lower())
+    return _sorted_sync_page(client, division, sync, query)
+
+
+def _sync_for(endpoint: Endpoint, query: dict[str, str]) -> Endpoint | None:
+    """The sync twin an unfiltered lookup can be read from instead: one with the fields asked
+    for, whose rows are the endpoint's records (not one per line of a document)."""
+    sync = catalog().sync_api(endpoint) if "$filter" not in query else None
+    if sync is None or (sync.field("LineNumber") and not endpoint.field("LineNumber")):
+        return None
+    order = query.get("$orderby", "").partition(" ")[0]
+    wanted = [*query["$select"].split(","), *([order] if order else [])]
+    return sync if all(sync.field(name) for name in wanted) else None
+
+
+def _sorted_sync_page(
+    client: ExactClient, division: int, sync: Endpoint, query: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One page of a sync twin (its oldest changes: a division with more rows than a page
+    offers a part of them, which a search narrows), in the order the query asked for."""
+    order = query.get("$orderby", "")
+    field, _, direction = order.partition(" ")
+    select = query["$select"].split(",")
+    wanted = [*select, field] if field and field not in select else select
+    url = client.url(sync, division, None, {"$select": ",".join(wanted)})
+    rows = list(Pager(client, sync, division, url, page_cap=1))
+    if field:
+        rows.sort(key=lambda row: _sort_key(row.get(field)), reverse=direction == "desc")
+    return rows[:LIVE_LIMIT]
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Nulls first, then text (case-folded, Exact's padded codes unpadded) or numbers."""
+    if value is None:
+        return (0, "")
+    if isinstance(value, str):
+        return (1, value.strip().casefold())
+    return (2, value)
 
 
 def _label(row: dict[str, Any], fields: tuple[str, ...]) -> str:

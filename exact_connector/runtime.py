@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
@@ -188,7 +188,7 @@ class Connector:
     def _client(self, credential: Credential) -> ExactClient:
         """A client for a credential read from the vault moments ago (it is not read again)."""
         channel = self._channel(credential)
-        return ExactClient(
+        client = ExactClient(
             self.vault,
             credential.id,
             transport=channel.transport,
@@ -199,6 +199,8 @@ class Connector:
             http=channel.http,
             origin=channel.origin,
         )
+        client.filter_required = channel.filter_required
+        return client
 
     def _channel(self, credential: Credential) -> _Channel:
         given = self.transport
@@ -394,12 +396,13 @@ async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 class _Channel:
     """What a credential's steps share: its parsed origin, its connections (the Connector's own
     pools, one per thread up to :data:`~exact_connector.pools.SHARDS`, or the transport it was
-    given) and the HTTP client on them."""
+    given), the HTTP client on them, and the endpoints Exact requires it to filter lists of."""
 
     origin: Origin
     transport: httpx.BaseTransport
     http: httpx.Client
     owned: bool
+    filter_required: set[str] = field(default_factory=set)
 
     @classmethod
     def open(cls, origin: Origin, given: httpx.BaseTransport | None) -> _Channel:

@@ -132,13 +132,86 @@ def test_a_sync_endpoint_filtered_on_anything_but_timestamp_is_refused_unsent(
 
 
 @pytest.mark.parametrize("limit", [5, None], ids=["first-page", "whole-list-through-bulk"])
-def test_an_unfiltered_list_exact_refuses_names_the_filter(
+def test_an_unfiltered_list_exact_refuses_is_read_from_the_sync_twin(
     strict: World, limit: int | None
 ) -> None:
-    """Exact's mandatory $filter (KB "API limits"): the error says to add one, at $.filter."""
+    """Exact's mandatory $filter (KB "API limits", set per app) refuses a plain list of a
+    regular or bulk endpoint with a sync API: the list is read from the sync twin, which takes
+    none, after that one refused call; the next plain list of the endpoint goes there at once."""
     inputs: dict[str, object] = {"endpoint": "crm/Accounts", "select": ["ID", "Name"]}
     if limit is not None:
         inputs["limit"] = limit
+    everyone = sorted(r["ID"] for r in strict.sb.records(DIVISION, "crm/Accounts"))
+
+    first = _list(strict, **inputs)
+    again = _list(strict, **inputs)
+
+    for result, calls in ((first, 2), (again, 1)):
+        assert result["ok"], result
+        data = result["data"]
+        assert isinstance(data, dict)
+        ids = [record["ID"] for record in data["records"]]
+        assert len(ids) == (limit or len(everyone)) and set(ids) <= set(everyone)
+        assert set(data["records"][0]) == {"ID", "Name"}
+        assert result["meta"]["api_calls"] == calls
+    paths = [path.split(f"/{DIVISION}/")[1] for _, path in strict.recorder.api[-3:]]
+    refused = "crm/Accounts" if limit is not None else "bulk/CRM/Accounts"
+    assert paths == [refused, "sync/CRM/Accounts", "sync/CRM/Accounts"]
+
+
+def test_a_stream_exact_refuses_for_want_of_a_filter_is_read_from_the_sync_twin(
+    strict: World,
+) -> None:
+    """Connector.stream (no envelope) reads the same records the same way, each once."""
+    stream = strict.connector.stream(
+        strict.credential_id,
+        {"division": DIVISION, "endpoint": "crm/Accounts", "select": ["ID", "Code"]},
+    )
+
+    codes = [record["Code"] for record in stream]
+
+    assert sorted(codes) == sorted(r["Code"] for r in strict.sb.records(DIVISION, "crm/Accounts"))
+    assert len(set(codes)) == len(codes)
+    assert [path.split(f"/{DIVISION}/")[1] for _, path in strict.recorder.api[-2:]] == [
+        "bulk/CRM/Accounts",
+        "sync/CRM/Accounts",
+    ]
+
+
+def test_dropdowns_exact_refuses_for_want_of_a_filter_are_read_from_the_sync_twin(
+    strict: World,
+) -> None:
+    """The Data Manager's account and project lists are unfiltered (until a search): refused
+    once, they are read from the sync twin and sorted as asked; the next load goes there at
+    once, and a search (a filter) goes to the endpoint itself."""
+    options = strict.connector.options
+    start = len(strict.recorder.api)
+
+    accounts = options("accounts", strict.credential_id, division=DIVISION)
+    again = options("accounts", strict.credential_id, division=DIVISION)
+    searched = options("accounts", strict.credential_id, division=DIVISION, search="a")
+    projects = options("projects", strict.credential_id, division=DIVISION)
+
+    name_of = {
+        r["ID"]: r["Name"].strip().casefold() for r in strict.sb.records(DIVISION, "crm/Accounts")
+    }
+    assert [name_of[o["value"]] for o in accounts] == sorted(name_of.values())[: len(accounts)]
+    assert again == accounts and len(accounts) == 60 and searched and projects
+    paths = [path.split(f"/{DIVISION}/")[1] for _, path in strict.recorder.api[start:]]
+    assert paths == [
+        "crm/Accounts",
+        "sync/CRM/Accounts",
+        "sync/CRM/Accounts",
+        "crm/Accounts",
+        "project/Projects",
+        "sync/Project/Projects",
+    ]
+
+
+def test_an_unfiltered_ordered_list_exact_refuses_names_the_filter(strict: World) -> None:
+    """A sync twin cannot order, so an ordered plain list Exact refuses stays refused: the
+    error says to add a filter, at $.filter, and one does it."""
+    inputs: dict[str, object] = {"endpoint": "crm/Accounts", "order_by": "Name", "limit": 5}
     error = assert_error(
         _list(strict, **inputs), "exact_rejected", "user", retryable=False, api_calls=1
     )
