@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,13 +41,16 @@ if TYPE_CHECKING:
     from exact_connector.client import ExactClient
     from exact_connector.runtime import Connector, CredentialRef
 
-__all__ = ["POLLING_TRIGGERS", "Triggers"]
+__all__ = ["POLLING_TRIGGERS", "REPLAY_WINDOW", "Triggers"]
 
 #: Polling trigger id -> whether it reports deletions (else new and updated records).
 POLLING_TRIGGERS = {"record_changed": False, "record_deleted": True}
 _CHECKPOINT_PREFIX = "k1."
 Work = Callable[["ExactClient"], dict[str, Any]]
 _DEFAULT_LIMIT = 1_000
+#: How long (seconds) a webhook delivery is remembered, so that the same one again wakes no poll.
+REPLAY_WINDOW = 3_600.0
+_DELIVERIES_KEPT = 10_000
 _DELETED_FIELDS = ("ID", "EntityKey", "EntityType", "DeletedBy", "DeletedDate", "Division")
 
 
@@ -67,6 +72,8 @@ class Triggers:
     def __init__(self, connector: Connector, store: CheckpointStore | None = None) -> None:
         self._connector = connector
         self._store = store
+        self._delivered: dict[str, float] = {}  # a delivery's digest -> when it woke polls
+        self._delivered_lock = threading.Lock()
 
     @property
     def store(self) -> CheckpointStore:
@@ -105,7 +112,14 @@ class Triggers:
     def wake(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The polls a verified webhook event (``verify_and_parse(...).event``) asks for: "poll
         now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll. An
-        engine runs each with its own workflows' full inputs (their ``consumer`` among them)."""
+        engine runs each with its own workflows' full inputs (their ``consumer`` among them).
+
+        The same delivery again within :data:`REPLAY_WINDOW` (Exact delivering twice, or a
+        captured one replayed: its signature still holds) asks for none: each poll costs an API
+        call of the division's day. Remembered by this object, so per engine process.
+        """
+        if self._seen_before(event):
+            return []
         division, action = event.get("division"), event.get("action")
         polls = []
         for found in feeds_for_topic(event.get("topic", "")):
@@ -116,6 +130,22 @@ class Triggers:
         return polls
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _seen_before(self, event: dict[str, Any]) -> bool:
+        """Whether this very delivery woke polls within the replay window (it is remembered)."""
+        text = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        now = self._connector.clock.now()
+        with self._delivered_lock:
+            delivered = self._delivered
+            while delivered and next(iter(delivered.values())) <= now - REPLAY_WINDOW:
+                del delivered[next(iter(delivered))]  # the oldest first: insertion order
+            if digest in delivered:
+                return True
+            delivered[digest] = now
+            if len(delivered) > _DELIVERIES_KEPT:
+                del delivered[next(iter(delivered))]
+        return False
 
     def _envelope(
         self, trigger: str, work: Callable[[], tuple[CredentialRef, Work]]

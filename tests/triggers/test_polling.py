@@ -14,6 +14,8 @@ from trigger_harness import (
     poll_and_ack,
 )
 
+from exact_connector.triggers import REPLAY_WINDOW
+
 
 def test_first_poll_starts_now_and_reports_nothing_old(bench: Bench) -> None:
     """A trigger starting "now" skips every existing record and then sees only new ones."""
@@ -246,3 +248,34 @@ def test_a_cost_transaction_is_not_a_time_transaction_event_whatever_the_select(
     )
 
     assert events == []
+
+
+def _delivery(key: str, created_on: str = "2026-01-01T00:00:05") -> dict[str, object]:
+    """An event as verify_and_parse gives it for a change to an account."""
+    return {
+        "topic": "Accounts",
+        "division": DIVISION,
+        "action": "Update",
+        "key": key,
+        "endpoint": f"https://start.exactonline.nl/api/v1/{DIVISION}/crm/Accounts(guid'{key}')",
+        "created_on": created_on,
+        "client_id": "app",
+    }
+
+
+def test_the_same_webhook_delivery_again_wakes_no_poll(bench: Bench) -> None:
+    """Exact delivering twice, or a captured delivery replayed (its signature still holds),
+    asks for no second poll within the replay window: each poll costs one of the division's
+    calls. Another delivery does wake one, and so does the same one after the window."""
+    triggers = bench.connector.triggers
+    wanted = [{"trigger": "record_changed", "inputs": {"division": DIVISION, "endpoint": ACCOUNTS}}]
+    first = _delivery("9b1d2c3e-4f5a-4b6c-8d7e-0f1a2b3c4d5e")
+
+    assert triggers.wake(first) == wanted
+    assert triggers.wake(dict(first)) == []
+    assert (
+        triggers.wake(_delivery("9b1d2c3e-4f5a-4b6c-8d7e-0f1a2b3c4d5e", "2026-01-01T00:00:09"))
+        == wanted
+    )
+    bench.clock.advance(REPLAY_WINDOW)
+    assert triggers.wake(first) == wanted
