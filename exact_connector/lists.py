@@ -237,7 +237,7 @@ def _list_target(
         return endpoint, select
     kinds: tuple[Literal["bulk", "sync"], ...] = ("bulk",)
     if plain:
-        kinds = ("sync", "bulk") if filter_required else ("bulk", "sync")
+        kinds = ("sync",) if filter_required else ("bulk", "sync")
     wanted = select or _scalar_fields(endpoint)
     for twin in _same_rows_twins(endpoint, kinds):
         fits = wanted and all(twin.field(n) for n in [*wanted, *compared])

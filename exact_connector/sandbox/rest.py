@@ -222,12 +222,14 @@ class Rest:
         line's own fields (``ID``, ``LineNumber``, ``Item``…) from the line table.
         """
         endpoint = call.endpoint
+        if endpoint.kind != "sync" or endpoint.field("LineNumber") is None:
+            return None
         origin = catalog().get(call.table.spec.id) if isinstance(call.table, Table) else None
-        if endpoint.kind != "sync" or origin is None or origin.field("LineNumber") is not None:
+        if origin is None or origin.field("LineNumber") is not None:
             return None
         links = child_links(origin.id).values()
         link = next((k for k in links if catalog().lookup(k.child).field("LineNumber")), None)
-        if endpoint.field("LineNumber") is None or link is None:
+        if link is None:
             return None
         wanted = set(select) if select is not None and "*" not in select else None
         child = catalog().lookup(link.child)
