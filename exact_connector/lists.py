@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from difflib import get_close_matches
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
 
 from exact_connector.catalog import Endpoint, catalog
@@ -29,6 +30,7 @@ _DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
 _SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)
+_NO_RECORD: dict[str, Any] = {}  # next()'s default: a list that has none
 
 
 @contextmanager
@@ -93,13 +95,21 @@ class Reading:
         return made
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The pager's records; its first page is read here (no generator in between: a list's
+        every record passes through what this returns)."""
+        records = iter(self.pager)
         try:
-            yield from self.pager
-            return
+            first = next(records)
+        except StopIteration:
+            return records
         except ExactRejected as error:
             if not self._read_from_sync(error):
                 raise
-        yield from self.pager
+            records = iter(self.pager)
+            first = next(records, _NO_RECORD)
+            if first is _NO_RECORD:
+                return records
+        return chain((first,), records)
 
     def _read_from_sync(self, error: ExactRejected) -> bool:
         """Whether the refused list is now read from the sync twin (see the class)."""
