@@ -152,42 +152,52 @@ class _InFlight:
 
     The error budget counts errors already answered; calls in flight may all fail too, so a call
     boards only while the errors counted plus those in flight stay below the stop. A call that
-    never lands (its process lost the thread) stops counting after :data:`FLIGHT_EXPIRY`.
+    never lands (its process lost the thread) stops counting after :data:`FLIGHT_EXPIRY`. Every
+    call boards and lands, so both take one plain lock and wake nobody unless someone waits.
     """
 
     def __init__(self) -> None:
-        self._landed = threading.Condition()
+        self._lock = threading.Lock()
+        self._landed = threading.Condition(self._lock)
         self._flying: dict[_Key, list[float]] = {}
+        self._waiting = 0
 
     def board(self, key: _Key, room: int | None) -> bool:
         """Count one call in flight if fewer than ``room`` are (None: whatever the number)."""
-        with self._landed:
-            flying = self._flying.setdefault(key, [])
-            cutoff = time.monotonic() - FLIGHT_EXPIRY
-            while flying and flying[0] < cutoff:
+        now = time.monotonic()
+        with self._lock:
+            flying = self._flying.get(key)
+            if flying is None:
+                flying = self._flying[key] = []
+            while flying and flying[0] < now - FLIGHT_EXPIRY:
                 flying.pop(0)
             if room is not None and len(flying) >= room:
                 return False
-            flying.append(time.monotonic())
+            flying.append(now)
             return True
 
     def count(self, key: _Key) -> int:
-        with self._landed:
+        with self._lock:
             return len(self._flying.get(key, ()))
 
     def land(self, key: _Key) -> None:
-        with self._landed:
+        with self._lock:
             flying = self._flying.get(key)
             if flying:
                 flying.pop(0)
             if not flying:
                 self._flying.pop(key, None)
-            self._landed.notify_all()
+            if self._waiting:
+                self._landed.notify_all()
 
     def wait(self, seconds: float) -> None:
         """Until a call lands, or ``seconds`` (real time) have passed."""
-        with self._landed:
-            self._landed.wait(seconds)
+        with self._lock:
+            self._waiting += 1
+            try:
+                self._landed.wait(seconds)
+            finally:
+                self._waiting -= 1
 
 
 class RateGovernor:
