@@ -215,12 +215,15 @@ class Triggers:
                 client, endpoint, poll.division, since or FIRST_TIMESTAMP, select, limit=limit
             )
             resyncing = bool(state.get("resyncing"))
+            documents = poll.feed.document_fields is not None and not deletions
+            if documents and batch.more:
+                batch = _whole_documents(batch, poll.feed.key_field)
             events = [
                 event
                 for row in batch.rows
                 if (event := _event(poll, row, deletions, resyncing)) is not None
             ]
-            if poll.feed.document_fields is not None and not deletions:
+            if documents:
                 events = _per_document(events)
         state["timestamp"] = batch.last
         if not batch.more:
@@ -282,6 +285,19 @@ def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dic
         "resync": resync,
         "record": row,
     }
+
+
+def _whole_documents(batch: Batch, key_field: str) -> Batch:
+    """A batch that stops before the document its last rows belong to (its other lines may be
+    in the next batch: that poll reports it, once), unless that document is all the batch holds.
+    """
+    rows = batch.rows
+    cut = len(rows)
+    while cut and rows[cut - 1].get(key_field) == rows[-1].get(key_field):
+        cut -= 1
+    if cut == 0:
+        return batch
+    return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, batch.calls)
 
 
 def _per_document(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -135,6 +135,26 @@ def test_an_invoice_is_one_event_keyed_by_the_invoice_whatever_its_lines(bench: 
     ]
 
 
+def test_an_invoice_whose_lines_straddle_two_polls_is_reported_once(bench: Bench) -> None:
+    """A poll reads a bounded number of rows; one that ends inside an invoice's lines leaves
+    that invoice to the next poll, which reads all its lines: each invoice once, in order."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    invoices = [exact.new_invoice(lines=3) for _ in range(3)]
+
+    reported, polls = [], 0
+    while True:
+        data = poll(bench, "record_changed", endpoint=INVOICES, limit=4)
+        assert bench.connector.triggers.ack(bench.credential_id, data["checkpoint"])
+        reported += [(e["change"], e["key"]) for e in data["events"]]
+        polls += 1
+        if not data["more"]:
+            break
+
+    assert reported == [("new", key) for key in invoices]
+    assert polls == 3
+
+
 def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:
     """project/TimeTransactions reads sync/Project/TimeCostTransactions; one event per change."""
     poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
