@@ -281,7 +281,7 @@ def _sorted_sync_page(
     select = query["$select"].split(",")
     wanted = [*select, field] if field and field not in select else select
     url = client.url(sync, division, None, {"$select": ",".join(wanted)})
-    rows = list(Pager(client, sync, division, url, page_cap=1))
+    rows = list(islice(Pager(client, sync, division, url, page_cap=1), sync.page_size))
     if field:
         rows.sort(key=lambda row: _sort_key(row.get(field)), reverse=direction == "desc")
     return rows[:LIVE_LIMIT]

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from e2e_harness import ACTIONS, DIVISION, World, assert_error, assert_refused, loopback_world
 
+from exact_connector.clock import ManualClock
+from exact_connector.sandbox import Sandbox
+from exact_connector.testing import connect
+
 pytestmark = pytest.mark.e2e
 
 
@@ -206,6 +210,29 @@ def test_dropdowns_exact_refuses_for_want_of_a_filter_are_read_from_the_sync_twi
         "project/Projects",
         "sync/Project/Projects",
     ]
+
+
+def test_a_dropdown_exact_refuses_reads_one_sync_page_of_a_large_division(
+    tmp_path: Path,
+) -> None:
+    """With more rows than a sync page holds (1,000), the fallback offers what the first page
+    has, sorted; it does not walk on to the second page (the pager's cap of one page)."""
+    sandbox = Sandbox(
+        clock=ManualClock(),
+        auto_consent=True,
+        limits=False,
+        mandatory_filter=True,
+        rows_per_endpoint={"crm/Accounts": 1200},
+    )
+    with connect(sandbox, tmp_path / "vault", name="large") as made:
+        accounts = made.connector.options("accounts", made.credential_id, division=DIVISION)
+        picked = made.connector.options(
+            "records", made.credential_id, endpoint="crm/Accounts", division=DIVISION
+        )
+
+    assert len(accounts) == len(picked) == 60
+    labels = [option["label"] for option in accounts]
+    assert labels == sorted(labels, key=lambda label: label.split(" — ")[-1].casefold())
 
 
 def test_an_unfiltered_ordered_list_exact_refuses_names_the_filter(strict: World) -> None:
