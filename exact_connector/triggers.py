@@ -217,7 +217,13 @@ class Triggers:
             resyncing = bool(state.get("resyncing"))
             documents = poll.feed.document_fields is not None and not deletions
             if documents and batch.more:
-                batch = _whole_documents(batch, poll.feed.key_field)
+                batch = _whole_documents(
+                    batch,
+                    poll.feed.key_field,
+                    lambda after: read_since(
+                        client, endpoint, poll.division, after, select, limit=limit
+                    ),
+                )
             events = [
                 event
                 for row in batch.rows
@@ -287,17 +293,23 @@ def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dic
     }
 
 
-def _whole_documents(batch: Batch, key_field: str) -> Batch:
-    """A batch that stops before the document its last rows belong to (its other lines may be
-    in the next batch: that poll reports it, once), unless that document is all the batch holds.
-    """
-    rows = batch.rows
-    cut = len(rows)
-    while cut and rows[cut - 1].get(key_field) == rows[-1].get(key_field):
-        cut -= 1
-    if cut == 0:
-        return batch
-    return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, batch.calls)
+def _whole_documents(batch: Batch, key_field: str, read_after: Callable[[int], Batch]) -> Batch:
+    """A batch of whole documents: it stops before the document its last rows belong to (its
+    other lines may follow: the next poll reports it, once). A document that fills the batch
+    alone is read on to its end (``read_after``), so it too is reported once."""
+    rows, last, more, calls = list(batch.rows), batch.last, batch.more, batch.calls
+    while more and rows:
+        cut = len(rows)
+        while cut and rows[cut - 1].get(key_field) == rows[-1].get(key_field):
+            cut -= 1
+        if cut:
+            return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, calls)
+        after = read_after(last)
+        if not after.rows:
+            break
+        rows += after.rows
+        last, more, calls = after.last, after.more, calls + after.calls
+    return Batch(rows, last, more, calls)
 
 
 def _per_document(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

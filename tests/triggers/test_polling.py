@@ -155,6 +155,27 @@ def test_an_invoice_whose_lines_straddle_two_polls_is_reported_once(bench: Bench
     assert polls == 3
 
 
+@pytest.mark.parametrize("limit", [1, 2])
+def test_an_invoice_with_more_lines_than_a_poll_reads_is_reported_once(
+    bench: Bench, limit: int
+) -> None:
+    """A document that alone fills what a poll reads is read on to its last line: reported
+    once, never again as "new" by the poll that reads the rest of its lines."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    invoices = [exact.new_invoice(lines=3) for _ in range(2)]
+
+    reported = []
+    for _ in range(10):
+        data = poll(bench, "record_changed", endpoint=INVOICES, limit=limit)
+        assert bench.connector.triggers.ack(bench.credential_id, data["checkpoint"])
+        reported += [(e["change"], e["key"]) for e in data["events"]]
+        if not data["more"]:
+            break
+
+    assert reported == [("new", key) for key in invoices]
+
+
 def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:
     """project/TimeTransactions reads sync/Project/TimeCostTransactions; one event per change."""
     poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
