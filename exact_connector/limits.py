@@ -251,9 +251,10 @@ class RateGovernor:
         """
         lease_key = (client_id, division, endpoint.lower())
         if self._take_leased(lease_key):
-            if board:
-                self._flights.board(lease_key, None)  # leased: the endpoint had no error
-            return
+            # A lease exists only while the endpoint has no error counted: the stop is the room.
+            if not board or self._flights.board(lease_key, self._error_stop):
+                return
+            self._give_back_leased(lease_key)  # calls in flight fill it: wait as any call does
         while True:
             held = self._reserve(lease_key, endpoint, ahead, board)
             if held is None:
@@ -469,6 +470,14 @@ class RateGovernor:
                 return True
             del self._leases[key]  # spent, or its windows are ending: the state decides again
             return False
+
+    def _give_back_leased(self, key: tuple[str, int, str]) -> None:
+        """Return a call :meth:`_take_leased` gave out and that is not made (if the lease is
+        still there; else it stays counted until its windows end)."""
+        with self._lease_lock:
+            lease = self._leases.get(key)
+            if lease is not None:
+                lease.left += 1
 
     def _add_lease(self, key: tuple[str, int, str], lease: _Lease) -> None:
         with self._lease_lock:

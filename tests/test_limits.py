@@ -638,6 +638,29 @@ def test_calls_in_flight_count_against_the_error_budget(
     assert governor.in_flight(APP, DIV, ENDPOINT) == 3
 
 
+def test_a_leased_call_boards_only_while_there_is_room(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """A list's next pages reserved ahead (a lease) are calls like any other: with the stop's
+    worth of calls in flight, one more taken from the lease waits too (here, past its deadline:
+    refused) and goes back to the lease; once a call lands, the next call is made."""
+    for _ in range(7):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7, board=True)
+    remaining = governor.snapshot(APP, DIV).minute_remaining
+
+    with pytest.raises(ErrorBudgetExhausted):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 8
+    assert governor.snapshot(APP, DIV).minute_remaining == remaining  # the leased call kept
+    governor.observe(APP, DIV, ENDPOINT, 200, {})
+    governor.land(APP, DIV, ENDPOINT)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 8
+    assert governor.snapshot(APP, DIV).minute_remaining == remaining - 1
+
+
 def test_eleven_workers_on_a_failing_endpoint_send_no_more_than_the_stop(
     governor: RateGovernor,
 ) -> None:
