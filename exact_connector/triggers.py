@@ -305,10 +305,10 @@ def _whole_documents(batch: Batch, key_field: str, read_after: Callable[[int], B
         if cut:
             return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, calls)
         after = read_after(last)
-        if not after.rows:
-            break
         rows += after.rows
-        last, more, calls = after.last, after.more, calls + after.calls
+        last, more, calls = max(last, after.last), after.more, calls + after.calls
+        if not after.rows:  # the feed said more and had none: what it says now stands
+            break
     return Batch(rows, last, more, calls)
 
 

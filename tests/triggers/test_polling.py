@@ -320,3 +320,22 @@ def test_the_same_webhook_delivery_again_wakes_no_poll(bench: Bench) -> None:
     )
     bench.clock.advance(REPLAY_WINDOW)
     assert triggers.wake(first) == wanted
+
+
+def test_a_document_read_on_to_its_end_keeps_what_the_feed_last_said() -> None:
+    """Reading on through one document stops when the feed hands over no more rows, and the
+    batch then says what the feed said last (no more), not what the first page said."""
+    from exact_connector.changefeed import Batch
+    from exact_connector.triggers import _whole_documents
+
+    rows = [{"InvoiceID": "A", "Timestamp": 5}, {"InvoiceID": "A", "Timestamp": 6}]
+    asked: list[int] = []
+
+    def read_after(after: int) -> Batch:
+        asked.append(after)
+        return Batch([], after, False, 1)
+
+    whole = _whole_documents(Batch(rows, 6, True, 1), "InvoiceID", read_after)
+
+    assert (whole.rows, whole.last, whole.more, whole.calls) == (rows, 6, False, 2)
+    assert asked == [6]
