@@ -22,7 +22,15 @@ from exact_connector.pagination import Cursor, Pager
 if TYPE_CHECKING:
     from exact_connector.actions import Step
 
-__all__ = ["Reading", "checked_filter", "list_errors", "pager", "selected_fields", "shaper"]
+__all__ = [
+    "Reading",
+    "checked_filter",
+    "filter_demanded",
+    "list_errors",
+    "pager",
+    "selected_fields",
+    "shaper",
+]
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
@@ -63,14 +71,18 @@ def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
         ) from None
 
 
+def filter_demanded(error: ExactRejected) -> bool:
+    """Whether Exact's refusal names a missing ``$filter`` (its mandatory filter, API-FACTS §3:
+    lists of the regular and bulk endpoints that have a sync API; Exact sets the rule per app)."""
+    return "filter" in str(error.details.get("exact_message", "")).lower()
+
+
 def _wants_a_filter(endpoint: Endpoint, data: dict[str, Any], error: ExactRejected) -> bool:
-    """Whether Exact refused an unfiltered list for want of a ``$filter`` (API-FACTS §3: lists of
-    the regular and bulk endpoints that have a sync API; Exact sets the rule per app)."""
-    message = str(error.details.get("exact_message", ""))
+    """Whether Exact refused an unfiltered list for want of a ``$filter``."""
     return (
         not data.get("filter")
         and catalog().sync_api(endpoint) is not None
-        and "filter" in message.lower()
+        and filter_demanded(error)
     )
 
 

@@ -23,6 +23,7 @@ from exact_connector.exceptions import (
     InputError,
 )
 from exact_connector.feeds import feeds
+from exact_connector.lists import filter_demanded
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
 from exact_connector.validation import unsendable
@@ -253,8 +254,7 @@ def _page(
         try:
             return list(islice(Pager(client, endpoint, division, url, page_cap=1), LIVE_LIMIT))
         except ExactRejected as error:
-            message = str(error.details.get("exact_message", "")).lower()
-            if sync is None or "filter" not in message:
+            if sync is None or not filter_demanded(error):
                 raise
             client.filter_required.add(endpoint.id.lower())
     return _sorted_sync_page(client, division, sync, query)
