@@ -307,8 +307,9 @@ class ExactClient:
             )
 
         for number in range(MAX_ATTEMPTS):
+            ticket = None
             if paced_division is not None:
-                self.governor.acquire(
+                ticket = self.governor.acquire(
                     self.client_id,
                     paced_division,
                     endpoint.id,
@@ -325,7 +326,7 @@ class ExactClient:
                 attempt = self._attempt(sent, endpoint, division, maybe_processed)
             finally:
                 if paced_division is not None:
-                    self.governor.land(self.client_id, paced_division, endpoint.id)
+                    self.governor.land(self.client_id, paced_division, endpoint.id, ticket)
             resolution = retries.resolve(method, attempt.happened)
             if resolution == "return" and attempt.response is not None:
                 return attempt.response

@@ -43,6 +43,7 @@ counts; whether Exact counts the resolved ones is unknown (RELIABILITY.md Q8).
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -70,6 +71,7 @@ from exact_connector.exceptions import (
     ErrorBudgetExhausted,
     ExactConnectorError,
     RateLimited,
+    RequestTimeout,
     SystemError_,
     TransientError,
 )
@@ -130,6 +132,7 @@ class _NoCall:
     opens: float | None
     now: float
     minute: Window
+    landings: int  # calls landed when it looked (see _InFlight.landings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,48 +154,67 @@ class _InFlight:
     """Calls sent and not yet answered, per endpoint of a division, in this process.
 
     The error budget counts errors already answered; calls in flight may all fail too, so a call
-    boards only while the errors counted plus those in flight stay below the stop. A call that
-    never lands (its process lost the thread) stops counting after :data:`FLIGHT_EXPIRY`. Every
-    call boards and lands, so both take one plain lock and wake nobody unless someone waits.
+    boards only while the errors counted plus those in flight stay below the stop. Each boarding
+    gets a ticket, and landing takes off that very call: a call that never lands (its process lost
+    the thread) stops counting after :data:`FLIGHT_EXPIRY`, and when it lands later after all,
+    no call still under way is taken off for it. Every call boards and lands, so both take one
+    plain lock and wake nobody unless someone waits.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._landed = threading.Condition(self._lock)
-        self._flying: dict[_Key, list[float]] = {}
+        self._flying: dict[_Key, dict[int, float]] = {}  # ticket: when it boarded, oldest first
+        self._tickets = itertools.count(1)
         self._waiting = 0
+        #: Calls landed so far: a caller that found no room reads it first, and does not wait if
+        #: a call landed in between (its wake-up came before it waited).
+        self.landings = 0
 
-    def board(self, key: _Key, room: int | None) -> bool:
-        """Count one call in flight if fewer than ``room`` are (None: whatever the number)."""
+    def board(self, key: _Key, room: int | None) -> int | None:
+        """Count one call in flight if fewer than ``room`` are (None: whatever the number); its
+        ticket, or None when there is no room."""
         now = time.monotonic()
         with self._lock:
             flying = self._flying.get(key)
             if flying is None:
-                flying = self._flying[key] = []
-            while flying and flying[0] < now - FLIGHT_EXPIRY:
-                flying.pop(0)
+                flying = self._flying[key] = {}
+            while flying:
+                oldest = next(iter(flying))
+                if flying[oldest] >= now - FLIGHT_EXPIRY:
+                    break
+                del flying[oldest]
             if room is not None and len(flying) >= room:
-                return False
-            flying.append(now)
-            return True
+                return None
+            ticket = next(self._tickets)
+            flying[ticket] = now
+            return ticket
 
     def count(self, key: _Key) -> int:
         with self._lock:
             return len(self._flying.get(key, ()))
 
-    def land(self, key: _Key) -> None:
+    def land(self, key: _Key, ticket: int | None) -> None:
+        """The call of ``ticket`` is answered (None: the call that boarded first)."""
         with self._lock:
             flying = self._flying.get(key)
             if flying:
-                flying.pop(0)
+                if ticket is None:
+                    del flying[next(iter(flying))]
+                else:
+                    flying.pop(ticket, None)  # expired already: nothing to take off
             if not flying:
                 self._flying.pop(key, None)
+            self.landings += 1
             if self._waiting:
                 self._landed.notify_all()
 
-    def wait(self, seconds: float) -> None:
-        """Until a call lands, or ``seconds`` (real time) have passed."""
+    def wait(self, seconds: float, seen: int) -> None:
+        """Until a call lands, or ``seconds`` (real time) have passed; not at all if one landed
+        since ``landings`` read ``seen``."""
         with self._lock:
+            if self.landings != seen:
+                return
             self._waiting += 1
             try:
                 self._landed.wait(seconds)
@@ -239,7 +261,7 @@ class RateGovernor:
         on_wait: Callable[[float], None] | None = None,
         ahead: int = 0,
         board: bool = False,
-    ) -> None:
+    ) -> int | None:
         """Reserve one call, waiting for the minute to refill; raise if the wait is not possible.
 
         ``on_wait`` hears when (epoch seconds) the wait will end, before each wait. ``ahead``: how
@@ -247,22 +269,30 @@ class RateGovernor:
         list); they may be reserved now, as a lease that :meth:`release` gives back if unused.
         ``board``: the call counts as in flight until :meth:`land`, and waits while the
         endpoint's counted errors plus its calls in flight (this process's) reach the stop: if
-        they all failed, Exact would block the app.
+        they all failed, Exact would block the app. Returns the call's ticket for :meth:`land`
+        (None without ``board``).
         """
         lease_key = (client_id, division, endpoint.lower())
-        if self._take_leased(lease_key):
-            # A lease exists only while the endpoint has no error counted: the stop is the room.
-            if not board or self._flights.board(lease_key, self._error_stop):
-                return
-            self._give_back_leased(lease_key)  # calls in flight fill it: wait as any call does
         while True:
+            landings = self._flights.landings
+            if self._take_leased(lease_key):
+                if not board:
+                    return None
+                # A lease exists only while the endpoint has no error counted: the stop is the
+                # room. Calls in flight fill it: the call goes back to the lease until one lands.
+                ticket = self._flights.board(lease_key, self._error_stop)
+                if ticket is not None:
+                    return ticket
+                self._give_back_leased(lease_key)
+                self._wait_for_landing(lease_key, 0, endpoint, deadline, landings)
+                continue
             held = self._reserve(lease_key, endpoint, ahead, board)
-            if held is None:
-                return
+            if not isinstance(held, _NoCall):
+                return held
             if held.spent_day is not None:
                 raise held.spent_day
             if held.crowded is not None:
-                self._wait_for_landing(lease_key, held.crowded, endpoint, deadline)
+                self._wait_for_landing(lease_key, held.crowded, endpoint, deadline, held.landings)
                 continue
             opens, now, minute = held.opens, held.now, held.minute
             if opens is None:  # not reached: an open day and minute took the call
@@ -279,10 +309,12 @@ class RateGovernor:
                 on_wait(opens)
             self._clock.sleep(opens - now)
 
-    def _reserve(self, key: _Key, endpoint: str, ahead: int, board: bool) -> _NoCall | None:
-        """One transaction of :meth:`acquire`: the call reserved (None), or why it was not."""
+    def _reserve(self, key: _Key, endpoint: str, ahead: int, board: bool) -> _NoCall | int | None:
+        """One transaction of :meth:`acquire`: the call reserved (its ticket if it boarded, else
+        None), or why it was not."""
         client_id, division, _ = key
-        boarded = False
+        ticket = None
+        landings = self._flights.landings
         try:
             with self._transaction() as db:
                 self._lock_division(db, client_id, division)  # before reading the clock
@@ -293,8 +325,8 @@ class RateGovernor:
                 day_opens, opens = day.opens_at(), minute.opens_at()
                 open_now = day_opens is None and opens is None
                 if open_now and board:
-                    boarded = self._flights.board(key, self._error_stop - errors)
-                if open_now and (boarded or not board):
+                    ticket = self._flights.board(key, self._error_stop - errors)
+                if open_now and (ticket is not None or not board):
                     until = min(minute.end, day.end) - RESET_MARGIN
                     taken = lease_size(minute, day, ahead) if errors == 0 and now < until else 1
                     for _ in range(taken):
@@ -303,12 +335,12 @@ class RateGovernor:
                     self._save(db, client_id, division, windows)
                     if taken > 1:
                         self._add_lease(key, _Lease(taken - 1, until, minute.end, day.end))
-                    return None
+                    return ticket
                 # No call now; the server counts the load folded in are kept all the same.
                 self._save(db, client_id, division, windows)
         except BaseException:
-            if boarded:  # no call will be made, so none will land
-                self._flights.land(key)
+            if ticket is not None:  # no call will be made, so none will land
+                self._flights.land(key, ticket)
             raise
         spent_day = None
         if day_opens is not None:
@@ -318,29 +350,39 @@ class RateGovernor:
                 details={"division": division, "endpoint": endpoint, "limit": day.limit},
                 retry_at=utc(day_opens),
             )
-        return _NoCall(spent_day, errors if open_now else None, opens, now, minute)
+        return _NoCall(spent_day, errors if open_now else None, opens, now, minute, landings)
 
     def in_flight(self, client_id: str, division: int, endpoint: str) -> int:
         """How many calls to the endpoint this process acquired with ``board`` and not landed."""
         return self._flights.count((client_id, division, endpoint.lower()))
 
-    def land(self, client_id: str, division: int, endpoint: str) -> None:
-        """A call acquired with ``board`` is answered, or failed: it is no longer in flight.
-        (Its answer is observed first, so a call waiting for it sees the error it drew.)"""
-        self._flights.land((client_id, division, endpoint.lower()))
+    def land(self, client_id: str, division: int, endpoint: str, ticket: int | None = None) -> None:
+        """A call acquired with ``board`` is answered, or failed: it is no longer in flight
+        (``ticket``: what :meth:`acquire` returned; None takes off the endpoint's oldest call).
+        Its answer is observed first, so a call waiting for it sees the error it drew."""
+        self._flights.land((client_id, division, endpoint.lower()), ticket)
 
     def _wait_for_landing(
-        self, key: _Key, errors: int, endpoint: str, deadline: float | None
+        self, key: _Key, errors: int, endpoint: str, deadline: float | None, landings: int
     ) -> None:
         if deadline is not None and self._clock.now() >= deadline:
             flying = self._flights.count(key)
+            if errors == 0:
+                raise RequestTimeout(
+                    f"{flying} calls to {endpoint} are under way at once, as many as this "
+                    "connector sends to one endpoint together (were they all to fail, Exact would "
+                    f"block the app at {self._error_limit} errors an hour); this call waited for "
+                    "one to be answered, and the step's time ran out.",
+                    details={"division": key[1], "endpoint": endpoint, "in_flight": flying},
+                    hint="Exact Online is answering slowly; retry the step, or give it more time.",
+                )
             raise ErrorBudgetExhausted(
                 f"{errors} calls to {endpoint} failed in the last hour and {flying} more are "
                 f"under way; Exact blocks the app at {self._error_limit} errors an hour, so this "
                 "call waited for them to be answered, and the step's time ran out.",
                 details={"division": key[1], "endpoint": endpoint, "errors": errors},
             )
-        self._flights.wait(_LANDING_POLL)
+        self._flights.wait(_LANDING_POLL, landings)
 
     def observe(
         self,

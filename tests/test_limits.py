@@ -25,11 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exact_connector import limits
 from exact_connector.clock import ManualClock, ScaledClock
 from exact_connector.exceptions import (
     DailyRateLimited,
     ErrorBudgetExhausted,
     RateLimited,
+    RequestTimeout,
     SystemError_,
     TransientError,
 )
@@ -649,9 +651,12 @@ def test_a_leased_call_boards_only_while_there_is_room(
     governor.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7, board=True)
     remaining = governor.snapshot(APP, DIV).minute_remaining
 
-    with pytest.raises(ErrorBudgetExhausted):
+    with pytest.raises(RequestTimeout) as refused:
         governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
 
+    # No call failed: the message says what held it back, not that calls failed.
+    assert refused.value.message.startswith("8 calls to crm/Accounts are under way at once")
+    assert "failed" not in refused.value.message
     assert governor.in_flight(APP, DIV, ENDPOINT) == 8
     assert governor.snapshot(APP, DIV).minute_remaining == remaining  # the leased call kept
     governor.observe(APP, DIV, ENDPOINT, 200, {})
@@ -659,6 +664,79 @@ def test_a_leased_call_boards_only_while_there_is_room(
     governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
     assert governor.in_flight(APP, DIV, ENDPOINT) == 8
     assert governor.snapshot(APP, DIV).minute_remaining == remaining - 1
+
+
+def test_a_leased_call_waits_for_a_landing_not_for_the_next_minute(
+    governor: RateGovernor, clock: ManualClock
+) -> None:
+    """A call taken from a lease that finds the stop's worth of calls in flight waits for one to
+    land and then uses its lease, even when the division's minute is otherwise full: it used to
+    go for a fresh call of the minute and wait for the next one (or fail at its deadline)."""
+    for _ in range(7):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None, ahead=7, board=True)  # 7 leased
+    for _ in range(45):
+        governor.acquire(APP, DIV, "crm/Contacts", deadline=None)
+    assert governor.snapshot(APP, DIV).minute_remaining == 7  # the lease's, and no more
+    waits: list[float] = []
+    landing = threading.Timer(0.2, governor.land, (APP, DIV, ENDPOINT))
+    landing.start()
+
+    ticket = governor.acquire(
+        APP, DIV, ENDPOINT, deadline=clock.now() + 30, board=True, on_wait=waits.append
+    )
+
+    landing.join()
+    assert ticket is not None
+    assert (waits, clock.now()) == ([], W + 10)  # no wait for the minute
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 8
+    for _ in range(6):  # the rest of the lease, as the list's next pages take it
+        governor.land(APP, DIV, ENDPOINT)
+        governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+    governor.land(APP, DIV, ENDPOINT)
+    with pytest.raises(RateLimited):  # the lease is used up, and so is the minute
+        governor.acquire(APP, DIV, ENDPOINT, deadline=clock.now(), board=True)
+
+
+def test_a_call_landing_after_its_expiry_takes_no_other_call_off(
+    governor: RateGovernor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call under way longer than FLIGHT_EXPIRY stops counting; when it lands after all, the
+    calls still under way keep counting (it used to take the oldest of them off, and one call
+    more than the stop could then be sent)."""
+    real = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: real[0])
+    slow = governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    real[0] += limits.FLIGHT_EXPIRY + 1
+    for _ in range(7):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 7
+
+    governor.land(APP, DIV, ENDPOINT, slow)
+
+    assert governor.in_flight(APP, DIV, ENDPOINT) == 7
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)  # the eighth
+    with pytest.raises(RequestTimeout):  # and no ninth
+        governor.acquire(APP, DIV, ENDPOINT, deadline=0, board=True)
+
+
+def test_a_call_that_lands_before_the_waiter_waits_is_not_missed(governor: RateGovernor) -> None:
+    """A landing between a failed boarding and the wait that follows it wakes the waiter all
+    the same (it used to sleep a whole poll interval, half a second, for nothing)."""
+    for _ in range(8):
+        governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    flights = governor._flights
+    waited = flights.wait
+
+    def land_first(seconds: float, landings: int) -> None:
+        governor.land(APP, DIV, ENDPOINT)  # the call lands just before the waiter waits
+        flights.wait = waited
+        waited(seconds, landings)
+
+    flights.wait = land_first
+    started = time.monotonic()
+    governor.acquire(APP, DIV, ENDPOINT, deadline=None, board=True)
+    assert time.monotonic() - started < limits._LANDING_POLL / 2
 
 
 def test_eleven_workers_on_a_failing_endpoint_send_no_more_than_the_stop(
