@@ -73,21 +73,37 @@ def check_interval(
     interval_seconds: int, *, feeds: int = 1, path: str = "$.interval_seconds"
 ) -> PollCost:
     """The cost of an interval; an :class:`InputError` at ``path`` if it is not a whole number of
-    seconds from 1 to a day, or would exhaust the day."""
+    seconds from 1 to a day, or would exhaust the day, and at ``$.feeds`` if ``feeds`` is not a
+    whole number from 1, or more than even daily polls can pay for."""
     if type(interval_seconds) is not int or not 1 <= interval_seconds <= _DAY:
         raise InputError.at(path, "range", f"must be a whole number of seconds from 1 to {_DAY}")
+    if type(feeds) is not int or feeds < 1:
+        raise InputError.at("$.feeds", "range", "must be a whole number of feeds from 1")
     cost = poll_cost(interval_seconds, feeds=feeds)
-    if cost.idle_calls_per_day >= DAILY_CALLS:
-        shortest = next(
+    if cost.idle_calls_per_day < DAILY_CALLS:
+        return cost
+    shortest = next(
+        (
             seconds
             for seconds in range(interval_seconds, _DAY + 1)
             if poll_cost(seconds, feeds=feeds).idle_calls_per_day < DAILY_CALLS
-        )
+        ),
+        None,
+    )
+    if shortest is None:  # even one poll a day of each feed is too many
+        most = (DAILY_CALLS - 1) // poll_cost(_DAY).idle_calls_per_day
         raise InputError(
-            f"Polling every {interval_seconds} s would use {cost.idle_calls_per_day} of the "
-            f"division's {DAILY_CALLS} API calls a day with nothing changing.",
-            errors=[{"path": path, "code": "budget", "message": "exhausts the daily API budget"}],
+            f"Polling {feeds} feeds is too many feeds for one division's daily budget: even once "
+            f"a day they would use {poll_cost(_DAY, feeds=feeds).idle_calls_per_day} of its "
+            f"{DAILY_CALLS} API calls with nothing changing.",
+            errors=[{"path": "$.feeds", "code": "budget", "message": "too many feeds"}],
             details=cost.to_dict(),
-            hint=f"Poll every {shortest} seconds or more, or add the webhook trigger.",
+            hint=f"Watch at most {most} feeds of one division, or add the webhook trigger.",
         )
-    return cost
+    raise InputError(
+        f"Polling every {interval_seconds} s would use {cost.idle_calls_per_day} of the "
+        f"division's {DAILY_CALLS} API calls a day with nothing changing.",
+        errors=[{"path": path, "code": "budget", "message": "exhausts the daily API budget"}],
+        details=cost.to_dict(),
+        hint=f"Poll every {shortest} seconds or more, or add the webhook trigger.",
+    )

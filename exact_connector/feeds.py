@@ -13,6 +13,7 @@ code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -76,6 +77,22 @@ class Feed:
     def fields(self) -> tuple[str, ...]:
         """Every scalar field of the sync twin (its ``$select`` when none is chosen)."""
         return tuple(f.name for f in self.sync.fields if not f.collection and not f.obsolete)
+
+    def checked_fields(self, names: Sequence[str], path: str = "$.select") -> list[str]:
+        """Field names of the sync twin, spelt its way (Exact reads them case-sensitively); one
+        it lacks is an input error at its place in ``path``: Exact would refuse every poll with a
+        400, each counted toward its hourly error limit."""
+        spelt = []
+        for index, name in enumerate(names):
+            found = self.sync.field(name)
+            if self.sync.fields and found is None:
+                raise InputError.at(
+                    f"{path}[{index}]",
+                    "unknown_field",
+                    f"{name} is not available in the change feed of {self.name}",
+                )
+            spelt.append(found.name if found is not None else name)
+        return spelt
 
 
 def _feed_for(sync: Endpoint) -> Feed:

@@ -6,7 +6,8 @@ upper-case hex HMAC-SHA256 of the raw ``Content`` text, keyed with the app's web
 (API-FACTS, "Webhooks and the sync change feed"). The signature is checked over the bytes exactly
 as they arrived, never over a re-encoding, and compared in constant time. Whatever is wrong with a
 delivery, the answer is the same "invalid signature": a forger learns nothing. A verified event
-holds no record data; :meth:`Triggers.wake` turns it into the polls that read the change.
+holds no record data; :meth:`Triggers.wake` turns it into the polls that read the change (told
+which credential's callback received it: the deliveries of two subscriptions are identical).
 """
 
 from __future__ import annotations

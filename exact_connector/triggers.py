@@ -64,6 +64,7 @@ class _Poll:
     key: CheckpointKey
     version: int
     state: dict[str, Any]
+    select: Sequence[str]
 
 
 class Triggers:
@@ -109,7 +110,9 @@ class Triggers:
         """Forget a trigger's checkpoint: its next poll starts as the first did."""
         return self.store.reset(str(self._question(trigger, ref, inputs).key))
 
-    def wake(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def wake(
+        self, event: dict[str, Any], *, credential: CredentialRef | None = None
+    ) -> list[dict[str, Any]]:
         """The polls a verified webhook event (``verify_and_parse(...).event``) asks for: "poll
         now", as ``{trigger, inputs}``; a lost delivery is caught by the next regular poll. An
         engine runs each with its own workflows' full inputs (their ``consumer`` among them).
@@ -117,8 +120,14 @@ class Triggers:
         The same delivery again within :data:`REPLAY_WINDOW` (Exact delivering twice, or a
         captured one replayed: its signature still holds) asks for none: each poll costs an API
         call of the division's day. Remembered by this object, so per engine process.
+
+        ``credential`` is the credential whose subscription's callback received the delivery.
+        Exact subscribes per division and user, and a delivery names neither, so two credentials
+        watching one division get identical deliveries: given the credential, each wakes its
+        own polls. Without it, deliveries are told apart by their content alone.
         """
-        if self._seen_before(event):
+        receiver = None if credential is None else self._connector.credentials.get(credential).id
+        if self._seen_before({"event": event, "credential": receiver}):
             return []
         division, action = event.get("division"), event.get("action")
         polls = []
@@ -131,9 +140,9 @@ class Triggers:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _seen_before(self, event: dict[str, Any]) -> bool:
+    def _seen_before(self, delivery: dict[str, Any]) -> bool:
         """Whether this very delivery woke polls within the replay window (it is remembered)."""
-        text = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
+        text = json.dumps(delivery, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         now = self._connector.clock.now()
         with self._delivered_lock:
@@ -184,12 +193,14 @@ class Triggers:
             self._connector.manifest.trigger(trigger)  # the precise error for an unknown id
             raise InputError.at("$.trigger", "not_polling", "is not a polling trigger")
         credential, division = self._connector.checked(trigger, ref, inputs)
-        watched = feed(inputs["endpoint"], deletions=POLLING_TRIGGERS[trigger])
+        deletions = POLLING_TRIGGERS[trigger]
+        watched = feed(inputs["endpoint"], deletions=deletions)
         check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL)))
+        select = _DELETED_FIELDS if deletions else _selected(watched, inputs.get("select"))
         key = CheckpointKey(credential.id, trigger, division, watched.name, inputs.get("consumer"))
         stored = self.store.load(str(key))
         version, state = (stored.version, stored.state) if stored else (0, {})
-        return _Poll(trigger, watched, division, key, version, state)
+        return _Poll(trigger, watched, division, key, version, state, select)
 
     def _read(self, client: ExactClient, poll: _Poll, inputs: dict[str, Any]) -> dict[str, Any]:
         state = dict(poll.state)
@@ -205,23 +216,23 @@ class Triggers:
         limit = int(inputs.get("limit", _DEFAULT_LIMIT))
         deletions = POLLING_TRIGGERS[poll.trigger]
         endpoint = catalog().lookup(DELETED) if deletions else poll.feed.sync
-        select = _DELETED_FIELDS if deletions else _selected(poll.feed, inputs.get("select"))
         since = state.get("timestamp")
         events: list[dict[str, Any]] = []
         if since is None and inputs.get("start", "now") == "now" and "resyncing" not in state:
             batch = self._skip_to_head(client, endpoint, poll.division)
         else:
             batch = read_since(
-                client, endpoint, poll.division, since or FIRST_TIMESTAMP, select, limit=limit
+                client, endpoint, poll.division, since or FIRST_TIMESTAMP, poll.select, limit=limit
             )
             resyncing = bool(state.get("resyncing"))
             documents = poll.feed.document_fields is not None and not deletions
             if documents and batch.more:
+                page = max(limit, endpoint.page_size)  # the cut trims what reading on adds
                 batch = _whole_documents(
                     batch,
                     poll.feed.key_field,
                     lambda after: read_since(
-                        client, endpoint, poll.division, after, select, limit=limit
+                        client, endpoint, poll.division, after, poll.select, limit=page
                     ),
                 )
             events = [
@@ -252,11 +263,13 @@ class Triggers:
 
 
 def _selected(watched: Feed, chosen: list[str] | None) -> Sequence[str]:
-    """The fields a poll reads: the person's choice (or all), and always those an event is made
-    of (its key, Created and Modified for "new", the field that tells a shared feed's rows apart),
-    so that a select never changes which events come or what they say."""
+    """The fields a poll reads: the person's choice (or all), checked against the change feed
+    before anything is sent, and always those an event is made of (its key, Created and Modified
+    for "new", the field that tells a shared feed's rows apart), so that a select never changes
+    which events come or what they say."""
     if not chosen:
         return watched.fields
+    chosen = watched.checked_fields(chosen)
     made_of = [watched.key_field, "Created", "Modified"]
     if watched.row_filter is not None:
         made_of.append(watched.row_filter[0])
@@ -296,17 +309,26 @@ def _event(poll: _Poll, row: dict[str, Any], deleted: bool, resync: bool) -> dic
 def _whole_documents(batch: Batch, key_field: str, read_after: Callable[[int], Batch]) -> Batch:
     """A batch of whole documents: it stops before the document its last rows belong to (its
     other lines may follow: the next poll reports it, once). A document that fills the batch
-    alone is read on to its end (``read_after``), so it too is reported once."""
+    alone is read on to its end (``read_after``, a page at a time), so it too is reported once;
+    rows read beyond its end are left to the next poll, which keeps a poll within its limit."""
     rows, last, more, calls = list(batch.rows), batch.last, batch.more, batch.calls
-    while more and rows:
-        cut = len(rows)
-        while cut and rows[cut - 1].get(key_field) == rows[-1].get(key_field):
-            cut -= 1
-        if cut:
-            return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, calls)
+    if not (more and rows):
+        return batch
+    document = rows[-1].get(key_field)
+    cut = len(rows)
+    while cut and rows[cut - 1].get(key_field) == document:
+        cut -= 1
+    if cut:
+        return Batch(rows[:cut], int(rows[cut - 1]["Timestamp"]), True, calls)
+    while more:
         after = read_after(last)
+        calls += after.calls
+        ends = next((i for i, row in enumerate(after.rows) if row.get(key_field) != document), None)
+        if ends is not None:
+            rows += after.rows[:ends]
+            return Batch(rows, int(rows[-1]["Timestamp"]), True, calls)
         rows += after.rows
-        last, more, calls = max(last, after.last), after.more, calls + after.calls
+        last, more = max(last, after.last), after.more
         if not after.rows:  # the feed said more and had none: what it says now stands
             break
     return Batch(rows, last, more, calls)

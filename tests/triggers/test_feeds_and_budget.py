@@ -64,3 +64,21 @@ def test_an_interval_that_is_no_number_of_seconds_is_an_input_error(interval: ob
     with pytest.raises(InputError) as raised:
         check_interval(interval, path="$.every")  # type: ignore[arg-type]
     assert [(e["path"], e["code"]) for e in raised.value.errors] == [("$.every", "range")]
+
+
+@pytest.mark.parametrize("count", [0, -3, 2.5, True, "2"], ids=repr)
+def test_a_feed_count_that_is_no_whole_number_from_one_is_an_input_error(count: object) -> None:
+    """check_interval refuses a feed count it cannot price: -3 gave a negative cost that passed."""
+    with pytest.raises(InputError) as raised:
+        check_interval(300, feeds=count)  # type: ignore[arg-type]
+    assert [(e["path"], e["code"]) for e in raised.value.errors] == [("$.feeds", "range")]
+
+
+def test_more_feeds_than_even_daily_polls_can_pay_for_is_an_input_error() -> None:
+    """2,500 feeds polled once a day use the whole day: an input error naming the most one
+    division can pay for (it was a bare StopIteration), whatever the interval."""
+    assert check_interval(86_400, feeds=2_499).idle_calls_per_day < DAILY_CALLS
+    with pytest.raises(InputError) as raised:
+        check_interval(300, feeds=2_500)
+    assert [(e["path"], e["code"]) for e in raised.value.errors] == [("$.feeds", "budget")]
+    assert "too many feeds" in str(raised.value) and "2499" in raised.value.hint

@@ -176,6 +176,38 @@ def test_an_invoice_with_more_lines_than_a_poll_reads_is_reported_once(
     assert reported == [("new", key) for key in invoices]
 
 
+def test_reading_on_through_a_long_document_costs_a_call_per_page_not_per_limit(
+    bench: Bench,
+) -> None:
+    """Reading on to a document's last line asks for whole pages: a 120-line invoice polled
+    with limit 1 costs two calls (the first row, then the rest), not one call per line."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    invoice = exact.new_invoice(lines=120)
+    before = bench.calls
+
+    data = poll(bench, "record_changed", endpoint=INVOICES, limit=1)
+
+    assert [(e["change"], e["key"]) for e in data["events"]] == [("new", invoice)]
+    assert bench.calls - before == 2
+
+
+def test_reading_on_through_a_document_hands_over_no_more_than_the_limit(bench: Bench) -> None:
+    """Reading on stops at the end of the document that filled the poll: the invoice after it,
+    read in the same page, is left to the next poll, so a poll never hands over more than
+    ``limit`` events."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    first, second = exact.new_invoice(lines=3), exact.new_invoice(lines=1)
+
+    data = poll(bench, "record_changed", endpoint=INVOICES, limit=1)
+    assert bench.connector.triggers.ack(bench.credential_id, data["checkpoint"])
+    rest = poll_and_ack(bench, "record_changed", endpoint=INVOICES, limit=1)
+
+    assert ([e["key"] for e in data["events"]], data["more"]) == ([first], True)
+    assert [e["key"] for e in rest] == [second]
+
+
 def test_time_transactions_are_watched_through_their_sync_twin(bench: Bench) -> None:
     """project/TimeTransactions reads sync/Project/TimeCostTransactions; one event per change."""
     poll_and_ack(bench, "record_changed", endpoint=TIME_TRANSACTIONS)
@@ -272,6 +304,43 @@ def test_a_select_never_changes_which_events_come_or_what_they_say(
     ]
 
 
+@pytest.mark.parametrize(
+    "select", [["InvoiceID", "ShippingMethod"], ["InvoiceID", "NoSuchField"]], ids=str
+)
+def test_a_select_naming_a_field_the_change_feed_lacks_is_refused_before_any_call(
+    bench: Bench, select: list[str]
+) -> None:
+    """ShippingMethod is a field of salesinvoice/SalesInvoices but not of its sync twin: every
+    poll would be Exact's 400, counted toward its ten errors an hour. Refused at its place in
+    the select, naming it, before anything is sent."""
+    before = bench.calls
+
+    result = bench.connector.triggers.poll(
+        "record_changed",
+        bench.credential_id,
+        {"division": DIVISION, "endpoint": INVOICES, "select": select, "start": "beginning"},
+    )
+
+    assert result["ok"] is False
+    [error] = result["error"]["details"]["errors"]
+    assert (error["path"], error["code"]) == ("$.select[1]", "unknown_field")
+    assert error["message"] == (
+        f"{select[1]} is not available in the change feed of salesinvoice/SalesInvoices"
+    )
+    assert bench.calls == before
+
+
+def test_a_select_is_spelt_the_way_the_change_feed_spells_it(bench: Bench) -> None:
+    """A field chosen in another case reads the field, and the event names it Exact's way."""
+    exact = Exact(bench)
+    poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, select=["name"])
+    key = exact.new_account("Spelt B.V.")
+
+    events = poll_and_ack(bench, "record_changed", endpoint=ACCOUNTS, select=["name"])
+
+    assert [(e["key"], e["record"].get("Name")) for e in events] == [(key, "Spelt B.V.")]
+
+
 def test_a_cost_transaction_is_not_a_time_transaction_event_whatever_the_select(
     bench: Bench,
 ) -> None:
@@ -320,6 +389,32 @@ def test_the_same_webhook_delivery_again_wakes_no_poll(bench: Bench) -> None:
     )
     bench.clock.advance(REPLAY_WINDOW)
     assert triggers.wake(first) == wanted
+
+
+def test_one_delivery_to_each_of_two_credentials_wakes_each_ones_polls(bench: Bench) -> None:
+    """Exact subscribes per division and user, and its deliveries name neither: two credentials
+    of one app watching one division get identical deliveries. Told which credential's callback
+    received it, wake treats each as its own; the same one again to the same credential (by id
+    or by name) still wakes nothing."""
+    triggers = bench.connector.triggers
+    app = bench.sb.demo_app
+    other = bench.connector.credentials.begin(
+        {
+            "connector_name": "second user",
+            "auth_type": "oauth2_authorization_code",
+            "server_url": bench.server_url,
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "redirect_uri": app.redirect_uris[0],
+        }
+    )
+    wanted = [{"trigger": "record_changed", "inputs": {"division": DIVISION, "endpoint": ACCOUNTS}}]
+    delivery = _delivery("9b1d2c3e-4f5a-4b6c-8d7e-0f1a2b3c4d5e")
+
+    assert triggers.wake(delivery, credential=bench.credential_id) == wanted
+    assert triggers.wake(dict(delivery), credential=other.id) == wanted
+    assert triggers.wake(dict(delivery), credential="properties") == []
+    assert triggers.wake(dict(delivery), credential=other) == []
 
 
 def test_a_document_read_on_to_its_end_keeps_what_the_feed_last_said() -> None:
