@@ -206,8 +206,8 @@ class Credentials:
         """Check ``state``, trade the code for tokens, and store them before anything uses them."""
         connector = self._connector
         credential = self.get(ref)
-        expires_at = self._vault.take_sign_in(credential.id, state)  # None for a non-text state
-        if expires_at is None:
+        taken = self._vault.take_sign_in(credential.id, state)  # None for a non-text state
+        if taken is None:
             raise InputError(
                 "The sign-in answer does not belong to a sign-in started here; start it again.",
                 errors=[{"path": "$.state", "code": "state", "message": "missing or mismatched"}],
@@ -218,9 +218,10 @@ class Credentials:
             grant = service.exchange_code(credential, code)
         except TransientError as error:
             # Exact's token endpoint did not answer (unreachable, 5xx, 429): the code may still
-            # be good, so the same answer may be tried again while the sign-in lasts.
-            if self._vault.reopen_sign_in(credential.id, state, expires_at):
-                error.hint = _RETRY_SIGN_IN  # type: ignore[misc]  # sharpens the class hint
+            # be good, so the same answer may be tried again while the sign-in lasts, unless a
+            # newer sign-in started (or finished) meanwhile: its tokens must not be signed over.
+            reopened = self._vault.reopen_sign_in(credential.id, state, taken)
+            error.hint = _RETRY_SIGN_IN if reopened else _RESTART_SIGN_IN  # type: ignore[misc]
             raise
         finally:
             service.close()
@@ -265,6 +266,10 @@ class Credentials:
 _RETRY_SIGN_IN = (
     "Try the same sign-in answer again in a moment (reload the page Exact sent you back to); if "
     "Exact then refuses the code, start the sign-in again."
+)
+_RESTART_SIGN_IN = (
+    "In a moment, start the sign-in again: this answer can no longer be used (another sign-in "
+    "was started meanwhile, or its time ran out)."
 )
 
 

@@ -147,6 +147,43 @@ def test_a_refused_code_or_a_newer_sign_in_does_not_reopen_a_sign_in(
     assert connector.complete_authorization(credential.id, third["code"], third["state"])
 
 
+def test_a_sign_in_finished_during_an_outage_keeps_the_older_answer_used_up(
+    world: tuple[Sandbox, KeyRing, Path, ManualClock],
+) -> None:
+    """While one worker's code exchange goes unanswered, the person starts over and finishes on
+    another worker: the older answer is not put back (it would sign in over the newer tokens,
+    perhaps as another Exact user), and the error says to start the sign-in again."""
+    sandbox, ring, home, clock = world
+    other = _worker(world)
+    newer: list[Credential] = []
+
+    def outage_while_a_newer_sign_in_finishes(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token") and not newer:
+            answer = _consent(sandbox, other.authorization_url(credential, "state-newer-0005"))
+            newer.append(
+                other.complete_authorization(credential.id, answer["code"], answer["state"])
+            )
+            return httpx.Response(503, json={"error": "temporarily_unavailable"})
+        return sandbox(request)
+
+    vault = Vault.open(home / "vault", keys=ring, clock=clock)
+    transport = httpx.MockTransport(outage_while_a_newer_sign_in_finishes)
+    connector = Connector(vault=vault, transport=transport, clock=clock)
+    credential = _begin(connector, sandbox)
+    older = _consent(sandbox, connector.authorization_url(credential, "state-older-0004"))
+
+    with pytest.raises(TransientError) as outage:
+        connector.complete_authorization(credential.id, older["code"], older["state"])
+    assert "same sign-in answer" not in outage.value.hint
+    assert "start the sign-in again" in outage.value.hint
+    with pytest.raises(InputError) as replayed:
+        connector.complete_authorization(credential.id, older["code"], older["state"])
+    assert replayed.value.errors[0]["path"] == "$.state"
+    stored = connector.vault.get(credential.id).refresh_token
+    assert stored is not None and newer[0].refresh_token is not None
+    assert stored.get_secret_value() == newer[0].refresh_token.get_secret_value()
+
+
 @pytest.mark.parametrize(
     "written",
     [

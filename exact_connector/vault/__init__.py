@@ -365,15 +365,16 @@ class Vault:
         """Whether ``state`` is the credential's pending, unexpired sign-in; it is used up if so."""
         return sign_ins.finish(self._keys, self.workspace, credential_id, state)
 
-    def take_sign_in(self, credential_id: str, state: str) -> float | None:
-        """:meth:`finish_sign_in`, giving the taken sign-in's expiry (see :meth:`reopen_sign_in`)
-        instead of True, ``None`` instead of False."""
+    def take_sign_in(self, credential_id: str, state: str) -> sign_ins.TakenSignIn | None:
+        """:meth:`finish_sign_in`, giving what :meth:`reopen_sign_in` needs instead of True,
+        ``None`` instead of False."""
         return sign_ins.take(self._keys, self.workspace, credential_id, state)
 
-    def reopen_sign_in(self, credential_id: str, state: str, expires_at: float) -> bool:
-        """Put a taken sign-in back until ``expires_at`` (its code exchange failed before Exact
-        could answer it), unless another sign-in has been started since; whether it was."""
-        return sign_ins.reopen(self._keys, self.workspace, credential_id, state, expires_at)
+    def reopen_sign_in(self, credential_id: str, state: str, taken: sign_ins.TakenSignIn) -> bool:
+        """Put a taken sign-in back until it would have expired (its code exchange failed before
+        Exact could answer it), unless anything happened to the credential's sign-in since it was
+        taken: another started or finished, or this one taken again; whether it was."""
+        return sign_ins.reopen(self._keys, self.workspace, credential_id, state, taken)
 
     def fingerprint(self, secret: SecretStr) -> str:
         """A short HMAC fingerprint (``sha256-hmac:1a2b3c4d``), stable for this vault."""

@@ -4,18 +4,33 @@ The state is kept only as a keyed digest (the vault's fingerprint key), one per 
 starting another sign-in replaces it, and finishing uses it up, as does finding it expired. A
 finish whose code exchange then fails before Exact could have answered it puts the state back
 (:func:`reopen`), so the same answer can be tried again until it expires.
+
+Finishing leaves a random *mark* in the state's place until the sign-in would have expired. Only
+that mark lets the state be put back: a sign-in started (or started and finished) since, and
+another worker's finish of a reopened state, each replace it. An empty slot would not do, for a
+newer sign-in that finished leaves one too, and its tokens would be signed in over with the older
+answer. A mark never matches a state's digest (64 hex digits), so it is never finished itself.
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
+from typing import NamedTuple
 
 from exact_connector.exceptions import InputError
 from exact_connector.vault import sealing
 from exact_connector.vault.keys import DataKeys
 from exact_connector.vault.rows import row_of
 
-__all__ = ["begin", "finish", "reopen", "take"]
+__all__ = ["TakenSignIn", "begin", "finish", "reopen", "take"]
+
+
+class TakenSignIn(NamedTuple):
+    """A sign-in :func:`take` used up: when it would have expired, and the mark it left."""
+
+    expires_at: float
+    mark: str
 
 
 def begin(keys: DataKeys, workspace: str, key: str, state: str, ttl: float) -> None:
@@ -37,9 +52,9 @@ def finish(keys: DataKeys, workspace: str, key: str, state: str) -> bool:
     return take(keys, workspace, key, state) is not None
 
 
-def take(keys: DataKeys, workspace: str, key: str, state: str) -> float | None:
-    """When the sign-in ``state`` names would have expired, if it is the credential's pending,
-    unexpired one (it is used up); ``None`` if it is not."""
+def take(keys: DataKeys, workspace: str, key: str, state: str) -> TakenSignIn | None:
+    """The sign-in ``state`` names, if it is the credential's pending, unexpired one (it is used
+    up, a mark left in its place); ``None`` if it is not."""
     if not _is_state(state):
         return None  # no sign-in was ever started with it (begin refuses it)
     digest = sealing.keyed_digest(keys.fingerprint_key, state)
@@ -49,24 +64,29 @@ def take(keys: DataKeys, workspace: str, key: str, state: str) -> float | None:
         if pending is None:
             return None
         expires_at = float(pending["expires_at"])
-        expired = expires_at <= keys.clock.now()
-        matches = hmac.compare_digest(pending["state_digest"], digest)
-        if matches or expired:
+        if expires_at <= keys.clock.now():
             session.delete_sign_in(row["id"])
-        return expires_at if matches and not expired else None
+            return None
+        if not hmac.compare_digest(pending["state_digest"], digest):
+            return None
+        taken = TakenSignIn(expires_at, f"taken:{secrets.token_hex(16)}")
+        session.put_sign_in(row["id"], taken.mark, expires_at)
+        return taken
 
 
-def reopen(keys: DataKeys, workspace: str, key: str, state: str, expires_at: float) -> bool:
-    """Put a taken sign-in back, until the time it had: whether it was (not if it has expired
-    meanwhile, or another sign-in of the credential was started, which stays)."""
-    if not _is_state(state) or expires_at <= keys.clock.now():
+def reopen(keys: DataKeys, workspace: str, key: str, state: str, taken: TakenSignIn) -> bool:
+    """Put a taken sign-in back, until the time it had, if its mark is still in its place:
+    whether it was (not if it has expired meanwhile, or anything happened to the credential's
+    sign-in since it was taken, which stays)."""
+    if not _is_state(state) or taken.expires_at <= keys.clock.now():
         return False
     digest = sealing.keyed_digest(keys.fingerprint_key, state)
     with keys.write("sign-in") as session:
         row = row_of(session, workspace, key)
-        if session.sign_in(row["id"]) is not None:
+        pending = session.sign_in(row["id"])
+        if pending is None or not hmac.compare_digest(pending["state_digest"], taken.mark):
             return False
-        session.put_sign_in(row["id"], digest, expires_at)
+        session.put_sign_in(row["id"], digest, taken.expires_at)
         return True
 
 

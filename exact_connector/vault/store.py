@@ -128,7 +128,8 @@ class StoreSession(Protocol):
         """Remember the credential's one pending sign-in, replacing any earlier one."""
 
     def sign_in(self, credential_id: str) -> Row | None:
-        """The pending sign-in (``state_digest``, ``expires_at``) of a credential, or None."""
+        """The pending sign-in (``state_digest``, ``expires_at``) of a credential, or None; the
+        digest may be the mark a finished sign-in left (:mod:`~exact_connector.vault.sign_ins`)."""
 
     def delete_sign_in(self, credential_id: str) -> None:
         """Forget the credential's pending sign-in (no error if there is none)."""

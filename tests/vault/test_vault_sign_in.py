@@ -59,13 +59,14 @@ def test_a_taken_sign_in_reopens_until_its_own_expiry_only(home: Path, ring: Key
     with Vault.open(home, keys=ring, clock=clock) as vault:
         credential = add_credential(vault, "a")
         vault.begin_sign_in(credential.id, STATE, ttl=60)
-        expires_at = vault.take_sign_in(credential.id, STATE)
-        assert expires_at == clock.now() + 60
-        assert vault.reopen_sign_in(credential.id, STATE, expires_at) is True
+        first = vault.take_sign_in(credential.id, STATE)
+        assert first is not None and first.expires_at == clock.now() + 60
+        assert vault.reopen_sign_in(credential.id, STATE, first) is True
         clock.advance(30)
-        assert vault.take_sign_in(credential.id, STATE) == expires_at
+        again = vault.take_sign_in(credential.id, STATE)
+        assert again is not None and again.expires_at == first.expires_at
         clock.advance(31)
-        assert vault.reopen_sign_in(credential.id, STATE, expires_at) is False
+        assert vault.reopen_sign_in(credential.id, STATE, again) is False
         assert vault.finish_sign_in(credential.id, STATE) is False
 
 
@@ -73,13 +74,62 @@ def test_a_reopened_sign_in_never_replaces_a_newer_one(vault: Vault) -> None:
     """A sign-in started while the code exchange was out stays the pending one."""
     credential = add_credential(vault, "a")
     vault.begin_sign_in(credential.id, STATE)
-    expires_at = vault.take_sign_in(credential.id, STATE)
-    assert expires_at is not None
+    taken = vault.take_sign_in(credential.id, STATE)
+    assert taken is not None
     vault.begin_sign_in(credential.id, "a-newer-state-123456")
 
-    assert vault.reopen_sign_in(credential.id, STATE, expires_at) is False
+    assert vault.reopen_sign_in(credential.id, STATE, taken) is False
     assert vault.finish_sign_in(credential.id, STATE) is False
     assert vault.finish_sign_in(credential.id, "a-newer-state-123456") is True
+
+
+def test_a_taken_sign_in_is_not_reopened_once_a_newer_one_started_and_finished(
+    vault: Vault,
+) -> None:
+    """A sign-in started and finished while the code exchange was out leaves no pending one,
+    and the taken one still stays used up: its answer would sign in over the newer one."""
+    credential = add_credential(vault, "a")
+    vault.begin_sign_in(credential.id, STATE)
+    taken = vault.take_sign_in(credential.id, STATE)
+    assert taken is not None
+    vault.begin_sign_in(credential.id, "a-newer-state-123456")
+    assert vault.finish_sign_in(credential.id, "a-newer-state-123456") is True
+
+    assert vault.reopen_sign_in(credential.id, STATE, taken) is False
+    assert vault.finish_sign_in(credential.id, STATE) is False
+
+
+def test_a_sign_in_begun_again_with_the_same_state_is_not_reopened_by_the_earlier_take(
+    vault: Vault,
+) -> None:
+    """Only the take that used the sign-in up may put it back: the same state started and
+    finished again meanwhile is another sign-in, with another code."""
+    credential = add_credential(vault, "a")
+    vault.begin_sign_in(credential.id, STATE)
+    taken = vault.take_sign_in(credential.id, STATE)
+    assert taken is not None
+    vault.begin_sign_in(credential.id, STATE)
+    assert vault.finish_sign_in(credential.id, STATE) is True
+
+    assert vault.reopen_sign_in(credential.id, STATE, taken) is False
+    assert vault.finish_sign_in(credential.id, STATE) is False
+
+
+def test_a_reopened_sign_in_taken_again_is_reopened_by_the_later_take_only(vault: Vault) -> None:
+    """Once put back and taken by another worker, the sign-in is that worker's to finish or to
+    put back; the first worker's take no longer reopens it."""
+    credential = add_credential(vault, "a")
+    vault.begin_sign_in(credential.id, STATE)
+    first = vault.take_sign_in(credential.id, STATE)
+    assert first is not None
+    assert vault.reopen_sign_in(credential.id, STATE, first) is True
+    second = vault.take_sign_in(credential.id, STATE)
+    assert second is not None
+
+    assert vault.reopen_sign_in(credential.id, STATE, first) is False
+    assert vault.finish_sign_in(credential.id, STATE) is False
+    assert vault.reopen_sign_in(credential.id, STATE, second) is True
+    assert vault.finish_sign_in(credential.id, STATE) is True
 
 
 def test_a_new_sign_in_replaces_the_pending_one(vault: Vault) -> None:
