@@ -12,6 +12,10 @@ Seeded line ``i`` belongs to seeded parent ``i mod parents``, so with tables of 
 seeded invoice has a line, as real ones do, and a larger line table gives parents several.
 ``$expand`` lists a parent's lines from the child table itself, so a line created, changed or
 deleted through its own endpoint shows in its parent's expansion at once.
+
+A document (an order, invoice or quotation) is a parent whose sync twin holds one row per line: a
+``LineNumber`` its regular endpoint lacks. Its lines are its children with a ``LineNumber``; a
+write to one of them saves the document, as Exact's does.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from typing import Any
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.sandbox.seed import Linked
 
-__all__ = ["Link", "child_links", "group_by", "link_generator", "parent_link", "singular"]
+__all__ = [
+    "Link",
+    "child_links",
+    "document_lines",
+    "document_of",
+    "group_by",
+    "link_generator",
+    "parent_link",
+    "singular",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,25 @@ def _all() -> tuple[dict[str, dict[str, Link]], dict[str, dict[str, str]]]:
     return by_parent, by_child
 
 
+@cache
+def _documents() -> dict[str, list[Link]]:
+    """Document table -> the links to its lines, in property order."""
+    documents: dict[str, list[Link]] = {}
+    for links in _all()[0].values():
+        for link in links.values():
+            parent, child = catalog().lookup(link.parent), catalog().lookup(link.child)
+            sync = catalog().twin(parent, "sync")
+            per_line = sync is not None and sync.field("LineNumber") is not None
+            if per_line and not parent.field("LineNumber") and child.field("LineNumber"):
+                documents.setdefault(parent.id.lower(), []).append(link)
+    return documents
+
+
+@cache
+def _lines_of_documents() -> dict[str, Link]:
+    return {link.child.lower(): link for links in _documents().values() for link in links}
+
+
 def child_links(table_id: str) -> dict[str, Link]:
     """A parent table's linked collection properties, by property name."""
     return _all()[0].get(table_id.lower(), {})
@@ -84,6 +116,16 @@ def child_links(table_id: str) -> dict[str, Link]:
 def parent_link(table_id: str, field: str) -> str | None:
     """The parent table a child table's field points at, if it is a link field."""
     return _all()[1].get(table_id.lower(), {}).get(field)
+
+
+def document_lines(table_id: str) -> list[Link]:
+    """A document table's links to its lines (none for a table that is not a document)."""
+    return _documents().get(table_id.lower(), [])
+
+
+def document_of(table_id: str) -> Link | None:
+    """The link from a table of a document's lines to the document, if it is one."""
+    return _lines_of_documents().get(table_id.lower())
 
 
 def link_generator(parent: Linked) -> Callable[[int], Any]:

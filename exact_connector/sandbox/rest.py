@@ -8,7 +8,9 @@ function endpoints answer from their parameters (:mod:`~exact_connector.sandbox.
 
 ``$expand`` lists a parent's lines from their own table (:mod:`~exact_connector.sandbox.links`), and
 a POST may carry new lines inline (Exact's deep insert): they are checked with the parent, before
-anything is stored. Sync endpoints take only a ``Timestamp gt`` filter (API-FACTS, "Sync feed").
+anything is stored. A write to a line of a document (an order, invoice or quotation) saves the
+document, as Exact's does: it gets a new ``Modified`` and row version. Sync endpoints take only a
+``Timestamp gt`` filter (API-FACTS, "Sync feed").
 
 Two switches model what the facts leave open. ``mandatory_filter``: Exact demands a ``$filter`` on
 lists of the regular and bulk endpoints that have a sync API (API-FACTS §3, KB "API limits"), but
@@ -20,8 +22,9 @@ when is not documented; when on, every answer without ``__next`` or ``__count`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 import httpx
@@ -33,7 +36,7 @@ from exact_connector.sandbox.domain import REFERENCES
 from exact_connector.sandbox.filters import predicate, timestamp_after, timestamp_only
 from exact_connector.sandbox.functions import function_table, single_result
 from exact_connector.sandbox.history import takes_skip
-from exact_connector.sandbox.links import Link, child_links, group_by
+from exact_connector.sandbox.links import Link, child_links, document_lines, document_of, group_by
 from exact_connector.sandbox.listing import count, page
 from exact_connector.sandbox.negotiate import count_acceptable, read_payload
 from exact_connector.sandbox.oauth import AccessGrant
@@ -222,15 +225,10 @@ class Rest:
         line's own fields (``ID``, ``LineNumber``, ``Item``…) from the line table.
         """
         endpoint = call.endpoint
-        if endpoint.kind != "sync" or endpoint.field("LineNumber") is None:
+        links = document_lines(call.table.spec.id) if endpoint.kind == "sync" else []
+        if not links:
             return None
-        origin = catalog().get(call.table.spec.id) if isinstance(call.table, Table) else None
-        if origin is None or origin.field("LineNumber") is not None:
-            return None
-        links = child_links(origin.id).values()
-        link = next((k for k in links if catalog().lookup(k.child).field("LineNumber")), None)
-        if link is None:
-            return None
+        link, origin = links[0], catalog().lookup(links[0].parent)
         wanted = set(select) if select is not None and "*" not in select else None
         child = catalog().lookup(link.child)
         line_fields = [
@@ -256,32 +254,18 @@ class Rest:
         return rows
 
     def _list_lines(self, call: Call, options: Options, lines: Lines) -> httpx.Response:
-        """A page of a feed whose rows are lines, in row-version order.
-
-        A line's row version is its document's times :data:`_LINE_VERSIONS`, plus its place: a
-        change to the document gives each of its rows a new one, as Exact's row per line would
-        (a change to a line alone does not show here).
-        """
-        after = timestamp_after(options.filter) if options.filter is not None else None
+        """A page of a feed whose rows are lines, in row-version order; ``__count`` is of the
+        rows the filter keeps, as on other lists."""
+        since = timestamp_after(options.filter) if options.filter is not None else None
+        after = since
         if options.skiptoken is not None:
             after = max(after or 0, int(parse_key(options.skiptoken, "Edm.Int64")))
         limit = call.endpoint.page_size if options.top is None else options.top
         limit = min(limit, call.endpoint.page_size)
-        version_of = call.table.getter("Timestamp")
-        start = None if after is None else after // _LINE_VERSIONS
-        found: list[tuple[int, dict[str, Any]]] = []
-        for _, row in call.table.scan(True, start, inclusive=True):
-            base = int(version_of(row)) * _LINE_VERSIONS
-            for place, record in enumerate(lines(row)[:_LINE_VERSIONS]):
-                if after is None or base + place > after:
-                    if "Timestamp" in record:
-                        record["Timestamp"] = base + place
-                    found.append((base + place, record))
-            if len(found) > limit:
-                break
+        found = list(islice(_line_rows(call.table, lines, after), limit + 1))
         body: dict[str, Any] = {"results": [record for _, record in found[:limit]]}
         if options.inlinecount:
-            body["__count"] = str(sum(len(lines(row)) for _, row in call.table.scan(True)))
+            body["__count"] = str(sum(1 for _ in _line_rows(call.table, lines, since)))
         top_left = None if options.top is None else options.top - len(body["results"])
         if len(found) > limit and (top_left is None or top_left > 0):
             skiptoken = uri_literal(found[limit - 1][0], "Edm.Int64")
@@ -362,6 +346,7 @@ class Rest:
             self.store.table_by_id(call.division, link.child).insert({**line, link.field: key}, now)
         self.counters.records_created[call.endpoint.id] += 1
         self._notify(call, "Create", key)
+        self._save_documents(call, _document(table, key))
         row = table.get(key)
         assert row is not None  # just inserted
         render = Renderer(call.endpoint, table, call.collection)
@@ -378,8 +363,10 @@ class Rest:
             call.endpoint, payload, type_name(call.endpoint), key=key, creating=False
         )
         self._references(call, values)
+        was = _document(table, key)
         table.update(key, values, self._now_ms())
         self._notify(call, "Update", key)
+        self._save_documents(call, was, _document(table, key))
         return empty_response(204)
 
     def _new_lines(self, call: Call, values: dict[str, Any]) -> list[tuple[Link, dict[str, Any]]]:
@@ -400,9 +387,27 @@ class Rest:
         table = call.table
         assert isinstance(table, Table)
         key, _ = self._find(call)
+        was = _document(table, key)
         table.delete(key, self._now_ms())
         self._notify(call, "Delete", key)
+        self._save_documents(call, was)
         return empty_response(204)
+
+    def _save_documents(self, call: Call, *keys: Key | None) -> None:
+        """The documents a write to their lines changed are saved, as Exact saves a document
+        with its lines: a new ``Modified`` and row version, so each of its rows in the sync
+        feed comes again, after every row before. Subscribers hear of an update."""
+        link = document_of(call.table.spec.id)
+        if link is None:
+            return
+        endpoint = catalog().lookup(link.parent)
+        documents = self.store.table_by_id(call.division, link.parent)
+        collection = f"{self._api_base(call.request, call.where)}/{endpoint.id}"
+        saved = replace(call, endpoint=endpoint, table=documents, collection=collection)
+        for key in dict.fromkeys(keys):
+            if key is not None and documents.get(key) is not None:
+                documents.update(key, {}, self._now_ms())
+                self._notify(saved, "Update", key)
 
     def _notify(self, call: Call, action: str, key: Key) -> None:
         """Hand a change to the webhook deliveries of the division's subscriptions."""
@@ -446,6 +451,32 @@ class Rest:
 _PLACEHOLDER_KEY = "00000000-0000-0000-0000-000000000000"
 #: A parent row -> its lines, as records.
 Lines = Callable[[Row], list[dict[str, Any]]]
+
+
+def _line_rows(
+    table: Readable, lines: Lines, after: int | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a feed whose rows are lines, after a row version, with their versions.
+
+    A line's row version is its document's times :data:`_LINE_VERSIONS`, plus its place: a
+    document saved, or one of its lines written (which saves it), gives each of its rows a new
+    one, after every row before, as Exact's row per line would.
+    """
+    version_of = table.getter("Timestamp")
+    start = None if after is None else after // _LINE_VERSIONS
+    for _, row in table.scan(True, start, inclusive=True):
+        base = int(version_of(row)) * _LINE_VERSIONS
+        for place, record in enumerate(lines(row)[:_LINE_VERSIONS]):
+            if after is None or base + place > after:
+                if "Timestamp" in record:
+                    record["Timestamp"] = base + place
+                yield base + place, record
+
+
+def _document(table: Table, key: Key) -> Key | None:
+    """The document a line belongs to, when the table holds lines of documents."""
+    link = document_of(table.spec.id)
+    return None if link is None else table.value(key, link.field)
 
 
 def _stored(table: Readable, name: str) -> Lines:
