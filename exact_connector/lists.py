@@ -316,8 +316,14 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
     resumed = cursor.endpoint if cursor else None
     target, select = _list_target(endpoint, data, compared, resumed, filter_required)
     params: dict[str, str] = {}
+    # A sync feed is in row-version order: a cursor continues after the last row version handed
+    # out, so it is read even when not asked for (and taken out of the records).
+    hidden = None
+    named = {name.lower() for name in select}
+    if target.kind == "sync" and named and "timestamp" not in named and target.field("Timestamp"):
+        hidden = "Timestamp"
     if select:
-        params["$select"] = ",".join(select)
+        params["$select"] = ",".join([*select, hidden] if hidden else select)
     if filter_text is not None:
         if target.kind == "sync" and not _SYNC_FILTER.fullmatch(data["filter"]):
             raise InputError.at(
@@ -336,4 +342,5 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
         )
     else:
         pager = Pager(step.client, target, step.division, first, deadline=step.deadline)
+    pager.hidden = hidden
     return pager, select

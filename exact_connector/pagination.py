@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import length_hint
@@ -188,6 +188,7 @@ class Pager:
         # how many are left, so nothing is counted per record).
         self._page: tuple[httpx.URL | None, httpx.URL | None, int] = (url, url, skip + 1)
         self._taken_at_end = skip
+        self._records: list[dict[str, Any]] = []  # this page's, as handed out
         self._rest: Iterator[dict[str, Any]] = iter([])
         self.pages = 0
         self.rows = 0
@@ -196,6 +197,10 @@ class Pager:
         self.shape: Shaper | None = None
         #: How many records the caller takes at most (None: all), to reserve no pages beyond.
         self.limit: int | None = None
+        #: A field selected only for the cursor (a sync feed's row version the caller did not
+        #: ask for): taken out of each record before it is shaped, and kept for :meth:`cursor`.
+        self.hidden: str | None = None
+        self._hidden_values: list[Any] = []
 
     @classmethod
     def resume(
@@ -220,13 +225,26 @@ class Pager:
         return cls(client, endpoint, division, url, skip=cursor.skip, **options)
 
     def cursor(self) -> Cursor | None:
-        """Where the records read so far end, or None when the list is exhausted."""
+        """Where the records read so far end, or None when the list is exhausted.
+
+        Within a page of a list in key or row-version order, it is the page's link with the skip
+        token of the last record handed out, when the page's own last record gives its next
+        link's token the same way (Exact's token is the last row's key, or a sync feed's row
+        version): a record handed out and then deleted, or changed (a sync feed moves it to its
+        end), shifts no row the cursor has not reached. Otherwise it is the page and how many of
+        its rows were taken.
+        """
         url, next_url, size = self._page
         taken = self._taken_at_end - length_hint(self._rest)
         if taken >= size:  # this page is used up: continue at the next one
             url, taken = next_url, 0
         if url is None:
             return None
+        if taken and "$orderby" not in url.params:
+            learnt = next_url.params.get("$skiptoken") if next_url is not None else None
+            token = self._token_after(taken, learnt)
+            if token is not None:
+                url, taken = url.copy_set_param("$skiptoken", token), 0
         return Cursor(self.endpoint.id, self._division, url.raw_path.decode("ascii"), taken)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -266,16 +284,45 @@ class Pager:
                 self.rows += len(records)
                 event = PageFetched(self.endpoint.id, len(records), self.rows, self.pages)
                 emit(self._client.progress, event)
+                if self.hidden is not None:
+                    hidden = self.hidden
+                    self._hidden_values = [record.pop(hidden, None) for record in records]
                 rows = records[skip:] if skip else records
                 if self.shape is not None:
                     rows = self.shape(rows)
-                self._page = (url, next_url, len(records))
+                self._page, self._records = (url, next_url, len(records)), records
                 self._taken_at_end, self._rest = max(skip, len(records)), iter(rows)
                 yield from self._rest
                 url, skip = next_url, 0
         finally:
             if reserved:  # pages reserved ahead and not read: the list ended, or its reader left
                 self._client.release_ahead(self.endpoint, self._division)
+
+    def _token_after(self, taken: int, token: str | None) -> str | None:
+        """The skip token that continues after this page's record ``taken - 1``, from its key or
+        row version: written as ``token`` (the next link's) is from the page's last record, or on
+        the last page (no link to learn from) as an OData key of that field's type. None if
+        neither field gives one in a form this knows (``guid'…'``, ``'…'``, ``12``, ``12L``)."""
+        if not 0 < taken <= len(self._records):
+            return None
+        if self.hidden is not None:
+            values = self._hidden_values
+            last, wanted = {self.hidden: values[-1]}, {self.hidden: values[taken - 1]}
+        else:
+            last, wanted = self._records[-1], self._records[taken - 1]
+        key = self.endpoint.primary_key
+        for name in (key, "Timestamp") if isinstance(key, str) else ("Timestamp",):
+            value, after = last.get(name), wanted.get(name)
+            if value is None or after is None:
+                continue
+            if token is None:
+                described = self.endpoint.field(name)
+                form = _TYPED_TOKENS.get(described.type) if described is not None else None
+                if form is not None:
+                    return form(after)
+            elif (form := _token_form(token)) is not None and form(value) == token:
+                return form(after)
+        return None
 
     def _ahead(self) -> int:
         """How many pages after the one about to be read this list may still need."""
@@ -337,3 +384,25 @@ class _Links:
                 )
             seen.add(token)
         return url
+
+
+def _token_form(token: str) -> Callable[[object], str] | None:
+    """How a skip token like ``token`` is written from a value."""
+    if token.startswith("guid'"):
+        return _TYPED_TOKENS["Edm.Guid"]
+    if token.startswith("'"):
+        return _TYPED_TOKENS["Edm.String"]
+    if token[-1:] in ("L", "l") and token[:-1].isdigit():
+        return lambda value: f"{value}{token[-1]}"
+    if token.isdigit():
+        return str
+    return None
+
+
+#: Skip tokens as OData writes keys of each type (Exact's: ``guid'…'``, ``493115L``).
+_TYPED_TOKENS: dict[str, Callable[[object], str]] = {
+    "Edm.Guid": lambda value: f"guid'{value}'",
+    "Edm.String": lambda value: "'" + str(value).replace("'", "''") + "'",
+    "Edm.Int64": lambda value: f"{value}L",
+    "Edm.Int32": str,
+}

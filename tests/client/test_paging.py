@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -64,7 +65,9 @@ def test_g16_a_cursor_resumes_exactly_where_reading_stopped(world: World) -> Non
         if len(first) == 70:
             break
     cursor = pager.cursor()
-    assert cursor is not None and cursor.skip == 10
+    # After the 70th record's key, not "10 rows into page 2": see the deletion test below.
+    assert cursor is not None and cursor.skip == 0
+    assert cursor.target.endswith(quote(f"guid'{first[-1]}'", safe=""))
     text = cursor.encode(KEY)
     accounts = endpoint()
     start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
@@ -276,9 +279,11 @@ def test_a_cursor_taken_anywhere_resumes_with_exactly_the_rest(world: World, sto
     assert read + rest == whole
 
 
-def test_a_cursor_of_a_resumed_list_counts_the_rows_it_skipped(world: World) -> None:
-    """Resumed 10 rows into page 2 and read 5 more: the next cursor is 15 rows into it."""
+def test_a_cursor_of_a_resumed_list_continues_after_what_it_read(world: World) -> None:
+    """Resumed after 70 records and read 5 more: the next cursor continues after the 75th (and
+    one of a list resumed by an older cursor, 10 rows into page 2, counts the rows it skipped)."""
     client = world.client()
+    whole = [record["ID"] for record in _pager(client)]
     records = iter(pager := _pager(client))
     for _ in range(70):
         next(records)
@@ -291,7 +296,45 @@ def test_a_cursor_of_a_resumed_list_counts_the_rows_it_skipped(world: World) -> 
     rows = iter(resumed)
     for _ in range(5):
         next(rows)
-    assert resumed.cursor() == Cursor(cursor.endpoint, DIVISION, cursor.target, 15)
+    after = resumed.cursor()
+    assert after is not None
+    rest = [record["ID"] for record in Pager.resume(client, accounts, start, DIVISION, after)]
+    assert rest == whole[75:]
+
+    page_two = start.copy_set_param("$skiptoken", f"guid'{whole[59]}'")
+    older = Cursor(cursor.endpoint, DIVISION, page_two.raw_path.decode(), 10)
+    by_offset = Pager.resume(client, accounts, start, DIVISION, older)
+    assert [record["ID"] for record in by_offset] == whole[70:]
+
+
+def _delete(world: World, record_id: str) -> None:
+    """A person deletes the record in Exact, outside the list."""
+    token = world.sb.issue_tokens()["access_token"]
+    url = f"https://start.exactonline.nl/api/v1/{DIVISION}/{ACCOUNTS}(guid'{record_id}')"
+    answer = world.sb(httpx.Request("DELETE", url, headers={"Authorization": f"Bearer {token}"}))
+    assert answer.status_code == 204, answer.text
+
+
+@pytest.mark.parametrize("stop", [10, 70, 130])
+def test_a_record_deleted_after_it_was_read_costs_the_cursor_no_other(
+    world: World, stop: int
+) -> None:
+    """A workflow reads a batch, deletes (or archives) what it read, and continues with the
+    cursor: it gets every other record. The cursor used to say "so many rows into this page",
+    and a deleted row before that point made it skip a record nobody had seen (page 1, 2, and
+    the last page, which has no next link to learn the token's form from)."""
+    client = world.client()
+    whole = [record["ID"] for record in _pager(client)]
+    records = iter(pager := _pager(client))
+    read = [next(records)["ID"] for _ in range(stop)]
+    cursor = pager.cursor()
+    assert cursor is not None
+    for record_id in read[-3:]:
+        _delete(world, record_id)
+    accounts = endpoint()
+    start = client.url(accounts, DIVISION, params={"$select": "ID,Name"})
+    rest = [record["ID"] for record in Pager.resume(client, accounts, start, DIVISION, cursor)]
+    assert rest == whole[stop:]
 
 
 def test_two_threads_listing_one_endpoint_leave_only_the_calls_they_made(

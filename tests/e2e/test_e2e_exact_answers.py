@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from e2e_harness import ACTIONS, DIVISION, World, assert_error, assert_refused, loopback_world
 
@@ -161,6 +162,43 @@ def test_an_unfiltered_list_exact_refuses_is_read_from_the_sync_twin(
     paths = [path.split(f"/{DIVISION}/")[1] for _, path in strict.recorder.api[-3:]]
     refused = "crm/Accounts" if limit is not None else "bulk/CRM/Accounts"
     assert paths == [refused, "sync/CRM/Accounts", "sync/CRM/Accounts"]
+
+
+def test_a_list_read_from_the_sync_twin_continues_past_a_record_changed_meanwhile(
+    strict: World,
+) -> None:
+    """A sync feed is in row-version order, and a changed record moves to its end. A cursor
+    that said "so many rows into this page" then skipped a record nobody had seen; it now
+    continues after the last row version handed out. The changed record comes again, with its
+    change, and the row version read for the cursor is never handed out."""
+    everyone = {r["ID"] for r in strict.sb.records(DIVISION, "crm/Accounts")}
+    inputs: dict[str, object] = {"endpoint": "crm/Accounts", "select": ["ID", "Name"], "limit": 50}
+    token = strict.sb.issue_tokens()["access_token"]
+    records: list[dict[str, object]] = []
+    while True:
+        result = _list(strict, **inputs)
+        assert result["ok"], result
+        data = result["data"]
+        assert isinstance(data, dict)
+        if not records:  # a person renames an account the workflow already has
+            changed = data["records"][0]["ID"]
+            answer = httpx.put(
+                f"{strict.base_url}/api/v1/{DIVISION}/crm/Accounts(guid'{changed}')",
+                json={"Name": "Renamed B.V."},
+                headers={"Authorization": f"Bearer {token}"},
+                trust_env=False,
+            )
+            assert answer.status_code == 204, answer.text
+        records += data["records"]
+        if not data.get("next_cursor"):
+            break
+        inputs["cursor"] = data["next_cursor"]
+
+    ids = [record["ID"] for record in records]
+    assert set(ids) == everyone
+    assert [record["Name"] for record in records if record["ID"] == changed][-1] == "Renamed B.V."
+    assert len(ids) == len(everyone) + 1  # only the changed one comes twice
+    assert all(set(record) == {"ID", "Name"} for record in records)
 
 
 def test_a_stream_exact_refuses_for_want_of_a_filter_is_read_from_the_sync_twin(
