@@ -22,7 +22,7 @@ from exact_connector.exceptions import (
     ExactRejected,
     InputError,
 )
-from exact_connector.feeds import feeds
+from exact_connector.feeds import feed, feeds
 from exact_connector.lists import filter_demanded
 from exact_connector.odata import canonical_integer, filter_literal, parse_date
 from exact_connector.pagination import Pager
@@ -116,10 +116,24 @@ def _watchable(params: dict[str, Any]) -> list[Option]:
     ]
 
 
+def _feed_fields(params: dict[str, Any]) -> list[Option]:
+    """The fields a polling trigger on the endpoint can read: its change feed's (the sync twin
+    lacks some of the endpoint's own), and of a feed of document lines only the document's, of
+    which an event is made."""
+    watched = feed(str(params.get("endpoint", "")))
+    whole = watched.document_fields
+    return [
+        {"value": f.name, "label": f.name, "description": f.type.removeprefix("Edm.")}
+        for f in watched.sync.fields
+        if not f.collection and not f.obsolete and (whole is None or f.name in whole)
+    ]
+
+
 _STATIC: dict[str, Callable[[dict[str, Any]], list[Option]]] = {
     "endpoints": _endpoints,
     "watchable_endpoints": _watchable,
     "endpoint_fields": lambda p: _fields_of(str(p.get("endpoint", "")), writable_only=False),
+    "feed_fields": _feed_fields,
     "time_transaction_fields": _time_transaction_fields,
 }
 STATIC_SOURCES = frozenset(_STATIC)

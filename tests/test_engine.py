@@ -174,6 +174,7 @@ def test_an_engine_discovers_configures_and_runs_the_connector(
         "endpoints?method=GET",
         "endpoints?method=DELETE",
         "endpoint_fields?endpoint={endpoint}",
+        "feed_fields?endpoint={endpoint}",
         "time_transaction_fields",
         "projects?division={division}",
         "employees?division={division}",

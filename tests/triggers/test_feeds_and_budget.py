@@ -9,6 +9,7 @@ from exact_connector.catalog import catalog
 from exact_connector.exceptions import InputError
 from exact_connector.feeds import feed, feeds, feeds_for_topic
 from exact_connector.manifest import load_manifest
+from exact_connector.options import serve_options
 
 
 def test_every_sync_endpoint_but_deleted_is_a_feed() -> None:
@@ -82,3 +83,43 @@ def test_more_feeds_than_even_daily_polls_can_pay_for_is_an_input_error() -> Non
         check_interval(300, feeds=2_500)
     assert [(e["path"], e["code"]) for e in raised.value.errors] == [("$.feeds", "budget")]
     assert "too many feeds" in str(raised.value) and "2499" in raised.value.hint
+
+
+# -- the trigger form's field picker ---------------------------------------------------------------
+
+
+def _picked(endpoint: str) -> list[str]:
+    return [
+        option["value"]
+        for option in serve_options("feed_fields", None, None, {"endpoint": endpoint})
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(feeds()))
+def test_the_field_picker_offers_what_the_change_feed_reads_and_the_trigger_takes(
+    name: str,
+) -> None:
+    """Every field the trigger form offers is one its poll accepts (the picker used to offer
+    the regular endpoint's fields, some of which the sync twin lacks: a poll naming one was
+    refused), and of a feed of document lines only the document's fields."""
+    watched = feed(name)
+    offered = _picked(name)
+    assert offered
+    assert watched.checked_fields(offered) == offered
+    if watched.document_fields is not None:
+        assert set(offered) <= watched.document_fields
+
+
+def test_the_field_picker_of_invoices_leaves_out_fields_their_feed_lacks() -> None:
+    """The invoice endpoint has ShippingMethod and SelectionCode; its change feed has neither."""
+    invoices = catalog().lookup("salesinvoice/SalesInvoices")
+    assert invoices.field("ShippingMethod") and invoices.field("SelectionCode")
+    offered = _picked("salesinvoice/SalesInvoices")
+    assert "ShippingMethod" not in offered and "SelectionCode" not in offered
+    assert {"InvoiceID", "InvoiceTo", "Modified"} <= set(offered)
+
+
+def test_the_field_picker_of_an_endpoint_that_cannot_be_watched_says_so() -> None:
+    with pytest.raises(InputError) as caught:
+        _picked("read/project/HoursByDate")
+    assert caught.value.errors[0]["path"] == "$.endpoint"
