@@ -238,7 +238,13 @@ def _live(
 
 
 def _records(client: ExactClient, credential: Credential, params: dict[str, Any]) -> list[Option]:
-    """The newest records of an endpoint, to pick a primary key by what the record says."""
+    """The newest records of an endpoint, to pick a primary key by what the record says;
+    ``search`` narrows them to those whose first text label (Code, Name…) contains it.
+
+    Where Exact demands a filter (see :func:`_page`), the list without a search is one page of
+    the sync twin, which in a division with more records than a page holds is not the newest:
+    a search is a filter, and reads the newest that match.
+    """
     endpoint = catalog().lookup(str(params.get("endpoint", "")))
     key = endpoint.primary_key
     if not isinstance(key, str):
@@ -246,6 +252,16 @@ def _records(client: ExactClient, credential: Credential, params: dict[str, Any]
     names = {f.name for f in endpoint.fields}
     labels = tuple(n for n in _RECORD_LABELS if n in names and n != key)[:_RECORD_LABEL_COUNT]
     query = {"$select": ",".join((key, *labels))}
+    search = params.get("search")
+    if search:
+        typed = {f.name: f.type for f in endpoint.fields}
+        text = next((name for name in labels if typed[name] == "Edm.String"), None)
+        if text is None:
+            raise InputError.at(
+                "$.search", "not_searchable", f"records of {endpoint.id} have no text to search"
+            )
+        needle = filter_literal(str(search), "Edm.String", "$.search")
+        query["$filter"] = f"substringof({needle}, {text})"
     if "Modified" in names:
         query["$orderby"] = "Modified desc"
     rows = _page(client, _division(credential, params), endpoint.id, query)

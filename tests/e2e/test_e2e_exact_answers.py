@@ -250,6 +250,47 @@ def test_dropdowns_exact_refuses_for_want_of_a_filter_are_read_from_the_sync_twi
     ]
 
 
+def test_a_record_picker_search_narrows_and_finds_the_newest_where_exact_demands_a_filter(
+    tmp_path: Path,
+) -> None:
+    """The page's "Narrow a list" offers the record picker, whose search used to be ignored.
+    It now narrows to records whose first text label (here the account's Code) contains it,
+    newest first; where Exact demands a filter, the search is one, so the account changed just
+    now is found even in a division larger than the sync page the unsearched list reads."""
+    sandbox = Sandbox(
+        clock=ManualClock(),
+        auto_consent=True,
+        limits=False,
+        mandatory_filter=True,
+        rows_per_endpoint={"crm/Accounts": 1200},
+    )
+    with connect(sandbox, tmp_path / "vault", name="large") as made:
+        accounts = sandbox.records(DIVISION, "crm/Accounts")
+        newest = accounts[-1]
+        wanted = newest["Code"].strip()
+        token = sandbox.issue_tokens()["access_token"]
+        answer = sandbox(
+            httpx.Request(
+                "PUT",
+                f"https://start.exactonline.nl/api/v1/{DIVISION}/crm/Accounts(guid'{newest['ID']}')",
+                json={"Name": "Changed just now B.V."},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        assert answer.status_code == 204, answer.text
+        unsearched = made.connector.options(
+            "records", made.credential_id, endpoint="crm/Accounts", division=DIVISION
+        )
+        searched = made.connector.options(
+            "records", made.credential_id, endpoint="crm/Accounts", division=DIVISION, search=wanted
+        )
+
+    assert newest["ID"] not in [option["value"] for option in unsearched]  # the oldest page
+    assert searched and searched[0]["value"] == newest["ID"]
+    codes = {r["ID"]: r["Code"] for r in accounts}
+    assert all(wanted in codes[option["value"]] for option in searched)
+
+
 def test_a_dropdown_exact_refuses_reads_one_sync_page_of_a_large_division(
     tmp_path: Path,
 ) -> None:
