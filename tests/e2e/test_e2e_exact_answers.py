@@ -250,6 +250,17 @@ def test_dropdowns_exact_refuses_for_want_of_a_filter_are_read_from_the_sync_twi
     ]
 
 
+def _large_strict_sandbox() -> Sandbox:
+    """A sandbox that demands a filter, with more accounts (1,200) than a sync page holds."""
+    return Sandbox(
+        clock=ManualClock(),
+        auto_consent=True,
+        limits=False,
+        mandatory_filter=True,
+        rows_per_endpoint={"crm/Accounts": 1200},
+    )
+
+
 def test_a_record_picker_search_narrows_and_finds_the_newest_where_exact_demands_a_filter(
     tmp_path: Path,
 ) -> None:
@@ -257,13 +268,7 @@ def test_a_record_picker_search_narrows_and_finds_the_newest_where_exact_demands
     It now narrows to records whose first text label (here the account's Code) contains it,
     newest first; where Exact demands a filter, the search is one, so the account changed just
     now is found even in a division larger than the sync page the unsearched list reads."""
-    sandbox = Sandbox(
-        clock=ManualClock(),
-        auto_consent=True,
-        limits=False,
-        mandatory_filter=True,
-        rows_per_endpoint={"crm/Accounts": 1200},
-    )
+    sandbox = _large_strict_sandbox()
     with connect(sandbox, tmp_path / "vault", name="large") as made:
         accounts = sandbox.records(DIVISION, "crm/Accounts")
         newest = accounts[-1]
@@ -296,13 +301,7 @@ def test_a_dropdown_exact_refuses_reads_one_sync_page_of_a_large_division(
 ) -> None:
     """With more rows than a sync page holds (1,000), the fallback offers what the first page
     has, sorted; it does not walk on to the second page (the pager's cap of one page)."""
-    sandbox = Sandbox(
-        clock=ManualClock(),
-        auto_consent=True,
-        limits=False,
-        mandatory_filter=True,
-        rows_per_endpoint={"crm/Accounts": 1200},
-    )
+    sandbox = _large_strict_sandbox()
     with connect(sandbox, tmp_path / "vault", name="large") as made:
         accounts = made.connector.options("accounts", made.credential_id, division=DIVISION)
         picked = made.connector.options(
