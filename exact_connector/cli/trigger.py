@@ -58,7 +58,12 @@ def register(subparsers: Any) -> None:
     trigger_command("poll", "print new events as JSON lines, then acknowledge them", _poll)
     run = trigger_command("run", "poll at the trigger's interval until stopped", _run)
     run.add_argument("--polls", type=int, metavar="N", help="stop after N polls")
-    trigger_command("budget", "API calls a day the poll interval costs", _budget, credential=False)
+    budget = trigger_command(
+        "budget", "API calls a day the poll interval costs", _budget, credential=False
+    )
+    budget.add_argument(
+        "--feeds", type=int, default=1, metavar="N", help="feeds of one division polled so"
+    )
     trigger_command("reset", "forget the checkpoint: the next poll starts afresh", _reset)
     trigger_command("subscribe", "subscribe a webhook callback (reuses an equal one)", _subscribe)
     trigger_command(
@@ -123,7 +128,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    print_json(check_interval(_interval(read_input(args.input))).to_dict())
+    cost = check_interval(_interval(read_input(args.input)), feeds=args.feeds)
+    print_json(cost.to_dict())
     return 0
 
 

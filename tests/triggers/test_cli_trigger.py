@@ -28,3 +28,29 @@ def test_budget_refuses_an_exhausting_interval(
     assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 3
     err = capsys.readouterr().err
     assert "$.interval_seconds" in err and "18 seconds" in err and "Traceback" not in err
+
+
+def test_budget_counts_the_feeds_of_one_division(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--feeds N: N feeds of one division polled at the interval share its day (3 x 312)."""
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"interval_seconds": 300}))
+    assert (
+        main(["trigger", "budget", "record_changed", "--input", str(source), "--feeds", "3"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["feeds"], printed["idle_calls_per_day"]) == (3, 936)
+
+
+@pytest.mark.parametrize(("feeds", "named"), [("0", "$.feeds"), ("3000", "$.feeds")])
+def test_budget_refuses_feeds_no_interval_can_pay_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], feeds: str, named: str
+) -> None:
+    """No feeds, or more than even daily polls can pay for: exit 3, the field named."""
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"interval_seconds": 300}))
+    arguments = ["trigger", "budget", "record_changed", "--input", str(source), "--feeds", feeds]
+    assert main(arguments) == 3
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
