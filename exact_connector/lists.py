@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from difflib import get_close_matches
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
@@ -288,6 +289,12 @@ def _list_endpoints(endpoint: Endpoint) -> set[str]:
     return {endpoint.id, *(twin.id for twin in _same_rows_twins(endpoint))}
 
 
+def _selects(target: str, name: str) -> bool:
+    """Whether the ``$select`` of a cursor's page link names ``name``."""
+    selected = parse_qs(urlsplit(target).query).get("$select", [""])[0]
+    return name.lower() in (field.lower() for field in selected.split(","))
+
+
 def _scalar_fields(endpoint: Endpoint) -> list[str]:
     return [f.name for f in endpoint.fields if not f.navigation]
 
@@ -318,10 +325,13 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
     params: dict[str, str] = {}
     # A sync feed is in row-version order: a cursor continues after the last row version handed
     # out, so it is read even when not asked for (and taken out of the records).
+    # A cursor made before this (its select without Timestamp) resumes by page and offset.
     hidden = None
     named = {name.lower() for name in select}
     if target.kind == "sync" and named and "timestamp" not in named and target.field("Timestamp"):
         hidden = "Timestamp"
+        if cursor is not None and not _selects(cursor.target, hidden):
+            hidden = None
     if select:
         params["$select"] = ",".join([*select, hidden] if hidden else select)
     if filter_text is not None:

@@ -299,10 +299,11 @@ class Pager:
                 self._client.release_ahead(self.endpoint, self._division)
 
     def _token_after(self, taken: int, token: str | None) -> str | None:
-        """The skip token that continues after this page's record ``taken - 1``, from its key or
-        row version: written as ``token`` (the next link's) is from the page's last record, or on
-        the last page (no link to learn from) as an OData key of that field's type. None if
-        neither field gives one in a form this knows (``guid'…'``, ``'…'``, ``12``, ``12L``)."""
+        """The skip token that continues after this page's record ``taken - 1``, from the field
+        the list is in the order of (a sync feed's row version, else the key): written as
+        ``token`` (the next link's) is from the page's last record, or on the last page (no link
+        to learn from) as an OData key of that field's type. None if the field gives none in a
+        form this knows (``guid'…'``, ``'…'``, ``12``, ``12L``), or a record lacks it."""
         if not 0 < taken <= len(self._records):
             return None
         if self.hidden is not None:
@@ -310,8 +311,11 @@ class Pager:
             last, wanted = {self.hidden: values[-1]}, {self.hidden: values[taken - 1]}
         else:
             last, wanted = self._records[-1], self._records[taken - 1]
+        # The field the list is in the order of: a sync feed's row version, else the key.
         key = self.endpoint.primary_key
-        for name in (key, "Timestamp") if isinstance(key, str) else ("Timestamp",):
+        if self.endpoint.kind == "sync":
+            key = "Timestamp"
+        for name in (key,) if isinstance(key, str) else ():
             value, after = last.get(name), wanted.get(name)
             if value is None or after is None:
                 continue

@@ -11,6 +11,7 @@ import pytest
 from e2e_harness import ACTIONS, DIVISION, World, assert_error, assert_refused, loopback_world
 
 from exact_connector.clock import ManualClock
+from exact_connector.pagination import Cursor, cursor_key
 from exact_connector.sandbox import Sandbox
 from exact_connector.testing import connect
 
@@ -199,6 +200,41 @@ def test_a_list_read_from_the_sync_twin_continues_past_a_record_changed_meanwhil
     assert [record["Name"] for record in records if record["ID"] == changed][-1] == "Renamed B.V."
     assert len(ids) == len(everyone) + 1  # only the changed one comes twice
     assert all(set(record) == {"ID", "Name"} for record in records)
+
+
+def test_a_cursor_of_a_list_in_key_order_ignores_a_selected_timestamp(world: World) -> None:
+    """project/Projects is in key order; with Timestamp selected and the key not, the cursor on
+    the list's last page once took its token from the Timestamp (1000122L), which Exact refuses
+    for a Guid key: every retry then counted toward its error limit. Now it counts rows."""
+    inputs: dict[str, object] = {
+        "endpoint": "project/Projects",
+        "select": ["Code", "Timestamp"],
+        "filter": "Type eq 2",
+    }
+    every = _list(world, **inputs)["data"]["records"]
+    first = _list(world, **inputs, limit=5)
+    assert first["ok"], first
+    cursor = first["data"]["next_cursor"]
+
+    resumed = _list(world, **inputs, limit=5, cursor=cursor)
+
+    assert resumed["ok"], resumed
+    assert resumed["data"]["records"] == every[5:10]
+
+
+def test_a_sync_list_cursor_made_before_row_version_cursors_still_resumes(strict: World) -> None:
+    """A cursor made by the connector before it read Timestamp for sync cursors names a select
+    without it: it resumes (by page and offset, as it was made), not "another list"."""
+    credential = strict.credential
+    key = cursor_key(credential.client_secret, credential.id)
+    page = f"/api/v1/{DIVISION}/sync/CRM/Accounts?%24select=ID%2CName"
+    older = Cursor("sync/CRM/Accounts", DIVISION, page, 10).encode(key)
+    every = _list(strict, endpoint="sync/CRM/Accounts", select=["ID", "Name"])
+    for endpoint in ("sync/CRM/Accounts", "crm/Accounts"):
+        inputs = {"endpoint": endpoint, "select": ["ID", "Name"], "limit": 10, "cursor": older}
+        resumed = _list(strict, **inputs)
+        assert resumed["ok"], resumed
+        assert resumed["data"]["records"] == every["data"]["records"][10:20]
 
 
 def test_a_stream_exact_refuses_for_want_of_a_filter_is_read_from_the_sync_twin(
