@@ -59,6 +59,10 @@ LIVE_SOURCES: dict[str, _Live] = {
     ),
     "projects": _Live("project/Projects", ("Code", "Description"), "Description", order_by="Code"),
 }
+#: The longest search a dropdown takes (characters).
+SEARCH_MAX = 100
+#: Field types a search can look into.
+_TEXT_TYPES = frozenset({"Edm.String", "php:string"})
 #: How a record of an endpoint is named in a dropdown: these fields, where the endpoint has them.
 _RECORD_LABELS = ("Code", "Name", "FullName", "Description", "Date", "ProjectCode", "Quantity")
 _RECORD_LABEL_COUNT = 3
@@ -226,8 +230,7 @@ def _live(
     filters = [source.fixed_filter] if source.fixed_filter else []
     search = params.get("search")
     if search:
-        needle = filter_literal(str(search), "Edm.String", "$.search")
-        filters.append(f"substringof({needle}, {source.search_field})")
+        filters.append(f"substringof({_needle(search)}, {source.search_field})")
     query = {"$select": ",".join(("ID", *source.label_fields))}
     if filters:
         query["$filter"] = " and ".join(filters)
@@ -237,9 +240,18 @@ def _live(
     return [{"value": row.get("ID"), "label": _label(row, source.label_fields)} for row in rows]
 
 
+def _needle(search: object) -> str:
+    """A search as the text literal of a ``substringof`` filter; at most :data:`SEARCH_MAX`
+    characters (a longer one would make a URL Exact refuses, blamed on no field of the form)."""
+    text = str(search)
+    if len(text) > SEARCH_MAX:
+        raise InputError.at("$.search", "too_long", f"search at most {SEARCH_MAX} characters")
+    return filter_literal(text, "Edm.String", "$.search")
+
+
 def _records(client: ExactClient, credential: Credential, params: dict[str, Any]) -> list[Option]:
     """The newest records of an endpoint, to pick a primary key by what the record says;
-    ``search`` narrows them to those whose first text label (Code, Name…) contains it.
+    ``search`` narrows them to those with a text label (Code, Name…) that contains it.
 
     Where Exact demands a filter (see :func:`_page`), the list without a search is one page of
     the sync twin, which in a division with more records than a page holds is not the newest:
@@ -255,13 +267,13 @@ def _records(client: ExactClient, credential: Credential, params: dict[str, Any]
     search = params.get("search")
     if search:
         typed = {f.name: f.type for f in endpoint.fields}
-        text = next((name for name in labels if typed[name] == "Edm.String"), None)
-        if text is None:
+        texts = [name for name in labels if typed[name] in _TEXT_TYPES]
+        if not texts:
             raise InputError.at(
                 "$.search", "not_searchable", f"records of {endpoint.id} have no text to search"
             )
-        needle = filter_literal(str(search), "Edm.String", "$.search")
-        query["$filter"] = f"substringof({needle}, {text})"
+        needle = _needle(search)
+        query["$filter"] = " or ".join(f"substringof({needle}, {name})" for name in texts)
     if "Modified" in names:
         query["$orderby"] = "Modified desc"
     rows = _page(client, _division(credential, params), endpoint.id, query)

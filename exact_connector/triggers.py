@@ -107,8 +107,9 @@ class Triggers:
         return self.store.advance(key, version, state)
 
     def reset(self, trigger: str, ref: CredentialRef, inputs: dict[str, Any]) -> bool:
-        """Forget a trigger's checkpoint: its next poll starts as the first did."""
-        return self.store.reset(str(self._question(trigger, ref, inputs).key))
+        """Forget a trigger's checkpoint: its next poll starts as the first did. Only what names
+        the checkpoint is checked (a select or interval the poll would refuse does not stop it)."""
+        return self.store.reset(str(self._question(trigger, ref, inputs, reading=False).key))
 
     def wake(
         self, event: dict[str, Any], *, credential: CredentialRef | None = None
@@ -188,15 +189,19 @@ class Triggers:
         topic, callback = inputs["topic"], inputs["callback_url"]
         return credential, lambda client: operation(client, division, topic, callback)
 
-    def _question(self, trigger: str, ref: CredentialRef, inputs: dict[str, Any]) -> _Poll:
+    def _question(
+        self, trigger: str, ref: CredentialRef, inputs: dict[str, Any], *, reading: bool = True
+    ) -> _Poll:
         if trigger not in POLLING_TRIGGERS:
             self._connector.manifest.trigger(trigger)  # the precise error for an unknown id
             raise InputError.at("$.trigger", "not_polling", "is not a polling trigger")
         credential, division = self._connector.checked(trigger, ref, inputs)
         deletions = POLLING_TRIGGERS[trigger]
         watched = feed(inputs["endpoint"], deletions=deletions)
-        check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL)))
-        select = _DELETED_FIELDS if deletions else _selected(watched, inputs.get("select"))
+        select: Sequence[str] = ()
+        if reading:
+            check_interval(int(inputs.get("interval_seconds", DEFAULT_INTERVAL)))
+            select = _DELETED_FIELDS if deletions else _selected(watched, inputs.get("select"))
         key = CheckpointKey(credential.id, trigger, division, watched.name, inputs.get("consumer"))
         stored = self.store.load(str(key))
         version, state = (stored.version, stored.state) if stored else (0, {})

@@ -11,6 +11,7 @@ import pytest
 from e2e_harness import ACTIONS, DIVISION, World, assert_error, assert_refused, loopback_world
 
 from exact_connector.clock import ManualClock
+from exact_connector.exceptions import InputError
 from exact_connector.pagination import Cursor, cursor_key
 from exact_connector.sandbox import Sandbox
 from exact_connector.testing import connect
@@ -284,6 +285,39 @@ def test_dropdowns_exact_refuses_for_want_of_a_filter_are_read_from_the_sync_twi
         "project/Projects",
         "sync/Project/Projects",
     ]
+
+
+def test_a_record_picker_search_looks_into_every_text_label(world: World) -> None:
+    """An option reads "Code — Name": a word of the name finds it (the search looked into the
+    Code alone); labels of Exact's php:string type are text too; a search longer than a URL
+    can carry is refused at $.search, not at a filter the form does not have."""
+    options = world.connector.options
+    first = options("records", world.credential_id, endpoint="crm/Accounts", division=DIVISION)[0]
+    word = first["label"].split(" — ")[1].split()[0]
+
+    found = options(
+        "records", world.credential_id, endpoint="crm/Accounts", division=DIVISION, search=word
+    )
+    reports = options(
+        "records",
+        world.credential_id,
+        endpoint="expensemanagement/ExpenseReports",
+        division=DIVISION,
+        search="x",
+    )
+    with pytest.raises(InputError) as refused:
+        options(
+            "records",
+            world.credential_id,
+            endpoint="crm/Accounts",
+            division=DIVISION,
+            search="'" * 1500,
+        )
+
+    assert first["value"] in [option["value"] for option in found]
+    assert all(word.casefold() in option["label"].casefold() for option in found)
+    assert reports
+    assert refused.value.errors[0]["path"] == "$.search"
 
 
 def _large_strict_sandbox() -> Sandbox:

@@ -330,6 +330,16 @@ def test_a_select_naming_a_field_the_change_feed_lacks_is_refused_before_any_cal
     assert bench.calls == before
 
 
+def test_a_checkpoint_is_reset_whatever_select_the_workflow_stored(bench: Bench) -> None:
+    """Reset needs only what names the checkpoint: a stored select the poll now refuses (the
+    old field picker offered ShippingMethod) does not keep a workflow from starting over."""
+    inputs = {"division": DIVISION, "endpoint": INVOICES, "start": "beginning"}
+    poll_and_ack(bench, "record_changed", endpoint=INVOICES)
+    stored = {**inputs, "select": ["InvoiceID", "ShippingMethod"]}
+
+    assert bench.connector.triggers.reset("record_changed", bench.credential_id, stored) is True
+
+
 def test_a_select_is_spelt_the_way_the_change_feed_spells_it(bench: Bench) -> None:
     """A field chosen in another case reads the field, and the event names it Exact's way."""
     exact = Exact(bench)
