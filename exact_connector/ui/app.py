@@ -41,7 +41,12 @@ from starlette.staticfiles import StaticFiles
 
 from exact_connector import forms
 from exact_connector.cli.vault import credential_summary
-from exact_connector.exceptions import Category, ExactConnectorError, InputError
+from exact_connector.exceptions import (
+    Category,
+    ExactConnectorError,
+    InputError,
+    TransientError,
+)
 from exact_connector.progress import Progress
 from exact_connector.runtime import Connector
 from exact_connector.ui.assets import bundle_dir, page
@@ -151,18 +156,29 @@ class _Session:
 
     def complete(self, query: dict[str, str]) -> str:
         """The callback: tokens stored and Test Connect run; the page's address to go back to."""
-        credential_id = self.sign_ins.pop(query.get("state", ""), None)
+        state = query.get("state", "")
+        credential_id = self.sign_ins.get(state)
         if credential_id is None:
             raise InputError.at("$.state", "state", "this sign-in was not started here")
         if "code" not in query:
+            self.sign_ins.pop(state, None)
             problem = query.get("error_description") or query.get("error") or "no code returned"
             self.reports[credential_id] = {
                 "ok": False,
                 "checks": [{"name": "sign_in", "ok": False, "summary": problem}],
             }
-        else:
-            self.connector.complete_authorization(credential_id, query["code"], query["state"])
-            self.test(credential_id)
+            return f"/#/credentials/{quote(credential_id)}"
+        try:
+            self.connector.complete_authorization(credential_id, query["code"], state)
+        except TransientError:
+            # Exact's token endpoint did not answer: the vault keeps the sign-in open, and
+            # reloading this page tries the same answer again (its hint says so).
+            raise
+        except BaseException:
+            self.sign_ins.pop(state, None)
+            raise
+        self.sign_ins.pop(state, None)
+        self.test(credential_id)
         return f"/#/credentials/{quote(credential_id)}"
 
     def activate(self, credential_id: str) -> dict[str, Any]:
@@ -285,7 +301,8 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
             target = await run_in_threadpool(session.complete, dict(request.query_params))
         except ExactConnectorError as error:
             text = escape(f"{error.message} {error.hint or ''}")
-            return HTMLResponse(f'<p>{text}</p><p><a href="/">Back</a></p>', status_code=400)
+            status = 503 if isinstance(error, TransientError) else 400  # 503: reloading may help
+            return HTMLResponse(f'<p>{text}</p><p><a href="/">Back</a></p>', status_code=status)
         return RedirectResponse(target, status_code=303)
 
     routes: list[BaseRoute] = [

@@ -3,10 +3,13 @@ no stored secret ever reaches the browser."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from ui_harness import Ui
 from vault_harness import tamper
 
+from exact_connector.cli._callback import browser_get
 from exact_connector.ui.guard import CSRF_HEADER
 
 DIVISION = 100001
@@ -257,3 +260,25 @@ def test_a_credential_signing_in_elsewhere_is_not_reauthorized_here(ui: Ui) -> N
     (credential,) = ui.client.get("/api/state").json()["credentials"]
     assert credential["signs_in_here"] is False
     assert ui.add("Here")["signs_in_here"] is True
+
+
+def test_a_callback_met_by_a_token_endpoint_outage_can_be_reloaded(ui: Ui) -> None:
+    """Exact's token endpoint answers 503 to the callback: the error says to reload the page,
+    and reloading it signs in (the page used to forget the sign-in before the exchange, so the
+    reload was refused as "not started here")."""
+    form = ui.client.get("/api/forms/credentials").json()["formData"]
+    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Outage"}}).json()
+    status, location = browser_get(added["authorize_url"])
+    assert status == 302, status
+    back = urlsplit(str(location))
+    callback = f"{back.path}?{back.query}"
+    ui.workspace.sandbox.faults.add("error", status=503, path_contains="/oauth2/token", times=1)
+
+    failed = ui.client.get(callback, follow_redirects=False)
+    reloaded = ui.client.get(callback, follow_redirects=False)
+
+    assert failed.status_code == 503, failed.text
+    assert "same sign-in answer again" in failed.text
+    assert reloaded.status_code == 303, reloaded.text
+    (credential,) = ui.client.get("/api/state").json()["credentials"]
+    assert credential["report"]["ok"] is True
