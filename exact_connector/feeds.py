@@ -19,6 +19,7 @@ from functools import cache
 
 from exact_connector.catalog import Endpoint, catalog
 from exact_connector.exceptions import InputError
+from exact_connector.lists import field_names
 
 __all__ = ["DELETED", "Feed", "feed", "feeds", "feeds_for_topic"]
 
@@ -82,17 +83,8 @@ class Feed:
         """Field names of the sync twin, spelt its way (Exact reads them case-sensitively); one
         it lacks is an input error at its place in ``path``: Exact would refuse every poll with a
         400, each counted toward its hourly error limit."""
-        spelt = []
-        for index, name in enumerate(names):
-            found = self.sync.field(name)
-            if self.sync.fields and found is None:
-                raise InputError.at(
-                    f"{path}[{index}]",
-                    "unknown_field",
-                    f"{name} is not available in the change feed of {self.name}",
-                )
-            spelt.append(found.name if found is not None else name)
-        return spelt
+        absent = f"{{name}} is not available in the change feed of {self.name}"
+        return field_names(self.sync, names, path, absent)
 
 
 def _feed_for(sync: Endpoint) -> Feed:

@@ -8,7 +8,7 @@ made on; records come back untouched or normalised by their field types.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from difflib import get_close_matches
 from itertools import chain
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Reading",
     "checked_filter",
+    "field_names",
     "filter_demanded",
     "list_errors",
     "pager",
@@ -177,8 +178,14 @@ _SHAPERS: dict[tuple[int, tuple[str, ...]], tuple[Endpoint, Shaper]] = {}
 _SHAPERS_KEPT = 512
 
 
-def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
-    """Field names checked against the endpoint (canonical spelling); unknown ones refused."""
+def field_names(
+    endpoint: Endpoint,
+    names: Sequence[str],
+    path: str,
+    absent: str = "not a field of {endpoint}",
+) -> list[str]:
+    """Field names checked against the endpoint (canonical spelling); unknown ones refused at
+    their place in ``path``, saying ``absent`` (``{name}`` and ``{endpoint}`` filled in)."""
     result = []
     for index, name in enumerate(names):
         where = f"{path}[{index}]"
@@ -186,14 +193,15 @@ def _fields(endpoint: Endpoint, names: list[str], path: str) -> list[str]:
             raise InputError.at(where, "pattern", "a field name uses letters, digits and _ only")
         field_ = endpoint.field(name)
         if endpoint.fields and field_ is None:
-            raise InputError.at(where, "unknown_field", f"not a field of {endpoint.id}")
+            message = absent.format(name=name, endpoint=endpoint.id)
+            raise InputError.at(where, "unknown_field", message)
         result.append(field_.name if field_ is not None else name)
     return result
 
 
 def selected_fields(endpoint: Endpoint, select: list[str] | None) -> list[str]:
     """The ``select`` input's field names, checked and canonically spelt (empty: all fields)."""
-    return _fields(endpoint, select or [], "$.select")
+    return field_names(endpoint, select or [], "$.select")
 
 
 def checked_filter(endpoint: Endpoint, text: str) -> tuple[str, list[str]]:
@@ -226,7 +234,7 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
         match = _ORDER_TERM.fullmatch(part.strip())
         if match is None:
             raise InputError.at("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
-        name = _fields(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
+        name = field_names(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
         terms.append(f"{name} {match.group(2).lower()}" if match.group(2) else name)
     return ",".join(terms)
 

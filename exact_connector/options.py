@@ -126,10 +126,11 @@ def _feed_fields(params: dict[str, Any]) -> list[Option]:
     which an event is made."""
     watched = feed(str(params.get("endpoint", "")))
     whole = watched.document_fields
+    offered = {name for name in watched.fields if whole is None or name in whole}
     return [
         {"value": f.name, "label": f.name, "description": f.type.removeprefix("Edm.")}
         for f in watched.sync.fields
-        if not f.collection and not f.obsolete and (whole is None or f.name in whole)
+        if f.name in offered
     ]
 
 
