@@ -62,7 +62,11 @@ def register(subparsers: Any) -> None:
         "budget", "API calls a day the poll interval costs", _budget, credential=False
     )
     budget.add_argument(
-        "--feeds", type=int, default=1, metavar="N", help="feeds of one division polled so"
+        "--feeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many feeds of one division are polled at this interval (default 1)",
     )
     trigger_command("reset", "forget the checkpoint: the next poll starts afresh", _reset)
     trigger_command("subscribe", "subscribe a webhook callback (reuses an equal one)", _subscribe)
