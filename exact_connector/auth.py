@@ -9,6 +9,8 @@ compare-and-swap, and only then use the new access token.
 A rotated refresh token exists nowhere but in Exact's answer, so a vault that cannot store it (disk
 full, locked, read-only) must not lose it (RELIABILITY C3): the pair is kept in memory and used,
 the persist is retried with backoff on later calls, and no token call is made while it is unsaved.
+It is kept for the vault, not for the client that refreshed: a step's client ends with its step,
+and the next step's must use (and save) the pair, not send the spent refresh token from the row.
 
 :class:`ExactAuth` is the ``httpx.Auth`` flow the client uses; the client itself never mentions
 tokens.
@@ -16,6 +18,8 @@ tokens.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +54,35 @@ _PAUSE = 5.0
 #: Vault failures that must not cost a rotated refresh token; the first and last persist waits.
 _STORAGE_ERRORS = (VaultIOError, VaultBusy, VaultPermissions)
 _PERSIST_WAITS = (1.0, 60.0)
+
+
+@dataclass(slots=True)
+class _Unsaved:
+    """A refreshed pair the vault refused to store: the record it replaces, the grant, and when
+    to try storing it again."""
+
+    replaces: Credential
+    grant: Grant
+    retry_at: float
+    wait: float = _PERSIST_WAITS[0]
+
+    def credential(self) -> Credential:
+        """The record as it will be once stored: the new pair in place of the spent one."""
+        grant = self.grant
+        return self.replaces.model_copy(
+            update={
+                "access_token": grant.access_token,
+                "refresh_token": grant.refresh_token,
+                "access_token_issued_at": grant.issued_at,
+                "access_token_expires_at": grant.expires_at,
+                "refresh_token_issued_at": grant.issued_at,
+            }
+        )
+
+
+#: Unsaved pairs by vault (every client of it in this process sees them) and credential id.
+_UNSAVED: weakref.WeakKeyDictionary[Vault, dict[str, _Unsaved]] = weakref.WeakKeyDictionary()
+_UNSAVED_LOCK = threading.Lock()
 
 
 #: What brings back a connection whose refresh token Exact refused, where signing in again (the
@@ -137,9 +170,6 @@ class ExactAuth(httpx.Auth):
         self._cached: Credential | None = read if read and read.id == credential_id else None
         self._hold_until = 0.0
         self.refreshed = 0
-        # A refreshed pair the vault refused to store: (the record it replaces, the grant).
-        self._unsaved: tuple[Credential, Grant] | None = None
-        self._persist_at, self._persist_wait = 0.0, _PERSIST_WAITS[0]
         self._check = check
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -171,8 +201,8 @@ class ExactAuth(httpx.Auth):
         every process applies the same policy to the same clock, so none can hold a token that
         another has replaced without also reaching the refresh path (which re-reads under lock).
         """
-        self._save_unsaved(force=False)
-        credential = self._cached or self._cache(self._vault.get(self._credential_id))
+        unsaved = self._save_unsaved(force=False)
+        credential = unsaved or self._cached or self._cache(self._vault.get(self._credential_id))
         _ensure_usable(credential)
         now = self._clock.now()
         if not self.policy.needs_refresh(credential, now):
@@ -217,40 +247,45 @@ class ExactAuth(httpx.Auth):
 
     def _stored(self) -> Credential:
         """The vault's record; while a refreshed pair is unsaved, the pair held in memory."""
-        if self._save_unsaved(force=True) or self._cached is None:
-            return self._vault.get(self._credential_id, latest=True)  # after a 401: the row
-        return self._cached
+        unsaved = self._save_unsaved(force=True)
+        if unsaved is not None:
+            return unsaved
+        return self._vault.get(self._credential_id, latest=True)  # after a 401: the row
 
-    def _save_unsaved(self, *, force: bool) -> bool:
-        """Persist a refreshed pair the vault refused before (when its backoff allows, or
-        ``force``); True when nothing is left unsaved."""
-        if self._unsaved is None:
-            return True
+    def _save_unsaved(self, *, force: bool) -> Credential | None:
+        """Store a refreshed pair the vault refused before (by this client or another of the
+        vault's), when its backoff allows or ``force``; the record with that pair while it is
+        still unsaved, None once nothing is."""
+        with _UNSAVED_LOCK:
+            unsaved = _UNSAVED.get(self._vault, {}).get(self._credential_id)
+        if unsaved is None:
+            return None
         now = self._clock.now()
-        if not force and now < self._persist_at:
-            return False
+        if not force and now < unsaved.retry_at:
+            return self._cache(unsaved.credential())
         try:
-            saved = self._store(*self._unsaved)
+            saved = self._store(unsaved.replaces, unsaved.grant)
         except _STORAGE_ERRORS:
-            self._persist_wait = min(self._persist_wait * 2, _PERSIST_WAITS[1])
-            self._persist_at = now + self._persist_wait
-            return False
-        self._unsaved = None
+            unsaved.wait = min(unsaved.wait * 2, _PERSIST_WAITS[1])
+            unsaved.retry_at = now + unsaved.wait
+            return self._cache(unsaved.credential())
+        with _UNSAVED_LOCK:
+            held = _UNSAVED.get(self._vault, {})
+            if held.get(self._credential_id) is unsaved:
+                del held[self._credential_id]
         self._cache(saved)
-        return True
+        return None
 
     def _refresh(self, *, force: bool, seen: Credential) -> Credential:
         """Under the credential's lock: re-read, then refresh only if nobody else just did."""
-        if not self._save_unsaved(force=True) and self._cached is not None:
-            # The refresh token in the vault is spent; ours is not saved: no token call now.
-            if _valid_at(self._cached, self._clock.now()):
-                return self._cached
-            raise VaultIOError(
-                "New tokens from Exact Online could not be saved in the vault yet, and the "
-                "access token in memory has expired; free disk space and run the step again.",
-                details={"credential_id": self._credential_id},
-            )
+        unsaved = self._save_unsaved(force=True)
+        if unsaved is not None:
+            return self._instead_of_refreshing(unsaved)
         with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
+            # Another thread may have refreshed, and failed to store, while we waited.
+            unsaved = self._save_unsaved(force=True)
+            if unsaved is not None:
+                return self._instead_of_refreshing(unsaved)
             # The row itself: a refresh token read from a cache could be one already spent.
             credential = self._cache(self._vault.get(self._credential_id, latest=True))
             _ensure_usable(credential)
@@ -286,6 +321,18 @@ class ExactAuth(httpx.Auth):
             self.refreshed += 1
             self._hold_until = 0.0
             return self._cache(self._persist(credential, grant))
+
+    def _instead_of_refreshing(self, unsaved: Credential) -> Credential:
+        """The refresh token in the vault is spent and the new pair is not saved yet: no token
+        call, the pair held in memory while its access token lasts."""
+        if _valid_at(unsaved, self._clock.now()):
+            return unsaved
+        raise VaultIOError(
+            "New tokens from Exact Online could not be saved in the vault yet (disk full, "
+            "database locked or read-only), and the access token in memory has expired; "
+            "make the vault writable and run the step again.",
+            details={"credential_id": self._credential_id},
+        )
 
     def _refused(self, credential: Credential, error: ReauthRequired) -> Credential:
         """Exact refused the refresh token ``credential`` holds: mark the connection
@@ -326,18 +373,10 @@ class ExactAuth(httpx.Auth):
         try:
             return self._store(credential, grant)
         except _STORAGE_ERRORS:
-            self._unsaved = (credential, grant)
-            self._persist_wait = _PERSIST_WAITS[0]
-            self._persist_at = self._clock.now() + self._persist_wait
-            return credential.model_copy(
-                update={
-                    "access_token": grant.access_token,
-                    "refresh_token": grant.refresh_token,
-                    "access_token_issued_at": grant.issued_at,
-                    "access_token_expires_at": grant.expires_at,
-                    "refresh_token_issued_at": grant.issued_at,
-                }
-            )
+            unsaved = _Unsaved(credential, grant, self._clock.now() + _PERSIST_WAITS[0])
+            with _UNSAVED_LOCK:
+                _UNSAVED.setdefault(self._vault, {})[self._credential_id] = unsaved
+            return unsaved.credential()
 
     def _store(self, credential: Credential, grant: Grant) -> Credential:
         """Compare-and-swap the new pair in; retry on a race.

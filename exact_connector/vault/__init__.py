@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,12 @@ class Vault:
         path = absolute_home(home)
         if os.path.lexists(path):
             check_private_dir(path)
-        ring = keys if keys is not None else load_key_ring(path)
-        data_keys = DataKeys(ring, clock or SystemClock())
+        if keys is not None:
+            data_keys = DataKeys(keys, clock or SystemClock())
+        else:  # from the key file or the environment: read again for a key rotated meanwhile
+            data_keys = DataKeys(
+                load_key_ring(path), clock or SystemClock(), partial(load_key_ring, path)
+            )
         url = database_url if database_url is not None else os.environ.get(DATABASE_URL_ENV)
         store: VaultStore
         if url:

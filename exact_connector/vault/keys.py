@@ -14,13 +14,14 @@ store's header and unlocks an existing one, and every write transaction goes thr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 
 from pydantic import SecretStr
 
 from exact_connector.clock import Clock
 from exact_connector.exceptions import (
+    ExactConnectorError,
     VaultCorrupt,
     VaultIntegrityError,
     VaultKeyMismatch,
@@ -45,8 +46,13 @@ class DataKeys:
 
     store: VaultStore
 
-    def __init__(self, ring: KeyRing, clock: Clock) -> None:
+    def __init__(
+        self, ring: KeyRing, clock: Clock, reload: Callable[[], KeyRing] | None = None
+    ) -> None:
+        """``reload``: the ring read again from where it came from (the key file), for a data key
+        wrapped only under a master key this process has not seen yet (RELIABILITY B4)."""
         self.ring, self.clock = ring, clock
+        self._reload = reload
         self.vault_id = self.primary_kid = ""
         self.fingerprint_key = b""
         self._cache: dict[str, bytes] = {}
@@ -141,6 +147,8 @@ class DataKeys:
                 details={**subject, "kid": kid},
                 hint=corrupt_hint(self.store.where),
             )
+        if not any(self.ring.get(master_kid) for master_kid in wraps):
+            self._take_new_master_keys(wraps)
         unwrapped = {
             self.unwrap(blob, kid, master)
             for master_kid, blob in wraps.items()
@@ -157,6 +165,20 @@ class DataKeys:
             f"data key {kid} is sealed under master key {sealed}, which this process does not hold",
             details={**subject, "kid": kid, "master_keys": sealed},
         )
+
+    def _take_new_master_keys(self, wanted: Collection[str]) -> None:
+        """Read the ring again, once, and add its keys if it holds one of ``wanted``: another
+        process rotated the master key (``vault rotate-key --master``) and wrote the new one to
+        the key file this process read its keys from. A token refresh that lands meanwhile
+        must store its new pair, not fail for want of a key that is on disk."""
+        if self._reload is None:
+            return
+        try:
+            fresh = self._reload()
+        except ExactConnectorError:
+            return  # the key file is gone or unreadable now: the unknown key is reported
+        if any(fresh.get(master_kid) for master_kid in wanted):
+            self.ring = KeyRing([*fresh, *(key for key in self.ring if fresh.get(key.kid) is None)])
 
     def follow_primary(self, session: StoreSession) -> None:
         """Adopt the store's primary: another process may have rotated since we last looked."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -26,6 +27,8 @@ from client_harness import (
 from pydantic import SecretStr
 
 from exact_connector.auth import TokenPolicy
+from exact_connector.cli._main import run as cli
+from exact_connector.client import ExactClient
 from exact_connector.exceptions import (
     ExactConnectorError,
     InvalidClient,
@@ -40,6 +43,9 @@ from exact_connector.sandbox import DEMO_REDIRECT_URI
 from exact_connector.testconnect import run_test_connect
 from exact_connector.testing import find_secrets
 from exact_connector.urls import parse_server_url
+from exact_connector.vault import Vault, save_key_file
+from exact_connector.vault.keyfile import load_key_ring
+from exact_connector.vault.sealing import KeyRing
 
 DAY = 86_400.0
 
@@ -697,3 +703,85 @@ def test_a_refreshed_pair_the_vault_cannot_store_is_kept_used_and_saved_later(
     assert get_accounts(fresh).status_code == 200
     assert world.sb.counters.token_grants["refresh_token"] == 2
     assert world.credential().status == "active"
+
+
+def test_a_pair_the_vault_could_not_store_outlives_the_step_that_refreshed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY C3 across steps: the disk is full for a moment while one step stores the
+    rotated pair; the next step (a new client, as ``Connector.execute`` makes one per step) uses
+    and saves the pair held in memory instead of sending the spent refresh token from the row."""
+    store = world.vault.update_tokens
+    full = [True]
+
+    def disk_full(*args: object, **kwargs: object) -> object:
+        if full[0]:
+            raise VaultIOError("vault database cannot grow: no space left")
+        return store(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.vault, "update_tokens", disk_full)
+    advance(world.clock, 580)
+    with world.client() as step:
+        assert get_accounts(step).status_code == 200  # refreshed; the pair is not stored
+    spent = world.credential().refresh_token
+    with world.client() as step:  # still full: served with the held pair, no token call
+        assert get_accounts(step).status_code == 200
+    assert world.credential().refresh_token == spent
+    full[0] = False  # the disk is freed
+    advance(world.clock, 2)
+    with world.client() as step:
+        assert get_accounts(step).status_code == 200
+
+    assert world.sb.counters.token_grants["refresh_token"] == 1
+    stored = world.credential()
+    assert stored.status == "active"
+    assert stored.refresh_token != spent  # the rotated pair is in the vault now
+    advance(world.clock, 600)
+    with world.client() as step:  # and the next refresh uses it
+        assert get_accounts(step).status_code == 200
+    assert world.sb.counters.token_grants["refresh_token"] == 2
+    assert world.credential().status == "active"
+
+
+def test_a_refresh_landing_during_a_master_key_rotation_stores_its_new_pair(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY B4 on the refresh path: an engine opened the vault from its key file; while its
+    token call is under way the operator runs ``vault rotate-key --master --retire-old`` and then
+    ``vault rotate-key``. The new data key is sealed only under the new master key, which is in
+    the key file by then: the engine reads it and stores the rotated pair (Exact has spent the
+    old refresh token, so failing here would cost the connection)."""
+    home = Path(world.home)
+    monkeypatch.delenv("EXACT_CONNECTOR_VAULT_KEY", raising=False)
+    save_key_file(home, KeyRing.from_bytes(world.key))
+    engine = Vault.open(home, clock=world.clock)
+    issued: list[str] = []
+
+    def rotate_meanwhile(
+        request: httpx.Request, call: Callable[[], httpx.Response]
+    ) -> httpx.Response | None:
+        if request.url.path != "/api/oauth2/token":
+            return None
+        answer = call()
+        issued.append(answer.json()["refresh_token"])
+        assert cli(["vault", "rotate-key", "--master", "--retire-old", "--home", str(home)]) == 0
+        assert cli(["vault", "rotate-key", "--home", str(home)]) == 0
+        return answer
+
+    world.app.tamper = rotate_meanwhile
+    advance(world.clock, 580)
+    client = ExactClient(
+        engine, world.credential_id, transport=httpx.MockTransport(world.app), clock=world.clock
+    )
+    try:
+        assert get_accounts(client).status_code == 200
+    finally:
+        client.close()
+        engine.close()
+        world.app.tamper = None
+
+    with Vault.open(home, keys=load_key_ring(home), clock=world.clock) as vault:
+        stored = vault.get(world.credential_id)
+    assert len(issued) == 1
+    assert stored.refresh_token == SecretStr(issued[0])
+    assert stored.status == "active"

@@ -22,6 +22,7 @@ from vault_harness import (
     start_child,
 )
 
+from exact_connector.cli._main import run as cli
 from exact_connector.exceptions import (
     ConcurrentUpdate,
     VaultKeyError,
@@ -327,6 +328,29 @@ def test_b4_process_without_the_new_master_key_gets_key_unknown(home: Path, ring
         Vault.open(home, keys=ring)
     with Vault.open(home, keys=new_ring) as p3:
         assert secret_values(p3.get(credential.id)) == secret_values(credential)
+
+
+def test_b4_process_reading_the_key_file_takes_a_master_key_rotated_meanwhile(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """P1 opened the vault from its key file; the operator moves it to a new master key with
+    ``vault rotate-key --master --retire-old`` and then rotates the data key. P1 reads the key
+    file again when it meets a data key sealed under a master key it lacks, and reads and writes
+    on (a token refresh landing meanwhile must be able to store its new pair)."""
+    Vault.init(home)
+    p1 = Vault.open(home)
+    credential = add_credential(p1, "shared")
+    assert cli(["vault", "rotate-key", "--master", "--retire-old", "--home", str(home)]) == 0
+    assert cli(["vault", "rotate-key", "--home", str(home)]) == 0
+    capsys.readouterr()
+
+    assert secret_values(p1.get(credential.id, latest=True)) == secret_values(credential)
+    written = put_tokens(p1, credential.id, credential.version, "access-2", "refresh-2")
+    p1.close()
+    with Vault.open(home) as p2:
+        stored = p2.get(credential.id)
+    assert stored.version == written.version
+    assert stored.refresh_token == SecretStr("refresh-2")
 
 
 def test_b5_refresh_cas_that_read_before_a_rotation_still_commits(vault: Vault, home: Path) -> None:
