@@ -232,8 +232,9 @@ def delete_record(step: Step, data: dict[str, Any]) -> dict[str, Any]:
         if catalog().get(endpoint.id) is None:
             raise
         absent = True
-    step.audit.update(endpoint=endpoint.id, id=data["id"], already_absent=absent)
-    result: dict[str, Any] = {"id": data["id"], "endpoint": endpoint.id, "deleted": True}
+    record_id = key_value(key)  # the key as sent: canonical, as create and update return it
+    step.audit.update(endpoint=endpoint.id, id=record_id, already_absent=absent)
+    result: dict[str, Any] = {"id": record_id, "endpoint": endpoint.id, "deleted": True}
     if absent:
         result["already_absent"] = True
     return result

@@ -296,7 +296,7 @@ def _read_grant(response: httpx.Response, now: float) -> Grant | str:
     """
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
         return "not JSON"
     if not isinstance(body, dict):
         return "not a JSON object"
@@ -330,7 +330,7 @@ def _parse_expires_in(value: object) -> int | None:
 def _oauth_error(response: httpx.Response) -> tuple[str, str]:
     try:
         body: Any = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""

@@ -141,7 +141,10 @@ def key_literal(value: object, edm_type: str | None, path: str = "$.id") -> str:
 def location_key(location: str, collection_path: str) -> str | None:
     """The key literal of the record a ``Location`` header points at in ``collection_path``
     (``…/TimeTransactions(guid'…')``), if it is one :func:`key_literal` could have written."""
-    path = unquote(urlsplit(location).path)
+    try:
+        path = unquote(urlsplit(location).path)
+    except ValueError:  # not a URL (an unclosed IPv6 bracket, say): no key can be read from it
+        return None
     if not (path.startswith(collection_path + "(") and path.endswith(")")):
         return None
     literal = path[len(collection_path) + 1 : -1]

@@ -74,7 +74,7 @@ def read_json(response: httpx.Response) -> Any:
             pass
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
         raise ExactError(
             "Exact Online answered with a body that is not JSON.",
             details={

@@ -325,7 +325,7 @@ def _exact_message(response: httpx.Response) -> str:
     """Exact's own error text from ``{"error":{"message":{"value":…}}}``, bounded in length."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
         return ""
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None

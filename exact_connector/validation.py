@@ -262,7 +262,6 @@ _FORMAT_MESSAGES = {
 }
 _MESSAGES: dict[str, Callable[[Any], str]] = {
     "type": lambda v: "must be " + " or ".join(_TYPE_WORDS.get(t, t) for t in _as_list(v)),
-    "enum": lambda v: "must be one of the listed values",
     "const": lambda v: f"must be {json.dumps(v)}",
     "pattern": lambda v: "is not in the expected form",
     "format": lambda v: _FORMAT_MESSAGES.get(v, f"must be a valid {v}"),
@@ -337,5 +336,27 @@ def _describe(error: Any, keyword: str, where: str, reveal: bool) -> list[tuple[
     custom = schema.get("x-error-message") if isinstance(schema, dict) else None
     if custom and keyword not in _MEMBER_KEYWORDS:
         return [(where, str(custom))]
+    if keyword == "enum" and isinstance(value, list):
+        return [(where, _one_of(value, schema))]
     describe = _MESSAGES.get(keyword)
     return [(where, describe(value) if describe else f"fails the {keyword} rule")]
+
+
+#: The most values an enum error lists; past this the form's list is the place to look.
+_ENUM_LISTED = 12
+
+
+def _one_of(values: list[Any], schema: Any) -> str:
+    """The schema's own values (never the one submitted), with the form's labels where it has
+    them: ``must be one of 1 (Draft), 2 (Rejected), 10 (Submitted)``."""
+    if not values or len(values) > _ENUM_LISTED:
+        return "must be one of the listed values"
+    ui = schema.get("x-ui") if isinstance(schema, dict) else None
+    labels = ui.get("enum_labels") if isinstance(ui, dict) else None
+    if not isinstance(labels, list) or len(labels) != len(values):
+        labels = [None] * len(values)
+    written = [
+        json.dumps(value, ensure_ascii=False) + (f" ({label})" if isinstance(label, str) else "")
+        for value, label in zip(values, labels, strict=True)
+    ]
+    return "must be one of " + ", ".join(written)

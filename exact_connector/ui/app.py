@@ -232,7 +232,7 @@ def _error(error: ExactConnectorError) -> JSONResponse:
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
         raise InputError.at("$", "json", "the request body is not JSON") from None
     if not isinstance(body, dict):
         raise InputError.at("$", "type", "expected a JSON object")

@@ -235,6 +235,7 @@ BROKEN_ANSWERS = {
     "truncated-json": ('{"access_token": "AAEAA', "application/json"),
     "html": ("<html><body>Service Unavailable</body></html>", "text/html"),
     "json-list": ("[1, 2, 3]", "application/json"),
+    "nested-too-deep": ("[" * 100_000 + "]" * 100_000, "application/json"),  # RecursionError
     "no-refresh-token": (_token_json(refresh_token=None), "application/json"),
     "no-access-token": (_token_json(access_token=None), "application/json"),
     "expires-in-0": (_token_json(expires_in=0), "application/json"),

@@ -58,6 +58,23 @@ def test_write_from_another_origin_is_refused(ui: Ui) -> None:
     assert answer.json()["error"]["code"] == "cross_origin"
 
 
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[" * 100_000 + b"]" * 100_000], ids=["broken", "nested-too-deep"]
+)
+def test_a_body_that_is_not_readable_json_is_an_input_error(ui: Ui, body: bytes) -> None:
+    """A write whose body cannot be read is refused at ``$`` as input, not a server error."""
+    answer = ui.client.post(
+        "/api/credentials",
+        content=body,
+        headers={CSRF_HEADER: ui.token, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["category"] == "user"
+    assert error["details"]["errors"][0]["path"] == "$"
+    assert ui.client.get("/api/state").json()["credentials"] == []
+
+
 def test_credential_form_offers_the_sandbox_and_its_app(ui: Ui) -> None:
     """On the sandbox the form lists it first among the servers and is filled in for its app."""
     form = ui.client.get("/api/forms/credentials").json()
