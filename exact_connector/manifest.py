@@ -167,7 +167,17 @@ class Manifest(_Model):
         for trigger in self.triggers:
             if trigger.id == trigger_id:
                 return trigger
-        raise InputError.at("$.trigger", "unknown", "is not a trigger of this connector")
+        raise InputError(
+            "Invalid value at $.trigger: is not a trigger of this connector.",
+            errors=[
+                {
+                    "path": "$.trigger",
+                    "code": "unknown",
+                    "message": "is not a trigger of this connector",
+                }
+            ],
+            hint="Triggers: " + ", ".join(t.id for t in self.triggers) + ".",
+        )
 
     def form_names(self) -> tuple[str, ...]:
         """``credentials``, every action id and every trigger id: the forms declared."""

@@ -388,3 +388,34 @@ def test_a_sandbox_url_without_the_switch_names_the_variable(cli: Cli) -> None:
                    stdin=json.dumps({"client_secret": "x"}))  # fmt: skip
     assert done.returncode in (3, 4), done.stderr
     assert "EXACT_CONNECTOR_ALLOW_SANDBOX=1" in done.stderr
+
+
+def test_limits_reset_of_one_endpoint_leaves_the_sandboxs_other_counts(cli: Cli) -> None:
+    """``limits reset --endpoint E`` forgets E's errors only, in the local count and in the
+    sandbox alike (it used to lift the sandbox's counts on every endpoint; a typo lifted all)."""
+    bad = {"division": DIVISION, "endpoint": "crm/Accounts", "filter": "Name eq"}
+    cli.sb.limits_enabled = True
+    try:
+        with Vault.open(cli.home) as vault:
+            connector = Connector(vault=vault, allow_sandbox=True)
+            for _ in range(3):
+                connector.execute("list_or_get_endpoint", "cli", dict(bad))
+            connector.governor.close()
+        client = cli.sb.demo_app.client_id
+        counted = {s: n for s in list(cli.sb.error_budget._errors)
+                   if s[0] == client and (n := cli.sb.error_budget.errors(s))}  # fmt: skip
+        assert counted, "the sandbox counted no errors"
+        reset = cli.run("limits", "reset", "--home", str(cli.home), "--credential", "cli",
+                        "--endpoint", "crm/Contacts")  # fmt: skip
+        after = {s: cli.sb.error_budget.errors(s) for s in counted}
+        own = cli.run("limits", "reset", "--home", str(cli.home), "--credential", "cli",
+                      "--endpoint", "crm/accounts")  # fmt: skip
+        cleared = {s: cli.sb.error_budget.errors(s) for s in counted}
+    finally:
+        cli.sb.limits_enabled = False
+    assert reset.returncode == 0, reset.stderr
+    assert "local: 0 counted error(s) forgotten" in reset.stdout
+    assert after == counted, (reset.stdout, counted, after)
+    assert own.returncode == 0, own.stderr
+    assert "sandbox: blocks lifted on 1 endpoint(s)" in own.stdout
+    assert set(cleared.values()) == {0}, cleared

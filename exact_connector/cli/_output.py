@@ -17,7 +17,15 @@ from typing import Any
 
 from exact_connector.exceptions import EXIT_CODES, Category, ExactConnectorError
 
-__all__ = ["CLOSED_PIPE", "closed_pipe", "fail", "fail_with", "print_json", "print_table"]
+__all__ = [
+    "CLOSED_PIPE",
+    "closed_pipe",
+    "fail",
+    "fail_with",
+    "print_json",
+    "print_table",
+    "write_out",
+]
 
 #: 128 + SIGPIPE: what a shell reports for a writer whose reader went away.
 CLOSED_PIPE = 141
@@ -28,25 +36,40 @@ CLI_FIXES = {
     "credential_not_active": "exact-connector credentials reauthorize NAME",
     "credential_pending": "exact-connector credentials reauthorize NAME",
     "credential_not_found": "exact-connector credentials list",
-    "vault_key_error": "exact-connector vault init",
     "vault_locked": "exact-connector vault init",
     "error_budget_protect": "exact-connector limits reset --credential NAME",
     "division_not_allowed": "exact-connector test-connect NAME",
 }
 
 
+def write_out(text: str) -> None:
+    """Write ``text`` to stdout in full. When a pipe's reader goes away during a write larger
+    than the pipe holds, the binary layer returns a short count, which the text layer ignores:
+    the rest was dropped and the command exited 0. Writing the rest here makes the closed pipe
+    raise BrokenPipeError (exit 141), as for a reader that left earlier."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    encoded = text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict")
+    view = memoryview(encoded)
+    while view:
+        written = buffer.write(view)
+        view = view[len(view) if written is None else written :]
+
+
 def print_json(data: Any) -> None:
     """Deterministic, indented JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_out(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
     """A plain aligned table on stdout."""
     table = [list(map(str, headers)), *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    for row in table:
-        sys.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        sys.stdout.write("\n")
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table)
+    write_out("".join(line + "\n" for line in lines))
 
 
 def fail(error: ExactConnectorError) -> int:
@@ -65,9 +88,17 @@ def fail_with(error: Mapping[str, Any]) -> int:
     if error.get("retry_at"):
         sys.stderr.write(f"retry at: {error['retry_at']}\n")
     sys.stderr.write(f"hint: {error['hint']}\n")
-    if (command := CLI_FIXES.get(error["code"])) is not None:
+    if (command := _fix(error)) is not None:
         sys.stderr.write(f"run: {command}\n")
     return EXIT_CODES[Category(error["category"])]
+
+
+def _fix(error: Mapping[str, Any]) -> str | None:
+    """The command that fixes ``error``, if one does: a vault that exists without its key is
+    not opened by a new key (``vault init`` refuses there), only by restoring its own."""
+    if error["code"] == "vault_locked" and "vault" in error.get("details", {}):
+        return None
+    return CLI_FIXES.get(error["code"])
 
 
 def closed_pipe() -> int:

@@ -73,7 +73,30 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
     return params
 
 
+def _check_source(args: argparse.Namespace) -> None:
+    """A mistyped SOURCE, or a live one without ``--credential``: a usage problem of this command,
+    said with the sources there are (not the library's "fix the connector configuration")."""
+    import difflib
+
+    name = args.source.partition("?")[0]
+    if name not in _SOURCES:
+        close = difflib.get_close_matches(name, _SOURCES, n=1)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise InputError(
+            f"There is no options source {name!r}{meant}.",
+            errors=[{"path": "$.source", "code": "unknown", "message": f"not a source{meant}"}],
+            hint="Sources: " + ", ".join(_SOURCES) + ".",
+        )
+    if args.credential is None and name not in STATIC_SOURCES:
+        raise InputError(
+            f"The options {name!r} are read from Exact Online: they need a credential.",
+            errors=[{"path": "$.credential", "code": "required", "message": "is required"}],
+            hint="Pass --credential NAME (see: exact-connector credentials list).",
+        )
+
+
 def _options(args: argparse.Namespace) -> int:
+    _check_source(args)
     params = _params(args)
     if args.credential is None:
         found = Connector(vault=None).options(args.source, **params)
@@ -99,7 +122,10 @@ def _reset(args: argparse.Namespace) -> int:
     if origin.is_sandbox:
         from exact_connector.sandbox.app import RESET_PATH  # the simulator, only when it is used
 
-        url = origin.join(RESET_PATH).copy_merge_params({"client_id": credential.client_id})
+        query = {"client_id": credential.client_id}
+        if args.endpoint:
+            query["endpoint"] = args.endpoint
+        url = origin.join(RESET_PATH).copy_merge_params(query)
         try:
             answer = httpx.post(url, timeout=5.0, trust_env=False)
         except httpx.TransportError:

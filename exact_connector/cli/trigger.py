@@ -132,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
+    load_manifest().trigger(args.name)  # a mistyped trigger is refused at $.trigger
     cost = check_interval(_interval(read_input(args.input)), feeds=args.feeds)
     print_json(cost.to_dict())
     return 0

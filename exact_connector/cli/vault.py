@@ -21,6 +21,7 @@ from exact_connector.exceptions import EXIT_CODES, Category, InputError, VaultKe
 from exact_connector.vault import Credential, RotationReport, Vault, default_home, save_key_file
 from exact_connector.vault.keyfile import load_key_ring
 from exact_connector.vault.sealing import KEY_ENV, KEY_FILE_NAME, MasterKey, generate_key
+from exact_connector.vault.sqlite import DB_NAME
 
 __all__ = [
     "credential_summary",
@@ -157,7 +158,7 @@ def _rotate(args: argparse.Namespace) -> int:
 def _rotate_master(args: argparse.Namespace) -> int:
     home = Path(os.path.abspath(args.home or default_home()))
     from_env = bool(os.environ.get(KEY_ENV))
-    ring = load_key_ring(home)
+    ring = load_key_ring(home, home / DB_NAME)
     with Vault.open(home, keys=ring) as vault:
         wrapped = {key.kid for key in vault.key_info() if key.kind == "master"}
         new_key: bytes | None = None

@@ -264,7 +264,7 @@ class Sandbox:
         client_id = request.url.params.get("client_id", "")
         if all(app.client_id != client_id for app in self.apps):
             return error_response(SandboxError(400, "client_id is not a registered app."))
-        reset = self.error_budget.reset(client_id)
+        reset = self.error_budget.reset(client_id, request.url.params.get("endpoint") or None)
         self.counters.log(self.clock.now(), "reset", "error budget", client_id)
         return httpx.Response(200, json={"client_id": client_id, "scopes_reset": reset})
 

@@ -154,9 +154,15 @@ class ErrorBudget:
         errors.clear()
         return True
 
-    def reset(self, client_id: str) -> int:
-        """Forget an app's errors and lift its blocks (``exact-connector limits reset``)."""
-        scopes = {s for s in (*self._errors, *self._blocked_until) if s[0] == client_id}
+    def reset(self, client_id: str, endpoint: str | None = None) -> int:
+        """Forget an app's errors and lift its blocks (``exact-connector limits reset``), on one
+        endpoint (any case) or all."""
+        wanted = endpoint.lower() if endpoint else None
+        scopes = {
+            s
+            for s in (*self._errors, *self._blocked_until)
+            if s[0] == client_id and (wanted is None or s[2].lower() == wanted)
+        }
         for scope in scopes:
             self._errors.pop(scope, None)
             self._blocked_until.pop(scope, None)

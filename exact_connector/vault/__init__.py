@@ -145,13 +145,12 @@ class Vault:
         path = absolute_home(home)
         if os.path.lexists(path):
             check_private_dir(path)
+        url = database_url if database_url is not None else os.environ.get(DATABASE_URL_ENV)
         if keys is not None:
             data_keys = DataKeys(keys, clock or SystemClock())
         else:  # from the key file or the environment: read again for a key rotated meanwhile
-            data_keys = DataKeys(
-                load_key_ring(path), clock or SystemClock(), partial(load_key_ring, path)
-            )
-        url = database_url if database_url is not None else os.environ.get(DATABASE_URL_ENV)
+            load = partial(load_key_ring, path, None if url else path / DB_NAME)
+            data_keys = DataKeys(load(), clock or SystemClock(), load)
         store: VaultStore
         if url:
             store = _postgres_store(url, busy_timeout, data_keys.initialize)

@@ -23,8 +23,10 @@ from exact_connector.vault.store import crash_point
 __all__ = ["create_key_file", "load_key_ring", "save_key_file"]
 
 
-def load_key_ring(home: Path) -> KeyRing:
-    """The ring from ``EXACT_CONNECTOR_VAULT_KEY``, else ``<home>/vault.key``; else locked."""
+def load_key_ring(home: Path, vault_file: Path | None = None) -> KeyRing:
+    """The ring from ``EXACT_CONNECTOR_VAULT_KEY``, else ``<home>/vault.key``; else locked
+    (``vault_file``: the vault the key is for, if it is a file, so that a vault whose key went
+    missing is told apart from one not made yet: only its own key opens it)."""
     env = os.environ.get(KEY_ENV)
     if env is not None:
         if not env.strip():
@@ -35,9 +37,17 @@ def load_key_ring(home: Path) -> KeyRing:
         return KeyRing.parse(env, source=KEY_ENV)
     path = home / KEY_FILE_NAME
     if not check_private_file(path, "key file"):
+        if vault_file is not None and os.path.lexists(vault_file):  # a new key would not open it
+            raise VaultLocked(
+                f"no vault key: the vault {vault_file} exists but its key file {path} is "
+                f"missing and {KEY_ENV} is not set",
+                details={"vault": str(vault_file)},
+                hint=f"Restore {path} from a backup, or set {KEY_ENV} to the vault's key.",
+            )
         raise VaultLocked(
             f"no vault key: {KEY_ENV} is not set and there is no key file at {path}",
-            hint=f"Set {KEY_ENV}, or create the key file first: Vault.init({str(home)!r}).",
+            hint=f"Set {KEY_ENV}, or create the key file first (Vault.init({str(home)!r}), "
+            "or the command line's vault init).",
         )
     try:
         fd = os.open(path, os.O_RDONLY | PRIVATE_OPEN)

@@ -85,8 +85,11 @@ def test_a8_key_file_removed_after_creation_locks_the_vault(home: Path) -> None:
     key_file = Vault.init(home)
     Vault.open(home).close()
     key_file.unlink()
-    with pytest.raises(VaultLocked):
+    with pytest.raises(VaultLocked) as caught:
         Vault.open(home)
+    # A new key would not open it (and ``vault init`` refuses there): only its own key does.
+    assert caught.value.details == {"vault": str(home / "vault.db")}
+    assert caught.value.hint.startswith(f"Restore {key_file} from a backup")
 
 
 def test_a8_empty_environment_key_is_an_error_not_a_fallback(

@@ -1,0 +1,119 @@
+"""A newcomer's mistakes on the command line: each is told what fixes it, with the exit code
+the README gives (a review walked the README's commands as a new user and found these)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _plain(
+    *argv: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``python -m exact_connector ARGV`` with no vault key in the environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EXACT_CONNECTOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "exact_connector", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+# -- 1. the `run:` line of a vault key error points back at the command that refuses -----------
+
+
+def test_vault_init_twice_does_not_tell_to_run_vault_init(tmp_path: Path) -> None:
+    """``vault init`` on an initialised home refuses (rightly), then says ``run: … vault init``."""
+    home = str(tmp_path / "v")
+    assert _plain("--home", home, "vault", "init").returncode == 0
+    again = _plain("--home", home, "vault", "init")
+    assert again.returncode == 4
+    assert "a key file already exists" in again.stderr
+    assert "run: exact-connector vault init" not in again.stderr, again.stderr
+
+
+def test_a_vault_whose_key_file_is_missing_is_not_fixed_by_vault_init(tmp_path: Path) -> None:
+    """vault.db present, vault.key gone: ``vault init`` cannot help (it refuses), yet it is the
+    ``run:`` line of both the failing command and of ``vault init`` itself."""
+    home = tmp_path / "v"
+    assert _plain("--home", str(home), "vault", "init").returncode == 0
+    (home / "vault.key").unlink()
+    listed = _plain("--home", str(home), "credentials", "list")
+    init = _plain("--home", str(home), "vault", "init")
+    assert init.returncode == 4 and "its key file is missing" in init.stderr
+    assert listed.returncode == 4 and "error[vault_locked]" in listed.stderr
+    assert "Restore" in listed.stderr and "from a backup" in listed.stderr
+    assert "run: exact-connector vault init" not in listed.stderr, listed.stderr
+    assert "run: exact-connector vault init" not in init.stderr, init.stderr
+
+
+# -- 2. `options` with a mistyped source, or without the credential it needs ---------------------
+
+
+def test_a_mistyped_options_source_is_an_input_error_naming_the_sources() -> None:
+    """``options project`` (for ``projects``): exit 4 and "Fix the connector configuration"."""
+    done = _plain("options", "project")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 3, done.stderr
+    assert "did you mean projects?" in done.stderr, done.stderr
+    assert "$.source" in done.stderr
+
+
+def test_options_that_need_a_credential_say_pass_credential() -> None:
+    """``options projects`` without ``--credential``: the hint must say to pass one."""
+    done = _plain("options", "projects", "--division", "100001")
+    assert done.returncode == 3, done.stderr
+    assert "$.credential" in done.stderr and "Pass --credential NAME" in done.stderr
+
+
+# -- 3. a reader that closes the pipe mid-write: exit 0, not 141 ---------------------------------
+
+
+@pytest.mark.parametrize("argv", [["manifest", "--json"], ["endpoints", "--json"]])
+def test_a_pipe_closed_while_a_large_output_is_written_exits_141(argv: list[str]) -> None:
+    """``exact-connector manifest --json | head -1``: the 96 kB write is cut short by the closed
+    pipe; CPython's text layer drops the short count, so the command exits 0."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EXACT_CONNECTOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exact_connector", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until it is blocked writing into the full pipe
+        try:
+            if "pipe_write" in Path(f"/proc/{proc.pid}/wchan").read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.stdout.close()
+    code = proc.wait(timeout=30)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "Traceback" not in err
+    assert code == 141, (code, err)
+
+
+# -- 5. `trigger budget NAME` accepts any NAME ----------------------------------------------------
+
+
+def test_trigger_budget_refuses_an_unknown_trigger() -> None:
+    """``trigger budget record_changd`` (typo) prints a budget as if the trigger existed."""
+    done = _plain("trigger", "budget", "record_changd", "--input", "-", stdin="{}")
+    assert done.returncode == 3, done.stdout
+    assert "$.trigger" in done.stderr
+    assert "Triggers: " in done.stderr and "record_changed" in done.stderr
