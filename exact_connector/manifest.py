@@ -9,6 +9,7 @@ declared regions and auth types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,33 +151,18 @@ class Manifest(_Model):
         for action in self.actions:
             if action.id == action_id:
                 return action
-        raise InputError(
-            "There is no action with that id.",
-            errors=[
-                {
-                    "path": "$.action",
-                    "code": "unknown",
-                    "message": "is not an action of this connector",
-                }
-            ],
-            hint="Actions: " + ", ".join(a.id for a in self.actions) + ".",
-        )
+        raise _unknown("There is no action with that id.", "$.action", "an action", self.actions)
 
     def trigger(self, trigger_id: str) -> Trigger:
         """The trigger with this id; an unknown id is an input error at ``$.trigger``."""
         for trigger in self.triggers:
             if trigger.id == trigger_id:
                 return trigger
-        raise InputError(
+        raise _unknown(
             "Invalid value at $.trigger: is not a trigger of this connector.",
-            errors=[
-                {
-                    "path": "$.trigger",
-                    "code": "unknown",
-                    "message": "is not a trigger of this connector",
-                }
-            ],
-            hint="Triggers: " + ", ".join(t.id for t in self.triggers) + ".",
+            "$.trigger",
+            "a trigger",
+            self.triggers,
         )
 
     def form_names(self) -> tuple[str, ...]:
@@ -192,6 +178,17 @@ class Manifest(_Model):
 
 
 # libyaml's parser when PyYAML has it (five times faster); the rules below apply to either.
+def _unknown(
+    message: str, path: str, kind: str, declared: Sequence[Action] | Sequence[Trigger]
+) -> InputError:
+    """An id the manifest does not declare, at ``path``, with the ids it does declare."""
+    return InputError(
+        message,
+        errors=[{"path": path, "code": "unknown", "message": f"is not {kind} of this connector"}],
+        hint=f"{kind.split()[-1].capitalize()}s: " + ", ".join(d.id for d in declared) + ".",
+    )
+
+
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -42,3 +42,14 @@ def signed_in_bench(home: Path) -> Iterator[Bench]:
     sb = Sandbox(clock=clock, auto_consent=True, limits=False)
     with connect(sb, home, name="properties") as connected:
         yield Bench(**vars(connected))
+
+
+def time_inputs(bench: Bench) -> dict[str, object]:
+    """A valid create_project_time_transaction input: 1.5 hours on the first project."""
+    division = bench.divisions[0]
+    item = next(r for r in bench.sb.records(division, "logistics/Items") if r["IsTime"])
+    project = bench.sb.records(division, "project/Projects")[0]
+    return {
+        "division": division,
+        "data": {"Project": project["ID"], "Item": item["ID"], "Quantity": 1.5},
+    }

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from actions_harness import Bench, signed_in_bench
+from actions_harness import Bench, signed_in_bench, time_inputs
 
 from exact_connector import Connector, Credential
 from exact_connector.exceptions import CredentialPending, InputError, VaultKeyError
@@ -46,16 +46,6 @@ def _sign_in(bench: Bench, scanner: ModuleType, credential: Credential) -> Crede
     return bench.connector.complete_authorization(
         credential, scanner.register_secret(code), "contract-state-1"
     )
-
-
-def _time_inputs(bench: Bench) -> dict[str, object]:
-    division = bench.divisions[0]
-    item = next(r for r in bench.sb.records(division, "logistics/Items") if r["IsTime"])
-    project = bench.sb.records(division, "project/Projects")[0]
-    return {
-        "division": division,
-        "data": {"Project": project["ID"], "Item": item["ID"], "Quantity": 1.5},
-    }
 
 
 def test_sign_in_stores_the_divisions(bench: Bench, scanner: ModuleType) -> None:
@@ -99,7 +89,7 @@ def test_adding_a_pending_name_again_says_to_finish_its_sign_in(
 def test_every_write_returns_its_id_at_the_top(bench: Bench) -> None:
     """create, update and delete each return ``id``, so steps chain without per-action code."""
     execute = bench.connector.execute
-    created = execute("create_project_time_transaction", bench.credential_id, _time_inputs(bench))
+    created = execute("create_project_time_transaction", bench.credential_id, time_inputs(bench))
     assert created["ok"], created
     new_id = created["data"]["id"]
     assert created["data"]["created"] is True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from actions_harness import Bench, signed_in_bench
+from actions_harness import Bench, signed_in_bench, time_inputs
 
 TT = "project/TimeTransactions"
 Tamper = Callable[[httpx.Request, httpx.Response], httpx.Response]
@@ -44,14 +44,17 @@ def tamper(bench: Bench) -> Callable[[Tamper], None]:
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
-def _data(bench: Bench) -> dict[str, object]:
-    division = bench.divisions[0]
-    item = next(r for r in bench.sb.records(division, "logistics/Items") if r["IsTime"])
-    project = bench.sb.records(division, "project/Projects")[0]
-    return {
-        "division": division,
-        "data": {"Project": project["ID"], "Item": item["ID"], "Quantity": 1.5},
-    }
+def _nested_too_deep(method: str, status: int) -> Tamper:
+    """``method`` on the time transactions answered with ``status`` and a body too deep to read."""
+
+    def change(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.method == method and TT.lower() in request.url.path.lower():
+            return httpx.Response(
+                status, headers={"Content-Type": "application/json"}, content=DEEP
+            )
+        return response
+
+    return change
 
 
 def _deep(request: httpx.Request, response: httpx.Response) -> httpx.Response:
@@ -65,7 +68,7 @@ def test_a_created_answer_nested_too_deep_is_read_back_by_its_location(
     bench: Bench, tamper: Callable[[Tamper], None]
 ) -> None:
     tamper(_deep)
-    inputs = _data(bench)
+    inputs = time_inputs(bench)
     before = len(bench.sb.records(inputs["division"], TT))
     result = bench.connector.execute("create_project_time_transaction", bench.credential_id, inputs)
     # The record was created (Exact answered 201 with a Location); the step must say so, as it
@@ -95,7 +98,7 @@ def test_a_created_answer_with_a_malformed_location_is_an_envelope_not_a_traceba
 ) -> None:
     tamper(_truncated_with_bad_location)
     result = bench.connector.execute(
-        "create_project_time_transaction", bench.credential_id, _data(bench)
+        "create_project_time_transaction", bench.credential_id, time_inputs(bench)
     )
     assert result["ok"] is False
     assert result["error"]["code"] == "outcome_unknown"
@@ -106,13 +109,7 @@ def test_an_updated_records_read_back_nested_too_deep_is_a_warning(
 ) -> None:
     division = bench.divisions[0]
     record = bench.sb.records(division, TT)[0]
-
-    def deep_get(request: httpx.Request, response: httpx.Response) -> httpx.Response:
-        if request.method == "GET" and TT.lower() in request.url.path.lower():
-            return httpx.Response(200, headers={"Content-Type": "application/json"}, content=DEEP)
-        return response
-
-    tamper(deep_get)
+    tamper(_nested_too_deep("GET", 200))
     result = bench.connector.execute(
         "update_project_time_transaction",
         bench.credential_id,
@@ -128,13 +125,7 @@ def test_a_refused_delete_whose_error_body_nests_too_deep_is_an_envelope(
 ) -> None:
     division = bench.divisions[0]
     record = bench.sb.records(division, TT)[0]
-
-    def refused(request: httpx.Request, response: httpx.Response) -> httpx.Response:
-        if request.method == "DELETE":
-            return httpx.Response(400, headers={"Content-Type": "application/json"}, content=DEEP)
-        return response
-
-    tamper(refused)
+    tamper(_nested_too_deep("DELETE", 400))
     result = bench.connector.execute(
         "delete_endpoint_record",
         bench.credential_id,
