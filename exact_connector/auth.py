@@ -256,6 +256,8 @@ class ExactAuth(httpx.Auth):
         """Store a refreshed pair the vault refused before (by this client or another of the
         vault's), when its backoff allows or ``force``; the record with that pair while it is
         still unsaved, None once nothing is."""
+        if not _UNSAVED:  # the usual case, on every call: nothing held anywhere
+            return None
         with _UNSAVED_LOCK:
             unsaved = _UNSAVED.get(self._vault, {}).get(self._credential_id)
         if unsaved is None:
@@ -273,6 +275,8 @@ class ExactAuth(httpx.Auth):
             held = _UNSAVED.get(self._vault, {})
             if held.get(self._credential_id) is unsaved:
                 del held[self._credential_id]
+                if not held:
+                    del _UNSAVED[self._vault]
         self._cache(saved)
         return None
 
