@@ -211,5 +211,6 @@ def test_a_failed_trigger_command_prints_the_error_on_stderr(
     )  # fmt: skip
     assert code == 3, err
     assert err.startswith("error[division_not_allowed]: ")
-    assert "\nhint: " in err and "\nrun: exact-connector test-connect NAME\n" in err
+    home = signed_in.home  # the fix acts on the vault the command used
+    assert "\nhint: " in err and f"\nrun: exact-connector --home {home} test-connect NAME\n" in err
     assert out == ""

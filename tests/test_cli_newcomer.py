@@ -117,3 +117,18 @@ def test_trigger_budget_refuses_an_unknown_trigger() -> None:
     assert done.returncode == 3, done.stdout
     assert "$.trigger" in done.stderr
     assert "Triggers: " in done.stderr and "record_changed" in done.stderr
+
+
+def test_the_command_that_fixes_an_error_names_the_vault_the_failed_one_used(
+    tmp_path: Path,
+) -> None:
+    """``run:`` after a failure in another vault directory or workspace acts on that one: pasted
+    as printed, it must not list (or reauthorize) the default vault's credentials."""
+    home = str(tmp_path / "my vault")
+    assert _plain("--home", home, "vault", "init").returncode == 0
+    inputs = '{"division": 1, "endpoint": "crm/Accounts"}'
+    argv = ["run", "list_or_get_endpoint", "--credential", "nope", "--input", "-"]
+    done = _plain("--home", home, "--workspace", "books", *argv, stdin=inputs)
+    assert done.returncode == 4, done.stderr
+    assert "error[credential_not_found]" in done.stderr
+    assert f"run: exact-connector --home '{home}' --workspace books credentials list" in done.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from exact_connector import __version__
-from exact_connector.cli._output import closed_pipe, fail, print_json
+from exact_connector.cli._output import closed_pipe, fail, print_json, run_in
 from exact_connector.exceptions import ConfigError, ExactConnectorError, InputError
 
 __all__ = [
@@ -113,6 +113,7 @@ def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     _place_top_level(args)
+    run_in(_place(args))
     if own_process:  # the command's modules are loaded: what they made lives as long as we do
         gc.freeze()
         gc.enable()
@@ -128,6 +129,16 @@ def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:
             named = {"action": action} if isinstance(action, str) else {}
             print_json({"ok": False, **named, "error": error.to_dict()})
         return fail(error)
+
+
+def _place(args: argparse.Namespace) -> list[str]:
+    """The vault options this command ran with, as global options of another command."""
+    place = []
+    if getattr(args, "home", None) is not None:
+        place += ["--home", str(args.home)]
+    if getattr(args, "workspace", None) not in (None, "default"):
+        place += ["--workspace", str(args.workspace)]
+    return place
 
 
 def _place_top_level(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "fail_with",
     "print_json",
     "print_table",
+    "run_in",
     "write_out",
 ]
 
@@ -72,6 +74,16 @@ def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> Non
     write_out("".join(line + "\n" for line in lines))
 
 
+def run_in(place: Sequence[str]) -> None:
+    """The vault options this command runs with (``--home DIR``): the command that fixes an
+    error (``run:``) needs them too, or it would act on another vault."""
+    global _place
+    _place = tuple(place)
+
+
+_place: tuple[str, ...] = ()
+
+
 def fail(error: ExactConnectorError) -> int:
     """Print an error as ``error[code]: message``, its field errors, and a hint; return its code."""
     return fail_with(error.to_dict())
@@ -89,7 +101,10 @@ def fail_with(error: Mapping[str, Any]) -> int:
         sys.stderr.write(f"retry at: {error['retry_at']}\n")
     sys.stderr.write(f"hint: {error['hint']}\n")
     if (command := _fix(error)) is not None:
-        sys.stderr.write(f"run: {command}\n")
+        where = "".join(f" {shlex.quote(option)}" for option in _place)
+        sys.stderr.write(
+            f"run: {command.replace('exact-connector', 'exact-connector' + where, 1)}\n"
+        )
     return EXIT_CODES[Category(error["category"])]
 
 
