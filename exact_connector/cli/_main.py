@@ -106,6 +106,7 @@ def run(argv: Sequence[str] | None, *, own_process: bool = False) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:
+    run_in(())  # until this command's options are read (an earlier one's ran in-process)
     try:
         argv = _utf8_arguments(sys.argv[1:] if argv is None else argv)
     except InputError as error:
