@@ -65,7 +65,17 @@ def list_errors(endpoint: Endpoint, data: dict[str, Any]) -> Iterator[None]:
         ) from None
     except NotFound as error:
         if catalog().get(endpoint.id) is not None:
-            raise
+            # A list has no ID to check: the endpoint (retired or renamed, API-FACTS §6) or the
+            # division is what the person can look at.
+            raise NotFound(
+                f"Exact Online answered 404 to the list of {endpoint.id}.",
+                errors=[
+                    {"path": "$.endpoint", "code": "not_found", "message": "Exact answered 404"}
+                ],
+                details={k: v for k, v in error.details.items() if k != "errors"},
+                hint="Check the endpoint and the division: Exact may have retired or renamed "
+                "this endpoint, or this connection may not reach the division.",
+            ) from None
         raise UnknownEndpoint(
             f"Exact Online has no endpoint {endpoint.id} (it answered 404 to the list).",
             errors=[{"path": "$.endpoint", "code": "unknown", "message": "Exact answered 404"}],
@@ -297,6 +307,14 @@ def _list_endpoints(endpoint: Endpoint) -> set[str]:
     return {endpoint.id, *(twin.id for twin in _same_rows_twins(endpoint))}
 
 
+def _order_field(target: Endpoint) -> str | None:
+    """The field a list of ``target`` with no ``$orderby`` is in the order of, as it spells it:
+    a sync feed's row version, else a single key (None: a composite key, or neither known)."""
+    name = "Timestamp" if target.kind == "sync" else target.primary_key
+    field_ = target.field(name) if isinstance(name, str) else None
+    return field_.name if field_ is not None else None
+
+
 def _selects(target: str, name: str) -> bool:
     """Whether the ``$select`` of a cursor's page link names ``name``."""
     selected = parse_qs(urlsplit(target).query).get("$select", [""])[0]
@@ -331,15 +349,16 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
     resumed = cursor.endpoint if cursor else None
     target, select = _list_target(endpoint, data, compared, resumed, filter_required)
     params: dict[str, str] = {}
-    # A sync feed is in row-version order: a cursor continues after the last row version handed
-    # out, so it is read even when not asked for (and taken out of the records).
-    # A cursor made before this (its select without Timestamp) resumes by page and offset.
-    hidden = None
-    named = {name.lower() for name in select}
-    if target.kind == "sync" and named and "timestamp" not in named and target.field("Timestamp"):
-        hidden = "Timestamp"
-        if cursor is not None and not _selects(cursor.target, hidden):
-            hidden = None
+    # A cursor continues after the last record handed out, by the field the list is in the order
+    # of: a sync feed's row version, else (no order asked for) the key. That field is read even
+    # when the select leaves it out, and taken out of the records again; without it a cursor
+    # would count rows, and skip one unseen record per record deleted meanwhile.
+    # A cursor made before this (its select without the field) resumes by page and offset.
+    hidden = _order_field(target) if select and order is None else None
+    if hidden is not None and hidden.lower() in {name.lower() for name in select}:
+        hidden = None
+    if hidden is not None and cursor is not None and not _selects(cursor.target, hidden):
+        hidden = None
     if select:
         params["$select"] = ",".join([*select, hidden] if hidden else select)
     if filter_text is not None:
