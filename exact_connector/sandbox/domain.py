@@ -11,6 +11,7 @@ Exact assigns itself, and the references a write is checked against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -223,8 +224,11 @@ Read = Callable[[str], Any]
 
 
 def _amount(get: Read) -> Any:
+    """Quantity times price; none where no amount results (a price not set, or hours so many
+    that the product overflows: JSON has no infinity, and Exact's amounts are decimals)."""
     quantity, price = get("Quantity"), get("PriceFC")
-    return None if quantity is None or price is None else round(quantity * price, 2)
+    amount = None if quantity is None or price is None else round(quantity * price, 2)
+    return amount if amount is None or math.isfinite(amount) else None
 
 
 #: Read-only fields computed from other fields of the same record.

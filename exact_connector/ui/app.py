@@ -159,13 +159,25 @@ class _Session:
         state = query.get("state", "")
         credential_id = self.sign_ins.get(state)
         if credential_id is None:
-            raise InputError.at("$.state", "state", "this sign-in was not started here")
+            raise InputError(
+                "This sign-in was not started here, or it has already finished.",
+                errors=[{"path": "$.state", "code": "state", "message": "not a sign-in under way"}],
+                hint="If you reloaded this page or went back to the sign-in after finishing it, "
+                "nothing is wrong: the Vault page shows the credential and its Test Connect "
+                "report. Otherwise start the sign-in again with Reauthorize.",
+            )
         if "code" not in query:
             self.sign_ins.pop(state, None)
             problem = query.get("error_description") or query.get("error") or "no code returned"
+            remediation = (
+                "The sign-in was refused or cancelled on Exact Online's page: press Reauthorize "
+                "and choose Allow to sign in again."
+            )
             self.reports[credential_id] = {
                 "ok": False,
-                "checks": [{"name": "sign_in", "ok": False, "summary": problem}],
+                "checks": [
+                    {"name": "sign_in", "ok": False, "summary": problem, "remediation": remediation}
+                ],
             }
             return f"/#/credentials/{quote(credential_id)}"
         try:

@@ -9,7 +9,7 @@ import { formProps } from '../host.jsx';
 const validator = customizeValidator({ AjvClass: Ajv2020 });
 
 export const ConnectorForm = forwardRef(function ConnectorForm(
-  { form, formData, onChange, onSubmit, extra, children },
+  { form, formData, onChange, onSubmit, onError, extra, children },
   ref,
 ) {
   return (
@@ -21,7 +21,7 @@ export const ConnectorForm = forwardRef(function ConnectorForm(
       extraErrors={extra}
       onChange={(event) => onChange?.(event.formData)}
       onSubmit={(event) => onSubmit(event.formData)}
-      onError={() => {}}
+      onError={() => onError?.()}
     >
       {children}
     </Form>

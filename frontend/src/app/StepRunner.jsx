@@ -76,7 +76,12 @@ export function StepRunner({ state }) {
     try {
       setAnswer(await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress)));
     } catch (failure) {
-      setError(failure.error);
+      setError(failure.error ?? {
+        message: 'The page could not read the answer to this step.',
+        code: 'unreadable_answer', category: 'system',
+        hint: dryRun ? 'Nothing was sent; try the dry run again.'
+          : 'The step may have run in Exact Online: list the records to check before running it again.',
+      });
     } finally {
       setBusy('');
       setProgress(null);
@@ -130,7 +135,7 @@ export function StepRunner({ state }) {
         <ErrorBox error={error} />
         {form && (
           <ConnectorForm ref={formRef} form={form} formData={formData} onChange={setFormData}
-            onSubmit={(data) => send(data, false)} extra={extraErrors(error)}>
+            onSubmit={(data) => send(data, false)} onError={() => setAnswer(null)} extra={extraErrors(error)}>
             <div className="buttons">
               <button type="button" className="btn" onClick={dryRun} disabled={!!busy}>Dry run</button>
               <button type="submit" className="btn btn-primary" disabled={!!busy}>

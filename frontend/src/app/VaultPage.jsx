@@ -156,6 +156,7 @@ export function VaultPage({ state, selected, reload, signIn }) {
         <input type="search" className="search" placeholder="Search Exact Online credentials"
           aria-label="Search credentials" value={search}
           onChange={(e) => setSearch(e.target.value)} />
+        <div className="scroll">
         <table className="grid credentials">
           <thead>
             <tr><th>Name</th><th>Status</th><th>Server</th><th>Divisions</th><th>Refresh token age</th></tr>
@@ -179,6 +180,7 @@ export function VaultPage({ state, selected, reload, signIn }) {
             )}
           </tbody>
         </table>
+        </div>
       </section>
       {state.unreadable.length > 0 && (
         <section className="card attention" aria-label="Credentials that no longer decrypt">

@@ -1,0 +1,92 @@
+"""What the page says when a person does what people do: reloads the callback, denies the
+consent, types more hours than any amount can hold."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from ui_harness import Ui
+
+from exact_connector.cli._callback import browser_get
+
+DIVISION = 100001
+
+
+def _strict(line: str) -> object:
+    """JSON as a browser's JSON.parse reads it: no NaN, Infinity or -Infinity."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_reloading_the_callback_after_the_sign_in_finished_says_so(ui: Ui) -> None:
+    """Reload the /callback page (or Back to the consent page and Allow again) after a finished
+    sign-in: the page must not speak of fields, JSON paths or "details.errors"."""
+    form = ui.client.get("/api/forms/credentials").json()["formData"]
+    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Acme"}}).json()
+    status, location = browser_get(added["authorize_url"])
+    assert status == 302, status
+    back = urlsplit(str(location))
+    callback = f"{back.path}?{back.query}"
+    assert ui.client.get(callback, follow_redirects=False).status_code == 303
+
+    reloaded = ui.client.get(callback, follow_redirects=False)
+
+    assert reloaded.status_code == 400
+    assert "already finished" in reloaded.text and "Vault page" in reloaded.text
+    assert "details.errors" not in reloaded.text
+    assert "$.state" not in reloaded.text
+    assert "run the step again" not in reloaded.text
+
+
+def test_a_denied_consent_says_what_to_do(ui: Ui) -> None:
+    """Deny on the consent page: the failed sign_in check tells the person what to do next."""
+    form = ui.client.get("/api/forms/credentials").json()["formData"]
+    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Denied"}}).json()
+    state = added["authorize_url"].split("state=")[1].split("&")[0]
+    ui.client.get(f"/callback?error=access_denied&state={state}", follow_redirects=False)
+    (credential,) = ui.client.get("/api/state").json()["credentials"]
+    (check,) = credential["report"]["checks"]
+    assert check["ok"] is False
+    assert check["summary"] == "access_denied"
+    assert "Reauthorize" in check["remediation"], check  # the page showed only the code
+
+
+def _active(ui: Ui) -> str:
+    added = ui.add("Acme")
+    ui.post(f"/api/credentials/{added['id']}/activate")
+    return str(added["id"])
+
+
+def test_a_huge_quantity_answers_json_the_page_can_read(ui: Ui) -> None:
+    """Hours = 1e308 on the sandbox: the record is created; the streamed answer (and every
+    later list holding the record) must still be JSON a browser can parse (the sandbox's amount
+    overflowed to Infinity, which JSON does not have)."""
+    credential = _active(ui)
+    form = ui.post("/api/forms/create_project_time_transaction", {"credential": credential})
+    data = form.json()["schema"]["properties"]["data"]["properties"]
+    project = data["Project"]["oneOf"][0]["const"]
+    item = data["Item"]["oneOf"][0]["const"]
+    form_data = {
+        "division": DIVISION,
+        "data": {"Project": project, "Item": item, "Quantity": 1e308},
+    }
+    created = ui.client.post(
+        "/api/run/create_project_time_transaction",
+        json={"credential": credential, "formData": form_data},
+        headers={"X-CSRF-Token": ui.token, "Accept": "application/x-ndjson"},
+    )
+    lines = [_strict(line) for line in created.text.splitlines()]  # ValueError: Infinity
+    assert "answer" in lines[-1]  # type: ignore[operator]
+
+    listed = ui.post(
+        "/api/run/list_or_get_endpoint",
+        {
+            "credential": credential,
+            "formData": {"division": DIVISION, "endpoint": "project/TimeTransactions"},
+        },
+    )
+    assert listed.status_code == 200, listed.text  # was: 500 "Internal Server Error"
