@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -122,6 +124,20 @@ def describe_url(url: str) -> str:
     return f"postgresql://{user}{host}:{port}/{parts.get('dbname') or ''}"
 
 
+def check_url(url: str) -> str:
+    """``url`` if libpq can parse it, else ConfigError; never with the parser's text, which
+    quotes the offending part (a password with an unencoded ``%``, say) verbatim."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error:
+        raise ConfigError(
+            "the PostgreSQL database URL cannot be parsed",
+            hint="Percent-encode special characters in the user and password"
+            " (% as %25, @ as %40, / as %2F, a space as %20).",
+        ) from None
+    return url
+
+
 def check_schema_name(schema: str) -> str:
     """``schema`` if it is a plain lower-case identifier, else ConfigError."""
     if not _SCHEMA_NAME.fullmatch(schema):
@@ -135,7 +151,10 @@ def check_schema_name(schema: str) -> str:
 def migrate(conn: Connection, schema: str) -> None:
     """Bring ``schema`` to :data:`SCHEMA_VERSION`, inside the caller's transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists:
+    # a role given only a schema its DBA provisioned could never open it.
+    if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations"
         " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
@@ -149,18 +168,25 @@ def migrate(conn: Connection, schema: str) -> None:
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
 
+#: A pooled connection given back this recently is used without asking whether it still answers.
+_TRUSTED_IDLE = 1.0
+
+
 class Pool:
     """This process's connection pool to one schema, opened on first use."""
 
     def __init__(
         self, url: str, schema: str, *, timeout: float, size: int, name: str, durable: bool = True
     ) -> None:
+        check_url(url)  # before any pool: a pool's workers log the driver's text, password and all
         self.url, self.schema = url, check_schema_name(schema)
         self.timeout, self.size, self.name, self.durable = timeout, size, name, durable
         self.closed = False
         self._guard = threading.Lock()
         self._pool: ConnectionPool[Connection] | None = None
         self._pid = os.getpid()
+        # When each connection was last given back (see _live); forgotten with the connection.
+        self._returned: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
 
     def _get(self) -> ConnectionPool[Connection]:
         with self._guard:
@@ -198,14 +224,38 @@ class Pool:
         Raises :class:`Unreachable` when the wait ran out with no connection made at all.
         """
         try:
-            with self._get().connection() as conn:
-                yield conn
+            pool = self._get()
+            conn = self._live(pool)
         except PoolTimeout:
             try:  # busy, or down? one direct attempt tells them apart
                 psycopg.connect(self.url, connect_timeout=max(1, int(self.timeout))).close()
             except psycopg.Error:
                 raise Unreachable from None
             raise
+        try:
+            yield conn
+        finally:
+            self._returned[conn] = time.monotonic()
+            pool.putconn(conn)
+
+    def _live(self, pool: ConnectionPool[Connection]) -> Connection:
+        """A pooled connection that answers: one a server restart (or a failover, or an idle
+        timeout) broke is discarded here, not handed out to fail the caller's transaction.
+
+        Only a connection idle for a while is asked (one empty query): one used within
+        :data:`_TRUSTED_IDLE` is taken as it is, so a busy process pays no round trip a call.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            if time.monotonic() - self._returned.get(conn, 0.0) < _TRUSTED_IDLE:
+                return conn
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                pool.putconn(conn)  # closed now: the pool drops it and opens another
+                continue
+            return conn
 
     def close(self) -> None:
         """Close this process's pool; later use raises :class:`PoolClosed`."""

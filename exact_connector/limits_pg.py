@@ -65,8 +65,12 @@ class PostgresRateGovernor(RateGovernor):
                     name="exact-connector-governor",
                     durable=False,
                 )
-                with pool.connection() as conn, conn.transaction():
-                    _postgres.migrate(conn, self._schema)
+                try:
+                    with pool.connection() as conn, conn.transaction():
+                        _postgres.migrate(conn, self._schema)
+                except BaseException:
+                    pool.close()  # else its workers and connection outlive this failed call
+                    raise
                 self._pool = pool
             return self._pool
 

@@ -81,6 +81,17 @@ def postgres_server(*, durable: bool = False) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def restart(url: str) -> None:
+    """Restart the private server of ``url`` (fast shutdown: its clients' connections die), with
+    the options it was started with; returns once it answers again."""
+    from urllib.parse import parse_qs, urlsplit
+
+    root = Path(parse_qs(urlsplit(url).query)["host"][0]).parent
+    ctl = str(_bin_dir() / "pg_ctl")
+    argv = [ctl, "-D", str(root / "data"), "-l", str(root / "server.log"), "-m", "fast", "-w"]
+    subprocess.run(_as_server_user([*argv, "restart"]), check=True, capture_output=True, timeout=60)
+
+
 def fresh_schema() -> str:
     """A schema name no other test uses: each test gets an empty vault and governor."""
     return f"t_{uuid.uuid4().hex[:16]}"
