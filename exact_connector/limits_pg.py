@@ -147,9 +147,12 @@ class PostgresRateGovernor(RateGovernor):
             )
 
     def close(self) -> None:
-        """Close this process's pool; the next call opens a new one."""
-        super().close()
-        with self._pool_guard:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        """Close this process's pool; the next call opens a new one. The pool is closed even when
+        writing what was observed fails (the database may be what is gone)."""
+        try:
+            super().close()
+        finally:
+            with self._pool_guard:
+                pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.close()
