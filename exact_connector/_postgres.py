@@ -234,8 +234,15 @@ class Pool:
             raise
         try:
             yield conn
-        finally:
+        except Exception as error:
+            if connection_lost(error):  # the server went away: ask every connection before use
+                self._returned.clear()
+            else:
+                self._returned[conn] = time.monotonic()
+            raise
+        else:
             self._returned[conn] = time.monotonic()
+        finally:
             pool.putconn(conn)
 
     def _live(self, pool: ConnectionPool[Connection]) -> Connection:
@@ -272,6 +279,17 @@ class PoolClosed(Exception):
 
 class Unreachable(Exception):
     """No connection to the server could be made within the timeout."""
+
+
+def connection_lost(error: Exception) -> bool:
+    """Whether ``error`` says the connection to the server broke (a restart, a failover, a cut
+    network) rather than anything about the request: running the step again may well succeed."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    state = (
+        error.sqlstate
+    )  # None: the client saw the connection close; 08: connection; 57P: shutdown
+    return state is None or state.startswith(("08", "57P"))
 
 
 #: Every failure a pool user must translate into its own error.

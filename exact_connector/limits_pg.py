@@ -92,6 +92,10 @@ class PostgresRateGovernor(RateGovernor):
     def _pg_error(self, error: Exception) -> ExactConnectorError:
         if isinstance(error, _postgres.Unreachable):
             return TransientError(f"The rate-limit state ({self._where}) cannot be reached.")
+        if _postgres.connection_lost(error):
+            return TransientError(
+                f"The rate-limit state ({self._where}) lost its connection to the server."
+            )
         if isinstance(error, _postgres.BUSY_ERRORS):
             return TransientError(f"The rate-limit state ({self._where}) stayed busy.")
         return SystemError_(

@@ -17,7 +17,13 @@ import psycopg
 import pytest
 
 from exact_connector import _postgres
-from exact_connector.exceptions import ConfigError, ExactConnectorError, SystemError_
+from exact_connector.exceptions import (
+    ConfigError,
+    ExactConnectorError,
+    SystemError_,
+    TransientError,
+    VaultBusy,
+)
 from exact_connector.limits_pg import PostgresRateGovernor
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing
@@ -161,3 +167,42 @@ def test_a_role_owning_only_its_provisioned_schema_opens_the_vault(
     keys = KeyRing.from_bytes(os.urandom(32))
     with Vault.open(tmp_path / "home", keys=keys, database_url=app_url) as vault:
         assert vault.list() == []
+
+
+def _cut_our_connections(url: str) -> None:
+    """What a failover or an administrator does: end this database's exact-connector sessions."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'exact-connector'"
+        )
+
+
+def test_a_connection_cut_while_in_use_is_a_retryable_error_and_the_next_call_works(
+    database: str, tmp_path: Path
+) -> None:
+    """A connection the server ended since its last use (too recently to be checked) fails that
+    call: as VaultBusy, which an engine retries, not as a VaultIOError it gives up on."""
+    keys = KeyRing.from_bytes(os.urandom(32))
+    with Vault.open(tmp_path / "home", keys=keys, database_url=database) as vault:
+        assert vault.list() == []
+        _cut_our_connections(database)
+        with pytest.raises(VaultBusy) as caught:
+            vault.list()
+        assert caught.value.retryable
+        assert "lost its connection" in caught.value.message
+        assert vault.list() == []
+
+
+def test_the_governor_says_a_cut_connection_is_worth_another_try(database: str) -> None:
+    governor = PostgresRateGovernor(database, timeout=2.0)
+    try:
+        governor.snapshot("app", 1)
+        _cut_our_connections(database)
+        with pytest.raises(TransientError) as caught:
+            governor.snapshot("app", 1)
+        assert caught.value.retryable
+        assert "lost its connection" in caught.value.message
+        governor.snapshot("app", 1)
+    finally:
+        governor.close()

@@ -84,6 +84,9 @@ _PG_ERRORS: tuple[tuple[tuple[type[Exception], ...], ErrorKind, str], ...] = (
 
 def _translated(where: str, error: Exception) -> ExactConnectorError:
     """The vault's error for a driver failure: what happened, never the driver's text."""
+    if _postgres.connection_lost(error):  # the server went away mid-call: worth running again
+        details = {"database": where, "postgres_error": type(error).__name__}
+        return backend_error(VaultBusy, where, "lost its connection to the server", details)
     kind, what = next(
         ((kind, what) for types, kind, what in _PG_ERRORS if isinstance(error, types)),
         (VaultIOError, "could not be used"),
