@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -174,6 +174,7 @@ class ExactClient:
         credential: Credential | None = None,
         http: httpx.Client | None = None,
         origin: Origin | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         """``credential``: the record as just read from the vault, so it is not read again.
 
@@ -219,6 +220,7 @@ class ExactClient:
         # and threads); the auth flow and the request check are this client's, per request.
         self._own_http = http is None
         self._http = http if http is not None else http_client(borrowed, timeout)
+        self._on_close = on_close  # the lender's release, called once
 
     def close(self) -> None:
         """Release connections (those of a lent transport or client stay open for their owner)."""
@@ -227,6 +229,9 @@ class ExactClient:
         self.tokens.close()
         if self._own_transport is not None:
             self._own_transport.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     def __enter__(self) -> ExactClient:
         return self

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from exact_connector import datamanager, hints
+from exact_connector.options import LIVE_SOURCES
 
 __all__ = ["Offered", "Options", "document", "form_schema"]
 
@@ -108,7 +109,9 @@ def _object(
         else:
             pairs[name] = _field(prop, options, name in required)
         if name in values and not prop.get("writeOnly"):  # a secret never goes back out
-            pairs[name][0]["default"] = as_form_value(pairs[name][0], values[name])
+            given = pairs[name][0]
+            given["default"] = as_form_value(given, values[name])
+            _keep_chosen_record(given, prop)
     shown = {name: prop for name, prop in hints.ordered(schema) if not hints.depends_on(prop)}
     form: dict[str, Any] = {
         key: schema[key]
@@ -213,10 +216,28 @@ def as_form_value(field: dict[str, Any], value: Any) -> Any:
     return value
 
 
+def _keep_chosen_record(form: dict[str, Any], prop: Mapping[str, Any]) -> None:
+    """A stored step reopened on a record its live list no longer shows (the list gives the
+    newest or first 60) keeps that record as a choice: without it the form would open invalid,
+    and offer no way to keep it. A division no longer granted stays out (it is refused)."""
+    source = str(prop.get("x-ui", {}).get("options_from", "")).partition("?")[0]
+    listed = [choice.get("const") for choice in form.get("oneOf", [])]
+    if source in _LIVE_RECORDS and listed and form["default"] not in listed:
+        form["oneOf"].append({"const": form["default"], "title": str(form["default"])})
+
+
+#: The live lists that show only some of the records (divisions show all that are granted).
+_LIVE_RECORDS = frozenset({"records", *LIVE_SOURCES})
+
+
 def _offer(form: dict[str, Any], offered: list[dict[str, Any]]) -> None:
     """Put resolved options into a field: a dropdown when they carry labels, else suggestions
     (their values of the field's type: a record key listed as a number is offered as text)."""
     target = form["items"] if form.get("type") == "array" else form
+    unique: dict[str, dict[str, Any]] = {}
+    for option in offered:  # one option per value: oneOf demands that exactly one matches
+        unique.setdefault(repr(option["value"]), option)
+    offered = list(unique.values())
     if not offered:
         return
     values = [as_form_value(target, option["value"]) for option in offered]

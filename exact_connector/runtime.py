@@ -186,7 +186,11 @@ class Connector:
         return self._client(self.credentials.get(ref))
 
     def _client(self, credential: Credential) -> ExactClient:
-        """A client for a credential read from the vault moments ago (it is not read again)."""
+        """A client for a credential read from the vault moments ago (it is not read again).
+
+        The client holds a lease on its channel until it is closed: :meth:`close` retires a
+        channel in use and the last client to leave it closes it, so a step running when the
+        Connector is closed finishes on the connections it started on."""
         channel = self._channel(credential)
         client = ExactClient(
             self.vault,
@@ -198,6 +202,7 @@ class Connector:
             credential=credential,
             http=channel.http,
             origin=channel.origin,
+            on_close=partial(self._release, channel),
         )
         client.filter_required = channel.filter_required
         return client
@@ -205,20 +210,35 @@ class Connector:
     def _channel(self, credential: Credential) -> _Channel:
         given = self.transport
         key = (credential.id, credential.server_url, self.allow_sandbox, given)
-        channel = self._pools.get(key)
-        if channel is not None:
-            return channel
-        origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
         with self._pools_lock:
             channel = self._pools.get(key)
             if channel is None:
+                origin = parse_server_url(credential.server_url, allow_sandbox=self.allow_sandbox)
                 channel = self._pools[key] = _Channel.open(origin, given)
+            channel.users += 1
             return channel
 
-    def close(self) -> None:
-        """Close the connection pools and the rate-limit state (the vault stays open)."""
+    def _release(self, channel: _Channel) -> None:
+        """A client of ``channel`` closed: close the channel too if it was its last, and
+        :meth:`close` retired it meanwhile."""
         with self._pools_lock:
-            _close_pools(self._pools)
+            channel.users -= 1
+            last = channel.retired and channel.users == 0
+        if last:
+            channel.close()
+
+    def close(self) -> None:
+        """Close the connection pools and the rate-limit state (the vault stays open). A pool a
+        running step uses is closed when that step ends; later steps open new ones."""
+        with self._pools_lock:
+            idle = []
+            while self._pools:
+                channel = self._pools.popitem()[1]
+                channel.retired = True
+                if channel.users == 0:
+                    idle.append(channel)
+        for channel in idle:
+            channel.close()
         if "governor" in self.__dict__:
             self.governor.close()
 
@@ -392,7 +412,7 @@ async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(func, *args, **kwargs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Channel:
     """What a credential's steps share: its parsed origin, its connections (the Connector's own
     pools, one per thread up to :data:`~exact_connector.pools.SHARDS`, or the transport it was
@@ -403,6 +423,9 @@ class _Channel:
     http: httpx.Client
     owned: bool
     filter_required: set[str] = field(default_factory=set)
+    #: Clients leasing it now, and whether close() retired it (closed when the last one leaves).
+    users: int = 0
+    retired: bool = False
 
     @classmethod
     def open(cls, origin: Origin, given: httpx.BaseTransport | None) -> _Channel:

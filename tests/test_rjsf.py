@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from exact_connector import forms
 from exact_connector.clock import ManualClock
+from exact_connector.exceptions import InputError
 from exact_connector.manifest import load_manifest
 from exact_connector.options import LIVE_LIMIT
 from exact_connector.runtime import Connector
@@ -418,3 +419,94 @@ def test_rjsf_schema_accepts_what_the_transform_accepts() -> None:
     assert forms.to_input("credentials", form_data) == form_data
     missing = {k: v for k, v in form_data.items() if k != "refresh_token"}
     assert not stock.is_valid(missing)
+
+
+def _own_errors(document: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """What the form's own validator (Ajv2020 in RJSF; the same 2020-12 rules here) reports."""
+    validator = Draft202012Validator(document["schema"], format_checker=FormatChecker())
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
+    ]
+
+
+def _defaults(document: dict[str, Any]) -> dict[str, Any]:
+    """The form data RJSF opens the form on: each top-level field's default."""
+    return {
+        name: prop["default"]
+        for name, prop in document["schema"]["properties"].items()
+        if "default" in prop
+    }
+
+
+@pytest.mark.parametrize(
+    ("form", "endpoint"),
+    [
+        ("update_project_time_transaction", None),
+        ("delete_endpoint_record", "project/TimeTransactions"),
+        ("list_or_get_endpoint", "project/TimeTransactions"),
+    ],
+)
+def test_reopening_a_stored_step_keeps_its_record(
+    session: SandboxSession, form: str, endpoint: str | None
+) -> None:
+    """An engine reopens a saved step: ``to_form_data`` of its inputs as ``values``. The
+    record it names exists, but is older than the 60 the dropdown lists; the form must still
+    accept the value it opens with (it is the step's own, valid input)."""
+    records = session.records("project/TimeTransactions")
+    document = session.rjsf(
+        form, values={"division": DIVISION, **({"endpoint": endpoint} if endpoint else {})}
+    )
+    listed = {option["const"] for option in document["schema"]["properties"]["id"]["oneOf"]}
+    stored = next(r["ID"] for r in records if r["ID"] not in listed)  # an existing, older record
+    values = {"division": DIVISION, "id": stored} | ({"endpoint": endpoint} if endpoint else {})
+    reopened = session.rjsf(form, values=values)
+    opened_on = _defaults(reopened)
+    assert opened_on["id"] == stored
+    assert [e for e in _own_errors(reopened, opened_on) if e.startswith("id")] == []
+
+
+def _duplicating_lookup(source: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    key = "001018c8-b722-4447-93ae-f2e30b8a593c"
+    if source == "divisions":
+        return [{"value": DIVISION, "label": f"{DIVISION} — Main"}] * 2
+    if source.startswith(("records", "projects")):
+        return [
+            {"value": key, "label": "P0018 — Workshop"},
+            {"value": key, "label": "P0018 — Workshop"},
+        ]
+    return []
+
+
+def test_duplicate_live_options_still_validate() -> None:
+    """Live data with a repeated row (the same record twice, an engine's own lookup) must not
+    make the one value a person picks fail the form: oneOf demands exactly one match."""
+    document = forms.rjsf(
+        "delete_endpoint_record",
+        lookup=_duplicating_lookup,
+        values={"endpoint": "project/TimeTransactions"},
+    )
+    picked = {
+        "division": DIVISION,
+        "endpoint": "project/TimeTransactions",
+        "id": "001018c8-b722-4447-93ae-f2e30b8a593c",
+    }
+    assert _own_errors(document, picked) == []
+
+
+def test_webhook_form_refuses_what_the_subscription_refuses() -> None:
+    """callback_url: the form's description and message say https, Exact requires https
+    (API-FACTS, webhooks) and webhooks._check_callback refuses plain http to a real host; the
+    form must not accept it."""
+    document = forms.rjsf("webhook")
+    data = {
+        "division": DIVISION,
+        "topic": "Accounts",
+        "callback_url": "http://engine.example.com/hooks/exact",
+    }
+    errors = _own_errors(document, data)
+    try:
+        forms.to_input("webhook", data)
+        transform_refused = False
+    except InputError:
+        transform_refused = True
+    assert errors or transform_refused, "form and transform accept an http callback URL"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -167,3 +169,58 @@ def test_open_with_create_makes_the_vault_and_its_key(
         connector.vault.close()
     again = Connector.open(tmp_path / "new")  # the key file it wrote opens it again
     again.vault.close()
+
+
+class _Gate(httpx.BaseTransport):
+    """The sandbox, holding the first page of a list until released: a step caught mid-list."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "crm/Accounts" in str(request.url) and not self.started.is_set():
+            self.started.set()
+            self.release.wait(10)
+        return self.inner.handle_request(request)
+
+
+def test_closing_the_connector_lets_a_running_step_finish(tmp_path: Path) -> None:
+    """An engine shutting down (or recycling the plugin) closes the Connector while a worker's
+    step runs. The step's next call used to meet a closed client, and execute raised
+    RuntimeError instead of returning an envelope; the step now ends on the connections it
+    started on, which close when it is done. Later steps open new ones."""
+    with signed_in_bench(tmp_path / "vault") as bench:
+        gate = _Gate(httpx.MockTransport(bench.sb))
+        connector = Connector(vault=bench.vault, transport=gate, clock=bench.clock)
+        inputs = {
+            "division": bench.divisions[0],
+            "endpoint": "crm/Accounts",
+            "limit": 150,  # three pages of 60
+            "filter": "Name ne 'zz'",  # a filtered list reads the paged REST API
+        }
+        outcome: dict[str, Any] = {}
+
+        def step() -> None:
+            try:
+                outcome["result"] = connector.execute(
+                    "list_or_get_endpoint", bench.credential_id, inputs
+                )
+            except BaseException as error:  # what the engine's worker would meet
+                outcome["raised"] = error
+
+        worker = threading.Thread(target=step)
+        worker.start()
+        assert gate.started.wait(10)
+        connector.close()
+        gate.release.set()
+        worker.join(10)
+        assert "raised" not in outcome, repr(outcome.get("raised"))
+        assert outcome["result"]["ok"] is True, outcome["result"]
+        assert len(outcome["result"]["data"]["records"]) == 150
+        again = connector.execute(
+            "list_or_get_endpoint", bench.credential_id, {**inputs, "limit": 5}
+        )
+        assert again["ok"] is True
+        connector.close()
