@@ -43,6 +43,7 @@ from exact_connector import forms
 from exact_connector.cli.vault import credential_summary
 from exact_connector.exceptions import (
     Category,
+    CredentialNotFound,
     ExactConnectorError,
     InputError,
     TransientError,
@@ -204,6 +205,8 @@ class _Session:
 
     def action_form(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         self.connector.manifest.action(action)  # an unknown action is an input error
+        if body.get("credential"):
+            self._still_stored(str(body["credential"]))
         return self.connector.rjsf_form(
             action,
             credential=body.get("credential") or None,
@@ -216,10 +219,24 @@ class _Session:
     ) -> dict[str, Any]:
         inputs = forms.to_input(action, body.get("formData"))
         credential = str(body.get("credential", ""))
+        self._still_stored(credential)
         if body.get("dry_run"):
             return {"request": self.connector.plan(action, credential, inputs), "input": inputs}
         result = self.connector.execute(action, credential, inputs, progress=progress)
         return {"result": result, "input": inputs}
+
+    def _still_stored(self, credential_id: str) -> None:
+        """The step's credential, said in the page's terms when it is gone: the page picked it
+        from the list it loaded, and it was removed since (on another tab, say)."""
+        try:
+            self.connector.credentials.get(credential_id)
+        except CredentialNotFound:
+            raise CredentialNotFound(
+                "The credential this step uses is no longer in the vault (it was removed, "
+                "perhaps on another tab).",
+                details={"credential_id": credential_id},
+                hint="Reload the page and pick another credential, or add one on the Vault page.",
+            ) from None
 
 
 def _unreadable(result: VerifyResult) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+import pytest
 from ui_harness import Ui
 
 from exact_connector.cli._callback import browser_get
@@ -90,3 +91,23 @@ def test_a_huge_quantity_answers_json_the_page_can_read(ui: Ui) -> None:
         },
     )
     assert listed.status_code == 200, listed.text  # was: 500 "Internal Server Error"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_step_whose_credential_was_removed_meanwhile_says_so(ui: Ui, dry_run: bool) -> None:
+    """The step page keeps the credential list it loaded; removed on another tab, the credential
+    used to come back as "no credential '<an id the person never saw>'" with a hint to check
+    the name. The page now says it was removed, and what to do."""
+    credential = _active(ui)
+    assert ui.client.delete(
+        f"/api/credentials/{credential}", headers={"X-CSRF-Token": ui.token}
+    ).is_success
+    form_data = {"division": DIVISION, "endpoint": "crm/Accounts", "limit": 1}
+    body = {"credential": credential, "formData": form_data, "dry_run": dry_run}
+    answer = ui.post("/api/run/list_or_get_endpoint", body)
+    error = answer.json()["error"]
+    assert error["code"] == "credential_not_found"
+    assert "no longer in the vault" in error["message"]
+    assert "Reload the page" in error["hint"]
+    form = ui.post("/api/forms/list_or_get_endpoint", {"credential": credential}).json()
+    assert "no longer in the vault" in form["error"]["message"]
