@@ -4,6 +4,7 @@ the README gives (a review walked the README's commands as a new user and found 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -132,3 +133,35 @@ def test_the_command_that_fixes_an_error_names_the_vault_the_failed_one_used(
     assert done.returncode == 4, done.stderr
     assert "error[credential_not_found]" in done.stderr
     assert f"run: exact-connector --home '{home}' --workspace books credentials list" in done.stderr
+
+
+def test_ctrl_c_ends_a_waiting_command_with_130_and_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while a command waits (here for the client secret on stdin): one line, exit 130,
+    as the README's exit codes say, and nothing stored."""
+    home = str(tmp_path / "v")
+    assert _plain("--home", home, "vault", "init").returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EXACT_CONNECTOR_")}
+    argv = ["credentials", "add", "--home", home, "--name", "Acme", "--server-url",
+            "https://start.exactonline.nl", "--client-id", "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "--redirect-uri", "http://127.0.0.1:8976/callback", "--secrets-stdin", "--no-browser"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exact_connector", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until it waits on stdin (a pipe's read)
+        try:
+            if "pipe" in Path(f"/proc/{process.pid}/wchan").read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert b"Traceback" not in err
+    assert err.decode().strip().endswith("interrupted")
+    assert _plain("--home", home, "credentials", "list").stdout.count("Acme") == 0
