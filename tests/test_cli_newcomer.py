@@ -31,6 +31,19 @@ def _plain(
     )
 
 
+def _wait_in(pid: int, kernel_wait: str, seconds: float = 30) -> None:
+    """Until process ``pid`` sleeps in a kernel function named with ``kernel_wait`` (its
+    ``wchan``), or ``seconds`` have passed (a kernel that hides it: the process is there by then)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if kernel_wait in Path(f"/proc/{pid}/wchan").read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+
+
 # -- 1. the `run:` line of a vault key error points back at the command that refuses -----------
 
 
@@ -93,14 +106,7 @@ def test_a_pipe_closed_while_a_large_output_is_written_exits_141(argv: list[str]
         env=clean,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until it is blocked writing into the full pipe
-        try:
-            if "pipe_write" in Path(f"/proc/{proc.pid}/wchan").read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
+    _wait_in(proc.pid, "pipe_write")  # blocked writing into the full pipe
     proc.stdout.close()
     code = proc.wait(timeout=30)
     err = proc.stderr.read().decode()
@@ -151,14 +157,7 @@ def test_ctrl_c_ends_a_waiting_command_with_130_and_no_traceback(tmp_path: Path)
         stderr=subprocess.PIPE,
         env=clean,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # until it waits on stdin (a pipe's read)
-        try:
-            if "pipe" in Path(f"/proc/{process.pid}/wchan").read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
+    _wait_in(process.pid, "pipe")  # waiting on stdin (a pipe's read)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
