@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """Load the plugin from the package when its entry point is not installed (a stale install)."""
     if not config.pluginmanager.has_plugin("exact_connector"):
         config.pluginmanager.import_plugin("exact_connector.testing.plugin")
+    # A suite started in the background of a shell script inherits SIGINT ignored, and so would
+    # every command it starts: the Ctrl-C tests would then test the shell, not the commands. A
+    # Python handler here is reset to the default in each child started with exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
