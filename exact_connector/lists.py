@@ -8,7 +8,7 @@ made on; records come back untouched or normalised by their field types.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from difflib import get_close_matches
 from itertools import chain
@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from exact_connector.catalog import Endpoint, catalog
-from exact_connector.exceptions import ExactRejected, InputError, NotFound, UnknownEndpoint
+from exact_connector.exceptions import (
+    ExactRejected,
+    FieldError,
+    InputError,
+    NotFound,
+    UnknownEndpoint,
+)
 from exact_connector.odata import Shaper, filter_names, normalize, record_normalizer
 from exact_connector.pagination import Cursor, Pager
 
@@ -192,21 +198,34 @@ def field_names(
     endpoint: Endpoint,
     names: Sequence[str],
     path: str,
-    absent: str = "not a field of {endpoint}",
+    absent: str = "{name} is not a field of {endpoint}",
 ) -> list[str]:
     """Field names checked against the endpoint (canonical spelling); unknown ones refused at
-    their place in ``path``, saying ``absent`` (``{name}`` and ``{endpoint}`` filled in)."""
-    result = []
+    their place in ``path``, saying ``absent`` (``{name}`` and ``{endpoint}`` filled in) and the
+    field meant where one is close. Every name is checked before the refusal."""
+    result, errors = [], []
     for index, name in enumerate(names):
         where = f"{path}[{index}]"
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
-            raise InputError.at(where, "pattern", "a field name uses letters, digits and _ only")
+            message = "a field name uses letters, digits and _ only"
+            errors.append({"path": where, "code": "pattern", "message": message})
+            continue
         field_ = endpoint.field(name)
         if endpoint.fields and field_ is None:
-            message = absent.format(name=name, endpoint=endpoint.id)
-            raise InputError.at(where, "unknown_field", message)
+            message = absent.format(name=name, endpoint=endpoint.id) + _guess(endpoint, name)
+            errors.append({"path": where, "code": "unknown_field", "message": message})
+            continue
         result.append(field_.name if field_ is not None else name)
+    if errors:
+        raise InputError.of(errors)
     return result
+
+
+def _guess(endpoint: Endpoint, name: str) -> str:
+    """`` (did you mean Quantity?)`` for a name close to one of the endpoint's fields, else ""."""
+    known = {f.name.lower(): f.name for f in endpoint.fields}
+    close = get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
+    return f" (did you mean {known[close[0]]}?)" if close else ""
 
 
 def selected_fields(endpoint: Endpoint, select: list[str] | None) -> list[str]:
@@ -217,36 +236,64 @@ def selected_fields(endpoint: Endpoint, select: list[str] | None) -> list[str]:
 def checked_filter(endpoint: Endpoint, text: str) -> tuple[str, list[str]]:
     """A ``$filter`` expression with its field names canonically spelt (Exact reads them
     case-sensitively), and those fields. A name the endpoint does not have is refused before any
-    call: Exact would answer 400 and count it toward its lockout.
+    call (every such name, in one error): Exact would answer 400 and count it toward its lockout.
 
     An expression this reader cannot follow, or an endpoint the catalog lists no fields of, is
     left to Exact as written (nothing refused, no fields returned).
     """
     names = filter_names(text) if endpoint.fields else None
     fields: list[str] = []
+    unknown: list[FieldError] = []
     for start, name in reversed(names or ()):
         field_ = endpoint.field(name)
         if field_ is None:
-            known = {f.name.lower(): f.name for f in endpoint.fields}
-            close = get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
-            guess = f" (did you mean {known[close[0]]}?)" if close else ""
-            raise InputError.at(
-                "$.filter", "unknown_field", f"{name} is not a field of {endpoint.id}{guess}"
-            )
+            message = f"{name} is not a field of {endpoint.id}{_guess(endpoint, name)}"
+            unknown.insert(0, {"path": "$.filter", "code": "unknown_field", "message": message})
+            continue
         text = text[:start] + field_.name + text[start + len(name) :]
         fields.insert(0, field_.name)
+    if unknown:
+        raise InputError.of(unknown)
     return text, fields
 
 
 def _order_by(endpoint: Endpoint, text: str) -> str:
-    terms = []
-    for index, part in enumerate(text.split(",")):
+    """``order_by`` as Exact reads it: each term's field canonically spelt, its direction kept."""
+    terms, names = [], []
+    for part in text.split(","):
         match = _ORDER_TERM.fullmatch(part.strip())
         if match is None:
             raise InputError.at("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
-        name = field_names(endpoint, [match.group(1)], f"$.order_by[{index}]")[0]
-        terms.append(f"{name} {match.group(2).lower()}" if match.group(2) else name)
-    return ",".join(terms)
+        names.append(match.group(1))
+        terms.append(match.group(2))
+    try:
+        spelt = field_names(endpoint, names, "$.order_by")
+    except InputError as error:  # the field is one string: every error is at $.order_by
+        raise InputError.of(
+            [
+                {"path": "$.order_by", "code": e["code"], "message": e["message"]}
+                for e in error.errors
+            ]
+        ) from None
+    return ",".join(f"{n} {d.lower()}" if d else n for n, d in zip(spelt, terms, strict=True))
+
+
+def checked_list_fields(endpoint: Endpoint, data: dict[str, Any]) -> None:
+    """Refuse, in one error, every field of ``select``, ``filter`` and ``order_by`` the endpoint
+    lacks (each check alone stops at its own field: a person would meet them one run at a time)."""
+    errors: list[FieldError] = []
+    checks: list[Callable[[], object]] = [lambda: selected_fields(endpoint, data.get("select"))]
+    if data.get("filter") and not _CONTROL.search(data["filter"]):
+        checks.append(lambda: checked_filter(endpoint, data["filter"]))
+    if data.get("order_by"):
+        checks.append(lambda: _order_by(endpoint, data["order_by"]))
+    for check in checks:
+        try:
+            check()
+        except InputError as error:
+            errors += error.errors
+    if errors:
+        raise InputError.of(errors)
 
 
 def _list_target(
@@ -335,6 +382,7 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
             endpoints=_list_endpoints(endpoint),
             division=step.division,
         )
+    checked_list_fields(endpoint, data)
     # Filter and order fields are checked against the endpoint asked for, and spelt as it spells
     # them; a twin is used only if it has them too.
     filter_text: str | None = None

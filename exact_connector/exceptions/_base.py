@@ -105,6 +105,14 @@ class InputError(ExactConnectorError):
             errors=[{"path": path, "code": code, "message": message}],
         )
 
+    @classmethod
+    def of(cls, errors: list[FieldError]) -> Self:
+        """Every field error found, in one: :meth:`at`'s message for one, the paths for more."""
+        if len(errors) == 1:
+            return cls.at(errors[0]["path"], errors[0]["code"], errors[0]["message"])
+        paths = ", ".join(dict.fromkeys(error["path"] for error in errors))
+        return cls(f"Invalid values at {paths}.", errors=errors)
+
 
 class ConfigError(ExactConnectorError):
     """Raised when the connector's configuration or the credential is unusable."""

@@ -6,6 +6,7 @@ sign-ins here would otherwise wait for the next minute behind the other module's
 
 from __future__ import annotations
 
+from playwright.sync_api import Page
 from test_ui_in_browser import (
     RESULT,
     TIME_TRANSACTIONS,
@@ -23,6 +24,17 @@ def _signed_in(tab: UiPage, served: Served, name: str) -> None:
     add_credential(tab, served, name)
     tab.page.click("button:text-is('Connect & Create')")
     tab.page.wait_for_selector("text=active")
+
+
+def _time_transactions_list(tab: UiPage, served: Served, name: str) -> Page:
+    """A new credential signed in, and the list action's form on its time transactions."""
+    page = tab.page
+    _signed_in(tab, served, name)
+    tab.choose_action("List or Get Endpoint")
+    page.select_option("select[aria-label=Credential]", label=name)
+    page.wait_for_selector("#root_endpoint")
+    page.fill("#root_endpoint", TIME_TRANSACTIONS)
+    return page
 
 
 def test_a_run_whose_answer_the_page_cannot_read_still_says_what_to_do(
@@ -74,12 +86,7 @@ def test_a_form_refused_before_sending_does_not_keep_the_last_runs_failure(
 ) -> None:
     """A run Exact refused (400), then a form refused before sending (Limit 0): the old
     "Failed ... answered 400" stayed under the field error, as if this run had been refused."""
-    page = tab.page
-    _signed_in(tab, served, "Stale result")
-    tab.choose_action("List or Get Endpoint")
-    page.select_option("select[aria-label=Credential]", label="Stale result")
-    page.wait_for_selector("#root_endpoint")
-    page.fill("#root_endpoint", TIME_TRANSACTIONS)
+    page = _time_transactions_list(tab, served, "Stale result")
     page.fill("#root_filter", "Quantity eq (((")
     page.locator("button[type=submit]").click()
     page.wait_for_selector(f"{RESULT}[data-ok=false]")
@@ -90,3 +97,33 @@ def test_a_form_refused_before_sending_does_not_keep_the_last_runs_failure(
     page.wait_for_selector(RESULT, state="detached", timeout=5_000)  # it stayed, before
     tab.shot("refused-before-sending")
     assert page.locator(RESULT).count() == 0
+
+
+def test_refused_fields_are_named_at_their_fields_and_the_hint_points_at_them(
+    tab: UiPage, served: Served
+) -> None:
+    """A list whose filter and order name fields the endpoint lacks: both are refused in one
+    answer, each shown at its own field of the form as well as in the failure; the hint under
+    the list said "the fields listed in details.errors", words for an engine, not a person."""
+    page = _time_transactions_list(tab, served, "Refused field")
+    page.fill("#root_filter", "NoSuchField eq 1")
+    page.fill("#root_order_by", "Quantity, Dat desc")
+    page.locator("button[type=submit]").click()
+    alert = page.wait_for_selector(f"{RESULT}[data-ok=false] [role=alert]")
+    tab.shot("refused-fields")
+    text = alert.inner_text()
+    assert f"NoSuchField is not a field of {TIME_TRANSACTIONS}" in text
+    assert f"Dat is not a field of {TIME_TRANSACTIONS} (did you mean Date?)" in text
+    assert "Correct the fields listed above and run the step again." in text
+    assert "details.errors" not in text
+    for field, said in (("filter", "NoSuchField is not"), ("order_by", "Dat is not")):
+        group = page.locator(f"#root_{field}").locator(
+            "xpath=ancestor::*[contains(@class,'form-group')][1]"
+        )
+        assert said in group.locator(".error-detail").inner_text()
+    listed = page.locator(".errors .list-group-item").all_inner_texts()
+    assert listed == [
+        f"Filter: NoSuchField is not a field of {TIME_TRANSACTIONS}",
+        f"Order By: Dat is not a field of {TIME_TRANSACTIONS} (did you mean Date?)",
+    ], listed  # the form's list above it said ".filter NoSuchField ..."
+    assert page.locator(f"{RESULT} .meta").inner_text().startswith("0 API calls")

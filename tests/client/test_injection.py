@@ -207,6 +207,46 @@ def test_i5_filter_fields_come_from_the_entity(
     _no_requests(world)
 
 
+def test_i5_every_unknown_field_of_a_list_is_refused_at_once_by_name(world: World) -> None:
+    """A select, a filter and an order with mistakes in each: one error names them all, each at
+    the input a person typed it in (order_by is one text field, not a list), nothing sent. Each
+    used to stop at its first mistake, so a person met them one run at a time; order_by's said
+    ``$.order_by[0][0]: not a field of ...`` without the name."""
+    step = _step(world, world.client())
+    data = {
+        "endpoint": ACCOUNTS,
+        "select": ["ID", "Nmae", "Cyty"],
+        "filter": "Nope eq 1 and Blocked eq false and Cty eq 'x'",
+        "order_by": "Name, Modifed desc",
+    }
+    with pytest.raises(InputError) as caught:
+        ACTIONS["list_or_get_endpoint"](step, data)
+    found = [(e["path"], e["message"]) for e in caught.value.errors]
+    assert found == [
+        ("$.select[1]", f"Nmae is not a field of {ACCOUNTS} (did you mean Name?)"),
+        ("$.select[2]", f"Cyty is not a field of {ACCOUNTS} (did you mean City?)"),
+        ("$.filter", f"Nope is not a field of {ACCOUNTS}"),
+        ("$.filter", f"Cty is not a field of {ACCOUNTS} (did you mean City?)"),
+        ("$.order_by", f"Modifed is not a field of {ACCOUNTS} (did you mean Modified?)"),
+    ]
+    assert {e["code"] for e in caught.value.errors} == {"unknown_field"}
+    assert (
+        caught.value.message == "Invalid values at $.select[1], $.select[2], $.filter, $.order_by."
+    )
+    _no_requests(world)
+
+
+def test_i5_one_unknown_order_field_reads_as_before(world: World) -> None:
+    """One mistake keeps the one-field message, now with the name and the likely field."""
+    step = _step(world, world.client())
+    with pytest.raises(InputError) as caught:
+        ACTIONS["list_or_get_endpoint"](step, {"endpoint": ACCOUNTS, "order_by": "Nam desc"})
+    assert caught.value.message == (
+        f"Invalid value at $.order_by: Nam is not a field of {ACCOUNTS} (did you mean Name?)."
+    )
+    _no_requests(world)
+
+
 def test_i5_known_filter_fields_are_sent_canonically_spelt(world: World) -> None:
     """Known names in any case are sent as Exact spells them (it reads them case-sensitively);
     functions, typed literals and string contents pass untouched."""

@@ -2,6 +2,10 @@
 export function ErrorBox({ error }) {
   if (!error) return null;
   const fields = error.details?.errors ?? [];
+  // A hint is written for engines ("the fields listed in details.errors"); here those fields are
+  // the list just above it.
+  const hint =
+    fields.length > 0 ? error.hint?.replace('listed in details.errors', 'listed above') : error.hint;
   return (
     <div className="error-box" role="alert">
       <strong>{error.message}</strong>
@@ -18,7 +22,7 @@ export function ErrorBox({ error }) {
           ))}
         </ul>
       )}
-      {error.hint && <div className="hint">{error.hint}</div>}
+      {hint && <div className="hint">{hint}</div>}
     </div>
   );
 }

@@ -15,6 +15,9 @@ function liveSources(uiSchema) {
   return [...found];
 }
 
+// A run the connector refused for its input: its field errors, to show at the fields too.
+const fieldsRefused = (answer) => (answer?.result?.ok === false ? answer.result.error : null);
+
 export function StepRunner({ state }) {
   const active = state.credentials.filter((c) => c.status === 'active');
   const [credential, setCredential] = useState(active[0]?.id ?? '');
@@ -135,7 +138,7 @@ export function StepRunner({ state }) {
         <ErrorBox error={error} />
         {form && (
           <ConnectorForm ref={formRef} form={form} formData={formData} onChange={setFormData}
-            onSubmit={(data) => send(data, false)} onError={() => setAnswer(null)} extra={extraErrors(error)}>
+            onSubmit={(data) => send(data, false)} onError={() => setAnswer(null)} extra={extraErrors(error ?? fieldsRefused(answer))}>
             <div className="buttons">
               <button type="button" className="btn" onClick={dryRun} disabled={!!busy}>Dry run</button>
               <button type="submit" className="btn btn-primary" disabled={!!busy}>

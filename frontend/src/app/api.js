@@ -61,7 +61,13 @@ export function progressLine({ rows, pages, calls, waiting }) {
 export function extraErrors(error) {
   const tree = {};
   for (const { path, message } of error?.details?.errors ?? []) {
-    const parts = path.replace(/^\$\.?/, '').split('.').filter(Boolean);
+    // $.data.Quantity, $.select[1]; a key shown as [*] or ["…"] is not followed (its parent
+    // carries the message).
+    const parts = [];
+    for (const [, name, index] of String(path).matchAll(/\.([A-Za-z_][\w]*)|\[(\d+)\]|\[[^\]]*\]/g)) {
+      if (name === undefined && index === undefined) break;
+      parts.push(name ?? index);
+    }
     let node = tree;
     for (const part of parts) node = node[part] ??= {};
     (node.__errors ??= []).push(message);
