@@ -212,8 +212,17 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     tab.choose_action("Delete Endpoint with ID")
     page.fill("#root_endpoint", TIME_TRANSACTIONS)
     tab.pick_newest("#root_id")
+    chosen = page.locator("#root_id option:checked").inner_text()
     deleted = tab.run()
     assert deleted == {"endpoint": TIME_TRANSACTIONS, "id": record_id, "deleted": "true"}
+    # The form asks for its lists again: the deleted record is no longer offered, nor chosen
+    # (it stayed in the dropdown until the form was opened again, ready to be deleted twice).
+    page.wait_for_function(
+        "label => ![...document.querySelectorAll('#root_id option')]"
+        ".some(o => o.innerText === label)",
+        arg=chosen,
+    )
+    assert page.locator("#root_id option:checked").inner_text().strip() == ""
     tab.shot("step-deleted")
     tab.choose_action("List or Get Endpoint")
     page.fill("#root_endpoint", TIME_TRANSACTIONS)

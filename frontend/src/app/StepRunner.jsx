@@ -77,7 +77,9 @@ export function StepRunner({ state }) {
     const body = { credential, formData: data, dry_run: dryRun };
     const path = `/api/run/${action}`;
     try {
-      setAnswer(await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress)));
+      const answered = await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress));
+      setAnswer(answered);
+      if (!dryRun && answered?.result?.ok) afterWrite(data);
     } catch (failure) {
       setError(failure.error ?? {
         message: 'The page could not read the answer to this step.',
@@ -89,6 +91,17 @@ export function StepRunner({ state }) {
       setBusy('');
       setProgress(null);
     }
+  }
+
+  // A record made, changed or deleted: the form's record lists are asked for again, so a deleted
+  // record is no longer offered (and no longer chosen) and a new one is.
+  function afterWrite(data) {
+    const described = actions.find((a) => a.id === action);
+    if (!described || described.read_only) return;
+    const kept = described.destructive ? { ...data, id: undefined } : data;
+    if (kept !== data) setFormData(kept);
+    asked.current = '';
+    load(drivers(kept), search.text ? search : null);
   }
 
   const dryRun = () => {
