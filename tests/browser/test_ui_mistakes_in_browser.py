@@ -127,3 +127,32 @@ def test_refused_fields_are_named_at_their_fields_and_the_hint_points_at_them(
         f"Order By: Dat is not a field of {TIME_TRANSACTIONS} (did you mean Date?)",
     ], listed  # the form's list above it said ".filter NoSuchField ..."
     assert page.locator(f"{RESULT} .meta").inner_text().startswith("0 API calls")
+
+
+def test_a_credential_removed_in_another_tab_leaves_the_step_page_when_it_is_back(
+    tab: UiPage, served: Served
+) -> None:
+    """The step page kept the credential list it loaded: a credential removed in another tab
+    stayed listed and chosen, and a run then said it was gone. Coming back to the tab now asks
+    for the list again, and the page moves to a credential that is still there."""
+    page = tab.page
+    _signed_in(tab, served, "Stays here")
+    _signed_in(tab, served, "Removed elsewhere")
+    tab.choose_action("List or Get Endpoint")
+    page.select_option("select[aria-label=Credential]", label="Removed elsewhere")
+    connector = served.workspace.connector
+    [gone] = [c for c in connector.credentials.list() if c.connector_name == "Removed elsewhere"]
+    connector.credentials.remove(gone.id)
+    page.evaluate("window.dispatchEvent(new Event('focus'))")  # the person comes back to the tab
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('select[aria-label=Credential] option')]"
+        ".some(o => o.innerText === 'Removed elsewhere')"
+    )
+    chosen = page.locator("select[aria-label=Credential] option:checked").inner_text()
+    assert chosen != "Removed elsewhere"
+    page.wait_for_selector("#root_endpoint")
+    page.fill("#root_endpoint", TIME_TRANSACTIONS)
+    page.fill("#root_limit", "1")
+    page.locator("button[type=submit]").click()
+    page.wait_for_selector(f"{RESULT}[data-ok=true]")  # runs with the credential still there
+    tab.shot("credential-removed-elsewhere")

@@ -35,6 +35,12 @@ export function StepRunner({ state }) {
 
   useEffect(() => { api('GET', '/api/actions').then(setActions); }, []);
 
+  // The chosen credential was removed (or deactivated) elsewhere: the first active one, if any.
+  const activeIds = active.map((c) => c.id).join(' ');
+  useEffect(() => {
+    if (!active.some((c) => c.id === credential)) setCredential(active[0]?.id ?? '');
+  }, [activeIds]);
+
   async function load(values, searched) {
     const key = JSON.stringify([credential, action, values, searched]);
     if (!credential || !action || key === asked.current) return;

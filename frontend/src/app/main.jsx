@@ -27,6 +27,17 @@ function App() {
   const [state, setState] = useState(null);
   const reload = () => api('GET', '/api/state').then(setState);
   useEffect(() => { reload(); }, [page, id]);
+  // Back to this tab from another (where a credential may have been added, removed or signed in
+  // again): the lists on the page are asked for again.
+  useEffect(() => {
+    const back = () => { if (document.visibilityState === 'visible') reload(); };
+    window.addEventListener('focus', back);
+    document.addEventListener('visibilitychange', back);
+    return () => {
+      window.removeEventListener('focus', back);
+      document.removeEventListener('visibilitychange', back);
+    };
+  }, []);
   if (!state) return <p className="loading">Loading…</p>;
   const tab = (name, label, href) => (
     <a className={page === name || (name === 'vault' && page === 'credentials') ? 'tab current' : 'tab'} href={href}>{label}</a>
