@@ -107,11 +107,18 @@ class InputError(ExactConnectorError):
 
     @classmethod
     def of(cls, errors: list[FieldError]) -> Self:
-        """Every field error found, in one: :meth:`at`'s message for one, the paths for more."""
-        if len(errors) == 1:
-            return cls.at(errors[0]["path"], errors[0]["code"], errors[0]["message"])
-        paths = ", ".join(dict.fromkeys(error["path"] for error in errors))
-        return cls(f"Invalid values at {paths}.", errors=errors)
+        """Every field error found, in one (each once): :meth:`at`'s message for one; for more,
+        the first three with their paths, so an engine that shows only the message shows them."""
+        unique = list({(e["path"], e["code"], e["message"]): e for e in errors}.values())
+        if len(unique) == 1:
+            return cls.at(unique[0]["path"], unique[0]["code"], unique[0]["message"])
+        shown = "; ".join(f"{e['path']}: {e['message']}" for e in unique[:_SHOWN])
+        more = f" (and {len(unique) - _SHOWN} more)" if len(unique) > _SHOWN else ""
+        return cls(f"Invalid values at {shown}{more}.", errors=unique)
+
+
+#: How many of its field errors an :class:`InputError` of several names in its message.
+_SHOWN = 3
 
 
 class ConfigError(ExactConnectorError):

@@ -303,13 +303,7 @@ def create_app(connector: Connector, settings: UiSettings) -> Starlette:
 
     def actions() -> list[dict[str, Any]]:
         return [
-            {
-                "id": a.id,
-                "title": a.title,
-                "description": a.description,
-                "read_only": a.read_only,
-                "destructive": a.destructive,
-            }
+            {"id": a.id, "title": a.title, "description": a.description, "read_only": a.read_only}
             for a in connector.manifest.actions
         ]
 

@@ -202,7 +202,10 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     tab.pick_newest("#root_id")
     page.select_option("#root_data_fields_0_field", label="Hours (Quantity)")  # the first row
     page.fill("#root_data_fields_0_Quantity", "4")
+    chosen = page.locator("#root_id option:checked").inner_text()
     updated = tab.run()
+    page.wait_for_timeout(300)
+    assert page.locator("#root_id option:checked").inner_text() == chosen  # still chosen
     assert updated["id"] == record_id
     assert updated["updated"] == "true"
     assert updated["Quantity"] == "4"

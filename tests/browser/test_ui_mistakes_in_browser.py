@@ -6,7 +6,7 @@ sign-ins here would otherwise wait for the next minute behind the other module's
 
 from __future__ import annotations
 
-from playwright.sync_api import Page
+from playwright.sync_api import APIResponse, Page, Route
 from test_ui_in_browser import (
     RESULT,
     TIME_TRANSACTIONS,
@@ -156,3 +156,36 @@ def test_a_credential_removed_in_another_tab_leaves_the_step_page_when_it_is_bac
     page.locator("button[type=submit]").click()
     page.wait_for_selector(f"{RESULT}[data-ok=true]")  # runs with the credential still there
     tab.shot("credential-removed-elsewhere")
+
+
+def test_an_answer_that_comes_after_the_person_moved_on_leaves_the_new_step_alone(
+    tab: UiPage, served: Served
+) -> None:
+    """A delete answered after the person chose another action: the page used to reload the
+    delete's form and copy its endpoint and ID into the new action's data, which the new form
+    then refused ("must NOT have additional properties")."""
+    page = tab.page
+    _signed_in(tab, served, "Moved on")
+    tab.choose_action("Delete Endpoint with ID")
+    page.fill("#root_endpoint", TIME_TRANSACTIONS)
+    tab.pick_newest("#root_id")
+    held: list[tuple[Route, APIResponse]] = []
+    page.route("**/api/run/delete_endpoint_record", lambda r: held.append((r, r.fetch())))
+    forms: list[str] = []
+    page.on("request", lambda r: forms.append(r.url) if "/api/forms/" in r.url else None)
+    page.locator("button[type=submit]").click()
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the delete was not sent"
+    page.select_option("select[aria-label=Action]", label="List or Get Endpoint")
+    page.wait_for_selector("#root_filter")
+    asked = len(forms)
+    route, response = held[0]
+    route.fulfill(response=response)
+    page.wait_for_selector(RESULT)
+    page.wait_for_timeout(600)  # longer than the form's 300 ms debounce
+    assert [url for url in forms[asked:] if "delete_endpoint_record" in url] == []
+    assert page.locator("#root_filter").count() == 1  # still the list's form
+    assert page.locator("#root_endpoint").input_value() == ""  # nothing copied from the delete

@@ -230,9 +230,28 @@ def test_i5_every_unknown_field_of_a_list_is_refused_at_once_by_name(world: Worl
         ("$.order_by", f"Modifed is not a field of {ACCOUNTS} (did you mean Modified?)"),
     ]
     assert {e["code"] for e in caught.value.errors} == {"unknown_field"}
-    assert (
-        caught.value.message == "Invalid values at $.select[1], $.select[2], $.filter, $.order_by."
+    assert caught.value.message == (
+        f"Invalid values at $.select[1]: Nmae is not a field of {ACCOUNTS} (did you mean Name?); "
+        f"$.select[2]: Cyty is not a field of {ACCOUNTS} (did you mean City?); "
+        f"$.filter: Nope is not a field of {ACCOUNTS} (and 2 more)."
     )
+    _no_requests(world)
+
+
+def test_i5_a_name_repeated_in_a_filter_is_refused_once(world: World) -> None:
+    """``Nme eq 'x' or Nme eq 'y'``: one error, not one per use (the field showed it twice)."""
+    step = _step(world, world.client())
+    with pytest.raises(InputError) as caught:
+        ACTIONS["list_or_get_endpoint"](
+            step, {"endpoint": ACCOUNTS, "filter": "Nme eq 'x' or Nme eq 'y'"}
+        )
+    assert caught.value.errors == [
+        {
+            "path": "$.filter",
+            "code": "unknown_field",
+            "message": f"Nme is not a field of {ACCOUNTS} (did you mean Name?)",
+        }
+    ]
     _no_requests(world)
 
 

@@ -8,15 +8,23 @@ import { formProps } from '../host.jsx';
 
 const validator = customizeValidator({ AjvClass: Ajv2020 });
 
-// The title a person sees for a field at RJSF's property path (".data.Quantity", ".select.1").
+// The title a person sees for a field at RJSF's property path: ".filter" is "Filter"; in a list,
+// the row is named too (".data.fields.1.field" is "More fields 2 › Field"). "" for the form.
 function titleAt(schema, property) {
+  const parts = property.split('.').filter(Boolean);
+  const labels = [];
   let node = schema;
-  let title = '';
-  for (const part of property.split('.').filter(Boolean)) {
-    node = /^\d+$/.test(part) ? node?.items : node?.properties?.[part];
-    title = node?.title ?? (/^\d+$/.test(part) ? `${title} ${Number(part) + 1}` : part);
+  for (const part of parts) {
+    if (/^\d+$/.test(part)) {
+      node = node?.items;
+      labels.push(`${labels.pop() ?? 'Item'} ${Number(part) + 1}`); // the list's title, numbered
+    } else {
+      node = node?.properties?.[part];
+      labels.push(node?.title ?? part);
+    }
   }
-  return title;
+  const inRow = parts.length >= 2 && /^\d+$/.test(parts.at(-2));
+  return inRow ? labels.slice(-2).join(' › ') : (labels.at(-1) ?? '');
 }
 
 // RJSF's list of errors above the form. An error the connector returned (a field it refused
@@ -29,9 +37,10 @@ function ErrorList({ errors, schema }) {
       <ul className="list-group">
         {errors.map((error, index) => {
           const raw = error.property && error.stack === `${error.property} ${error.message}`;
+          const title = raw ? titleAt(schema, error.property) : '';
           return (
             <li key={index} className="list-group-item text-danger">
-              {raw ? `${titleAt(schema, error.property)}: ${error.message}` : error.stack}
+              {raw ? (title ? `${title}: ${error.message}` : error.message) : error.stack}
             </li>
           );
         })}

@@ -31,7 +31,10 @@ export function StepRunner({ state }) {
   const [busy, setBusy] = useState('');
   const [progress, setProgress] = useState(null);
   const asked = useRef('');
+  // What the page shows now, for an answer that arrives after the person changed it.
+  const latest = useRef({});
   const formRef = useRef(null);
+  latest.current = { action, credential, formData, search };
 
   useEffect(() => { api('GET', '/api/actions').then(setActions); }, []);
 
@@ -85,7 +88,9 @@ export function StepRunner({ state }) {
     try {
       const answered = await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress));
       setAnswer(answered);
-      if (!dryRun && answered?.result?.ok) afterWrite(data);
+      if (!dryRun && answered?.result?.ok && answered.result.data?.deleted === true) {
+        afterDelete({ action, credential, data });
+      }
     } catch (failure) {
       setError(failure.error ?? {
         message: 'The page could not read the answer to this step.',
@@ -99,15 +104,17 @@ export function StepRunner({ state }) {
     }
   }
 
-  // A record made, changed or deleted: the form's record lists are asked for again, so a deleted
-  // record is no longer offered (and no longer chosen) and a new one is.
-  function afterWrite(data) {
-    const described = actions.find((a) => a.id === action);
-    if (!described || described.read_only) return;
-    const kept = described.destructive ? { ...data, id: undefined } : data;
-    if (kept !== data) setFormData(kept);
+  // A record deleted: the form asks for its lists again, so the record is no longer offered, and
+  // no longer chosen. Only if the person is still on that step (the answer may come after they
+  // moved on), and with what the form holds now, not what was sent.
+  function afterDelete(sent) {
+    const now = latest.current;
+    if (now.action !== sent.action || now.credential !== sent.credential) return;
+    const current = now.formData;
+    const kept = current.id === sent.data.id ? { ...current, id: undefined } : current;
+    setFormData(kept);
     asked.current = '';
-    load(drivers(kept), search.text ? search : null);
+    load(drivers(kept), now.search.text ? now.search : null);
   }
 
   const dryRun = () => {
