@@ -368,6 +368,8 @@ class ExactClient:
             response = self._send(*sent)
         except httpx.TransportError as error:
             return Attempt(retries.on_transport_error(error), error=error)
+        except httpx.DecodingError:  # sent and answered, but the body is not what it says
+            return Attempt("garbled")
         except _Overdue:
             return Attempt("overdue")
         self._observe(response, endpoint, division)

@@ -203,8 +203,13 @@ class TokenService:
             problem: ExactConnectorError | None = None
             try:
                 response = self._http.post(self._origin.join("/api/oauth2/token"), data=form())
-            except httpx.TransportError as error:
-                happened = on_transport_error(error)
+            except (httpx.TransportError, httpx.DecodingError) as error:
+                # An answer whose body cannot be decoded is as lost as one that never came.
+                happened = (
+                    on_transport_error(error)
+                    if isinstance(error, httpx.TransportError)
+                    else "maybe_sent"
+                )
                 if happened == "maybe_sent" and attempt + 1 < attempts:
                     # The request may have been processed and the refresh token rotated: one
                     # immediate retry with the same token is all that can be tried.
@@ -336,6 +341,11 @@ def _oauth_error(response: httpx.Response) -> tuple[str, str]:
         return "", ""
     error, description = body.get("error"), body.get("error_description")
     return (
-        error if isinstance(error, str) else "",
+        # An OAuth error code is a short word (RFC 6749: invalid_grant); anything else is not
+        # one, and is not carried into the error's details (it could be long, or hold a token).
+        error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else "",
         description if isinstance(description, str) else "",
     )
+
+
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)

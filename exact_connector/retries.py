@@ -21,10 +21,12 @@ from __future__ import annotations
 import random
 import re
 import ssl
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, Literal
 
 import httpx
@@ -79,11 +81,12 @@ Happened = Literal[
     "absent",  # 404 to a DELETE whose earlier attempt may have been processed
     "not_sent",  # the connection failed before the request left (connect error or timeout)
     "maybe_sent",  # the connection failed after the request may have left (read timeout, reset)
+    "garbled",  # an answer came, but its body could not be decoded (a broken gzip)
     "tls_refused",  # the server's certificate did not verify
     "unsendable",  # the request is not valid HTTP
     "overdue",  # the step's deadline passed while the body was still arriving
     "throttled",  # 429
-    "server_error",  # 500, 502, 503, 504
+    "server_error",  # 500, 502, 503, 504; any 5xx to a POST (a gateway's 520 or 524 too)
     "rejected",  # any other status: 3xx, 4xx (a 401 only after the auth flow's one refresh)
 ]
 Resolution = Literal["return", "retry", "fail", "unknown"]
@@ -94,6 +97,7 @@ MATRIX: dict[Happened, tuple[Resolution, Resolution]] = {
     "absent": ("fail", "return"),  # the record is gone, which is what the DELETE asked for
     "not_sent": ("retry", "retry"),
     "maybe_sent": ("unknown", "retry"),
+    "garbled": ("unknown", "retry"),  # the answer, whatever it said, was lost
     "tls_refused": ("fail", "fail"),
     "unsendable": ("fail", "fail"),
     "overdue": ("unknown", "fail"),
@@ -102,7 +106,7 @@ MATRIX: dict[Happened, tuple[Resolution, Resolution]] = {
     "rejected": ("fail", "fail"),
 }
 #: What happened that means an earlier attempt may have been processed.
-MAYBE_PROCESSED: frozenset[Happened] = frozenset({"maybe_sent", "server_error"})
+MAYBE_PROCESSED: frozenset[Happened] = frozenset({"maybe_sent", "garbled", "server_error"})
 
 #: Transport failures by whether the server may have processed the request; first match wins.
 _TRANSPORT: tuple[tuple[type[httpx.TransportError], Happened], ...] = (
@@ -130,6 +134,7 @@ STATUS_ERRORS: dict[int, type[ExactConnectorError]] = {
 #: Why the outcome of a POST is unknown when no response says (a server error names its status).
 _UNKNOWN_CAUSES: dict[Happened, str] = {
     "maybe_sent": "the connection failed",
+    "garbled": "its answer could not be decoded",
     "overdue": "the answer was still arriving at the deadline",
 }
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id")
@@ -167,7 +172,12 @@ def on_response(method: str, status: int, maybe_processed: bool) -> Happened:
         return "absent"
     if status == 429:
         return "throttled"
-    return "server_error" if status in _SERVER_ERRORS else "rejected"
+    if status in _SERVER_ERRORS or (status >= 500 and method == "POST"):
+        # Any 5xx may come after the server did the work (a proxy's 524 after a slow create):
+        # a POST's outcome is then unknown, whatever the number. Other methods retry the usual
+        # four; the rest fail as transient (they are safe to send again).
+        return "server_error"
+    return "rejected"
 
 
 def tls_refusal() -> ConfigError:
@@ -311,7 +321,7 @@ def _status_error(
             details=details,
             retry_at=datetime.fromtimestamp(allowed, UTC),
         )
-    exact_message = _exact_message(response)
+    exact_message = _exact_message(response) or _server_words(response)
     if exact_message:
         details["exact_message"] = exact_message
     if (reason := response.headers.get("Reason")) and len(reason) < 200:
@@ -330,4 +340,31 @@ def _exact_message(response: httpx.Response) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     value: object = message.get("value") if isinstance(message, dict) else message
-    return value[:500] if isinstance(value, str) else ""
+    return _plain_text(value) if isinstance(value, str) else ""
+
+
+def _server_words(response: httpx.Response) -> str:
+    """What Exact said when its answer is not OData JSON: a reason phrase of its own ("Bad
+    Request - Error in query syntax."), else a short plain-text body ("Forbidden - Application
+    Scope Violated"); "" when neither says more than the status."""
+    reason = response.reason_phrase
+    try:
+        standard = HTTPStatus(response.status_code).phrase
+    except ValueError:
+        standard = ""
+    if reason and reason.strip().lower() != standard.lower():
+        return _plain_text(reason)
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "text/plain" and 0 < len(response.content) <= _PLAIN_BODY_LIMIT:
+        return _plain_text(response.content.decode("utf-8", "replace"))
+    return ""
+
+
+def _plain_text(text: str) -> str:
+    """Server text as one line: control and format characters (a terminal's escapes, line
+    breaks) as spaces, runs of spaces as one, at most 500 characters."""
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in text[:2000])
+    return " ".join(cleaned.split())[:500]
+
+
+_PLAIN_BODY_LIMIT = 2000
