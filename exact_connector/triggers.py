@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from exact_connector.catalog import catalog
 from exact_connector.changefeed import FIRST_TIMESTAMP, Batch, division_move_date, read_since
 from exact_connector.checkpoints import CheckpointKey, CheckpointStore
 from exact_connector.client import result_meta
-from exact_connector.exceptions import ExactConnectorError, InputError
+from exact_connector.exceptions import ConfigError, ExactConnectorError, InputError
 from exact_connector.feeds import DELETED, Feed, feed, feeds_for_topic
 
 if TYPE_CHECKING:
@@ -205,6 +206,13 @@ class Triggers:
         key = CheckpointKey(credential.id, trigger, division, watched.name, inputs.get("consumer"))
         stored = self.store.load(str(key))
         version, state = (stored.version, stored.state) if stored else (0, {})
+        if reading and not _sound_state(state):  # a reset is what mends it
+            raise ConfigError(
+                "The trigger's stored checkpoint is damaged, so it cannot say where to go on.",
+                details={"trigger": trigger, "endpoint": watched.name},
+                hint="Reset the trigger (exact-connector trigger reset, or Triggers.reset): its "
+                "next poll then starts again as its first did.",
+            )
         return _Poll(trigger, watched, division, key, version, state, select)
 
     def _read(self, client: ExactClient, poll: _Poll, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -366,6 +374,22 @@ def _decode(token: object) -> tuple[str, int, dict[str, Any]]:
         or not isinstance(data.get("k"), str)
         or not isinstance(data.get("v"), int)
         or not isinstance(data.get("s"), dict)
+        or not _sound_state(data["s"])
     ):
         raise damaged
     return data["k"], data["v"], data["s"]
+
+
+def _sound_state(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint's state has the types a poll wrote: one edited by hand, or damaged
+    on the way, would otherwise fail every later poll (a text where a number was, or a filter
+    smuggled in as the row version Exact reads in ``Timestamp gt …``)."""
+    timestamp = state.get("timestamp")
+    checked = state.get("move_checked_at", 0)
+    return (
+        (timestamp is None or (type(timestamp) is int and timestamp >= 0))
+        and type(checked) in (int, float)
+        and math.isfinite(checked)
+        and isinstance(state.get("move_date", ""), str)
+        and isinstance(state.get("resyncing", False), bool)
+    )
