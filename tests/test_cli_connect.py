@@ -533,6 +533,26 @@ def test_run_with_unreadable_input_is_a_user_error(signed_in: CliWorld) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("via_stdin", [True, False], ids=["stdin", "file"])
+def test_run_with_an_input_past_the_limit_says_so(
+    signed_in: CliWorld, tmp_path: Path, via_stdin: bool
+) -> None:
+    """Valid JSON over 10 MB was cut at the limit and then called "not readable JSON"."""
+    text = json.dumps({"division": 1, "endpoint": "crm/Accounts", "filter": "x" * (11 << 20)})
+    source = "-"
+    if not via_stdin:
+        source = str(tmp_path / "big.json")
+        Path(source).write_text(text)
+    before = sum(signed_in.sb.counters.requests.values())
+    code, out, err = signed_in.cli(
+        "run", "list_or_get_endpoint", "--credential", "cli", "--input", source,
+        stdin=text if via_stdin else "",
+    )  # fmt: skip
+    assert (code, out) == (3, "")
+    assert err.splitlines()[0] == "error[invalid_input]: The input is larger than 10 MB."
+    assert sum(signed_in.sb.counters.requests.values()) == before  # nothing sent
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -341,6 +341,12 @@ def read_input(source: str) -> dict[str, Any]:
         ) from None
     except ValueError:
         text = ""
+    if len(text) > _MAX_INPUT:  # read one character past the limit to tell
+        raise InputError(
+            f"The input is larger than {_MAX_INPUT // (1024 * 1024)} MB.",
+            errors=[{"path": "$", "code": "size", "message": "larger than the input limit"}],
+            hint="Pass a smaller input: a step's input is its fields, not a file's contents.",
+        )
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):

@@ -27,7 +27,7 @@ from exact_connector.exceptions import ConcurrentUpdate, InputError
 from exact_connector.manifest import load_manifest
 from exact_connector.runtime import Connector
 from exact_connector.triggers import Triggers
-from exact_connector.validation import Validator, field_errors
+from exact_connector.validation import Validator, field_errors, json_path
 from exact_connector.vault.store import crash_point
 
 __all__ = ["register"]
@@ -132,8 +132,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    load_manifest().trigger(args.name)  # a mistyped trigger is refused at $.trigger
-    cost = check_interval(_interval(read_input(args.input)), feeds=args.feeds)
+    trigger = load_manifest().trigger(args.name)  # a mistyped trigger is refused at $.trigger
+    inputs = read_input(args.input)
+    # The poll's own input, or just its interval: a field the trigger has not ("interval" for
+    # "interval_seconds") is refused, as the poll would, not read as the default interval.
+    known = trigger.input_schema.get("properties", {})
+    unknown = [name for name in inputs if name not in known]
+    if unknown:
+        extra = "is not an allowed field"
+        raise InputError.of(
+            [
+                {"path": json_path([n]), "code": "additionalProperties", "message": extra}
+                for n in unknown
+            ]
+        )
+    cost = check_interval(_interval(inputs), feeds=args.feeds)
     print_json(cost.to_dict())
     return 0
 

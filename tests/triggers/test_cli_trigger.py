@@ -54,3 +54,29 @@ def test_budget_refuses_feeds_no_interval_can_pay_for(
     assert main(arguments) == 3
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("given", [{"interval": 1}, {"interval_seconds": 300, "bogus": 1}], ids=str)
+def test_budget_refuses_a_field_the_trigger_has_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: dict[str, int]
+) -> None:
+    """``interval`` for ``interval_seconds`` was ignored: the figures of the default 300 s came
+    back, exit 0, for someone asking about a 1-second interval. The poll refuses such a field."""
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"division": 100001, "endpoint": "crm/Accounts", **given}))
+    assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    wrong = next(name for name in given if name != "interval_seconds")
+    assert f"$.{wrong}: is not an allowed field" in captured.err
+
+
+def test_budget_takes_the_polls_own_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole input of a poll is accepted, and its interval is the one costed."""
+    source = tmp_path / "input.json"
+    inputs = {"division": 100001, "endpoint": "crm/Accounts", "interval_seconds": 600, "limit": 5}
+    source.write_text(json.dumps(inputs))
+    assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 0
+    assert json.loads(capsys.readouterr().out)["idle_calls_per_day"] == 168
