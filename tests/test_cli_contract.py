@@ -353,7 +353,7 @@ def test_limits_reset_lifts_the_local_hold_and_the_sandboxs(cli: Cli) -> None:
     assert held.returncode == 5
     assert held.stderr.startswith("error[error_budget_protect]: ")
     assert "held until 20" in held.stderr
-    assert f"run: exact-connector --home {cli.home} limits reset --credential NAME" in held.stderr
+    assert f"run: exact-connector --home {cli.home} limits reset --credential cli" in held.stderr
     assert reset.returncode == 0, reset.stderr
     assert "local: 8 counted error(s) forgotten" in reset.stdout
     assert "sandbox: blocks lifted" in reset.stdout
@@ -376,7 +376,7 @@ def test_a_redirect_uri_the_sandbox_does_not_know_fails_at_once(cli: Cli) -> Non
     again = cli.run(*add, stdin=secret)
     assert again.returncode == 4
     assert again.stderr.startswith("error[credential_pending]: ")
-    assert f"run: exact-connector --home {cli.home} credentials reauthorize NAME" in again.stderr
+    assert f"run: exact-connector --home {cli.home} credentials reauthorize wrong" in again.stderr
 
 
 def test_a_sandbox_url_without_the_switch_names_the_variable(cli: Cli) -> None:

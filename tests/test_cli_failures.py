@@ -25,7 +25,7 @@ from exact_connector.runtime import Connector
 
 pytestmark = pytest.mark.e2e
 
-REAUTHORIZE = "exact-connector credentials reauthorize NAME"
+REAUTHORIZE = "exact-connector credentials reauthorize {}"
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_add_with_no_sandbox_answering_says_so_and_how_to_continue(world: CliWor
     assert err.startswith("Stored credential silent (")
     assert f"error[config_error]: The sandbox at {silent} does not answer (" in err
     assert "  $.server_url: does not answer [unreachable]" in err
-    assert "exact-connector sandbox" in err and REAUTHORIZE in err
+    assert "exact-connector sandbox" in err and REAUTHORIZE.format("silent") in err
     assert "Traceback" not in err and out == ""
     assert _status(world, "silent") == "pending"
 
@@ -86,7 +86,7 @@ def test_reauthorize_with_no_sandbox_answering_is_the_same_error(world: CliWorld
     code, out, err = world.cli("credentials", "reauthorize", "silent", "--no-browser")
     assert code == 4, err
     assert err.startswith(f"error[config_error]: The sandbox at {silent} does not answer (")
-    assert REAUTHORIZE in err and "Traceback" not in err and out == ""
+    assert REAUTHORIZE.format("silent") in err and "Traceback" not in err and out == ""
     assert _status(world, "silent") == "pending"
 
 
@@ -100,7 +100,7 @@ def test_add_with_the_redirect_port_taken_names_the_port(world: CliWorld) -> Non
     assert code == 4, err
     assert f"error[config_error]: The sign-in cannot listen on 127.0.0.1:{port}, " in err
     assert "  $.redirect_uri: cannot be listened on [listen]" in err
-    assert REAUTHORIZE in err and "Traceback" not in err and out == ""
+    assert REAUTHORIZE.format("crowded") in err and "Traceback" not in err and out == ""
     assert _status(world, "crowded") == "pending"
     assert world.sb.counters.token_grants["authorization_code"] == 0
 
@@ -212,5 +212,34 @@ def test_a_failed_trigger_command_prints_the_error_on_stderr(
     assert code == 3, err
     assert err.startswith("error[division_not_allowed]: ")
     home = signed_in.home  # the fix acts on the vault the command used
-    assert "\nhint: " in err and f"\nrun: exact-connector --home {home} test-connect NAME\n" in err
+    assert (
+        "\nhint: " in err
+        and f"\nrun: exact-connector --home {home} credentials reauthorize cli\n" in err
+    )
     assert out == ""
+
+
+def test_the_fixing_command_names_the_credential_quoted_for_a_shell(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``run:`` lines and hints said ``NAME``: a line that cannot be pasted as it is. They name
+    the command's credential now, quoted for the shell (a name may hold spaces)."""
+    from exact_connector.cli._output import fail_with, run_for, run_in
+
+    run_in(["--home", "/tmp/a home"])
+    run_for("Acme B.V.")
+    try:
+        fail_with(
+            {
+                "code": "credential_pending",
+                "category": "config",
+                "message": "Its sign-in never finished.",
+                "hint": "Finish it: exact-connector credentials reauthorize NAME.",
+            }
+        )
+    finally:
+        run_in(())
+        run_for(None)
+    err = capsys.readouterr().err
+    assert "hint: Finish it: exact-connector credentials reauthorize 'Acme B.V.'.\n" in err
+    assert "run: exact-connector --home '/tmp/a home' credentials reauthorize 'Acme B.V.'\n" in err

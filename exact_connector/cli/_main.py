@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from exact_connector import __version__
-from exact_connector.cli._output import closed_pipe, fail, print_json, run_in
+from exact_connector.cli._output import closed_pipe, fail, print_json, run_for, run_in
 from exact_connector.exceptions import ConfigError, ExactConnectorError, InputError
 
 __all__ = [
@@ -107,6 +107,7 @@ def run(argv: Sequence[str] | None, *, own_process: bool = False) -> int:
 
 def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:
     run_in(())  # until this command's options are read (an earlier one's ran in-process)
+    run_for(None)
     try:
         argv = _utf8_arguments(sys.argv[1:] if argv is None else argv)
     except InputError as error:
@@ -115,6 +116,10 @@ def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:
     args = parser.parse_args(argv)
     _place_top_level(args)
     run_in(_place(args))
+    named = getattr(args, "credential", None)
+    if named is None and getattr(args, "names_credential", False):
+        named = args.name
+    run_for(named if isinstance(named, str) else None)
     if own_process:  # the command's modules are loaded: what they made lives as long as we do
         gc.freeze()
         gc.enable()

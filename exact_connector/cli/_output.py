@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ __all__ = [
     "fail_with",
     "print_json",
     "print_table",
+    "run_for",
     "run_in",
     "write_out",
 ]
@@ -40,7 +42,7 @@ CLI_FIXES = {
     "credential_not_found": "exact-connector credentials list",
     "vault_locked": "exact-connector vault init",
     "error_budget_protect": "exact-connector limits reset --credential NAME",
-    "division_not_allowed": "exact-connector test-connect NAME",
+    "division_not_allowed": "exact-connector credentials reauthorize NAME",  # to grant it
 }
 
 
@@ -84,6 +86,16 @@ def run_in(place: Sequence[str]) -> None:
 _place: tuple[str, ...] = ()
 
 
+def run_for(credential: str | None) -> None:
+    """The credential this command names: ``NAME`` in the command that fixes an error (``run:``)
+    is it, so the line can be pasted as it is."""
+    global _credential
+    _credential = credential
+
+
+_credential: str | None = None
+
+
 def fail(error: ExactConnectorError) -> int:
     """Print an error as ``error[code]: message``, its field errors, and a hint; return its code."""
     return fail_with(error.to_dict())
@@ -99,9 +111,15 @@ def fail_with(error: Mapping[str, Any]) -> int:
         sys.stderr.write(f"  {where or '$'}: {item.get('message', '')}{code}\n")
     if error.get("retry_at"):
         sys.stderr.write(f"retry at: {error['retry_at']}\n")
-    sys.stderr.write(f"hint: {error['hint']}\n")
+    hint = str(error["hint"])
+    if _credential and "exact-connector" in hint:  # a command in the hint: its NAME is this one
+        quoted = shlex.quote(_credential)
+        hint = re.sub(r"\bNAME\b", lambda _: quoted, hint)
+    sys.stderr.write(f"hint: {hint}\n")
     if (command := _fix(error)) is not None:
         where = "".join(f" {shlex.quote(option)}" for option in _place)
+        if _credential:
+            command = command.replace("NAME", shlex.quote(_credential))
         sys.stderr.write(
             f"run: {command.replace('exact-connector', 'exact-connector' + where, 1)}\n"
         )

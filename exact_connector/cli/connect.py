@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
         summary="add a credential and sign in (authorization-code flow)",
     )
     add.add_argument("--name", required=True, help="Connector Name (unique in the workspace)")
+    add.set_defaults(names_credential=True)  # NAME in a `run:` line
     add.add_argument(
         "--auth-type",
         default="oauth2_authorization_code",
@@ -78,10 +79,12 @@ def register(subparsers: Any) -> None:
         summary="sign in again for an existing credential (also one left pending)",
     )
     again.add_argument("name", help="connector name or credential id")
+    again.set_defaults(names_credential=True)  # NAME in a `run:` line
     _sign_in_options(again)
 
     test = command(subparsers, "test-connect", _test_connect, scoped)
     test.add_argument("name", help="connector name or credential id")
+    test.set_defaults(names_credential=True)  # NAME in a `run:` line
     test.add_argument("--json", action="store_true", help="print the report as JSON")
 
     run = command(subparsers, "run", _run, scoped)

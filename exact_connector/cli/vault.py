@@ -102,9 +102,11 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="as JSON")
     show = command(credentials, "show", _show, scoped, summary="one credential (fingerprints)")
     show.add_argument("name", help="connector name or credential id")
+    show.set_defaults(names_credential=True)  # NAME in a `run:` line
     show.add_argument("--json", action="store_true", help="as JSON")
     remove = command(credentials, "remove", _remove, scoped, summary="delete a credential")
     remove.add_argument("name", help="connector name or credential id")
+    remove.set_defaults(names_credential=True)  # NAME in a `run:` line
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
