@@ -210,8 +210,7 @@ class Triggers:
             raise ConfigError(
                 "The trigger's stored checkpoint is damaged, so it cannot say where to go on.",
                 details={"trigger": trigger, "endpoint": watched.name},
-                hint="Reset the trigger (exact-connector trigger reset, or Triggers.reset): its "
-                "next poll then starts again as its first did.",
+                hint="Reset the trigger: its next poll then starts again as its first did.",
             )
         return _Poll(trigger, watched, division, key, version, state, select)
 
