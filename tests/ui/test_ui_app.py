@@ -3,13 +3,10 @@ no stored secret ever reaches the browser."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pytest
 from ui_harness import Ui
 from vault_harness import tamper
 
-from exact_connector.cli._callback import browser_get
 from exact_connector.ui.guard import CSRF_HEADER
 
 DIVISION = 100001
@@ -136,11 +133,7 @@ def test_callback_for_a_sign_in_not_started_here_is_refused(ui: Ui) -> None:
 
 def test_a_denied_consent_shows_as_a_failed_report(ui: Ui) -> None:
     """Exact's error redirect lands as a failed sign-in check; Connect & Create stays refused."""
-    form = ui.client.get("/api/forms/credentials").json()["formData"]
-    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Denied"}}).json()
-    state = added["authorize_url"].split("state=")[1].split("&")[0]
-    ui.client.get(f"/callback?error=access_denied&state={state}", follow_redirects=False)
-    (credential,) = ui.client.get("/api/state").json()["credentials"]
+    credential = ui.deny("Denied")
     assert credential["report"]["ok"] is False
     assert credential["report"]["checks"][0]["summary"] == "access_denied"
 
@@ -283,12 +276,7 @@ def test_a_callback_met_by_a_token_endpoint_outage_can_be_reloaded(ui: Ui) -> No
     """Exact's token endpoint answers 503 to the callback: the error says to reload the page,
     and reloading it signs in (the page used to forget the sign-in before the exchange, so the
     reload was refused as "not started here")."""
-    form = ui.client.get("/api/forms/credentials").json()["formData"]
-    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Outage"}}).json()
-    status, location = browser_get(added["authorize_url"])
-    assert status == 302, status
-    back = urlsplit(str(location))
-    callback = f"{back.path}?{back.query}"
+    callback = ui.consent(ui.begin("Outage")["authorize_url"])
     ui.workspace.sandbox.faults.add("error", status=503, path_contains="/oauth2/token", times=1)
 
     failed = ui.client.get(callback, follow_redirects=False)

@@ -4,12 +4,9 @@ consent, types more hours than any amount can hold."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 import pytest
 from ui_harness import Ui
-
-from exact_connector.cli._callback import browser_get
 
 DIVISION = 100001
 
@@ -26,12 +23,7 @@ def _strict(line: str) -> object:
 def test_reloading_the_callback_after_the_sign_in_finished_says_so(ui: Ui) -> None:
     """Reload the /callback page (or Back to the consent page and Allow again) after a finished
     sign-in: the page must not speak of fields, JSON paths or "details.errors"."""
-    form = ui.client.get("/api/forms/credentials").json()["formData"]
-    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Acme"}}).json()
-    status, location = browser_get(added["authorize_url"])
-    assert status == 302, status
-    back = urlsplit(str(location))
-    callback = f"{back.path}?{back.query}"
+    callback = ui.consent(ui.begin("Acme")["authorize_url"])
     assert ui.client.get(callback, follow_redirects=False).status_code == 303
 
     reloaded = ui.client.get(callback, follow_redirects=False)
@@ -45,11 +37,7 @@ def test_reloading_the_callback_after_the_sign_in_finished_says_so(ui: Ui) -> No
 
 def test_a_denied_consent_says_what_to_do(ui: Ui) -> None:
     """Deny on the consent page: the failed sign_in check tells the person what to do next."""
-    form = ui.client.get("/api/forms/credentials").json()["formData"]
-    added = ui.post("/api/credentials", {"formData": {**form, "connector_name": "Denied"}}).json()
-    state = added["authorize_url"].split("state=")[1].split("&")[0]
-    ui.client.get(f"/callback?error=access_denied&state={state}", follow_redirects=False)
-    (credential,) = ui.client.get("/api/state").json()["credentials"]
+    credential = ui.deny("Denied")
     (check,) = credential["report"]["checks"]
     assert check["ok"] is False
     assert check["summary"] == "access_denied"

@@ -31,22 +31,40 @@ class Ui:
     def post(self, path: str, body: Any = None) -> Any:
         return self.client.post(path, json=body, headers={CSRF_HEADER: self.token})
 
-    def sign_in(self, authorize_url: str) -> str:
-        """Play the person's browser through the sandbox's consent; the page it lands on."""
+    def consent(self, authorize_url: str) -> str:
+        """Play the person's browser through the sandbox's consent; the callback address it is
+        sent back to (path and query), not visited yet."""
         status, location = browser_get(authorize_url)
         assert status == 302, status
         back = urlsplit(str(location))
         assert f"{back.scheme}://{back.netloc}" == self.origin
-        answer = self.client.get(f"{back.path}?{back.query}", follow_redirects=False)
+        return f"{back.path}?{back.query}"
+
+    def sign_in(self, authorize_url: str) -> str:
+        """Consent and come back to the callback; the page it lands on."""
+        answer = self.client.get(self.consent(authorize_url), follow_redirects=False)
         assert answer.status_code == 303, answer.text
         return str(answer.headers["location"])
 
-    def add(self, name: str) -> dict[str, Any]:
-        """A credential stored and signed in through the page's API; its description."""
+    def begin(self, name: str) -> dict[str, Any]:
+        """A credential stored through the page's API, its sign-in not started: the answer."""
         form = self.client.get("/api/forms/credentials").json()
         added = self.post(
             "/api/credentials", {"formData": {**form["formData"], "connector_name": name}}
         )
         assert added.status_code == 200, added.text
-        self.sign_in(added.json()["authorize_url"])
-        return dict(added.json()["credential"])
+        return dict(added.json())
+
+    def add(self, name: str) -> dict[str, Any]:
+        """A credential stored and signed in through the page's API; its description."""
+        added = self.begin(name)
+        self.sign_in(added["authorize_url"])
+        return dict(added["credential"])
+
+    def deny(self, name: str) -> dict[str, Any]:
+        """A credential stored, then its consent denied (Exact's error redirect to the
+        callback); its description as the Vault page reads it then."""
+        state = self.begin(name)["authorize_url"].split("state=")[1].split("&")[0]
+        self.client.get(f"/callback?error=access_denied&state={state}", follow_redirects=False)
+        (credential,) = self.client.get("/api/state").json()["credentials"]
+        return dict(credential)
