@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from difflib import get_close_matches
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from exact_connector.catalog import Endpoint, catalog
@@ -44,6 +44,7 @@ _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}", re.ASCII)
 _ORDER_TERM = re.compile(r"([A-Za-z][A-Za-z0-9_]{0,79})(?: (asc|desc))?", re.ASCII | re.IGNORECASE)
 _DATE_TYPES = frozenset({"Edm.DateTime", "Edm.DateTimeOffset"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_T = TypeVar("_T")
 #: The one filter Exact's sync endpoints take (API-FACTS, "Sync feed": only Timestamp, ``gt``).
 _SYNC_FILTER = re.compile(r"\s*Timestamp gt [0-9]{1,19}L?\s*", re.ASCII)
 _NO_RECORD: dict[str, Any] = {}  # next()'s default: a list that has none
@@ -278,28 +279,47 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
     return ",".join(f"{n} {d.lower()}" if d else n for n, d in zip(spelt, terms, strict=True))
 
 
-def checked_list_fields(endpoint: Endpoint, data: dict[str, Any]) -> None:
-    """Refuse, in one error, every field of ``select``, ``filter`` and ``order_by`` the endpoint
-    lacks (each check alone stops at its own field: a person would meet them one run at a time)."""
+class _ListFields(NamedTuple):
+    """A list's select, filter and order, checked and spelt as the endpoint spells them."""
+
+    select: list[str]
+    filter: str | None
+    order: str | None
+    #: The fields the filter and the order name: a twin read instead must have them too.
+    compared: list[str]
+
+
+def _checked_fields(endpoint: Endpoint, data: dict[str, Any]) -> _ListFields:
+    """``select``, ``filter`` and ``order_by`` checked against the endpoint asked for; every
+    field of the three it lacks is refused in one error (each check alone stops at its own input,
+    and a person would meet the mistakes one run at a time)."""
+    if data.get("filter") and _CONTROL.search(data["filter"]):
+        raise InputError.at("$.filter", "pattern", "control characters are not allowed")
     errors: list[FieldError] = []
-    checks: list[Callable[[], object]] = [lambda: selected_fields(endpoint, data.get("select"))]
-    if data.get("filter") and not _CONTROL.search(data["filter"]):
-        checks.append(lambda: checked_filter(endpoint, data["filter"]))
-    if data.get("order_by"):
-        checks.append(lambda: _order_by(endpoint, data["order_by"]))
-    for check in checks:
+
+    def checked(check: Callable[[], _T]) -> _T | None:
         try:
-            check()
+            return check()
         except InputError as error:
-            errors += error.errors
-    if errors:
+            errors.extend(error.errors)
+            return None
+
+    select = checked(lambda: selected_fields(endpoint, data.get("select")))
+    filtered = (
+        checked(lambda: checked_filter(endpoint, data["filter"])) if data.get("filter") else None
+    )
+    order = checked(lambda: _order_by(endpoint, data["order_by"])) if data.get("order_by") else None
+    if errors or select is None:
         raise InputError.of(errors)
+    compared = list(filtered[1]) if filtered else []
+    compared += [term.split(" ")[0] for term in order.split(",")] if order else []
+    return _ListFields(select, filtered[0] if filtered else None, order, compared)
 
 
 def _list_target(
     endpoint: Endpoint,
     data: dict[str, Any],
-    compared: list[str],
+    fields: _ListFields,
     resumed: str | None = None,
     filter_required: bool = False,
 ) -> tuple[Endpoint, list[str]]:
@@ -308,12 +328,12 @@ def _list_target(
     A twin pages 1000 rows a call instead of 60. Bulk answers any list of its regular endpoint; sync
     is ordered by its own Timestamp, so it is used only for a plain full list (no filter, no order).
     Both require ``$select``: without one, every scalar field of the regular endpoint is selected.
-    A twin must also have the fields the list filters and orders by (``compared``). A list
+    A twin must also have the fields the list filters and orders by (``fields.compared``). A list
     resumed from a cursor stays on the endpoint the cursor was made on (``resumed``), whatever the
     limit is now. Where the app must filter its lists (``filter_required``), a plain list goes to
     the sync twin, however short: the regular and bulk endpoints would refuse it.
     """
-    select = selected_fields(endpoint, data.get("select"))
+    select, compared = fields.select, fields.compared
     limit = data.get("limit")
     if endpoint.kind in ("bulk", "sync"):  # asked for by name: Exact refuses them without $select
         return endpoint, select or _scalar_fields(endpoint)
@@ -382,20 +402,13 @@ def pager(step: Step, endpoint: Endpoint, data: dict[str, Any]) -> tuple[Pager, 
             endpoints=_list_endpoints(endpoint),
             division=step.division,
         )
-    checked_list_fields(endpoint, data)
     # Filter and order fields are checked against the endpoint asked for, and spelt as it spells
     # them; a twin is used only if it has them too.
-    filter_text: str | None = None
-    compared: list[str] = []
-    if data.get("filter"):
-        if _CONTROL.search(data["filter"]):
-            raise InputError.at("$.filter", "pattern", "control characters are not allowed")
-        filter_text, compared = checked_filter(endpoint, data["filter"])
-    order = _order_by(endpoint, data["order_by"]) if data.get("order_by") else None
-    compared += [term.split(" ")[0] for term in order.split(",")] if order else []
+    fields = _checked_fields(endpoint, data)
+    filter_text, order = fields.filter, fields.order
     filter_required = endpoint.id.lower() in step.client.filter_required
     resumed = cursor.endpoint if cursor else None
-    target, select = _list_target(endpoint, data, compared, resumed, filter_required)
+    target, select = _list_target(endpoint, data, fields, resumed, filter_required)
     params: dict[str, str] = {}
     # A cursor continues after the last record handed out, by the field the list is in the order
     # of: a sync feed's row version, else (no order asked for) the key. That field is read even
