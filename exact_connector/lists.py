@@ -200,13 +200,16 @@ def field_names(
     names: Sequence[str],
     path: str,
     absent: str = "{name} is not a field of {endpoint}",
+    *,
+    listed: bool = True,
 ) -> list[str]:
     """Field names checked against the endpoint (canonical spelling); unknown ones refused at
-    their place in ``path``, saying ``absent`` (``{name}`` and ``{endpoint}`` filled in) and the
-    field meant where one is close. Every name is checked before the refusal."""
+    their place in ``path`` (at ``path`` itself when not ``listed``: names from one text),
+    saying ``absent`` (``{name}`` and ``{endpoint}`` filled in) and the field meant where one
+    is close. Every name is checked before the refusal."""
     result, errors = [], []
     for index, name in enumerate(names):
-        where = f"{path}[{index}]"
+        where = f"{path}[{index}]" if listed else path
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             message = "a field name uses letters, digits and _ only"
             errors.append({"path": where, "code": "pattern", "message": message})
@@ -267,15 +270,7 @@ def _order_by(endpoint: Endpoint, text: str) -> str:
             raise InputError.at("$.order_by", "pattern", "write fields as 'Name asc, Date desc'")
         names.append(match.group(1))
         terms.append(match.group(2))
-    try:
-        spelt = field_names(endpoint, names, "$.order_by")
-    except InputError as error:  # the field is one string: every error is at $.order_by
-        raise InputError.of(
-            [
-                {"path": "$.order_by", "code": e["code"], "message": e["message"]}
-                for e in error.errors
-            ]
-        ) from None
+    spelt = field_names(endpoint, names, "$.order_by", listed=False)  # one text field
     return ",".join(f"{n} {d.lower()}" if d else n for n, d in zip(spelt, terms, strict=True))
 
 
