@@ -286,9 +286,8 @@ def connection_lost(error: Exception) -> bool:
     network) rather than anything about the request: running the step again may well succeed."""
     if not isinstance(error, psycopg.OperationalError):
         return False
-    state = (
-        error.sqlstate
-    )  # None: the client saw the connection close; 08: connection; 57P: shutdown
+    # None: the client saw the connection close; class 08: connection; 57P: shutdown.
+    state = error.sqlstate
     return state is None or state.startswith(("08", "57P"))
 
 
