@@ -47,7 +47,10 @@ from exact_connector.oauth import TOKEN_TEXT, Grant, TokenService, TooEarly
 if TYPE_CHECKING:
     from exact_connector.vault import Credential, Vault
 
-__all__ = ["ExactAuth", "TokenPolicy", "store_grant"]
+__all__ = ["DEADLINE", "ExactAuth", "TokenPolicy", "store_grant"]
+
+#: The request extension that carries the step's deadline (on the client's clock) to the flow.
+DEADLINE = "exact_connector.deadline"
 
 #: How long to leave the token endpoint alone after a refusal or an outage, when it gave no hint.
 _PAUSE = 5.0
@@ -173,7 +176,8 @@ class ExactAuth(httpx.Auth):
         self._check = check
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        credential = self.current()
+        deadline = request.extensions.get(DEADLINE)
+        credential = self.current(deadline=deadline)
         request.headers["Authorization"] = _bearer(credential)
         if self._check is not None:
             self._check(request)
@@ -186,7 +190,7 @@ class ExactAuth(httpx.Auth):
         if not _replaced(latest, credential):
             if not self.policy.may_refresh(latest, self._clock.now()):
                 return
-            latest = self._refresh(force=True, seen=credential)
+            latest = self._refresh(force=True, seen=credential, deadline=deadline)
             if not _replaced(latest, credential):
                 return  # Exact would not refresh yet: sending the same token again is pointless
         request.headers["Authorization"] = _bearer(latest)
@@ -194,8 +198,11 @@ class ExactAuth(httpx.Auth):
             self._check(request)
         yield request
 
-    def current(self) -> Credential:
+    def current(self, *, deadline: float | None = None) -> Credential:
         """The credential with an access token that is valid now, refreshing if the policy says so.
+
+        ``deadline`` (the step's, on this object's clock) bounds the wait for another worker's
+        refresh lock, as well as :attr:`TokenPolicy.lock_timeout` does.
 
         The record is read from the vault once per client and again whenever a refresh is due:
         every process applies the same policy to the same clock, so none can hold a token that
@@ -209,7 +216,7 @@ class ExactAuth(httpx.Auth):
             return credential
         if now < self._hold_until:
             return self._held(credential, now)
-        return self._refresh(force=False, seen=credential)
+        return self._refresh(force=False, seen=credential, deadline=deadline)
 
     def refresh_allowed_at(self) -> float | None:
         """When Exact will accept a refresh of the current token (None: now, or unknown)."""
@@ -280,12 +287,21 @@ class ExactAuth(httpx.Auth):
         self._cache(saved)
         return None
 
-    def _refresh(self, *, force: bool, seen: Credential) -> Credential:
-        """Under the credential's lock: re-read, then refresh only if nobody else just did."""
+    def _refresh(self, *, force: bool, seen: Credential, deadline: float | None) -> Credential:
+        """Under the credential's lock: re-read, then refresh only if nobody else just did.
+
+        The wait for the lock ends at the step's deadline: a worker holding it finishes the
+        refresh for everyone, and this step fails as retryable instead of overrunning. The
+        token request itself, once sent, is not cut short by the deadline: an answer given up
+        on may carry the only copy of a rotated refresh token.
+        """
         unsaved = self._save_unsaved(force=True)
         if unsaved is not None:
             return self._instead_of_refreshing(unsaved)
-        with self._vault.lock(self._credential_id, timeout=self.policy.lock_timeout):
+        lock_wait = self.policy.lock_timeout
+        if deadline is not None:
+            lock_wait = max(0.0, min(lock_wait, deadline - self._clock.now()))
+        with self._vault.lock(self._credential_id, timeout=lock_wait):
             # Another thread may have refreshed, and failed to store, while we waited.
             unsaved = self._save_unsaved(force=True)
             if unsaved is not None:

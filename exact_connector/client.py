@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from exact_connector import retries
-from exact_connector.auth import ExactAuth, TokenPolicy
+from exact_connector.auth import DEADLINE, ExactAuth, TokenPolicy
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     HostNotAllowed,
@@ -387,7 +387,12 @@ class ExactClient:
     ) -> httpx.Response:
         """One exchange (plus the auth flow's one resend); the body is read against the deadline."""
         request = self._http.build_request(
-            method, url, content=body, headers=headers, timeout=self._bounded(remaining)
+            method,
+            url,
+            content=body,
+            headers=headers,
+            timeout=self._bounded(remaining),
+            extensions={DEADLINE: deadline},
         )
         response = self._http.send(request, auth=self.auth, stream=True)
         wire = cast("httpx.SyncByteStream", response.stream)  # a sync client's

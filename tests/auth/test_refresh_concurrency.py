@@ -204,6 +204,38 @@ def test_f5_a_lock_held_too_long_makes_waiters_fail_without_refreshing(world: Wo
     assert world.app.api_calls() == []
 
 
+def test_f5_a_step_waits_for_another_workers_refresh_no_longer_than_its_deadline(
+    world: World,
+) -> None:
+    """The lock timeout is 30 s, the step has 0.3 s left: it fails retryable while the holder
+    still holds the lock (before, it waited for the holder and went on past its deadline)."""
+    advance(world.clock, 590)
+    client = world.client()
+    held, done = threading.Event(), threading.Event()
+    still_held: list[bool] = []
+
+    def holder() -> None:
+        with world.vault.lock(world.credential_id):
+            held.set()
+            done.wait(timeout=10)  # the old code took the lock after this and went on
+            still_held.append(done.is_set())
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(timeout=10)
+    try:
+        [outcome] = _run_threads(
+            1, lambda _: get_accounts(client, deadline=world.clock.now() + 0.3).status_code
+        )
+    finally:
+        done.set()
+        thread.join()
+    assert isinstance(outcome, TokenRefreshInProgress) and outcome.retryable
+    assert still_held == [True]
+    assert world.sb.counters.token_calls == 0
+    assert world.app.api_calls() == []
+
+
 def test_f6_two_connections_refresh_independently(world: World) -> None:
     """A's refresh lock is held; B refreshes at once, unblocked."""
     second = world.second_credential()
