@@ -62,7 +62,12 @@ class CheckpointStore(Protocol):
         ...
 
     def reset(self, key: str) -> bool:
-        """Forget the checkpoint; True if there was one."""
+        """Forget the checkpoint's position; True if there was one.
+
+        The state becomes empty (a poll then starts as the first did) and the version goes on:
+        deleting it instead would count versions from 1 again, and an acknowledgement of a poll
+        made before the reset could match one made after it and undo the new start (ABA).
+        """
         ...
 
 
@@ -93,11 +98,13 @@ class FileCheckpoints:
             return True
 
     def reset(self, key: str) -> bool:
-        """Remove one checkpoint."""
+        """Empty one checkpoint's state, as its next version (see :meth:`CheckpointStore.reset`)."""
         with self._locked():
             everything = self._read()
-            if everything.pop(key, None) is None:
+            current = everything.get(key)
+            if current is None or not current.state:
                 return False
+            everything[key] = Stored(current.version + 1, {})
             self._write(everything)
             return True
 

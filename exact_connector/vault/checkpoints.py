@@ -41,6 +41,6 @@ class VaultCheckpoints:
             return session.swap_checkpoint(key, credential_id, expected, text, self._clock.now())
 
     def reset(self, key: str) -> bool:
-        """Forget one checkpoint."""
+        """Empty one checkpoint, as a new version (see ``StoreSession.reset_checkpoint``)."""
         with self._store.write("checkpoint_reset") as session:
-            return session.delete_checkpoint(key)
+            return session.reset_checkpoint(key, self._clock.now())

@@ -23,6 +23,9 @@ from exact_connector.vault.store import Row
 
 __all__ = ["POSTGRES", "SQLITE", "Dialect", "SQLSession"]
 
+#: A checkpoint's state after a reset: what a trigger's first poll starts from.
+_EMPTY_STATE = "{}"
+
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM credentials"  # noqa: S608 (fixed names)
 _INSERT = (
     f"INSERT INTO credentials ({', '.join(FIELDS)})"  # noqa: S608 (fixed names)
@@ -161,8 +164,12 @@ class SQLSession:
             (state, at, key, credential_id, expected_version),
         )
 
-    def delete_checkpoint(self, key: str) -> bool:
-        return self._changed("DELETE FROM trigger_checkpoints WHERE key = ?", (key,))
+    def reset_checkpoint(self, key: str, at: float) -> bool:
+        return self._changed(
+            "UPDATE trigger_checkpoints SET version = version + 1, state = ?, updated_at = ?"
+            " WHERE key = ? AND state <> ?",
+            (_EMPTY_STATE, at, key, _EMPTY_STATE),
+        )
 
     def append_audit(self, event: Row) -> None:
         self._run(

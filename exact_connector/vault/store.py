@@ -145,8 +145,11 @@ class StoreSession(Protocol):
         """Compare-and-swap: store ``state`` as version ``expected_version + 1`` only if the stored
         version is ``expected_version`` (0: none stored yet, and the credential exists)."""
 
-    def delete_checkpoint(self, key: str) -> bool:
-        """Forget one checkpoint; True if there was one. Removing a credential removes its own."""
+    def reset_checkpoint(self, key: str, at: float) -> bool:
+        """Empty one checkpoint's state (``{}``, as before the first poll) as its next version;
+        True if it held any. The version goes on, never back: an acknowledgement of a poll made
+        before the reset then fails its compare-and-swap, where after a delete it could match
+        the versions counted again from 1. Removing a credential removes its checkpoints."""
 
     # --- audit ------------------------------------------------------------------------------
 

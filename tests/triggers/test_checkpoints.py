@@ -62,10 +62,33 @@ def test_advance_is_a_compare_and_swap(store_and_key: tuple[CheckpointStore, str
 
 
 def test_reset_forgets_once(store_and_key: tuple[CheckpointStore, str]) -> None:
-    """Reset removes the checkpoint; a second reset finds nothing."""
+    """Reset empties the checkpoint's state (a first poll's) as a new version; a second reset
+    finds nothing to forget, and neither does one of a key never stored."""
     store, key = store_and_key
     store.advance(key, 0, {"timestamp": 5})
-    assert (store.reset(key), store.reset(key), store.load(key)) == (True, False, None)
+    assert (store.reset(key), store.reset(key)) == (True, False)
+    stored = store.load(key)
+    assert stored is not None and (stored.version, stored.state) == (2, {})
+    assert store.reset(key + "/other") is False and store.load(key + "/other") is None
+
+
+def test_an_ack_of_a_poll_made_before_a_reset_cannot_land_after_it(
+    store_and_key: tuple[CheckpointStore, str],
+) -> None:
+    """ABA: versions counted again from 1 after a reset (a delete) let the acknowledgement of a
+    poll made before it match the new start's version and undo it. They go on instead."""
+    store, key = store_and_key
+    assert store.advance(key, 0, {"timestamp": 5})  # acked: version 1
+    before_first = 0  # polls made before any ack, and before the reset, expect these
+    before_reset = 1
+    assert store.reset(key)
+    after = store.load(key)
+    assert after is not None and after.state == {}
+    assert store.advance(key, before_first, {"timestamp": 99}) is False
+    assert store.advance(key, after.version, {"timestamp": 2})  # the new start, acked
+    assert store.advance(key, before_reset, {"timestamp": 99}) is False
+    last = store.load(key)
+    assert last is not None and last.state == {"timestamp": 2}
 
 
 def test_removing_a_credential_removes_its_checkpoints(vault: Vault) -> None:
