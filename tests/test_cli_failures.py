@@ -120,6 +120,9 @@ def test_budget_refuses_an_interval_its_schema_refuses(world: CliWorld, interval
     )  # fmt: skip
     assert code == 3, err
     assert err.startswith(f"error[invalid_input]: Invalid value at {INTERVAL_ERROR}.\n")
+    # The hint points at the field lines just printed, not at an envelope the CLI does not show.
+    assert "hint: Correct the fields listed above and run the step again.\n" in err
+    assert "details.errors" not in err
     assert "Traceback" not in err and out == ""
 
 

@@ -3,14 +3,18 @@ the README gives (a review walked the README's commands as a new user and found 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from exact_connector.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -164,3 +168,39 @@ def test_ctrl_c_ends_a_waiting_command_with_130_and_no_traceback(tmp_path: Path)
     assert b"Traceback" not in err
     assert err.decode().strip().endswith("interrupted")
     assert _plain("--home", home, "credentials", "list").stdout.count("Acme") == 0
+
+
+# -- `--home DIR` after any command, as the README says -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["endpoints", "--search", "time transactions"],
+        ["endpoints", "show", "project/TimeTransactions"],
+        ["manifest"],
+        ["trigger", "budget", "record_changed", "--input", "-"],
+    ],
+)
+def test_a_command_that_opens_no_vault_takes_home_after_it(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """``endpoints --home DIR`` was a usage error ("invalid choice" naming the directory), though
+    the README allows ``--home`` before or after any command; now it is taken and not used."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("{}"))
+    home = tmp_path / "unused"
+    assert main([*argv, "--home", str(home), "--workspace", "other"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out
+    assert not home.exists()  # nothing was made there
+
+
+def test_a_group_above_a_vault_command_does_not_take_home_meant_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``trigger --home DIR reset ...`` stays a usage error: were the group to take it, the
+    command's own default would overwrite it and the default vault would be used instead."""
+    with pytest.raises(SystemExit) as raised:
+        main(["trigger", "--home", str(tmp_path), "reset", "record_changed"])
+    assert raised.value.code == 2
+    assert "exact-connector trigger: error: " in capsys.readouterr().err

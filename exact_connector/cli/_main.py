@@ -87,7 +87,25 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for command, (_, summary) in COMMANDS.items():
         if command not in subparsers.choices:
             subparsers.add_parser(command, help=summary)
+    for command in named:
+        _take_vault_options(subparsers.choices[command])
     return parser
+
+
+def _take_vault_options(parser: argparse.ArgumentParser) -> bool:
+    """``--home`` and ``--workspace`` are taken after any command, as before it: a command that
+    opens no vault (``endpoints``, ``manifest``, ``trigger budget``...) accepts and ignores them,
+    so a script may pass them to every command. Whether ``parser`` or a command under it opens a
+    vault (then a group above it must not take them: the command's default would overwrite them)."""
+    opens = "--home" in parser._option_string_actions
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                opens = _take_vault_options(child) or opens
+    if not opens:
+        parser.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.add_argument("--workspace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return opens
 
 
 def run(argv: Sequence[str] | None, *, own_process: bool = False) -> int:

@@ -105,13 +105,16 @@ def fail_with(error: Mapping[str, Any]) -> int:
     """:func:`fail` for an error already in its envelope form (``ExactConnectorError.to_dict``)."""
     sys.stderr.write(f"error[{error['code']}]: {error['message']}\n")
     listed = error.get("details", {}).get("errors")
-    for item in listed if isinstance(listed, list) else []:  # a count elsewhere (error budget)
+    listed = listed if isinstance(listed, list) else []  # a count elsewhere (error budget)
+    for item in listed:
         where = " ".join(str(item[key]) for key in ("file", "path") if item.get(key))
         code = f" [{item['code']}]" if item.get("code") else ""
         sys.stderr.write(f"  {where or '$'}: {item.get('message', '')}{code}\n")
     if error.get("retry_at"):
         sys.stderr.write(f"retry at: {error['retry_at']}\n")
     hint = str(error["hint"])
+    if listed:  # written for engines; here the fields are the lines just above it
+        hint = hint.replace("listed in details.errors", "listed above")
     if _credential and "exact-connector" in hint:  # a command in the hint: its NAME is this one
         quoted = shlex.quote(_credential)
         hint = re.sub(r"\bNAME\b", lambda _: quoted, hint)
