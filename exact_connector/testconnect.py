@@ -36,6 +36,7 @@ class Check:
     remediation: str | None = None
     code: str | None = None
     category: str | None = None
+    retry_at: str | None = None  # a failure that passes with time: when to test again (ISO 8601)
 
 
 @dataclass
@@ -62,14 +63,17 @@ class Report:
 
 
 def _failed(name: str, error: ExactConnectorError) -> Check:
+    # A failure that passes with time: the test is what to run again, not a step.
+    remediation = "Run Test Connect again after retry_at." if error.retry_at else error.hint
     return Check(
         name,
         False,
         error.message,
         detail=dict(error.details),
-        remediation=error.hint,
+        remediation=remediation,
         code=error.code,
         category=error.category.value,
+        retry_at=error.retry_at.isoformat() if error.retry_at is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from exact_connector.cli._callback import browser_get
+from exact_connector.clock import ManualClock
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
 from exact_connector.vault import Vault
@@ -372,6 +373,8 @@ def test_a_redirect_uri_the_sandbox_does_not_know_fails_at_once(cli: Cli) -> Non
     assert time.monotonic() - started < 60
     assert done.returncode == 4, done.stderr
     assert "error[config_error]: The sandbox does not know this app" in done.stderr
+    field = "  $.redirect_uri: not registered for this client_id in the sandbox [not_registered]\n"
+    assert field in done.stderr
     assert "exact-connector sandbox` prints" in done.stderr
     again = cli.run(*add, stdin=secret)
     assert again.returncode == 4
@@ -419,3 +422,44 @@ def test_limits_reset_of_one_endpoint_leaves_the_sandboxs_other_counts(cli: Cli)
     assert own.returncode == 0, own.stderr
     assert "sandbox: blocks lifted on 1 endpoint(s)" in own.stdout
     assert set(cleared.values()) == {0}, cleared
+
+
+def test_a_pasted_refresh_token_too_new_to_use_says_when_and_how_to_finish(
+    tmp_path: Path, scanner: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact refuses a refresh within 570 s of the grant. Test Connect of such a pasted token
+    said to run again "after retry_at" without the time, and the `reauthorize` it pointed at
+    refused every pasted token, so the credential stayed pending for good. Now the time is
+    printed, with the command that finishes it, and that command does once the time has come."""
+    clock = ManualClock(time.time())
+    sb = Sandbox(auto_consent=True, limits=False, clock=clock)
+    with serve(sb) as base_url:
+        key = scanner.register_secret(base64.b64encode(generate_key()).decode())
+        scanner.register_secret(sb.demo_app.client_secret)
+        env = {"EXACT_CONNECTOR_VAULT_KEY": key, "EXACT_CONNECTOR_ALLOW_SANDBOX": "1"}
+        monkeypatch.setenv("EXACT_CONNECTOR_VAULT_KEY", key)
+        home = tmp_path / "vault"
+        Vault.open(home).close()
+        cli = Cli(sb, base_url, home, env, scanner)
+        tokens = sb.issue_tokens()
+        for value in tokens.values():
+            scanner.register_secret(value)
+        secrets = {
+            "client_secret": sb.demo_app.client_secret,
+            "refresh_token": tokens["refresh_token"],
+        }
+        add = cli.run(
+            "credentials", "add", "--home", str(home), "--name", "pasted",
+            "--auth-type", "oauth2_refresh_token", "--server-url", base_url,
+            "--client-id", sb.demo_app.client_id, "--secrets-stdin",
+            stdin=json.dumps(secrets),
+        )  # fmt: skip
+        assert add.returncode == 5, add.stderr
+        assert "sooner than 570 s after the previous one" in add.stderr
+        assert "\nretry at: 20" in add.stderr
+        finish = "finish it with `exact-connector credentials reauthorize pasted`"
+        assert finish in add.stderr
+        clock.advance(600)
+        done = cli.run("credentials", "reauthorize", "--home", str(home), "pasted")
+    assert done.returncode == 0, done.stderr
+    assert "Credential pasted is active." in done.stderr

@@ -171,11 +171,12 @@ def _add(args: argparse.Namespace) -> int:
 def _reauthorize(args: argparse.Namespace) -> int:
     connector = _connector(args)
     credential = connector.credentials.get(args.name)
-    if credential.auth_type == "oauth2_refresh_token":
+    if credential.auth_type == "oauth2_refresh_token" and credential.status != "pending":
         raise ReauthRequired(
             "A pasted refresh token cannot be renewed here; remove the credential and add it "
             "again with a new refresh token.",
         )
+    # Pending (its Test Connect failed, e.g. a refresh token too new to use yet): test it again.
     return _finish(connector, credential, args)
 
 
@@ -207,7 +208,15 @@ def complete_sign_in(
         if refused is not None:
             raise ConfigError(
                 refused,
-                details={"errors": [{"path": "$.redirect_uri", "code": "not_registered"}]},
+                details={
+                    "errors": [
+                        {
+                            "path": "$.redirect_uri",
+                            "code": "not_registered",
+                            "message": "not registered for this client_id in the sandbox",
+                        }
+                    ]
+                },
                 hint="Use the redirect_uri and client_id that `exact-connector sandbox` prints: "
                 "`exact-connector credentials remove NAME`, then add it again with them.",
             )
@@ -276,7 +285,7 @@ def _finish(connector: Connector, credential: Credential, args: argparse.Namespa
     report = connector.test_connect(credential)
     _print_report(report, args.json)
     if not report["ok"]:
-        return _report_exit(report)
+        return _report_exit(report, pending=True)
     connector.credentials.activate(credential)
     sys.stderr.write(f"Credential {credential.connector_name} is active.\n")
     return 0
@@ -303,17 +312,27 @@ def _test_connect(args: argparse.Namespace) -> int:
     return _report_exit(report)
 
 
-def _report_exit(report: dict[str, Any]) -> int:
-    """0, or the first failed check as one error line on stderr and its category's exit code."""
+def _report_exit(report: dict[str, Any], *, pending: bool = False) -> int:
+    """0, or the first failed check as one error line on stderr and its category's exit code.
+
+    ``pending``: the credential was just added or signed in again, and stays pending; a failure
+    that passes with time says how to finish it then."""
     failed = next((check for check in report["checks"] if not check["ok"]), None)
     if failed is None:
         return 0
+    hint = failed["remediation"] or "See the report above."
+    if pending and failed.get("retry_at"):
+        hint = (
+            "The credential stays pending. After the time above, finish it with "
+            "`exact-connector credentials reauthorize NAME`."
+        )
     return fail_with(
         {
             "code": failed["code"] or "test_connect_failed",
             "category": failed.get("category") or Category.CONFIG.value,
             "message": f"Test Connect failed at {failed['name']}: {failed['summary']}",
-            "hint": failed["remediation"] or "See the report above.",
+            "hint": hint,
+            "retry_at": failed.get("retry_at"),
         }
     )
 

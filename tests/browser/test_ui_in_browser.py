@@ -203,10 +203,15 @@ def test_seed_path_end_to_end(tab: UiPage, served: Served, scanner: ModuleType) 
     page.select_option("#root_data_fields_0_field", label="Hours (Quantity)")  # the first row
     page.fill("#root_data_fields_0_Quantity", "4")
     chosen = page.locator("#root_id option:checked").inner_text()
+    assert chosen.endswith(" — 2.5"), chosen  # its day, project code and hours
     updated = tab.run()
-    page.wait_for_timeout(300)
-    assert page.locator("#root_id option:checked").inner_text() == chosen  # still chosen
-    assert updated["id"] == record_id
+    # The form asks for its lists again: the record is still chosen, labelled with the new hours
+    # (the label showed the old ones until the form was opened again).
+    page.wait_for_function(
+        "old => document.querySelector('#root_id option:checked')?.innerText !== old", arg=chosen
+    )
+    relabelled = page.locator("#root_id option:checked").inner_text()
+    assert relabelled.removesuffix(".0") == chosen.removesuffix("2.5") + "4"
     assert updated["updated"] == "true"
     assert updated["Quantity"] == "4"
     tab.shot("step-updated")
@@ -392,4 +397,35 @@ def test_command_serves_the_page_on_the_sandbox(tab: UiPage) -> None:
         finally:
             process.terminate()
             process.wait(10)
+    assert tab.problems == []
+
+
+def test_a_pasted_refresh_token_too_new_to_use_says_when_to_test_again(
+    tab: UiPage, served: Served, scanner: ModuleType
+) -> None:
+    """Exact refuses a refresh within 570 s of the grant. The report said "Run the step again
+    after retry_at", naming a field a person never sees; it now gives the time."""
+    tokens = served.workspace.sandbox.issue_tokens()
+    for value in tokens.values():
+        scanner.register_secret(value)
+    page = tab.page
+    page.goto(served.origin + "/")
+    page.click("text=New App Credentials")
+    page.wait_for_selector("#root_connector_name")
+    page.fill("#root_connector_name", "Pasted too new")
+    page.select_option("#root_auth_type", label="OAuth 2.0: paste an existing refresh token")
+    page.wait_for_selector("#root_refresh_token")
+    page.fill("#root_client_secret", served.workspace.app.client_secret)
+    page.fill("#root_refresh_token", tokens["refresh_token"])
+    page.click("button:text-is('Test Connect')")
+    report = page.wait_for_selector(".report[data-ok=false]")
+    tab.shot("pasted-token-too-new")
+    text = report.inner_text()
+    assert "this refresh token is that new" in text
+    assert "retry_at" not in text
+    hint = page.locator(".report li.fail .hint").inner_text()
+    shown = page.evaluate(
+        "() => new Date(Date.now() + 570000).toLocaleString().replace(/:\\d\\d( |$)/, '')"
+    )
+    assert hint.startswith("Run Test Connect again after ") and shown.split(",")[0] in hint
     assert tab.problems == []

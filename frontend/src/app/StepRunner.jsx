@@ -88,8 +88,9 @@ export function StepRunner({ state }) {
     try {
       const answered = await (dryRun ? api('POST', path, body) : streamed(path, body, setProgress));
       setAnswer(answered);
-      if (!dryRun && answered?.result?.ok && answered.result.data?.deleted === true) {
-        afterDelete({ action, credential, data });
+      const done = !dryRun && answered?.result?.ok ? answered.result.data : null;
+      if (done?.deleted === true || done?.updated === true) {
+        afterChange({ action, credential, data }, done.deleted === true);
       }
     } catch (failure) {
       setError(failure.error ?? {
@@ -104,14 +105,15 @@ export function StepRunner({ state }) {
     }
   }
 
-  // A record deleted: the form asks for its lists again, so the record is no longer offered, and
-  // no longer chosen. Only if the person is still on that step (the answer may come after they
-  // moved on), and with what the form holds now, not what was sent.
-  function afterDelete(sent) {
+  // A record deleted or updated: the form asks for its lists again, so a deleted record is no
+  // longer offered, nor chosen, and an updated one is labelled with its new values. Only if the
+  // person is still on that step (the answer may come after they moved on), and with what the
+  // form holds now, not what was sent.
+  function afterChange(sent, gone) {
     const now = latest.current;
     if (now.action !== sent.action || now.credential !== sent.credential) return;
     const current = now.formData;
-    const kept = current.id === sent.data.id ? { ...current, id: undefined } : current;
+    const kept = gone && current.id === sent.data.id ? { ...current, id: undefined } : current;
     setFormData(kept);
     asked.current = '';
     load(drivers(kept), now.search.text ? now.search : null);

@@ -16,6 +16,13 @@ function Status({ value }) {
   return <span className={`status status-${value}`}>{value.replace('_', ' ')}</span>;
 }
 
+// A hint written for engines names the check's retry_at field; a person is given the time.
+function withTime(hint, retryAt) {
+  if (!retryAt) return hint;
+  const when = new Date(retryAt).toLocaleString();
+  return hint.includes('retry_at') ? hint.replace('retry_at', when) : `${hint} (after ${when})`;
+}
+
 export function Report({ report }) {
   if (!report) return <p className="muted">Test Connect has not run since the app started.</p>;
   return (
@@ -27,7 +34,9 @@ export function Report({ report }) {
             <span className="mark">{check.ok ? '✓' : '✗'}</span> <strong>{check.name}</strong>{' '}
             {check.summary}
             {check.warning && <div className="hint">{check.warning}</div>}
-            {check.remediation && !check.ok && <div className="hint">{check.remediation}</div>}
+            {check.remediation && !check.ok && (
+              <div className="hint">{withTime(check.remediation, check.retry_at)}</div>
+            )}
           </li>
         ))}
       </ul>
