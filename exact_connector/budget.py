@@ -2,8 +2,10 @@
 
 Exact allows 5,000 calls per app per division per day (API-FACTS §3). A poll with nothing new
 costs one call (one empty sync page); 1,000 changes cost one call more per 1,000; the division-move
-check costs one call at most once per ``move_check_seconds``. An interval whose idle cost alone
-would use the whole day's budget is refused: the division would be locked out by noon.
+check costs one call at most once per ``move_check_seconds``. Once, the first poll of a trigger
+that starts "now" (and the first after a reset) reads the feed to its end to find where "now" is:
+one call per 1,000 records it holds. An interval whose idle cost alone would use the whole day's
+budget is refused: the division would be locked out by noon.
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ class PollCost:
         return max(1, math.ceil(changes / _PAGE))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data, with the per-1,000 figure included."""
-        return {**asdict(self), "calls_per_1000_changes": self.calls_for_changes(_PAGE)}
+        """Plain JSON data, with the per-1,000 figures included: changes read by any poll, and
+        records a feed holds, read once by the first poll from "now" to find its end."""
+        per_page = self.calls_for_changes(_PAGE)
+        return {
+            **asdict(self),
+            "calls_per_1000_changes": per_page,
+            "first_poll_calls_per_1000_records": per_page,
+        }
 
 
 def poll_cost(

@@ -11,12 +11,14 @@ from exact_connector.cli import main
 
 
 def test_budget_prints_the_daily_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every 300 s costs 312 calls a day idle, 1 call per 1,000 changes."""
+    """Every 300 s costs 312 calls a day idle, 1 call per 1,000 changes; and, once, the first
+    poll from "now" reads the feed to its end, 1 call per 1,000 records (it was not counted)."""
     source = tmp_path / "input.json"
     source.write_text(json.dumps({"interval_seconds": 300}))
     assert main(["trigger", "budget", "record_changed", "--input", str(source)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["idle_calls_per_day"], printed["calls_per_1000_changes"]) == (312, 1)
+    assert printed["first_poll_calls_per_1000_records"] == 1
 
 
 def test_budget_refuses_an_exhausting_interval(
