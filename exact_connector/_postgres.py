@@ -155,10 +155,14 @@ def migrate(conn: Connection, schema: str) -> None:
     # a role given only a schema its DBA provisioned could never open it.
     if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
+    # CREATE TABLE IF NOT EXISTS, too, checks CREATE on the schema before it looks: a role its
+    # DBA migrated for and granted only reads and writes must open the schema with no DDL.
+    absent = "SELECT 1 WHERE to_regclass('schema_migrations') IS NULL"
+    if conn.execute(absent).fetchone() is not None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
     done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
     if done and max(done) > SCHEMA_VERSION:
         raise SchemaTooNew(max(done))

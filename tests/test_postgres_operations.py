@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pg_server
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from exact_connector import _postgres
 from exact_connector.exceptions import (
@@ -167,6 +168,43 @@ def test_a_role_owning_only_its_provisioned_schema_opens_the_vault(
     keys = KeyRing.from_bytes(os.urandom(32))
     with Vault.open(tmp_path / "home", keys=keys, database_url=app_url) as vault:
         assert vault.list() == []
+
+
+def test_a_dml_only_role_opens_a_vault_its_dba_migrated(database: str, tmp_path: Path) -> None:
+    """Least privilege, further: the DBA runs the migrations, then grants the app's role reads
+    and writes on the tables and nothing else. 'CREATE TABLE IF NOT EXISTS' on the migrations
+    table checks the CREATE privilege before it looks, and was refused on every open."""
+    keys = KeyRing.from_bytes(os.urandom(32))
+    with Vault.open(tmp_path / "dba", keys=keys, database_url=database) as vault:
+        assert vault.list() == []  # migrated, by the DBA's own role
+    governor = PostgresRateGovernor(database)
+    governor.snapshot("app", 1)
+    governor.close()
+    role = f"app_{os.urandom(4).hex()}"
+    schema = _postgres.DEFAULT_SCHEMA
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+        )
+        conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+    app_url = database.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+    with Vault.open(tmp_path / "app", keys=keys, database_url=app_url) as vault:
+        credential = vault.begin(
+            connector_name="dml only",
+            auth_type="oauth2_refresh_token",
+            server_url="https://start.exactonline.nl",
+            client_id="client",
+            client_secret=SecretStr("s" * 12),
+            refresh_token=SecretStr("r" * 20),
+        )
+        assert [c.id for c in vault.list()] == [credential.id]
+    governor = PostgresRateGovernor(app_url)
+    try:
+        assert governor.snapshot("app", 1) is not None
+    finally:
+        governor.close()
 
 
 def _cut_our_connections(url: str) -> None:
