@@ -266,10 +266,16 @@ class Connector:
 
     # -- work --------------------------------------------------------------------------------
 
-    def test_connect(self, ref: CredentialRef) -> dict[str, Any]:
-        """Test Connect: a structured report; a failed check is reported, never raised."""
+    def test_connect(
+        self, ref: CredentialRef, *, deadline_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Test Connect: a structured report; a failed check is reported, never raised.
+
+        ``deadline_seconds`` bounds its waits (the minute's rate limit, another worker's
+        refresh): a check that would wait longer fails at once with the time to test again."""
         with self.client(ref) as client:
-            return run_test_connect(client, self.vault).to_dict()
+            report = run_test_connect(client, self.vault, deadline_seconds=deadline_seconds)
+            return report.to_dict()
 
     def options(
         self, source: str, ref: CredentialRef | None = None, **params: Any
@@ -386,9 +392,11 @@ class Connector:
         """:meth:`execute` in a worker thread."""
         return await _in_thread(self.execute, action, ref, inputs, **kw)
 
-    async def atest_connect(self, ref: CredentialRef) -> dict[str, Any]:
+    async def atest_connect(
+        self, ref: CredentialRef, *, deadline_seconds: float | None = None
+    ) -> dict[str, Any]:
         """:meth:`test_connect` in a worker thread."""
-        return await _in_thread(self.test_connect, ref)
+        return await _in_thread(self.test_connect, ref, deadline_seconds=deadline_seconds)
 
     async def aoptions(
         self, source: str, ref: CredentialRef | None = None, **params: Any

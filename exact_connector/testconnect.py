@@ -77,13 +77,21 @@ def _failed(name: str, error: ExactConnectorError) -> Check:
     )
 
 
-def run_test_connect(client: ExactClient, vault: Vault) -> Report:
-    """Run every check through ``client`` and store the accessible divisions in ``vault``."""
+def run_test_connect(
+    client: ExactClient, vault: Vault, *, deadline_seconds: float | None = None
+) -> Report:
+    """Run every check through ``client`` and store the accessible divisions in ``vault``.
+
+    ``deadline_seconds``: how long the checks may wait (for the minute's rate limit, another
+    worker's token refresh); a check that would wait longer fails at once, saying when to test
+    again. Without it, the client's default deadline for a call applies to each call.
+    """
+    deadline = None if deadline_seconds is None else client.clock.now() + deadline_seconds
     credential = vault.get(client.credential_id)
     report = Report(credential.id, credential.connector_name)
     before = credential.version
     try:
-        credential = client.auth.current()
+        credential = client.auth.current(deadline=deadline)
     except ExactConnectorError as error:
         report.checks.append(_failed("token", error))
         return report
@@ -97,33 +105,37 @@ def run_test_connect(client: ExactClient, vault: Vault) -> Report:
             detail={"refreshed": refreshed, "seconds_left": max(0, round(left))},
         )
     )
-    current_division = _check_user(client, report)
+    current_division = _check_user(client, report, deadline)
     if current_division is not None:
-        _check_divisions(client, vault, report, current_division)
+        _check_divisions(client, vault, report, current_division, deadline)
     _check_rate_limit(client, report)
     report.checks.append(_refresh_token_age(client, credential.refresh_token_issued_at))
     return report
 
 
-def load_divisions(client: ExactClient, vault: Vault) -> bool:
+def load_divisions(client: ExactClient, vault: Vault, *, deadline_seconds: float = 10.0) -> bool:
     """Store the accessible divisions right after sign-in; False (and nothing stored) on failure.
 
     Test Connect does the same and reports why it failed; sign-in only wants the list, so that
-    forms and actions can use the credential before anyone runs Test Connect.
+    forms and actions can use the credential before anyone runs Test Connect. So it does not
+    wait out a minute whose calls are used (a person is waiting on the sign-in's answer): past
+    ``deadline_seconds`` it gives up and Test Connect loads them.
     """
+    deadline = client.clock.now() + deadline_seconds
     credential = vault.get(client.credential_id)
     scratch = Report(credential.id, credential.connector_name)
-    current = _check_user(client, scratch)
+    current = _check_user(client, scratch, deadline)
     if current is not None:
-        _check_divisions(client, vault, scratch, current)
+        _check_divisions(client, vault, scratch, current, deadline)
     return bool(scratch.checks) and all(check.ok for check in scratch.checks)
 
 
-def _check_user(client: ExactClient, report: Report) -> int | None:
+def _check_user(client: ExactClient, report: Report, deadline: float | None) -> int | None:
     endpoint = catalog().lookup("current/Me")
     try:
         url = client.url(endpoint, None, params={"$select": "CurrentDivision,FullName,UserID"})
-        me = unwrap_record(read_json(client.request("GET", url, endpoint=endpoint, division=None)))
+        answer = client.request("GET", url, endpoint=endpoint, division=None, deadline=deadline)
+        me = unwrap_record(read_json(answer))
         division = me.get("CurrentDivision")
         if not isinstance(division, int):
             raise ExactError("current/Me did not name a current division.")
@@ -145,11 +157,13 @@ def _check_user(client: ExactClient, report: Report) -> int | None:
     return division
 
 
-def _check_divisions(client: ExactClient, vault: Vault, report: Report, current: int) -> None:
+def _check_divisions(
+    client: ExactClient, vault: Vault, report: Report, current: int, deadline: float | None
+) -> None:
     endpoint = catalog().lookup("system/Divisions")
     try:
         url = client.url(endpoint, current, params={"$select": "Code,Description"})
-        rows = list(Pager(client, endpoint, current, url))
+        rows = list(Pager(client, endpoint, current, url, deadline=deadline))
         divisions = sorted({row["Code"] for row in rows if isinstance(row.get("Code"), int)})
         if not divisions:
             raise ExactError("system/Divisions listed no division this connection may use.")

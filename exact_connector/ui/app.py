@@ -74,6 +74,8 @@ _REMEDIES = {
     ),
 }
 _REMOVE_AND_ADD = "It was changed outside exact-connector: remove it and add it again."
+#: How long the sign-in callback's Test Connect may wait before the browser is sent back.
+_CALLBACK_TEST_SECONDS = 10.0
 
 
 @dataclass
@@ -122,8 +124,9 @@ class _Session:
         self.sign_ins[state] = credential_id
         return url
 
-    def test(self, credential_id: str) -> dict[str, Any]:
-        self.reports[credential_id] = self.connector.test_connect(credential_id)
+    def test(self, credential_id: str, *, deadline_seconds: float | None = None) -> dict[str, Any]:
+        report = self.connector.test_connect(credential_id, deadline_seconds=deadline_seconds)
+        self.reports[credential_id] = report
         return self.describe(credential_id)
 
     def credential_form(self) -> dict[str, Any]:
@@ -191,7 +194,9 @@ class _Session:
             self.sign_ins.pop(state, None)
             raise
         self.sign_ins.pop(state, None)
-        self.test(credential_id)
+        # The browser waits on Exact's consent page meanwhile, with nothing shown: a check that
+        # would wait (a minute whose calls are used) fails at once and says when to test again.
+        self.test(credential_id, deadline_seconds=_CALLBACK_TEST_SECONDS)
         return f"/#/credentials/{quote(credential_id)}"
 
     def activate(self, credential_id: str) -> dict[str, Any]:

@@ -287,3 +287,28 @@ def test_a_callback_met_by_a_token_endpoint_outage_can_be_reloaded(ui: Ui) -> No
     assert reloaded.status_code == 303, reloaded.text
     (credential,) = ui.client.get("/api/state").json()["credentials"]
     assert credential["report"]["ok"] is True
+
+
+def test_a_sign_in_in_a_minute_whose_calls_are_used_comes_back_at_once_saying_when(
+    ui: Ui,
+) -> None:
+    """The callback runs Test Connect before the browser is sent back. In a minute whose 60
+    calls other steps had used, it waited for the next minute on the consent page, with nothing
+    shown; now the report comes back at once, its rate-limited check saying when to test again."""
+    first = ui.add("Busy")
+    connector = ui.workspace.connector
+    connector.credentials.activate(first["id"])
+    ask = {"division": DIVISION, "endpoint": "crm/Accounts", "limit": 1, "select": ["ID"]}
+    for _ in range(200):  # the minute's calls of this app in this division, one step each
+        ran = connector.execute("list_or_get_endpoint", "Busy", ask, deadline_seconds=1)
+        if not ran["ok"]:  # the minute is used: a step that would wait for the next fails
+            assert ran["error"]["code"] == "rate_limited", ran["error"]
+            break
+    added = ui.begin("Second")
+    ui.sign_in(added["authorize_url"])
+    (report,) = [c["report"] for c in ui.client.get("/api/state").json()["credentials"]
+                 if c["connector_name"] == "Second"]  # fmt: skip
+    assert report["ok"] is False
+    (failed,) = [check for check in report["checks"] if not check["ok"]]
+    assert failed["code"] == "rate_limited" and failed["retry_at"], failed
+    assert failed["remediation"] == "Run Test Connect again after retry_at."
