@@ -192,6 +192,8 @@ class Rest:
         by_ts = endpoint.kind == "sync"
         order_edm = "Edm.Int64" if by_ts or table.spec.key_field is None else table.spec.key_type
         test = predicate(options.filter, table.getter) if options.filter is not None else None
+        if table.spec.id.lower() == SUBSCRIPTIONS:  # an app sees its own subscriptions only
+            test = _of_app(table, call.grant.family.app.client_id, test)
         limit = endpoint.page_size if options.top is None else min(endpoint.page_size, options.top)
         start = parse_key(options.skiptoken, order_edm) if options.skiptoken is not None else None
         found = page(
@@ -286,6 +288,9 @@ class Rest:
         else:
             row = table.get(value)
             found = None if row is None else (value, row)
+        if found is not None and table.spec.id.lower() == SUBSCRIPTIONS:
+            mine = _of_app(table, call.grant.family.app.client_id, None)
+            found = found if mine(found[1]) else None  # another app's: not there, for this one
         if found is None:
             segment = endpoint.name.rsplit("/", 1)[-1]
             raise SandboxError(404, f"Resource not found for the segment '{segment}'.")
@@ -338,7 +343,7 @@ class Rest:
             raise SandboxError(400, "A record with this key already exists.")
         lines = self._new_lines(call, values)
         if table.spec.id.lower() == SUBSCRIPTIONS and self.webhooks is not None:
-            self.webhooks.validate(values.get("CallbackURL"))
+            self.webhooks.validate(values.get("CallbackURL"), values.get("Topic"))
             values["ClientID"] = call.grant.family.app.client_id
         now = self._now_ms()
         key = table.insert(values, now)
@@ -493,3 +498,14 @@ _ACTIONS: dict[tuple[str, bool], Callable[[Rest, Call], httpx.Response]] = {
     ("PUT", True): Rest._update,
     ("DELETE", True): Rest._delete,
 }
+
+
+def _of_app(
+    table: Readable, client_id: str, test: Callable[[Row], bool] | None
+) -> Callable[[Row], bool]:
+    """``test`` (or none), narrowed to the rows of one app: Exact keeps webhook subscriptions per
+    app, and one app cannot see or remove another's."""
+    owner = table.getter("ClientID")
+    if test is None:
+        return lambda row: owner(row) == client_id
+    return lambda row: owner(row) == client_id and test(row)

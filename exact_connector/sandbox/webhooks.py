@@ -43,7 +43,14 @@ TOPICS = {
     "purchaseorder/purchaseorders": "PurchaseOrders",
     "documents/documents": "Documents",
     "crm/quotations": "Quotations",
+    "salesorder/goodsdeliveries": "GoodsDeliveries",
+    "project/costtransactions": "CostTransactions",
 }
+#: Every topic Exact is known to deliver (API-FACTS, "Topics seen"); the sandbox delivers those
+#: of :data:`TOPICS`, and refuses a subscription to any other (or to none).
+KNOWN_TOPICS = frozenset(
+    {*TOPICS.values(), "StockPositions", "FinancialTransactions", "BankAccounts"}
+)
 SUBSCRIPTIONS = "webhooks/webhooksubscriptions"
 _TIMEOUT = 5.0
 
@@ -73,10 +80,19 @@ class SandboxWebhooks:
         #: (callback URL, HTTP status or 0 for no answer, dropped) of every delivery attempted.
         self.delivered: list[tuple[str, int, bool]] = []
 
-    def validate(self, callback_url: object) -> None:
-        """Exact's validation request: an empty POST that must be answered 200."""
+    def validate(self, callback_url: object, topic: object) -> None:
+        """Exact's checks of a new subscription: a topic it knows, and a callback URL that
+        answers its validation request (an empty POST) with 200."""
+        if not isinstance(topic, str) or not topic:
+            raise SandboxError(400, "Topic is mandatory.")
+        if topic not in KNOWN_TOPICS:
+            raise SandboxError(400, f"Topic '{topic[:80]}' is not a webhook topic.")
         if not isinstance(callback_url, str) or not callback_url:
             raise SandboxError(400, "CallbackURL is mandatory.")
+        try:
+            httpx.URL(callback_url).host  # noqa: B018 (the host is decoded, and checked, here)
+        except (httpx.InvalidURL, ValueError):  # IDNA errors (xn--…) are ValueErrors
+            raise SandboxError(400, "CallbackURL is not a valid URL.") from None
         if self._post(callback_url, b"") != 200:
             raise SandboxError(
                 400, "The callback URL did not answer the validation request with 200."
