@@ -166,59 +166,47 @@ def test_two_workers_subscribing_at_once_and_one_unsubscribe_leave_no_subscripti
 # -- 4. the sandbox: subscriptions are not kept per app --------------------------------------------
 
 
+APP_A = SandboxApp(
+    "11111111-1111-4111-8111-111111111111", "secret-a-" + "a" * 20,
+    ("http://127.0.0.1:8976/callback",), "App A",
+)  # fmt: skip
+APP_B = SandboxApp(
+    "22222222-2222-4222-8222-222222222222", "secret-b-" + "b" * 20,
+    ("http://127.0.0.1:8976/callback",), "App B",
+)  # fmt: skip
+
+
+def _subscribed_by_app_b(sb: Sandbox) -> str:
+    """App B's subscription to the same topic and callback the tests' app (A) uses: its ID."""
+    token_b = sb.issue_tokens(app=APP_B)["access_token"]
+    http_b = httpx.Client(
+        transport=httpx.MockTransport(sb),
+        base_url=f"{EXACT}/api/v1/{DIVISION}/",
+        headers={"Authorization": f"Bearer {token_b}", "Accept": "application/json"},
+    )
+    made = http_b.post(SUBSCRIPTIONS, json={"CallbackURL": HOOK, "Topic": "Accounts"})
+    assert made.status_code == 201, made.text
+    return str(made.json()["d"]["ID"])
+
+
 def test_sandbox_does_not_show_or_reuse_another_apps_subscription(tmp_path: Path) -> None:
     """API-FACTS: subscriptions are per division and user, "one app cannot see another's". In
-    the sandbox, app A's subscribe reuses app B's subscription (``created: false``, B's id), so
-    A never gets one of its own and no delivery signed with A's secret ever arrives."""
-    app_a = SandboxApp(
-        "11111111-1111-4111-8111-111111111111", "secret-a-" + "a" * 20,
-        ("http://127.0.0.1:8976/callback",), "App A",
-    )  # fmt: skip
-    app_b = SandboxApp(
-        "22222222-2222-4222-8222-222222222222", "secret-b-" + "b" * 20,
-        ("http://127.0.0.1:8976/callback",), "App B",
-    )  # fmt: skip
-    with bench(tmp_path, apps=[app_a, app_b]) as (c, _hook):
-        token_b = c.sandbox.issue_tokens(app=app_b)["access_token"]
-        http_b = httpx.Client(
-            transport=httpx.MockTransport(c.sandbox),
-            base_url=f"{EXACT}/api/v1/{DIVISION}/",
-            headers={"Authorization": f"Bearer {token_b}", "Accept": "application/json"},
-        )
-        made_by_b = http_b.post(SUBSCRIPTIONS, json={"CallbackURL": HOOK, "Topic": "Accounts"})
-        assert made_by_b.status_code == 201, made_by_b.text
-        b_id = made_by_b.json()["d"]["ID"]
-
+    the sandbox, app A's subscribe reused app B's subscription (``created: false``, B's id), so
+    A never got one of its own and no delivery signed with A's secret ever arrived."""
+    with bench(tmp_path, apps=[APP_A, APP_B]) as (c, _hook):
+        b_id = _subscribed_by_app_b(c.sandbox)
         result = c.connector.triggers.subscribe(c.credential_id, inputs())
-
         assert result["ok"], result
         assert result["data"]["id"] != b_id
         assert result["data"]["created"] is True
 
 
 def test_sandbox_unsubscribe_does_not_delete_another_apps_subscription(tmp_path: Path) -> None:
-    """App A's unsubscribe deletes app B's subscription in the sandbox (Exact would not let A
+    """App A's unsubscribe deleted app B's subscription in the sandbox (Exact would not let A
     see it)."""
-    app_a = SandboxApp(
-        "11111111-1111-4111-8111-111111111111", "secret-a-" + "a" * 20,
-        ("http://127.0.0.1:8976/callback",), "App A",
-    )  # fmt: skip
-    app_b = SandboxApp(
-        "22222222-2222-4222-8222-222222222222", "secret-b-" + "b" * 20,
-        ("http://127.0.0.1:8976/callback",), "App B",
-    )  # fmt: skip
-    with bench(tmp_path, apps=[app_a, app_b]) as (c, _hook):
-        token_b = c.sandbox.issue_tokens(app=app_b)["access_token"]
-        http_b = httpx.Client(
-            transport=httpx.MockTransport(c.sandbox),
-            base_url=f"{EXACT}/api/v1/{DIVISION}/",
-            headers={"Authorization": f"Bearer {token_b}", "Accept": "application/json"},
-        )
-        made = http_b.post(SUBSCRIPTIONS, json={"CallbackURL": HOOK, "Topic": "Accounts"})
-        assert made.status_code == 201, made.text
-
+    with bench(tmp_path, apps=[APP_A, APP_B]) as (c, _hook):
+        _subscribed_by_app_b(c.sandbox)
         result = c.connector.triggers.unsubscribe(c.credential_id, inputs())
-
         assert result["ok"], result
         assert result["data"]["deleted"] is False
         assert count(c.sandbox) == 1
