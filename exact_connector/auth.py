@@ -47,7 +47,7 @@ from exact_connector.oauth import TOKEN_TEXT, Grant, TokenService, TooEarly
 if TYPE_CHECKING:
     from exact_connector.vault import Credential, Vault
 
-__all__ = ["DEADLINE", "ExactAuth", "TokenPolicy", "store_grant"]
+__all__ = ["DEADLINE", "ExactAuth", "TokenPolicy", "ensure_usable", "store_grant"]
 
 #: The request extension that carries the step's deadline (on the client's clock) to the flow.
 DEADLINE = "exact_connector.deadline"
@@ -210,7 +210,7 @@ class ExactAuth(httpx.Auth):
         """
         unsaved = self._save_unsaved(force=False)
         credential = unsaved or self._cached or self._cache(self._vault.get(self._credential_id))
-        _ensure_usable(credential)
+        ensure_usable(credential)
         now = self._clock.now()
         if not self.policy.needs_refresh(credential, now):
             return credential
@@ -231,7 +231,7 @@ class ExactAuth(httpx.Auth):
         if _valid_at(credential, now):
             return credential
         latest = self._cache(self._stored())
-        _ensure_usable(latest)
+        ensure_usable(latest)
         if _valid_at(latest, now):
             return latest
         raise TransientError(
@@ -308,7 +308,7 @@ class ExactAuth(httpx.Auth):
                 return self._instead_of_refreshing(unsaved)
             # The row itself: a refresh token read from a cache could be one already spent.
             credential = self._cache(self._vault.get(self._credential_id, latest=True))
-            _ensure_usable(credential)
+            ensure_usable(credential)
             now = self._clock.now()
             replaced = _replaced(credential, seen)
             if (force and replaced) or (
@@ -382,7 +382,7 @@ class ExactAuth(httpx.Auth):
             except ConcurrentUpdate:
                 latest = self._cache(self._vault.get(credential.id, latest=True))
                 if _secret(latest.refresh_token) != _secret(credential.refresh_token):
-                    _ensure_usable(latest)
+                    ensure_usable(latest)
                     self._hold_until = 0.0
                     return latest
                 credential = latest  # another change (divisions, status): try on it
@@ -448,7 +448,7 @@ def _valid_at(credential: Credential, now: float) -> bool:
     return credential.access_token is not None and expires_at is not None and now < expires_at
 
 
-def _ensure_usable(credential: Credential) -> None:
+def ensure_usable(credential: Credential) -> None:
     """Nothing, if the credential may ask for tokens; else why not, and what brings it back.
 
     A credential whose sign-in has not finished holds no refresh token: that is not a dead grant,

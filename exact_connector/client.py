@@ -300,7 +300,7 @@ class ExactClient:
         deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
         body = encode_body(json) if json is not None else None
         headers = request_headers(method)
-        self._before_sending(method, url, headers, json)
+        self._before_sending(method, url, headers, json, endpoint, division)
         paced_division = division if endpoint.division_in_path else None
         maybe_processed = timed_out = False
         self._endpoint_id = endpoint.id
@@ -356,7 +356,13 @@ class ExactClient:
             self.governor.release(self.client_id, division, endpoint.id)
 
     def _before_sending(
-        self, method: str, url: httpx.URL, headers: dict[str, str], json: Any
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        json: Any,
+        endpoint: Endpoint,
+        division: int | None,
     ) -> None:
         """The request is built and checked; a dry run stops here (see :mod:`~.dryrun`)."""
 

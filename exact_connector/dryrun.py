@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from exact_connector.catalog import Endpoint
+    from exact_connector.limits import RateGovernor
+
 __all__ = ["PlanningClient", "first_request"]
 
 
@@ -21,11 +24,25 @@ class _Planned(Exception):
 
 
 class PlanningClient(ExactClient):
-    """Builds requests exactly like :class:`ExactClient` and stops before the first is sent."""
+    """Builds requests exactly like :class:`ExactClient` and stops before the first is sent.
+
+    ``held_by``: the governor whose error budget the run would meet (its own, given to this
+    client, is a fresh one: a dry run reserves nothing); a call it holds is refused here too.
+    """
+
+    held_by: RateGovernor | None = None
 
     def _before_sending(
-        self, method: str, url: httpx.URL, headers: dict[str, str], json: Any
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        json: Any,
+        endpoint: Endpoint,
+        division: int | None,
     ) -> None:
+        if self.held_by is not None and division is not None and endpoint.division_in_path:
+            self.held_by.check_error_budget(self.client_id, division, endpoint.id)
         masked = {"Accept": "application/json", "Authorization": "Bearer ********", **headers}
         raise _Planned(
             {"method": method, "url": str(url), "headers": masked, "json": json, "sent": False}

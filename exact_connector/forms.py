@@ -273,8 +273,8 @@ def _static(source: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _bound_note(name: str, options: list[dict[str, Any]], search: str | None) -> str | None:
-    if name in STATIC_SOURCES or len(options) < LIVE_LIMIT:
-        return None
+    if name in STATIC_SOURCES or name == "divisions" or len(options) < LIVE_LIMIT:
+        return None  # divisions are all listed, however many
     narrowed = " matching the search" if search else ""
     return (
         f"The first {LIVE_LIMIT}{narrowed} are listed; ask for the form with a search "

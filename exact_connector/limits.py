@@ -473,6 +473,12 @@ class RateGovernor:
             day_reset=utc(day.end),
         )
 
+    def check_error_budget(self, client_id: str, division: int, endpoint: str) -> None:
+        """Raise :class:`ErrorBudgetExhausted` if calls to ``endpoint`` are held now, as
+        :meth:`acquire` would; nothing is reserved (a dry run asks, to refuse what a run would)."""
+        with self._transaction() as db:
+            self._check_error_budget(db, client_id, division, endpoint, self._clock.now())
+
     def reset_errors(self, client_id: str, endpoint: str | None = None) -> int:
         """Forget the app's counted errors (on one endpoint, or all); returns how many.
 

@@ -17,6 +17,7 @@ from exact_connector.catalog import Endpoint, catalog
 from exact_connector.datamanager import data_manager_schema
 from exact_connector.exceptions import (
     ConfigError,
+    CredentialNotActive,
     DivisionNotAllowed,
     ExactConnectorError,
     ExactRejected,
@@ -181,7 +182,7 @@ def serve_options(
             details={"source": name},
         )
     if name == "divisions":
-        return _divisions(client, credential)
+        return _divisions(client, credential, params)
     if name == "records":
         return _records(client, credential, params)
     if name in LIVE_SOURCES:
@@ -189,13 +190,16 @@ def serve_options(
     raise ConfigError("Unknown options source.", details={"source": name})
 
 
-def _divisions(client: ExactClient, credential: Credential) -> list[Option]:
-    """The credential's allowed divisions, labelled with their names (one API call).
+def _divisions(client: ExactClient, credential: Credential, params: dict[str, Any]) -> list[Option]:
+    """The credential's allowed divisions, labelled with their names (one API call); ``search``
+    keeps those whose number or name holds it (an accountant may have hundreds).
 
     The allowed list itself comes from the vault (Test Connect stored it); Exact is asked only for
     the names, and a failure there still yields the numbers.
     """
     allowed = credential.allowed_divisions
+    if not allowed:
+        raise _no_divisions(credential)
     names: dict[int, str] = {}
     if allowed:
         endpoint = catalog().lookup("system/Divisions")
@@ -206,16 +210,37 @@ def _divisions(client: ExactClient, credential: Credential) -> list[Option]:
                     names[row["Code"]] = row["Description"].strip()
         except ExactConnectorError:
             names = {}
-    return [
+    options: list[Option] = [
         {"value": code, "label": f"{code} — {names[code]}" if names.get(code) else str(code)}
         for code in allowed
     ]
+    search = params.get("search")
+    if search:
+        needle = str(search).casefold()
+        options = [option for option in options if needle in str(option["label"]).casefold()]
+    return options
+
+
+def _no_divisions(credential: Credential) -> ConfigError:
+    """No division is known: a sign-in not finished, or one whose divisions never loaded."""
+    if credential.status == "pending":
+        return CredentialNotActive(
+            f"The credential {credential.connector_name} has not finished its sign-in, so no "
+            "division is known for it yet.",
+            details={"status": credential.status},
+        )
+    return ConfigError(
+        "No division is known for this connection yet: Test Connect stores them.",
+        hint="Run Test Connect for this credential, then open the form again.",
+    )
 
 
 def _division(credential: Credential, params: dict[str, Any]) -> int:
-    division = params.get("division", credential.default_division)
+    division = params.get("division")
+    if division in (None, ""):  # an engine's unset field: the connection's default
+        division = credential.default_division
     if division is None:
-        raise ConfigError("Run Test Connect first: no division is known for this connection.")
+        raise _no_divisions(credential)
     division = canonical_integer(division, "$.division", "Edm.Int32")
     if division not in credential.allowed_divisions:
         raise DivisionNotAllowed(
@@ -261,11 +286,21 @@ def _records(client: ExactClient, credential: Credential, params: dict[str, Any]
     endpoint = catalog().lookup(str(params.get("endpoint", "")))
     key = endpoint.primary_key
     if not isinstance(key, str):
-        raise ConfigError("Records of this endpoint cannot be picked from a list.")
+        raise InputError(
+            f"Records of {endpoint.id} have no single key, so they cannot be picked from a list.",
+            errors=[{"path": "$.endpoint", "code": "key", "message": "no single key to pick"}],
+            hint="Leave the ID empty to list the records, or choose another endpoint.",
+        )
     names = {f.name for f in endpoint.fields}
     labels = tuple(n for n in _RECORD_LABELS if n in names and n != key)[:_RECORD_LABEL_COUNT]
     query = {"$select": ",".join((key, *labels))}
     search = params.get("search")
+    if search and endpoint.kind == "sync":
+        raise InputError.at(
+            "$.search",
+            "not_searchable",
+            f"{endpoint.id} is a sync feed, which Exact filters by Timestamp only",
+        )
     if search:
         typed = {f.name: f.type for f in endpoint.fields}
         texts = [name for name in labels if typed[name] in _TEXT_TYPES]
@@ -277,7 +312,13 @@ def _records(client: ExactClient, credential: Credential, params: dict[str, Any]
         query["$filter"] = " or ".join(f"substringof({needle}, {name})" for name in texts)
     if "Modified" in names:
         query["$orderby"] = "Modified desc"
-    rows = _page(client, _division(credential, params), endpoint.id, query)
+    division = _division(credential, params)
+    if endpoint.kind == "sync":  # no filter, no order: one page of the feed, ordered here
+        return [
+            {"value": row.get(key), "label": _label(row, labels or (key,))}
+            for row in _sorted_sync_page(client, division, endpoint, query)
+        ]
+    rows = _page(client, division, endpoint.id, query)
     return [{"value": row.get(key), "label": _label(row, labels or (key,))} for row in rows]
 
 
@@ -292,15 +333,30 @@ def _page(
     """
     endpoint = catalog().lookup(endpoint_id)
     sync = _sync_for(endpoint, query)
-    if sync is None or endpoint.id.lower() not in client.filter_required:
+    demanded = endpoint.id.lower() in client.filter_required and "$filter" not in query
+    if demanded and sync is None:
+        raise _search_needed(endpoint)  # asked once already: not again, each refusal counts
+    if sync is None or not demanded:
         url = client.url(endpoint, division, None, query)
         try:
             return list(islice(Pager(client, endpoint, division, url, page_cap=1), LIVE_LIMIT))
         except ExactRejected as error:
-            if sync is None or not filter_demanded(error):
+            if "$filter" in query or not filter_demanded(error):
                 raise
             client.filter_required.add(endpoint.id.lower())
+            if sync is None:
+                raise _search_needed(endpoint) from None
+    assert sync is not None  # either remembered or just learnt, with a twin to read
     return _sorted_sync_page(client, division, sync, query)
+
+
+def _search_needed(endpoint: Endpoint) -> InputError:
+    """Exact lists ``endpoint`` to this app only with a filter, and no feed can stand in."""
+    return InputError.at(
+        "$.search",
+        "filter_required",
+        f"Exact Online lists {endpoint.id} to this app only with a filter: type a search",
+    )
 
 
 def _sync_for(endpoint: Endpoint, query: dict[str, str]) -> Endpoint | None:

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from exact_connector import forms
 from exact_connector.actions import ACTIONS, Step, iter_list
 from exact_connector.audit import audit
+from exact_connector.auth import ensure_usable
 from exact_connector.client import DEFAULT_DEADLINE, ExactClient, http_client, lent, result_meta
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.credentials import CredentialRef, Credentials
@@ -332,8 +333,15 @@ class Connector:
             )
 
     def plan(self, action: str, ref: CredentialRef, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The first request ``execute`` would send, with the token masked; nothing is sent."""
+        """The first request ``execute`` would send, with the token masked; nothing is sent.
+
+        What the run refuses before sending is refused here too: a credential that must sign in
+        again, an endpoint the error budget holds. A warning the run would give (an endpoint not
+        in the catalog, called as typed) comes with the request, as ``warnings``.
+        """
+        self.manifest.action(action)  # a trigger's id passes the input check, not this
         credential, division = self.checked(action, ref, inputs)
+        ensure_usable(credential)
         client = PlanningClient(
             self.vault,
             credential.id,
@@ -341,9 +349,23 @@ class Connector:
             clock=self.clock,
             allow_sandbox=self.allow_sandbox,
         )
+        client.held_by = self.governor
+        client.filter_required = set(self._learnt_filters(credential))
         deadline = self.clock.now() + self.deadline_seconds
         step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
-        return first_request(client, lambda: ACTIONS[action](step, inputs))
+        planned = first_request(client, lambda: ACTIONS[action](step, inputs))
+        if step.warnings:
+            planned["warnings"] = step.warnings
+        return planned
+
+    def _learnt_filters(self, credential: Credential) -> set[str]:
+        """The endpoints whose lists the credential's connection learnt need a filter (a run
+        goes to their sync feed at once), without opening a connection to ask."""
+        with self._pools_lock:
+            for key, channel in self._pools.items():
+                if key[0] == credential.id and key[1] == credential.server_url:
+                    return channel.filter_required
+        return set()
 
     def stream(
         self,

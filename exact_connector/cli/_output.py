@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,11 +70,20 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
-    """A plain aligned table on stdout."""
-    table = [list(map(str, headers)), *[[str(cell) for cell in row] for row in rows]]
+    """A plain aligned table on stdout, one line a row: a cell's control and format characters
+    (text typed by anyone in an administration: a line break, a terminal's escape, a direction
+    override) are shown as spaces, so no cell can add a row or command the terminal."""
+    table = [list(map(str, headers)), *[[_cell(cell) for cell in row] for row in rows]]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
     lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table)
     write_out("".join(line + "\n" for line in lines))
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    if text.isprintable():  # the usual case, tested at C speed
+        return text
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
 def run_in(place: Sequence[str]) -> None:
