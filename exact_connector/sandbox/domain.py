@@ -184,6 +184,7 @@ SPECIFIC: dict[str, dict[str, Rule]] = {
         "Quantity": lambda ctx: ctx.picker("hours", _HOURS),
         "Type": _const(1),
     },
+    "project/CostTransactions": {"Type": _const(2)},  # Exact's Type: 1 time, 2 cost
 }
 
 #: Guid fields that, on any endpoint, point at a record of another table.
@@ -251,6 +252,7 @@ INHERIT: dict[str, dict[str, Lookup]] = {
 CREATE_DEFAULTS: dict[str, dict[str, Any]] = {
     "crm/Accounts": {"Status": "C", "Type": "A", "Country": "NL"},
     "project/TimeTransactions": {"Currency": "EUR", "HourStatus": 1, "Type": 1},
+    "project/CostTransactions": {"Type": 2},
 }
 
 #: Fields Exact numbers itself when a create leaves them out: serial number -> value.

@@ -345,6 +345,7 @@ class Rest:
         if table.spec.id.lower() == SUBSCRIPTIONS and self.webhooks is not None:
             self.webhooks.validate(values.get("CallbackURL"), values.get("Topic"))
             values["ClientID"] = call.grant.family.app.client_id
+            values["UserID"] = self.store.world.user.user_id  # per app and user (API-FACTS)
         now = self._now_ms()
         key = table.insert(values, now)
         for link, line in lines:

@@ -61,7 +61,13 @@ _ALIASES = {"sync/project/timecosttransactions": "project/TimeTransactions"}
 #: Tables that start empty whatever the default size: they fill as the sandbox is used.
 _START_EMPTY = frozenset({"sync/deleted", "webhooks/webhooksubscriptions"})
 #: ``sync/Deleted`` EntityType codes the facts name (API-FACTS, "Sync feed"); others stay null.
-_ENTITY_TYPES = {"crm/accounts": 2, "project/timetransactions": 14, "project/projects": 21}
+#: Time and cost transactions share 14 (TimeCostTransactions): the log does not tell them apart.
+_ENTITY_TYPES = {
+    "crm/accounts": 2,
+    "project/timetransactions": 14,
+    "project/costtransactions": 14,
+    "project/projects": 21,
+}
 TS_BASE = 1_000_000
 
 

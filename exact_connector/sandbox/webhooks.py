@@ -52,6 +52,7 @@ KNOWN_TOPICS = frozenset(
     {*TOPICS.values(), "StockPositions", "FinancialTransactions", "BankAccounts"}
 )
 SUBSCRIPTIONS = "webhooks/webhooksubscriptions"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _TIMEOUT = 5.0
 
 
@@ -90,9 +91,13 @@ class SandboxWebhooks:
         if not isinstance(callback_url, str) or not callback_url:
             raise SandboxError(400, "CallbackURL is mandatory.")
         try:
-            httpx.URL(callback_url).host  # noqa: B018 (the host is decoded, and checked, here)
+            url = httpx.URL(callback_url)
+            host = url.host  # decoded, and so checked, here
         except (httpx.InvalidURL, ValueError):  # IDNA errors (xn--…) are ValueErrors
             raise SandboxError(400, "CallbackURL is not a valid URL.") from None
+        # Exact takes https only; plain http to this machine stands in for it in the sandbox.
+        if url.scheme != "https" and not (url.scheme == "http" and host in _LOOPBACK):
+            raise SandboxError(400, "CallbackURL must be an https URL.")
         if self._post(callback_url, b"") != 200:
             raise SandboxError(
                 400, "The callback URL did not answer the validation request with 200."
