@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,6 +118,8 @@ def describe_url(url: str) -> str:
         parts = conninfo_to_dict(url)
     except psycopg.Error:
         return "postgresql database (unparsable URL)"
+    if _misread(parts):
+        return "postgresql database (unparsable URL)"
     host = parts.get("host") or "localhost"
     port = parts.get("port") or "5432"
     user = f"{parts['user']}@" if parts.get("user") else ""
@@ -128,14 +130,24 @@ def check_url(url: str) -> str:
     """``url`` if libpq can parse it, else ConfigError; never with the parser's text, which
     quotes the offending part (a password with an unencoded ``%``, say) verbatim."""
     try:
-        conninfo_to_dict(url)
+        misread = _misread(conninfo_to_dict(url))
     except psycopg.Error:
+        misread = True
+    if misread:
         raise ConfigError(
             "the PostgreSQL database URL cannot be parsed",
             hint="Percent-encode special characters in the user and password"
             " (% as %25, @ as %40, / as %2F, a space as %20).",
         ) from None
     return url
+
+
+def _misread(parts: Mapping[str, object]) -> bool:
+    """Whether libpq parsed the URL into parts a password was split into: an unencoded ``/``
+    in ``user:pa/ss@host`` ends the authority early, so the user becomes the host, the
+    password's start the port, and its rest (``ss@host/db``) the database name."""
+    port, dbname = str(parts.get("port") or ""), str(parts.get("dbname") or "")
+    return not all(p.isdigit() for p in port.split(",") if p) or "@" in dbname
 
 
 def check_schema_name(schema: str) -> str:

@@ -47,6 +47,7 @@ from exact_connector.exceptions import (
     SystemError_,
     TransientError,
 )
+from exact_connector.redaction import redact
 
 __all__ = [
     "MATRIX",
@@ -321,11 +322,13 @@ def _status_error(
             details=details,
             retry_at=datetime.fromtimestamp(allowed, UTC),
         )
-    exact_message = _exact_message(response) or _server_words(response)
+    # The answer's own words, with any secret masked: a server (or a gateway before it) may echo
+    # the request, its Authorization header included, and these reach engines and people.
+    exact_message = redact(_exact_message(response) or _server_words(response))
     if exact_message:
         details["exact_message"] = exact_message
     if (reason := response.headers.get("Reason")) and len(reason) < 200:
-        details["reason"] = reason
+        details["reason"] = redact(reason)
     error_class = STATUS_ERRORS.get(status, TransientError if status >= 500 else ExactError)
     text = f"Exact Online answered {status}"
     return error_class(f"{text}: {exact_message}" if exact_message else f"{text}.", details=details)

@@ -25,7 +25,7 @@ from exact_connector.oauth import new_state
 from exact_connector.progress import Progress, SignInWait, emit
 from exact_connector.runtime import Connector
 from exact_connector.urls import parse_server_url
-from exact_connector.vault import Credential
+from exact_connector.vault import DATABASE_URL_ENV, Credential
 from exact_connector.vault.sealing import KEY_ENV
 
 __all__ = ["complete_sign_in", "open_browser", "read_input", "register"]
@@ -33,7 +33,7 @@ __all__ = ["complete_sign_in", "open_browser", "read_input", "register"]
 _SECRET_FIELDS = ("client_secret", "refresh_token")
 _MAX_INPUT = 10 * 1024 * 1024
 #: Environment variables no child process may inherit.
-KEY_MATERIAL = (KEY_ENV,)
+KEY_MATERIAL = (KEY_ENV, DATABASE_URL_ENV)  # the database URL may hold its password
 
 
 def _connector(args: argparse.Namespace) -> Connector:

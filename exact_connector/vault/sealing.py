@@ -94,7 +94,8 @@ class MasterKey:
 
     def __init__(self, kid: str, key: bytes) -> None:
         if not KID_PATTERN.fullmatch(kid):
-            raise VaultKeyError(f"master key id {kid!r} is not 1-32 letters, digits, '.', '_', '-'")
+            # Not repeated: a key list split at the wrong ':' makes a key its id.
+            raise VaultKeyError("a master key id is not 1-32 letters, digits, '.', '_', '-'")
         if len(key) != KEY_SIZE:
             raise VaultKeyError(f"master key {kid} is {len(key)} bytes; it must be {KEY_SIZE}")
         self.kid = kid
