@@ -46,36 +46,33 @@ def test_vault_open_error_message_never_holds_the_postgres_password(tmp_path: Pa
     assert PASSWORD not in shown, "the PostgreSQL password is in the vault error's message"
 
 
-def test_cli_stderr_never_holds_the_postgres_password(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "EXACT_CONNECTOR_DATABASE_URL": URL,
-        "EXACT_CONNECTOR_VAULT_KEY": base64.b64encode(generate_key()).decode(),
-    }
+def _credentials_list(home: Path, **env: str) -> str:
+    """``exact-connector --home HOME credentials list --json`` with ``env`` set, expected to fail:
+    what it printed, stdout and stderr."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("EXACT_CONNECTOR_")}
+    argv = ["--home", str(home), "credentials", "list", "--json"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exact_connector",
-            "--home",
-            str(home),
-            "credentials",
-            "list",
-            "--json",
-        ],
+        [sys.executable, "-m", "exact_connector", *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env={**environment, **env},
         timeout=60,
         check=False,
     )
     assert done.returncode != 0
-    assert PASSWORD not in done.stdout + done.stderr, "the PostgreSQL password is on the CLI output"
+    return done.stdout + done.stderr
+
+
+def test_cli_stderr_never_holds_the_postgres_password(tmp_path: Path) -> None:
+    key = base64.b64encode(generate_key()).decode()
+    printed = _credentials_list(
+        tmp_path / "home", EXACT_CONNECTOR_DATABASE_URL=URL, EXACT_CONNECTOR_VAULT_KEY=key
+    )
+    assert PASSWORD not in printed, "the PostgreSQL password is on the CLI output"
 
 
 def test_vault_key_env_with_colon_separated_keys_never_echoes_a_key(tmp_path: Path) -> None:
-    """EXACT_CONNECTOR_VAULT_KEY="NEW:OLD" (colon-separated like PATH) puts the NEW key,
+    """EXACT_CONNECTOR_VAULT_KEY="NEW:OLD" (colon-separated like PATH) put the NEW key,
     base64, verbatim into the error message as a 'master key id'."""
     first = base64.b64encode(generate_key()).decode()
     second = base64.b64encode(generate_key()).decode()
@@ -89,27 +86,8 @@ def test_vault_key_env_with_colon_separated_keys_never_echoes_a_key(tmp_path: Pa
 def test_cli_stderr_never_holds_the_vault_key(tmp_path: Path) -> None:
     first = base64.b64encode(generate_key()).decode()
     second = base64.b64encode(generate_key()).decode()
-    env = {**os.environ, "EXACT_CONNECTOR_VAULT_KEY": f"{first}:{second}"}
-    env.pop("EXACT_CONNECTOR_DATABASE_URL", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exact_connector",
-            "--home",
-            str(tmp_path / "home"),
-            "credentials",
-            "list",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode != 0
-    assert first not in done.stdout + done.stderr, "the vault key is on the CLI output"
+    printed = _credentials_list(tmp_path / "home", EXACT_CONNECTOR_VAULT_KEY=f"{first}:{second}")
+    assert first not in printed, "the vault key is on the CLI output"
 
 
 def test_test_connect_report_never_holds_the_postgres_password_of_the_rate_governor(
