@@ -18,9 +18,9 @@ tokens.
 
 from __future__ import annotations
 
+import os
 import threading
-import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -83,9 +83,20 @@ class _Unsaved:
         )
 
 
-#: Unsaved pairs by vault (every client of it in this process sees them) and credential id.
-_UNSAVED: weakref.WeakKeyDictionary[Vault, dict[str, _Unsaved]] = weakref.WeakKeyDictionary()
+#: Unsaved pairs by the store a vault reads (its file or database schema: every client of every
+#: Vault object on it in this process sees them) and credential id.
+_UNSAVED: dict[Hashable, dict[str, _Unsaved]] = {}
 _UNSAVED_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    # A thread of the parent holding the lock at fork() would hold it in the child for good.
+    global _UNSAVED_LOCK
+    _UNSAVED_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 #: What brings back a connection whose refresh token Exact refused, where signing in again (the
@@ -266,7 +277,7 @@ class ExactAuth(httpx.Auth):
         if not _UNSAVED:  # the usual case, on every call: nothing held anywhere
             return None
         with _UNSAVED_LOCK:
-            unsaved = _UNSAVED.get(self._vault, {}).get(self._credential_id)
+            unsaved = _UNSAVED.get(self._vault.place, {}).get(self._credential_id)
         if unsaved is None:
             return None
         now = self._clock.now()
@@ -279,11 +290,11 @@ class ExactAuth(httpx.Auth):
             unsaved.retry_at = now + unsaved.wait
             return self._cache(unsaved.credential())
         with _UNSAVED_LOCK:
-            held = _UNSAVED.get(self._vault, {})
+            held = _UNSAVED.get(self._vault.place, {})
             if held.get(self._credential_id) is unsaved:
                 del held[self._credential_id]
                 if not held:
-                    del _UNSAVED[self._vault]
+                    del _UNSAVED[self._vault.place]
         self._cache(saved)
         return None
 
@@ -395,7 +406,7 @@ class ExactAuth(httpx.Auth):
         except _STORAGE_ERRORS:
             unsaved = _Unsaved(credential, grant, self._clock.now() + _PERSIST_WAITS[0])
             with _UNSAVED_LOCK:
-                _UNSAVED.setdefault(self._vault, {})[self._credential_id] = unsaved
+                _UNSAVED.setdefault(self._vault.place, {})[self._credential_id] = unsaved
             return unsaved.credential()
 
     def _store(self, credential: Credential, grant: Grant) -> Credential:

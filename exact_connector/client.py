@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -29,6 +31,7 @@ from exact_connector.clock import Clock, SystemClock
 from exact_connector.exceptions import (
     HostNotAllowed,
     RequestTimeout,
+    StepCancelled,
 )
 from exact_connector.limits import RateGovernor
 from exact_connector.oauth import TokenService
@@ -71,6 +74,12 @@ _TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 #: Headers that make the wire body differ from the decoded one (Content-Length then counts it).
 _ENCODED_BODY_HEADERS = ("content-encoding", "transfer-encoding")
+
+#: Set by the Connector's async methods for the worker thread running a step: once the engine
+#: cancels the task (or ``asyncio.wait_for`` times it out), calls not sent yet are not sent.
+CANCELLED: ContextVar[threading.Event | None] = ContextVar(
+    "exact_connector_cancelled", default=None
+)
 
 #: One send: method, URL, body, headers, seconds left, deadline.
 _Sent = tuple[str, httpx.URL, bytes | None, dict[str, str], float, float]
@@ -211,6 +220,9 @@ class ExactClient:
         #: Endpoints (lower case) whose lists Exact refused without a ``$filter`` (its mandatory
         #: filter, set per app): learnt from a refusal, shared by a connection's clients.
         self.filter_required: set[str] = set()
+        #: When a call given no deadline of its own must end (None: each call gets
+        #: DEFAULT_DEADLINE): a dropdown's lookups, a poll, a Test Connect use the engine's.
+        self.deadline: float | None = None
         self._endpoint_id = ""
         self._timeout = timeout
         limits = [timeout.connect, timeout.read, timeout.write, timeout.pool]
@@ -297,7 +309,8 @@ class ExactClient:
         have been processed and whose retry answers 404 is returned as that 404: the record is
         absent, which is what the caller asked for.
         """
-        deadline = deadline if deadline is not None else self.clock.now() + DEFAULT_DEADLINE
+        if deadline is None:
+            deadline = self.deadline or self.clock.now() + DEFAULT_DEADLINE
         body = encode_body(json) if json is not None else None
         headers = request_headers(method)
         self._before_sending(method, url, headers, json, endpoint, division)
@@ -327,6 +340,12 @@ class ExactClient:
                 remaining = deadline - self.clock.now()
                 if remaining <= 0:
                     raise retries.out_of_time(endpoint.id, number)
+                cancelled = CANCELLED.get()
+                if cancelled is not None and cancelled.is_set():  # after any wait, before sending
+                    raise StepCancelled(
+                        f"The step was cancelled before its call to {endpoint.id} was sent.",
+                        details={"endpoint": endpoint.id, "attempts": number},
+                    )
                 sent = (method, url, body, headers, remaining, deadline)
                 attempt = self._attempt(sent, endpoint, division, maybe_processed)
             finally:

@@ -500,10 +500,13 @@ class RateGovernor:
                 windows = self._load(db, client_id, division, self._clock.now())
                 self._give_back(self._drop_leases(client_id, division), windows)
                 self._save(db, client_id, division, windows)
+        # The connections not in use now; one in another thread's transaction (a step still
+        # running) is closed when that transaction ends (see _transaction).
         with self._lock:
-            for db in [*self._opened, *([self._db] if self._db is not None else [])]:
-                db.close()
+            idle = [*self._idle, *([self._db] if self._db is not None else [])]
             self._db, self._idle, self._opened = None, [], []
+        for db in idle:
+            db.close()
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -675,8 +678,11 @@ class RateGovernor:
                     yield db
             finally:
                 with self._lock:
-                    if db in self._opened:  # not closed meanwhile
+                    kept = db in self._opened  # not given up by close() meanwhile
+                    if kept:
                         self._idle.append(db)
+                if not kept:
+                    db.close()
 
     def _checkout(self) -> sqlite3.Connection:
         with self._lock:

@@ -18,6 +18,7 @@ importing the package alone (``exact-connector --version``) pays for no logging 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -50,6 +51,16 @@ _LIVE: OrderedDict[str, None] = OrderedDict()
 #: Re-entrant: a garbage-collected connection pool may log (and so read the registry) from inside a
 #: read on the same thread; a plain lock would wait for itself forever.
 _LIVE_LOCK = threading.RLock()
+
+
+def _after_fork() -> None:
+    # A thread of the parent holding the lock at fork() would hold it in the child for good.
+    global _LIVE_LOCK
+    _LIVE_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def remember(secret: str) -> str:

@@ -26,10 +26,18 @@ import httpx
 from pydantic import SecretStr
 
 from exact_connector import forms
+from exact_connector._sqlite import reset_after_fork
 from exact_connector.actions import ACTIONS, Step, iter_list
 from exact_connector.audit import audit
 from exact_connector.auth import ensure_usable
-from exact_connector.client import DEFAULT_DEADLINE, ExactClient, http_client, lent, result_meta
+from exact_connector.client import (
+    CANCELLED,
+    DEFAULT_DEADLINE,
+    ExactClient,
+    http_client,
+    lent,
+    result_meta,
+)
 from exact_connector.clock import Clock, SystemClock
 from exact_connector.credentials import CredentialRef, Credentials
 from exact_connector.dryrun import PlanningClient, first_request
@@ -83,8 +91,14 @@ class Connector:
         self._pools: dict[tuple[object, ...], _Channel] = {}
         self._pools_lock = threading.Lock()
         weakref.finalize(self, _close_pools, self._pools)
+        reset_after_fork(self)
         # Form name -> its input check, looked up once (every step validates its input).
         self._input_checks: dict[str, Callable[[Any], list[FieldError]]] = {}
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the pools' lock afresh (a thread of the parent may have held it at
+        fork(), and would hold it in the child for good); the pools reset themselves."""
+        self._pools_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -156,6 +170,7 @@ class Connector:
             return
         credential = self.credentials.get(ref)
         with self._client(credential) as client:
+            client.deadline = self.clock.now() + self.deadline_seconds
             yield lambda source, params: serve_options(source, client, credential, params)
 
     # -- state -------------------------------------------------------------------------------
@@ -272,11 +287,12 @@ class Connector:
     ) -> dict[str, Any]:
         """Test Connect: a structured report; a failed check is reported, never raised.
 
-        ``deadline_seconds`` bounds its waits (the minute's rate limit, another worker's
-        refresh): a check that would wait longer fails at once with the time to test again."""
+        ``deadline_seconds`` (default: the Connector's, as for a step) bounds its waits (the
+        minute's rate limit, another worker's refresh): a check that would wait longer fails at
+        once with the time to test again."""
+        seconds = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         with self.client(ref) as client:
-            report = run_test_connect(client, self.vault, deadline_seconds=deadline_seconds)
-            return report.to_dict()
+            return run_test_connect(client, self.vault, deadline_seconds=seconds).to_dict()
 
     def options(
         self, source: str, ref: CredentialRef | None = None, **params: Any
@@ -286,6 +302,7 @@ class Connector:
             return serve_options(source, None, None, params)
         credential = self.credentials.get(ref)
         with self._client(credential) as client:
+            client.deadline = self.clock.now() + self.deadline_seconds  # the engine's, as a step's
             return serve_options(source, client, credential, params)
 
     def execute(
@@ -308,7 +325,8 @@ class Connector:
         try:
             declared = self.manifest.action(action)
             credential, division = self.checked(action, ref, inputs)
-            deadline = self.clock.now() + (deadline_seconds or self.deadline_seconds)
+            seconds = self.deadline_seconds if deadline_seconds is None else deadline_seconds
+            deadline = self.clock.now() + seconds
             with self._client(credential) as client:
                 client.progress = progress
                 step = Step(client, division, deadline, cursor_key=_cursor_key(credential))
@@ -437,9 +455,20 @@ class Connector:
 
 
 async def _in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``func`` in a worker thread. If the awaiting task is cancelled (an engine's timeout), the
+    thread goes on to its next wait's end but sends no call after that (:data:`CANCELLED`): a
+    write the engine gave up on is not made behind its back while it runs the step again."""
     import asyncio  # only async engines pay for importing it
 
-    return await asyncio.to_thread(func, *args, **kwargs)
+    cancelled = threading.Event()
+    token = CANCELLED.set(cancelled)  # the thread runs in a copy of this context
+    try:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+    finally:
+        CANCELLED.reset(token)
 
 
 @dataclass(slots=True, eq=False)

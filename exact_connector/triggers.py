@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exact_connector import webhooks
+from exact_connector._sqlite import reset_after_fork
 from exact_connector.budget import DEFAULT_INTERVAL, MOVE_CHECK_SECONDS, check_interval
 from exact_connector.catalog import catalog
 from exact_connector.changefeed import FIRST_TIMESTAMP, Batch, division_move_date, read_since
@@ -75,6 +76,11 @@ class Triggers:
         self._connector = connector
         self._store = store
         self._delivered: dict[str, float] = {}  # a delivery's digest -> when it woke polls
+        self._delivered_lock = threading.Lock()
+        reset_after_fork(self)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the deliveries' lock afresh (a parent's thread may have held it)."""
         self._delivered_lock = threading.Lock()
 
     @property
@@ -168,6 +174,7 @@ class Triggers:
         try:
             ref, job = work()
             with self._connector.client(ref) as client:
+                client.deadline = self._connector.clock.now() + self._connector.deadline_seconds
                 data = job(client)
             return {
                 "ok": True,

@@ -33,6 +33,7 @@ Families are grouped by what the caller should do next, and each family is a *ca
     │   │   └── DailyRateLimited
     │   ├── ErrorBudgetExhausted
     │   ├── RequestTimeout
+    │   ├── StepCancelled
     │   ├── TokenRefreshInProgress
     │   ├── ConcurrentUpdate
     │   └── VaultBusy
@@ -102,6 +103,7 @@ from exact_connector.exceptions._transient import (
     ErrorBudgetExhausted,
     RateLimited,
     RequestTimeout,
+    StepCancelled,
     TokenRefreshInProgress,
     VaultBusy,
 )
@@ -146,6 +148,7 @@ __all__ = [
     "ReauthRequired",
     "RedirectNotAllowed",
     "RequestTimeout",
+    "StepCancelled",
     "SystemError_",
     "TokenRefreshInProgress",
     "TokenResponseInvalid",

@@ -36,6 +36,14 @@ class RequestTimeout(TransientError):
     hint = "Exact Online did not answer in time; retry the step later."
 
 
+class StepCancelled(TransientError):
+    """Raised in a step's worker thread when the engine cancelled the step (an async task
+    cancelled, or timed out by ``asyncio.wait_for``): the calls not sent yet are not sent."""
+
+    code = "step_cancelled"
+    hint = "The engine cancelled the step; calls it had not sent were not sent. Run it again."
+
+
 class TokenRefreshInProgress(TransientError):
     """Raised when another worker holds the refresh lock for longer than the wait allows."""
 

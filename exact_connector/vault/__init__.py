@@ -124,6 +124,13 @@ class Vault:
         # A backend written before ``version`` existed simply reads every time.
         self._version: Callable[[], Hashable | None] = getattr(keys.store, "version", lambda: None)
 
+    @property
+    def place(self) -> Hashable:
+        """Which store this vault reads, the same for every Vault object on one file or database
+        schema (a backend that does not say: this one's store object)."""
+        place: Hashable | None = getattr(self._store, "place", None)
+        return place if place is not None else id(self._store)
+
     @classmethod
     def open(
         cls,

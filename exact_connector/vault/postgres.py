@@ -24,7 +24,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -108,6 +108,8 @@ class PostgresStore:
         pool_size: int = 4,
     ) -> None:
         self.where = f"{_postgres.describe_url(url)} (schema {schema})"
+        #: Which database this is, whatever Vault object opened it (see ``Vault.place``).
+        self.place: Hashable = ("postgres", url, schema)
         self.lease_ttl = lease_ttl
         self._pool = _postgres.Pool(
             url, schema, timeout=busy_timeout, size=pool_size, name="exact-connector-vault"

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -143,6 +143,8 @@ class SQLiteStore:
     def __init__(self, home: Path, busy_timeout: float) -> None:
         self.home, self.path = home, home / DB_NAME
         self.where = str(self.path)
+        #: Which database this is, whatever Vault object opened it (see ``Vault.place``).
+        self.place: Hashable = ("sqlite", str(self.path.resolve()))
         self.busy_timeout = busy_timeout
         self.closed = False
         self._generation: Generation | None = None
