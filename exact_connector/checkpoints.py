@@ -123,7 +123,8 @@ class FileCheckpoints:
 
     def _read(self) -> dict[str, Stored]:
         try:
-            raw = json.loads(self.path.read_text("utf-8"))
+            text = self.path.read_text("utf-8")
+            raw = json.loads(text) if text.strip() else {"checkpoints": {}}  # empty: a new file
         except FileNotFoundError:
             return {}
         except (OSError, ValueError):
@@ -132,7 +133,11 @@ class FileCheckpoints:
             raise self._unusable()
         found = {}
         for key, entry in raw["checkpoints"].items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("version"), int):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("version"), int)
+                or not isinstance(entry.get("state"), dict | None)
+            ):
                 raise self._unusable()
             found[key] = Stored(entry["version"], dict(entry.get("state") or {}))
         return found

@@ -6,11 +6,14 @@ Imported only once a command needs parsing (a bare ``--version`` is answered wit
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from exact_connector import __version__
@@ -110,17 +113,47 @@ def _take_vault_options(parser: argparse.ArgumentParser) -> bool:
 
 def run(argv: Sequence[str] | None, *, own_process: bool = False) -> int:
     """Run the CLI; returns the process exit code. ``own_process``: see
-    :func:`exact_connector.cli.console`."""
+    :func:`exact_connector.cli.console`; in a process of its own, SIGTERM (``kill``, a service
+    manager, ``docker stop``) stops a command as Ctrl-C does: its clean-up runs, exit 130."""
+    if own_process:
+        signal.signal(signal.SIGTERM, _interrupt)
+    if sys.stdout is None:  # started with stdout closed (``>&-``)
+        return fail(
+            ConfigError(
+                "Standard output is closed, so the command has nowhere to write.",
+                hint="Run it with stdout open: redirect it to a file or to /dev/null.",
+            )
+        )
     try:
         try:
             return _dispatch(argv, own_process)
         finally:
-            sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
     except BrokenPipeError:
         return closed_pipe()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # stdout cannot take the output (a full disk, say)
+        if not _is_output_error(error):
+            raise
+        return fail(
+            ConfigError(
+                f"Writing failed ({error.strerror or error}): the output, or a file the command "
+                "writes, cannot be written.",
+                hint="Make room on the disk, or send the output elsewhere.",
+            )
+        )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _is_output_error(error: OSError) -> bool:
+    """Whether ``error`` came from writing stdout (its traceback ends in a write to it)."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EBADF, errno.EFBIG)
 
 
 def _dispatch(argv: Sequence[str] | None, own_process: bool) -> int:

@@ -8,6 +8,7 @@ and redirect URI: what the credential form needs to connect to it. The secret is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -71,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        with serve(sandbox, port=args.port) as base_url:
+        with contextlib.ExitStack() as stack:
+            try:
+                base_url = stack.enter_context(serve(sandbox, port=args.port))
+            except OSError as error:  # only the port's: a failed write to stdout is not
+                raise cannot_listen("The sandbox", args.port, error) from None
             app = sandbox.demo_app
             lines = {
                 "base_url": base_url,
@@ -88,10 +93,6 @@ def run(args: argparse.Namespace) -> int:
                     pass
             except KeyboardInterrupt:
                 pass
-    except BrokenPipeError:
-        raise  # the reader of stdout left: the CLI ends quietly
-    except OSError as error:
-        raise cannot_listen("The sandbox", args.port, error) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.stderr.write("sandbox stopped\n")

@@ -15,15 +15,16 @@ import itertools
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 from exact_connector.budget import DEFAULT_INTERVAL, check_interval
 from exact_connector.checkpoints import FileCheckpoints
-from exact_connector.cli import command, group
+from exact_connector.cli import bounded, command, group
 from exact_connector.cli._output import fail_with, print_json
 from exact_connector.cli.connect import read_input
 from exact_connector.cli.vault import open_vault, vault_options
-from exact_connector.exceptions import ConcurrentUpdate, InputError
+from exact_connector.exceptions import Category, ConcurrentUpdate, InputError
 from exact_connector.manifest import load_manifest
 from exact_connector.runtime import Connector
 from exact_connector.triggers import Triggers
@@ -57,7 +58,9 @@ def register(subparsers: Any) -> None:
 
     trigger_command("poll", "print new events as JSON lines, then acknowledge them", _poll)
     run = trigger_command("run", "poll at the trigger's interval until stopped", _run)
-    run.add_argument("--polls", type=int, metavar="N", help="stop after N polls")
+    run.add_argument(
+        "--polls", type=bounded(1, 10**9, "--polls"), metavar="N", help="stop after N polls"
+    )
     budget = trigger_command(
         "budget", "API calls a day the poll interval costs", _budget, credential=False
     )
@@ -78,8 +81,13 @@ def register(subparsers: Any) -> None:
 class _Failed(Exception):
     """A poll answered with an error envelope (already printed on stderr); exit with its code."""
 
-    def __init__(self, code: int) -> None:
-        self.code = code
+    def __init__(self, code: int, error: dict[str, Any]) -> None:
+        self.code, self.error = code, error
+
+    @property
+    def passes(self) -> bool:
+        """Whether waiting may mend it (Exact unreachable a while, the minute's calls used)."""
+        return self.error.get("category") == Category.TRANSIENT.value
 
 
 def _triggers(args: argparse.Namespace) -> Triggers:
@@ -92,7 +100,7 @@ def _poll_once(triggers: Triggers, args: argparse.Namespace, inputs: dict[str, A
     """One poll, its events printed and flushed, then acknowledged; whether more are waiting."""
     result = triggers.poll(args.name, args.credential, inputs)
     if not result["ok"]:  # stdout carries events only: the error goes where every CLI error goes
-        raise _Failed(fail_with(result["error"]))
+        raise _Failed(fail_with(result["error"]), result["error"])
     data = result["data"]
     for event in data["events"]:
         sys.stdout.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
@@ -123,12 +131,27 @@ def _run(args: argparse.Namespace) -> int:
         try:
             more = _poll_once(triggers, args, inputs)
         except _Failed as failed:
-            return failed.code
+            # "Until stopped": a failure that passes with time (Exact unreachable for a while,
+            # the day's calls used) is printed and the next poll waits for it; others end the run.
+            if not failed.passes or (args.polls is not None and count >= args.polls):
+                return failed.code
+            time.sleep(max(interval, _seconds_until(failed.error.get("retry_at"))))
+            continue
         if args.polls is not None and count >= args.polls:
             return 0
         if not more:
             time.sleep(interval)
     return 0  # pragma: no cover - the loop above only ends by returning
+
+
+def _seconds_until(moment: object) -> float:
+    """Seconds from now until an ISO 8601 ``retry_at`` (0 when absent or past)."""
+    if not isinstance(moment, str):
+        return 0.0
+    try:
+        return max(0.0, datetime.fromisoformat(moment).timestamp() - time.time())
+    except ValueError:
+        return 0.0
 
 
 def _budget(args: argparse.Namespace) -> int:
