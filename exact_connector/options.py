@@ -201,15 +201,14 @@ def _divisions(client: ExactClient, credential: Credential, params: dict[str, An
     if not allowed:
         raise _no_divisions(credential)
     names: dict[int, str] = {}
-    if allowed:
-        endpoint = catalog().lookup("system/Divisions")
-        url = client.url(endpoint, allowed[0], None, {"$select": "Code,Description"})
-        try:
-            for row in Pager(client, endpoint, allowed[0], url, page_cap=20):
-                if isinstance(row.get("Code"), int) and isinstance(row.get("Description"), str):
-                    names[row["Code"]] = row["Description"].strip()
-        except ExactConnectorError:
-            names = {}
+    endpoint = catalog().lookup("system/Divisions")
+    url = client.url(endpoint, allowed[0], None, {"$select": "Code,Description"})
+    try:
+        for row in Pager(client, endpoint, allowed[0], url, page_cap=20):
+            if isinstance(row.get("Code"), int) and isinstance(row.get("Description"), str):
+                names[row["Code"]] = row["Description"].strip()
+    except ExactConnectorError:
+        names = {}
     options: list[Option] = [
         {"value": code, "label": f"{code} — {names[code]}" if names.get(code) else str(code)}
         for code in allowed
