@@ -152,7 +152,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _is_output_error(error: OSError) -> bool:
-    """Whether ``error`` came from writing stdout (its traceback ends in a write to it)."""
+    """Whether ``error`` is one a write fails with (a full disk or quota, an I/O error, a closed
+    descriptor); any other OSError here is a bug of ours and keeps its traceback."""
     return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EBADF, errno.EFBIG)
 
 
