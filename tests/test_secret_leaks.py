@@ -23,6 +23,7 @@ from exact_connector.cli import connect as cli_connect
 from exact_connector.exceptions import ExactConnectorError
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox
+from exact_connector.testing import EXACT, _sign_in
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import KeyRing, generate_key
 
@@ -141,9 +142,6 @@ def test_open_browser_child_environment_never_holds_the_database_password(
     )
 
 
-EXACT = "https://start.exactonline.nl"
-
-
 def _signed_in(
     tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response]
 ) -> tuple[Connector, str, str, dict[str, bool]]:
@@ -157,27 +155,10 @@ def _signed_in(
 
     vault = Vault.open(tmp_path / "v", keys=KeyRing.from_bytes(generate_key()))
     connector = Connector(vault=vault, transport=httpx.MockTransport(transport))
-    app = sandbox.demo_app
-    cred = connector.credentials.begin(
-        {
-            "connector_name": "echo",
-            "auth_type": "oauth2_authorization_code",
-            "server_url": EXACT,
-            "client_id": app.client_id,
-            "client_secret": app.client_secret,
-            "redirect_uri": app.redirect_uris[0],
-        }
-    )
-    state = "s-" + cred.id
-    consent = sandbox(httpx.Request("GET", connector.authorization_url(cred, state)))
-    code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
-    connector.complete_authorization(cred, code, state)
-    assert connector.test_connect(cred)["ok"]
-    connector.credentials.activate(cred)
-    access = connector.credentials.get(cred.id).access_token
+    cred = _sign_in(sandbox, connector, EXACT, "echo")
+    access = connector.credentials.get(cred).access_token
     assert access is not None
-    token = access.get_secret_value()
-    return connector, cred.id, token, echo
+    return connector, cred, access.get_secret_value(), echo
 
 
 def _echo_body(request: httpx.Request) -> httpx.Response:

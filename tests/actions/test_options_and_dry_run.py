@@ -14,7 +14,6 @@ import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from exact_connector.clock import ManualClock
 from exact_connector.exceptions import ExactConnectorError, InputError
 from exact_connector.runtime import Connector
 from exact_connector.sandbox import Sandbox, serve
-from exact_connector.testing import Connected, connect
+from exact_connector.testing import Connected, _sign_in, connect
 from exact_connector.vault import Vault
 from exact_connector.vault.sealing import generate_key
 
@@ -315,23 +314,7 @@ def test_options_cli_table_does_not_print_control_characters_from_exact(
         vault = Vault.open(home)
         try:
             connector = Connector(vault=vault, allow_sandbox=True)
-            app = sb.demo_app
-            cred = connector.credentials.begin(
-                {
-                    "connector_name": "cli",
-                    "auth_type": "oauth2_authorization_code",
-                    "server_url": base_url,
-                    "client_id": app.client_id,
-                    "client_secret": app.client_secret,
-                    "redirect_uri": app.redirect_uris[0],
-                }
-            )
-            url = connector.authorization_url(cred, "state-0001")
-            location = httpx.get(url, follow_redirects=False, trust_env=False).headers["location"]
-            query = parse_qs(urlsplit(location).query)
-            connector.complete_authorization(cred, query["code"][0], query["state"][0])
-            assert connector.test_connect(cred)["ok"]
-            connector.credentials.activate(cred)
+            _sign_in(sb, connector, base_url, "cli")
             connector.close()
         finally:
             vault.close()
